@@ -1,0 +1,76 @@
+"""bo_tuner: Bayesian hyperparameter tuning for Keras models, tracked in MLflow.
+
+Front door::
+
+    import bo_tuner
+    result = bo_tuner.tune(bo_tuner.load_config("study.yaml", n_calls=30))
+    result.best_value, result.best_params, result.promotion
+
+    bo_tuner.minimize(lambda p: (p["x"] - 2) ** 2, {"x": {"type": "real", "low": -5, "high": 5}}, n_calls=15)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bo_tuner.config import StudyConfig, load_config
+from bo_tuner.errors import (
+    BoTunerError,
+    BoTunerWarning,
+    ConfigError,
+    DataError,
+    RegistryError,
+    StudyFailedError,
+    StudyInterrupted,
+    TrackingUnavailableError,
+    TrialFailedError,
+)
+from bo_tuner.space import Categorical, Int, Real, SearchSpace
+
+if TYPE_CHECKING:
+    from bo_tuner.study import StudyResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BoTunerError",
+    "BoTunerWarning",
+    "Categorical",
+    "ConfigError",
+    "DataError",
+    "Int",
+    "Real",
+    "RegistryError",
+    "SearchSpace",
+    "StudyConfig",
+    "StudyFailedError",
+    "StudyInterrupted",
+    "StudyResult",
+    "TrackingUnavailableError",
+    "TrialFailedError",
+    "load_config",
+    "minimize",
+    "tune",
+]
+
+
+def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
+    """Run a study; see :func:`bo_tuner.study.tune`. Heavy libraries load on first call."""
+    from bo_tuner.study import tune as _tune
+
+    return _tune(config, progress=progress)
+
+
+def minimize(objective: Any, space: Any, **kwargs: Any) -> StudyResult:
+    """Tune any Python objective with MLflow tracking; see :func:`bo_tuner.study.minimize`."""
+    from bo_tuner.study import minimize as _minimize
+
+    return _minimize(objective, space, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StudyResult":
+        from bo_tuner.study import StudyResult
+
+        return StudyResult
+    raise AttributeError(name)

@@ -1,0 +1,134 @@
+"""Command line: ``bo-tuner tune|train ...`` (also ``python -m bo_tuner``).
+
+Parses flags, calls the API, maps errors to one-line messages and exit codes (2: bad input, nothing started;
+1: the study failed; 130: interrupted). Heavy libraries are imported only after the flags are parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, load_config, parse_hparams
+from bo_tuner.errors import BoTunerError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _opt(text: str) -> str | None:
+    """MLproject passes unset parameters as empty strings: treat them as not given."""
+    return text if text.strip() else None
+
+
+def _opt_int(text: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer value: {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=_opt, help="YAML study file; flags override it")
+    p.add_argument("--data", type=_opt, help="bundled dataset (digits, diabetes, breast_cancer, wine, iris) or a "
+                                              "CSV/Parquet path [digits]")
+    p.add_argument("--target", type=_opt, help="target column of a data file")
+    p.add_argument("--task", type=_opt, choices=[*TASKS, None], help="override task detection")
+    p.add_argument("--model", type=_opt, help="mlp, cnn or package.module:build_fn [mlp]")
+    p.add_argument("--max-epochs", type=_opt_int, help="epochs per trial, with EarlyStopping [100]")
+    p.add_argument("--metric", type=_opt, help="validation metric to optimize [val_accuracy | val_rmse]")
+    p.add_argument("--experiment", type=_opt, help="MLflow experiment name [bo_tuner]")
+    p.add_argument("--seed", type=_opt_int, help="seed for splits, proposals and training [42]")
+    p.add_argument("--tracking-uri", type=_opt, help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bo-tuner", description="Bayesian hyperparameter tuning for Keras, tracked in MLflow.")
+    parser.add_argument("--version", action="version", version="bo_tuner 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    tune = sub.add_parser("tune", help="run a study: GP search, nested trial runs, champion in the registry")
+    _common(tune)
+    tune.add_argument("--n-calls", type=_opt_int, help="number of trials [20]")
+    tune.add_argument("--n-initial-points", type=_opt_int, help="random trials before the GP [6]")
+    tune.add_argument("--acq-func", type=_opt, choices=[*ACQ_FUNCS, None], help="acquisition function [gp_hedge]")
+    tune.add_argument("--registered-model", type=_opt, help="registry name [<data>-<model>]")
+    tune.add_argument("--promote", type=_opt, choices=[*PROMOTE, None],
+                      help="move @champion: if-better (default), always, never")
+    tune.add_argument("--parallel", type=_opt_int, help="trials at once, in worker processes [1]")
+    tune.add_argument("--max-consecutive-failures", type=_opt_int, help="stop after this many failures in a row [5]")
+    tune.add_argument("--study-name", type=_opt, help="parent run name [<data>-<model>]")
+    train = sub.add_parser("train", help="train and log one configuration as a single run")
+    _common(train)
+    train.add_argument("--params", type=_opt, help='hyperparameters: JSON/YAML mapping or "a=1,b=relu"')
+    return parser
+
+
+_FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
+                "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
+                "max_consecutive_failures", "study_name")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in _FLAG_FIELDS if getattr(args, name, None) is not None}
+
+
+def _quiet_libraries() -> None:
+    # One BLAS thread per process: the GP fit was 6-15x slower with default threading on 2 cores (FACTS.md).
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, **_overrides(args))
+    _quiet_libraries()
+    if args.command == "train":
+        from bo_tuner.study import train_one
+
+        outcome = train_one(config, parse_hparams(args.params))
+        print(f"trained: objective={outcome.value:.5g} in {outcome.fit_seconds:.1f} s; run {outcome.run_id}")
+        print(f"model: {outcome.model_uri}")
+        return 0
+    from bo_tuner.study import tune
+
+    result = tune(config, progress=not args.quiet)
+    best = result.best
+    assert best is not None
+    print(f"study {result.study_run_id}: best {result.metric}={best.value:.5g} at trial {best.number} of "
+          f"{len(result.trials)} ({result.n_failed} failed) in {result.wall_seconds:.1f} s")
+    print("best params: " + ", ".join(f"{k}={v}" for k, v in best.params.items()))
+    if result.test_metrics:
+        print("test: " + ", ".join(f"{k}={v:.4g}" for k, v in result.test_metrics.items()))
+    if result.promotion is not None:
+        p = result.promotion
+        verdict = "now @champion" if p.promoted else "not promoted"
+        print(f"registered {p.name} v{p.version}: {verdict} ({p.reason})")
+        print(f'serve: mlflow models serve -m "models:/{p.name}@champion" --env-manager local -p 5001')
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BoTunerError as exc:
+        message = " ".join(str(exc).split())
+        print(f"bo-tuner: error: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bo-tuner: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Study configuration: a frozen, validated value built from defaults, a YAML file and CLI flags (in that order).
+
+No heavy imports here: validating a config must be instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bo_tuner.errors import ConfigError
+from bo_tuner.space import SearchSpace
+
+ACQ_FUNCS = ("gp_hedge", "EI", "PI", "LCB")
+DEFAULT_INITIAL_POINTS = 6
+PROMOTE = ("if-better", "always", "never")
+TASKS = ("classification", "regression")
+DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_rmse"}
+BUILTIN_METRICS = {
+    "classification": ("val_accuracy", "val_loss", "accuracy", "loss"),
+    "regression": ("val_rmse", "val_mae", "val_loss", "rmse", "mae", "loss"),
+}
+_MAXIMIZED = ("accuracy", "auc", "precision", "recall", "f1", "r2")
+_MODEL_RE = re.compile(r"^(mlp|cnn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+# MLflow registered model names end up in URIs (models:/<name>@champion): keep them URI- and path-safe.
+_REGISTERED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
+_EXPERIMENT_RE = re.compile(r"^[^\x00-\x1f]{1,500}$")
+
+
+def metric_is_maximized(metric: str) -> bool:
+    """Accuracy-like metrics are maximized; losses and errors are minimized."""
+    return any(word in metric.lower() for word in _MAXIMIZED)
+
+
+def _int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: ({value!r}) must be an integer")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: ({value!r}) must be an integer") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ConfigError(f"{name}: ({value!r}) must be an integer")
+    if value < minimum:
+        raise ConfigError(f"{name}: ({value}) must be >= {minimum}")
+    return value
+
+
+def _fraction(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: ({value!r}) must be a number between 0 and 1") from None
+    if isinstance(value, bool) or not math.isfinite(number) or not 0.0 < number < 0.5:
+        raise ConfigError(f"{name}: ({value!r}) must be > 0 and < 0.5")
+    return number
+
+
+def _optional_str(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{name}: ({value!r}) must be a string")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study needs. Validated on construction; every error names the field and the bad value.
+
+    ``space=None`` means the model's default space. ``fixed`` holds hyperparameters that are not searched.
+    """
+
+    data: str = "digits"
+    target: str | None = None
+    task: str | None = None
+    model: str = "mlp"
+    space: SearchSpace | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    n_calls: int = 20
+    n_initial_points: int | None = None  # None: min(6, n_calls)
+    acq_func: str = "gp_hedge"
+    max_epochs: int = 100
+    metric: str | None = None
+    experiment: str | None = None
+    study_name: str | None = None
+    registered_model: str | None = None
+    promote: str = "if-better"
+    seed: int = 42
+    tracking_uri: str | None = None
+    max_consecutive_failures: int = 5
+    parallel: int = 1
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    worker_max_trials: int = 10
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        if not isinstance(self.data, str) or not self.data.strip():
+            raise ConfigError(f"data: ({self.data!r}) must be a bundled dataset name or a file path")
+        set_("target", _optional_str("target", self.target))
+        task = _optional_str("task", self.task)
+        if task is not None and task not in TASKS:
+            raise ConfigError(f"task: ({task!r}) must be one of {', '.join(TASKS)}")
+        set_("task", task)
+        if not isinstance(self.model, str) or not _MODEL_RE.match(self.model):
+            raise ConfigError(f"model: ({self.model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
+        if self.space is not None and not isinstance(self.space, SearchSpace):
+            set_("space", SearchSpace.from_dict(self.space))
+        if self.fixed is None:
+            set_("fixed", {})
+        if not isinstance(self.fixed, Mapping):
+            raise ConfigError(f"fixed: ({self.fixed!r}) must be a mapping of hyperparameter -> value")
+        fixed = dict(self.fixed)
+        for key, value in fixed.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"fixed: key ({key!r}) must be a string")
+            if not isinstance(value, int | float | str | bool | list) or (
+                    isinstance(value, float) and not math.isfinite(value)):
+                raise ConfigError(f"fixed.{key}: ({value!r}) must be a number, string, boolean or list")
+        set_("fixed", fixed)
+        if self.space is not None:
+            overlap = sorted(set(fixed) & set(self.space.names))
+            if overlap:
+                raise ConfigError(f"fixed.{overlap[0]}: ({fixed[overlap[0]]!r}) is also in the space; "
+                                  "keep it in one of the two")
+        set_("n_calls", _int("n_calls", self.n_calls, minimum=1))
+        if self.n_initial_points is None or self.n_initial_points == "":
+            set_("n_initial_points", min(DEFAULT_INITIAL_POINTS, self.n_calls))
+        set_("n_initial_points", _int("n_initial_points", self.n_initial_points, minimum=1))
+        if self.n_initial_points > self.n_calls:
+            raise ConfigError(f"n_initial_points: ({self.n_initial_points}) must be <= n_calls ({self.n_calls})")
+        if self.acq_func not in ACQ_FUNCS:
+            raise ConfigError(f"acq_func: ({self.acq_func!r}) must be one of {', '.join(ACQ_FUNCS)}")
+        set_("max_epochs", _int("max_epochs", self.max_epochs, minimum=1))
+        metric = _optional_str("metric", self.metric)
+        if metric is not None and not re.match(r"^[A-Za-z_][\w./-]*$", metric):
+            raise ConfigError(f"metric: ({metric!r}) must be a metric name such as val_accuracy")
+        set_("metric", metric)
+        experiment = _optional_str("experiment", self.experiment)
+        if experiment is not None and not _EXPERIMENT_RE.match(experiment):
+            raise ConfigError(f"experiment: ({experiment!r}) must be 1-500 printable characters")
+        set_("experiment", experiment)
+        set_("study_name", _optional_str("study_name", self.study_name))
+        registered = _optional_str("registered_model", self.registered_model)
+        if registered is not None and not _REGISTERED_NAME_RE.match(registered):
+            raise ConfigError(f"registered_model: ({registered!r}) must start with a letter or digit and use "
+                              "only letters, digits, '_', '.', '-' (at most 256 characters)")
+        set_("registered_model", registered)
+        if self.promote not in PROMOTE:
+            raise ConfigError(f"promote: ({self.promote!r}) must be one of {', '.join(PROMOTE)}")
+        set_("seed", _int("seed", self.seed, minimum=0))
+        set_("tracking_uri", _optional_str("tracking_uri", self.tracking_uri))
+        set_("max_consecutive_failures", _int("max_consecutive_failures", self.max_consecutive_failures,
+                                              minimum=1))
+        set_("parallel", _int("parallel", self.parallel, minimum=1))
+        set_("worker_max_trials", _int("worker_max_trials", self.worker_max_trials, minimum=1))
+        set_("val_fraction", _fraction("val_fraction", self.val_fraction))
+        set_("test_fraction", _fraction("test_fraction", self.test_fraction))
+
+    # ------------------------------------------------------------------------------------------------ derived
+
+    def metric_for(self, task: str) -> str:
+        return self.metric or DEFAULT_METRIC[task]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-ready form; ``from_mapping(to_dict())`` gives an equal config."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, SearchSpace) else value
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "config") -> StudyConfig:
+        """Build from a plain mapping (parsed YAML, CLI overrides), rejecting unknown keys with a suggestion."""
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"{source}: ({type(mapping).__name__}) must be a mapping of settings")
+        names = cls.field_names()
+        for key in mapping:
+            if not isinstance(key, str) or key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+                raise ConfigError(f"{source}: unknown key ({key!r}){hint}")
+        values = dict(mapping)
+        if "space" in values and values["space"] is not None and not isinstance(values["space"], SearchSpace):
+            values["space"] = SearchSpace.from_dict(values["space"])
+        try:
+            return cls(**values)
+        except TypeError as exc:  # pragma: no cover - all fields have defaults; kept as a guard
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping, with one-line errors for missing or malformed files."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"config: ({str(path)!r}) no such file")
+    if file.is_dir():
+        raise ConfigError(f"config: ({str(path)!r}) is a directory, not a YAML file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: ({str(path)!r}) cannot be read: {exc}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config: ({str(path)!r}) is not valid YAML{line}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config: ({str(path)!r}) must hold a mapping of settings, not {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig:
+    """Defaults ← YAML file ← overrides (``None`` overrides are ignored, so unset CLI flags change nothing)."""
+    values: dict[str, Any] = read_yaml(path) if path else {}
+    if path:
+        StudyConfig.from_mapping(values, source="config")  # report file errors against the file first
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyConfig.from_mapping(values)
+
+
+def parse_hparams(text: str | None) -> dict[str, Any]:
+    """Parse ``--params`` for the train command: JSON or YAML mapping text, or ``a=1,b=relu``."""
+    if not text:
+        return {}
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError:
+            loaded = None
+        if not isinstance(loaded, dict):
+            loaded = {}
+            for part in text.split(","):
+                key, sep, value = part.partition("=")
+                if not sep or not key.strip():
+                    raise ConfigError(f"params: ({text!r}) must be JSON, YAML or key=value pairs") from None
+                loaded[key.strip()] = yaml.safe_load(value.strip())
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"params: ({text!r}) must be a mapping of hyperparameter -> value")
+    return loaded

@@ -1,0 +1,300 @@
+"""Datasets: scikit-learn's bundled ones by name, or the user's CSV/Parquet file via pandas.
+
+:func:`prepare` loads the data, detects the task, makes a seeded train/validation/test split (stratified for
+classification) and fits a :class:`FeaturePipeline` (numeric columns imputed and standardised, other columns
+one-hot encoded) on the training split only. The pipeline travels inside the registered model, so the served model
+takes raw rows in the input's own columns and answers in the target's own terms.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from bo_tuner.errors import BoTunerWarning, DataError
+
+Task = Literal["classification", "regression"]
+TASKS: tuple[str, ...] = ("classification", "regression")
+MIN_ROWS = 10
+_MAX_CLASSES_FOR_INT_TARGET = 20
+
+
+def _bundled_loaders() -> dict[str, Callable[..., Any]]:
+    from sklearn import datasets
+
+    return {
+        "digits": datasets.load_digits,
+        "diabetes": datasets.load_diabetes,
+        "breast_cancer": datasets.load_breast_cancer,
+        "wine": datasets.load_wine,
+        "iris": datasets.load_iris,
+    }
+
+
+BUNDLED: dict[str, tuple[Task, tuple[int, ...] | None]] = {
+    "digits": ("classification", (8, 8, 1)),
+    "diabetes": ("regression", None),
+    "breast_cancer": ("classification", None),
+    "wine": ("classification", None),
+    "iris": ("classification", None),
+}
+_FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
+
+def is_bundled(data: str) -> bool:
+    return data in BUNDLED
+
+
+def dataset_label(data: str) -> str:
+    """A short name for the data: the bundled name or the file's stem, for run and model names."""
+    return data if is_bundled(data) else Path(data).stem
+
+
+def _as_text(frame: Any) -> Any:
+    """Turn categorical columns into plain strings (missing → 'missing') before one-hot encoding."""
+    frame = pd.DataFrame(frame)
+    return frame.astype(object).where(frame.notna(), "missing").astype(str).to_numpy(dtype=object)
+
+
+class FeaturePipeline:
+    """Raw rows → model inputs, model outputs → predictions in the target's own terms.
+
+    Fitted on the training split only; pickled with joblib into the registered model's artifacts.
+    """
+
+    def __init__(self, columns: list[str], numeric: list[str], categorical: list[str], task: Task,
+                 classes: list[Any] | None) -> None:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+        self.columns = list(columns)
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.task = task
+        self.classes = classes
+        parts: list[tuple[str, Any, list[str]]] = []
+        if numeric:
+            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                                                   StandardScaler()), numeric))
+        if categorical:
+            parts.append(("categorical", make_pipeline(
+                FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical))
+        self.transformer = ColumnTransformer(parts, remainder="drop")
+
+    def fit(self, frame: pd.DataFrame) -> FeaturePipeline:
+        self.transformer.fit(frame[self.columns])
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> npt.NDArray[np.float32]:
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"input: columns {missing} are missing; the model takes {self.columns}")
+        return np.asarray(self.transformer.transform(frame[self.columns]), dtype=np.float32)
+
+    def encode_target(self, y: pd.Series) -> npt.NDArray[Any]:
+        if self.task == "regression":
+            return np.asarray(y, dtype=np.float32)
+        assert self.classes is not None
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.asarray([index[v] for v in y], dtype=np.int32)
+
+    def decode(self, outputs: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Model outputs → class labels (classification) or numbers (regression)."""
+        if self.task == "regression":
+            return np.asarray(outputs, dtype=float).reshape(len(outputs), -1)[:, 0]
+        assert self.classes is not None
+        return np.asarray(self.classes, dtype=object)[np.argmax(outputs, axis=1)]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The split, transformed data one trial trains on, and the raw rows the champion is checked on."""
+
+    name: str
+    task: Task
+    target: str
+    pipeline: FeaturePipeline
+    x_train: npt.NDArray[np.float32]
+    y_train: npt.NDArray[Any]
+    x_val: npt.NDArray[np.float32]
+    y_val: npt.NDArray[Any]
+    test_frame: pd.DataFrame
+    test_target: pd.Series
+    n_outputs: int
+    image_shape: tuple[int, ...] | None
+    target_mean: float
+    target_scale: float
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.x_train) + len(self.x_val) + len(self.test_frame)
+
+
+def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
+    """Load the raw table and resolve the target column's name."""
+    if is_bundled(data):
+        bunch = _bundled_loaders()[data](as_frame=True)
+        frame = bunch.frame.copy()
+        target_col = bunch.target.name if hasattr(bunch.target, "name") else "target"
+        if target not in (None, target_col):
+            raise DataError(f"target: ({target!r}) is not a column of {data}; its target is {target_col!r}")
+        return frame, target_col
+    path = Path(data)
+    if not path.exists():
+        known = ", ".join(BUNDLED)
+        if path.suffix.lower() in _FILE_SUFFIXES or "/" in data or "\\" in data:
+            raise DataError(f"data: ({data!r}) no such file")
+        raise DataError(f"data: ({data!r}) is neither a bundled dataset ({known}) nor an existing file")
+    if path.is_dir():
+        raise DataError(f"data: ({data!r}) is a directory, not a CSV or Parquet file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt"):
+            frame = pd.read_csv(path)
+        elif suffix == ".tsv":
+            frame = pd.read_csv(path, sep="\t")
+        else:
+            raise DataError(f"data: ({data!r}) must be a .csv, .tsv or .parquet file")
+    except DataError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"data: ({data!r}) cannot be read: {first}") from None
+    if frame.shape[1] == 0 or frame.shape[0] == 0:
+        raise DataError(f"data: ({data!r}) has no rows or no columns")
+    frame.columns = [str(c) for c in frame.columns]
+    if target is None:
+        if "target" in frame.columns:
+            target = "target"
+        else:
+            raise DataError(f"target: (None) must name the column to predict; columns are {list(frame.columns)}")
+    if target not in frame.columns:
+        raise DataError(f"target: ({target!r}) is not a column of {data}; columns are {list(frame.columns)}")
+    return frame, target
+
+
+def detect_task(y: pd.Series) -> Task:
+    """Strings, booleans and categories → classification; few distinct integers → classification; else regression."""
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return "classification"
+    values = y.to_numpy(dtype=float)
+    if np.all(values == np.round(values)) and y.nunique() <= _MAX_CLASSES_FOR_INT_TARGET:
+        return "classification"
+    return "regression"
+
+
+def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction: float,
+           seed: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(n)
+    stratify = y.to_numpy() if task == "classification" else None
+    if stratify is not None:
+        counts = y.value_counts()
+        n_test = math.ceil(n * test_fraction)
+        n_val = math.ceil((n - n_test) * val_fraction / (1 - test_fraction))
+        if counts.min() < 3 or n_test < len(counts) or n_val < len(counts):
+            warnings.warn(f"class {counts.idxmin()!r} has {counts.min()} rows: the split is not stratified",
+                          BoTunerWarning, stacklevel=3)
+            stratify = None
+    rest, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=stratify)
+    rest_strat = stratify[rest] if stratify is not None else None
+    train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
+                                  stratify=rest_strat)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+@functools.lru_cache(maxsize=4)
+def prepare(data: str, target: str | None, task: str | None, val_fraction: float, test_fraction: float,
+            seed: int) -> PreparedData:
+    """Load, split and transform the data; cached per process so each worker loads it once.
+
+    Raises:
+        DataError: naming the field and bad value (file, target, rows, classes).
+    """
+    frame, target_col = load_frame(data, target)
+    before = len(frame)
+    frame = frame[frame[target_col].notna()].reset_index(drop=True)
+    if len(frame) == 0:
+        raise DataError(f"target: ({target_col!r}) has no values; all {before} rows are missing it")
+    y = frame[target_col]
+    if task is None:
+        resolved: Task = BUNDLED[data][0] if is_bundled(data) else detect_task(y)
+    elif task in TASKS:
+        resolved = task  # type: ignore[assignment]
+    else:
+        raise DataError(f"task: ({task!r}) must be one of {', '.join(TASKS)}")
+    if resolved == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
+        raise DataError(f"target: ({target_col!r}) is not numeric ({y.dtype}); use task classification")
+    if len(frame) < MIN_ROWS:
+        raise DataError(f"data: ({data!r}) has {len(frame)} rows with a target; at least {MIN_ROWS} are needed "
+                        "for train/validation/test splits")
+    features = [c for c in frame.columns if c != target_col]
+    if not features:
+        raise DataError(f"data: ({data!r}) has no feature columns besides the target {target_col!r}")
+    classes: list[Any] | None = None
+    if resolved == "classification":
+        classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
+        if len(classes) < 2:
+            raise DataError(f"target: ({target_col!r}) has one class only ({classes[0]!r}); need at least two")
+        classes = [c.item() if hasattr(c, "item") else c for c in classes]
+    x = frame[features]
+    numeric = [c for c in features if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    categorical = [c for c in features if c not in numeric]
+    train, val, test = _split(len(frame), y, resolved, val_fraction, test_fraction, seed)
+    pipeline = FeaturePipeline(features, numeric, categorical, resolved, classes).fit(x.iloc[train])
+    y_train_raw = y.iloc[train]
+    target_mean, target_scale = 0.0, 1.0
+    if resolved == "regression":
+        target_mean = float(y_train_raw.mean())
+        target_scale = float(y_train_raw.std()) or 1.0
+    return PreparedData(
+        name=dataset_label(data),
+        task=resolved,
+        target=target_col,
+        pipeline=pipeline,
+        x_train=pipeline.transform(x.iloc[train]),
+        y_train=pipeline.encode_target(y_train_raw),
+        x_val=pipeline.transform(x.iloc[val]),
+        y_val=pipeline.encode_target(y.iloc[val]),
+        test_frame=x.iloc[test].reset_index(drop=True),
+        test_target=y.iloc[test].reset_index(drop=True),
+        n_outputs=len(classes) if classes is not None else 1,
+        image_shape=BUNDLED[data][1] if is_bundled(data) else None,
+        target_mean=target_mean,
+        target_scale=target_scale,
+    )
+
+
+def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any]) -> dict[str, float]:
+    """Test-set metrics in the target's own terms, computed once for the best trial."""
+    from sklearn import metrics
+
+    if task == "classification":
+        truth = np.asarray(y_true, dtype=object)
+        pred = np.asarray(y_pred, dtype=object)
+        return {
+            "test_accuracy": float(metrics.accuracy_score(truth.astype(str), pred.astype(str))),
+            "test_f1_macro": float(metrics.f1_score(truth.astype(str), pred.astype(str), average="macro")),
+        }
+    truth_f = np.asarray(y_true, dtype=float)
+    pred_f = np.asarray(y_pred, dtype=float)
+    return {
+        "test_rmse": float(np.sqrt(metrics.mean_squared_error(truth_f, pred_f))),
+        "test_mae": float(metrics.mean_absolute_error(truth_f, pred_f)),
+        "test_r2": float(metrics.r2_score(truth_f, pred_f)),
+    }

@@ -1,0 +1,59 @@
+"""Exceptions raised by bo_tuner, named after what happens next.
+
+::
+
+    BoTunerError                    base class; the CLI prints its message on one line
+    ├── ConfigError                 bad config, space, CLI flag or data: nothing was started (exit 2)
+    │   ├── DataError               data file missing/unreadable, bad target, too few rows
+    │   └── TrackingUnavailableError  the tracking URI cannot be reached (checked before training)
+    ├── TrialFailedError            this trial is marked FAILED and told a penalty; the study goes on
+    ├── StudyFailedError            the study stopped: too many consecutive failures, or none finished (exit 1)
+    ├── StudyInterrupted            Ctrl-C: runs in flight were marked KILLED (exit 130)
+    └── RegistryError               registering or promoting the champion failed; the old champion stays
+
+``BoTunerWarning`` is the category of every warning bo_tuner emits.
+"""
+
+from __future__ import annotations
+
+
+class BoTunerError(Exception):
+    """Base class of every error bo_tuner raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(BoTunerError, ValueError):
+    """The configuration, search space, a CLI flag or the data is invalid; nothing was started."""
+
+    exit_code = 2
+
+
+class DataError(ConfigError):
+    """The data cannot be used: file missing or unreadable, bad target column, too few rows."""
+
+
+class TrackingUnavailableError(ConfigError):
+    """The MLflow tracking store cannot be reached; checked before any run is created."""
+
+
+class TrialFailedError(BoTunerError):
+    """One trial failed (exception, NaN/inf objective). The loop records it as FAILED and goes on."""
+
+
+class StudyFailedError(BoTunerError):
+    """The study stopped without a usable result (too many consecutive failures, or no finished trial)."""
+
+
+class StudyInterrupted(BoTunerError):
+    """The study was interrupted (Ctrl-C / SIGTERM); runs in flight were marked KILLED."""
+
+    exit_code = 130
+
+
+class RegistryError(BoTunerError):
+    """Registering the best model or moving the champion alias failed; the previous champion stays."""
+
+
+class BoTunerWarning(UserWarning):
+    """Category of warnings emitted by bo_tuner."""

@@ -1,0 +1,407 @@
+"""Keras model builders (MLP, CNN, user-supplied) and training. The only module that imports keras/tensorflow.
+
+Keras is imported lazily inside functions so that ``bo-tuner --help`` and config validation stay instant.
+Builders share one signature, also the one a user builder (``--model pkg.module:build_fn``) must have::
+
+    build_fn(hparams: dict, input_shape: tuple[int, ...], n_outputs: int, task: str) -> compiled keras.Model
+
+``n_outputs`` is the number of classes for classification (integer labels 0..n-1, softmax output expected) and 1
+for regression.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bo_tuner.errors import ConfigError, TrialFailedError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+OPTIMIZERS = ("sgd", "sgd+momentum", "nesterov", "rmsprop", "adam", "adamw", "nadam")
+KERNEL_INITIALIZERS = {
+    "uniform": "random_uniform",
+    "normal": "random_normal",
+    "zero": "zeros",
+    "zeros": "zeros",
+    "lecun_uniform": "lecun_uniform",
+    "lecun_normal": "lecun_normal",
+    "glorot_normal": "glorot_normal",
+    "glorot_uniform": "glorot_uniform",
+    "he_normal": "he_normal",
+    "he_uniform": "he_uniform",
+}
+ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "swish", "softplus",
+               "linear")
+
+#: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture.
+TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 10}
+
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "optimizer": "adam",
+    "momentum": 0.9,
+    "activation": "relu",
+    "kernel_initializer": "glorot_uniform",
+    "dropout": 0.0,
+    "max_norm": 0.0,
+    "l1": 0.0,
+    "l2": 0.0,
+    "batch_norm": False,
+}
+MLP_DEFAULTS: dict[str, Any] = {"n_hidden": 2, "n_neurons": 128, **_COMMON_DEFAULTS}
+CNN_DEFAULTS: dict[str, Any] = {
+    "n_conv_blocks": 2,
+    "filters": 32,
+    "kernel_size": 3,
+    "pool_size": 2,
+    "dense_layer_sizes": "64",
+    "image_shape": "",
+    **_COMMON_DEFAULTS,
+}
+
+DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
+    "mlp": {
+        "n_hidden": {"type": "int", "low": 1, "high": 3},
+        "n_neurons": {"type": "int", "low": 32, "high": 512, "prior": "log-uniform"},
+        "learning_rate": {"type": "real", "low": 3e-4, "high": 3e-2, "prior": "log-uniform"},
+        "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+        "activation": {"type": "categorical", "choices": ["relu", "elu", "selu", "tanh"]},
+        "dropout": {"type": "real", "low": 0.0, "high": 0.5},
+    },
+    "cnn": {
+        "n_conv_blocks": {"type": "int", "low": 1, "high": 2},
+        "filters": {"type": "int", "low": 8, "high": 64, "prior": "log-uniform"},
+        "kernel_size": {"type": "categorical", "choices": [2, 3]},
+        "dense_layer_sizes": {"type": "categorical", "choices": ["32", "64", "128", "64,32"]},
+        "dropout": {"type": "real", "low": 0.0, "high": 0.5},
+        "learning_rate": {"type": "real", "low": 3e-4, "high": 1e-2, "prior": "log-uniform"},
+    },
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": OPTIMIZERS,
+    "activation": ACTIVATIONS,
+    "kernel_initializer": tuple(KERNEL_INITIALIZERS),
+}
+
+Builder = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    """What the study needs to know about a builder before anything runs."""
+
+    name: str
+    defaults: dict[str, Any] | None  # None: a user builder that did not declare its hyperparameters
+    default_space: dict[str, dict[str, Any]] | None
+
+
+@dataclass
+class FitResult:
+    """What one ``fit`` produced, in plain Python types."""
+
+    model: Any
+    history: dict[str, list[float]]
+    objective: float
+    best_epoch: int
+    epochs_run: int
+    fit_seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def is_builtin(model: str) -> bool:
+    return model in ("mlp", "cnn")
+
+
+def _import_user_builder(model: str) -> Builder:
+    module_name, _, attr = model.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"model: ({model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {exc}") from None
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise ConfigError(f"model: ({model!r}) {module_name!r} has no callable {attr!r}")
+    return builder  # type: ignore[no-any-return]
+
+
+def builder_info(model: str) -> BuilderInfo:
+    """Describe a builder; user builders may declare ``hyperparameters`` and ``default_space`` attributes."""
+    if model == "mlp":
+        return BuilderInfo("mlp", {**MLP_DEFAULTS, **TRAINING_DEFAULTS}, DEFAULT_SPACES["mlp"])
+    if model == "cnn":
+        return BuilderInfo("cnn", {**CNN_DEFAULTS, **TRAINING_DEFAULTS}, DEFAULT_SPACES["cnn"])
+    builder = _import_user_builder(model)
+    declared = getattr(builder, "hyperparameters", None)
+    defaults = {**dict(declared), **TRAINING_DEFAULTS} if isinstance(declared, Mapping) else None
+    space = getattr(builder, "default_space", None)
+    return BuilderInfo(model, defaults, dict(space) if isinstance(space, Mapping) else None)
+
+
+def check_value(name: str, value: Any, where: str) -> None:
+    """Reject values a built-in builder cannot use (unknown optimizer, activation, initializer)."""
+    allowed = _CHOICES.get(name)
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------------------------- building
+
+
+def _optimizer(name: str, learning_rate: float, momentum: float) -> Any:
+    import keras
+
+    lr = float(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr)
+    if name == "sgd+momentum":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(momentum))
+    if name == "nesterov":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(momentum), nesterov=True)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=lr)
+    if name == "nadam":
+        return keras.optimizers.Nadam(learning_rate=lr)
+    raise TrialFailedError(f"optimizer ({name!r}) must be one of {', '.join(OPTIMIZERS)}")
+
+
+def _dense_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
+    import keras
+
+    kwargs: dict[str, Any] = {"kernel_initializer": KERNEL_INITIALIZERS[str(hp["kernel_initializer"])]}
+    if float(hp["max_norm"]) > 0:
+        kwargs["kernel_constraint"] = keras.constraints.MaxNorm(float(hp["max_norm"]))
+    if float(hp["l1"]) > 0 or float(hp["l2"]) > 0:
+        kwargs["kernel_regularizer"] = keras.regularizers.L1L2(l1=float(hp["l1"]), l2=float(hp["l2"]))
+    return kwargs
+
+
+def _hidden_block(x: Any, units: int, hp: Mapping[str, Any]) -> Any:
+    """Dense → (BatchNorm) → activation → (Dropout)."""
+    from keras import layers
+
+    batch_norm = bool(hp["batch_norm"])
+    x = layers.Dense(int(units), activation=None if batch_norm else str(hp["activation"]), **_dense_kwargs(hp))(x)
+    if batch_norm:
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation(str(hp["activation"]))(x)
+    if float(hp["dropout"]) > 0:
+        x = layers.Dropout(float(hp["dropout"]))(x)
+    return x
+
+
+def _output_and_compile(inputs: Any, x: Any, hp: Mapping[str, Any], n_outputs: int, task: str,
+                        target_mean: float, target_scale: float) -> Any:
+    import keras
+    from keras import layers
+
+    if task == "classification":
+        outputs = layers.Dense(n_outputs, activation="softmax", name="probabilities")(x)
+        loss: Any = "sparse_categorical_crossentropy"
+        metrics: list[Any] = ["accuracy"]
+    else:
+        x = layers.Dense(1, name="standardized")(x)
+        # The net learns a standardized target; this layer puts predictions back in the target's units,
+        # so losses, metrics and served predictions are all in the user's terms.
+        outputs = layers.Rescaling(scale=target_scale, offset=target_mean, name="prediction")(x)
+        loss = "mse"
+        metrics = [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=_optimizer(str(hp["optimizer"]), hp["learning_rate"], hp["momentum"]),
+                  loss=loss, metrics=metrics)
+    return model
+
+
+def build_mlp(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
+              target_mean: float = 0.0, target_scale: float = 1.0) -> Any:
+    """A dense network: ``n_hidden`` blocks of ``n_neurons`` units."""
+    import keras
+
+    hp = {**MLP_DEFAULTS, **hparams}
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for _ in range(int(hp["n_hidden"])):
+        x = _hidden_block(x, int(hp["n_neurons"]), hp)
+    return _output_and_compile(inputs, x, hp, n_outputs, task, target_mean, target_scale)
+
+
+def _image_shape(spec: Any, n_features: int, data_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if spec:
+        try:
+            shape = tuple(int(p) for p in str(spec).lower().replace("x", ",").split(",") if p.strip())
+        except ValueError:
+            raise TrialFailedError(f"image_shape ({spec!r}) must look like '28x28x1'") from None
+        if len(shape) == 2:
+            shape = (*shape, 1)
+    elif data_shape:
+        shape = data_shape
+    else:
+        side = math.isqrt(n_features)
+        if side * side != n_features:
+            raise TrialFailedError(f"cnn: {n_features} features are not a square image; set fixed.image_shape")
+        shape = (side, side, 1)
+    if math.prod(shape) != n_features:
+        raise TrialFailedError(f"image_shape ({spec or shape!r}) does not hold {n_features} features")
+    return shape
+
+
+def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
+              target_mean: float = 0.0, target_scale: float = 1.0,
+              image_shape: tuple[int, ...] | None = None) -> Any:
+    """Conv blocks (filters doubling per block, max pooling) then dense layers. Input is the flat feature row."""
+    import keras
+    from keras import layers
+
+    hp = {**CNN_DEFAULTS, **hparams}
+    shape = _image_shape(hp["image_shape"], math.prod(input_shape), image_shape)
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Reshape(shape)(inputs)
+    pool = int(hp["pool_size"])
+    for block in range(int(hp["n_conv_blocks"])):
+        x = layers.Conv2D(int(hp["filters"]) * 2**block, int(hp["kernel_size"]), padding="same",
+                          activation=None if hp["batch_norm"] else str(hp["activation"]),
+                          kernel_initializer=KERNEL_INITIALIZERS[str(hp["kernel_initializer"])])(x)
+        if hp["batch_norm"]:
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation(str(hp["activation"]))(x)
+        if pool > 1 and min(x.shape[1], x.shape[2]) >= pool:
+            x = layers.MaxPooling2D(pool)(x)
+    x = layers.Flatten()(x)
+    for units in _layer_sizes(hp["dense_layer_sizes"]):
+        x = _hidden_block(x, units, hp)
+    return _output_and_compile(inputs, x, hp, n_outputs, task, target_mean, target_scale)
+
+
+def _layer_sizes(spec: Any) -> list[int]:
+    if isinstance(spec, int | float):
+        return [int(spec)]
+    if isinstance(spec, list | tuple):
+        return [int(s) for s in spec]
+    try:
+        return [int(s) for s in str(spec).replace("-", ",").split(",") if s.strip()]
+    except ValueError:
+        raise TrialFailedError(f"dense_layer_sizes ({spec!r}) must look like '64,32'") from None
+
+
+def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
+          target_mean: float, target_scale: float, image_shape: tuple[int, ...] | None) -> Any:
+    """Build and compile the model named by ``model`` (mlp, cnn or module:function)."""
+    if model == "mlp":
+        return build_mlp(hparams, input_shape, n_outputs, task, target_mean=target_mean, target_scale=target_scale)
+    if model == "cnn":
+        return build_cnn(hparams, input_shape, n_outputs, task, target_mean=target_mean,
+                         target_scale=target_scale, image_shape=image_shape)
+    built = _import_user_builder(model)(dict(hparams), input_shape, n_outputs, task)
+    if getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True):
+        raise TrialFailedError(f"model: {model} returned a model that is not compiled")
+    return built
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+def configure_runtime(intra_op_threads: int | None) -> None:
+    """Per-process settings before the first model: GPU memory growth and CPU thread counts."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised in this process
+            pass
+    if intra_op_threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass
+
+
+def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,
+          x_val: npt.NDArray[np.float32], y_val: Any, task: str, n_outputs: int, metric: str, maximize: bool,
+          max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
+          image_shape: tuple[int, ...] | None = None) -> FitResult:
+    """Build and fit one model with EarlyStopping on ``metric`` (best weights restored).
+
+    Raises:
+        TrialFailedError: the loss became NaN/inf, or the model does not report ``metric``.
+    """
+    import keras
+    import numpy as np
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(int(seed))
+    model = build(model_name, hparams, tuple(x_train.shape[1:]), n_outputs, task, target_mean=target_mean,
+                  target_scale=target_scale, image_shape=image_shape)
+    patience = int(hparams.get("patience", TRAINING_DEFAULTS["patience"]))
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor=metric, mode="max" if maximize else "min", patience=patience,
+                                      restore_best_weights=True),
+    ]
+    started = time.perf_counter()
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=int(max_epochs),
+                        batch_size=int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"])),
+                        callbacks=callbacks, verbose=0, shuffle=True)
+    fit_seconds = time.perf_counter() - started
+    curves = {name: [float(v) for v in values] for name, values in history.history.items()}
+    losses = curves.get("loss", [])
+    if any(not math.isfinite(v) for v in losses):
+        bad = next(i for i, v in enumerate(losses) if not math.isfinite(v))
+        raise TrialFailedError(f"loss became {losses[bad]} at epoch {bad + 1}")
+    if metric not in curves:
+        raise TrialFailedError(f"metric {metric!r} is not reported by the model; it reports {sorted(curves)}")
+    values = np.asarray(curves[metric], dtype=float)
+    if not np.isfinite(values).any():
+        raise TrialFailedError(f"metric {metric!r} was never finite")
+    masked = np.where(np.isfinite(values), values, -np.inf if maximize else np.inf)
+    best = int(np.argmax(masked) if maximize else np.argmin(masked))
+    return FitResult(model=model, history=curves, objective=float(values[best]), best_epoch=best + 1,
+                     epochs_run=len(values), fit_seconds=fit_seconds)
+
+
+def save_model(model: Any, path: str) -> None:
+    model.save(path)
+
+
+def load_model(path: str) -> Any:
+    import keras
+
+    return keras.models.load_model(path, compile=False)
+
+
+def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+    import numpy as np
+
+    return np.asarray(model.predict(x, verbose=0, batch_size=1024))
+
+
+def keras_versions() -> dict[str, str]:
+    """Versions of keras and its backend, for the served model's pip requirements."""
+    import keras
+
+    out = {"keras": keras.__version__}
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        out["tensorflow"] = tf.__version__
+    else:
+        out[backend] = importlib.import_module(backend).__version__
+    return out

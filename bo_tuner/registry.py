@@ -1,0 +1,75 @@
+"""Register the study's best model and move the ``champion`` alias only when it is better (or when asked)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bo_tuner import tracking
+from bo_tuner.errors import RegistryError
+
+CHAMPION = "champion"
+METRIC_TAG = "bo_tuner.metric"
+OBJECTIVE_TAG = "bo_tuner.objective"
+DIRECTION_TAG = "bo_tuner.direction"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What the registry step did."""
+
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    previous_version: str | None
+
+
+def should_promote(value: float, metric: str, maximize: bool, policy: str,
+                   champion_tags: Mapping[str, str] | None) -> tuple[bool, str]:
+    """Decide whether a new version with ``value`` on ``metric`` replaces the current champion."""
+    if policy == "never":
+        return False, "--promote never"
+    if policy == "always":
+        return True, "--promote always"
+    if champion_tags is None:
+        return True, "no champion yet"
+    if champion_tags.get(METRIC_TAG) != metric:
+        return False, (f"the champion was chosen on {champion_tags.get(METRIC_TAG)!r}, not {metric!r}; "
+                       "pass --promote always to replace it")
+    try:
+        current = float(champion_tags.get(OBJECTIVE_TAG, "nan"))
+    except ValueError:
+        current = math.nan
+    if not math.isfinite(current):
+        return True, "the champion has no recorded objective"
+    better = value > current if maximize else value < current
+    if better:
+        return True, f"{metric} {value:.6g} beats the champion's {current:.6g}"
+    return False, f"{metric} {value:.6g} does not beat the champion's {current:.6g}"
+
+
+def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
+                  tags: Mapping[str, object]) -> Promotion:
+    """Register ``model_uri`` as a new version of ``name`` and move ``champion`` to it if it wins.
+
+    The model was already loaded back and scored by the study before this is called, so the alias never points
+    at a version that cannot load.
+
+    Raises:
+        RegistryError: registration or the alias update failed; the previous champion is untouched.
+    """
+    current = tracking.alias_version(name, CHAMPION)
+    version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
+                                                  DIRECTION_TAG: "maximize" if maximize else "minimize"})
+    promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None)
+    if promote:
+        try:
+            tracking.set_alias(name, CHAMPION, version.version)
+        except RegistryError as exc:
+            raise RegistryError(f"{exc}; the champion stays at "
+                                f"{'v' + current.version if current else 'no version'}") from None
+    tracking.set_version_tags(name, version.version, {"bo_tuner.promoted": promote,
+                                                      "bo_tuner.promotion_reason": reason})
+    return Promotion(name, version.version, promote, reason, current.version if current else None)

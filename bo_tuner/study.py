@@ -1,0 +1,572 @@
+"""The study: ask → run → tell, one MLflow parent run with a child run per trial.
+
+The loop owns order and bookkeeping; :class:`~bo_tuner.optimizer.Optimizer` owns proposals; trials run through an
+executor (worker processes for Keras, inline for Python objectives); :mod:`bo_tuner.tracking` owns persistence.
+Every asked point is told back exactly once: a failed trial is told a penalty (see :mod:`bo_tuner.optimizer`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bo_tuner import data as data_mod
+from bo_tuner import models, registry, tracking
+from bo_tuner.config import BUILTIN_METRICS, StudyConfig, metric_is_maximized
+from bo_tuner.errors import (
+    BoTunerError,
+    ConfigError,
+    RegistryError,
+    StudyFailedError,
+    StudyInterrupted,
+)
+from bo_tuner.optimizer import Optimizer
+from bo_tuner.space import Scalar, SearchSpace
+from bo_tuner.trial import (
+    NUMBER_TAG,
+    STATE_TAG,
+    TrialJob,
+    TrialOutcome,
+    init_worker,
+    is_better,
+    run_function_trial,
+    run_keras_trial,
+)
+
+ROLE_TAG = "bo_tuner.role"
+STUDY_TAG = "bo_tuner.study_run_id"
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What a study produced. Values are in the metric's own units."""
+
+    study_run_id: str
+    experiment_id: str
+    metric: str
+    maximize: bool
+    trials: tuple[TrialOutcome, ...]
+    best: TrialOutcome | None
+    wall_seconds: float
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    promotion: registry.Promotion | None = None
+
+    @property
+    def best_value(self) -> float | None:
+        return self.best.value if self.best else None
+
+    @property
+    def best_params(self) -> dict[str, Scalar]:
+        return dict(self.best.params) if self.best else {}
+
+    @property
+    def n_failed(self) -> int:
+        return sum(t.state == "FAILED" for t in self.trials)
+
+
+# ------------------------------------------------------------------------------------------------ executors
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each submitted call at once in this process (Python objectives)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future: cf.Future[Any] = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # KeyboardInterrupt must reach the loop
+            if not isinstance(exc, Exception):
+                raise
+            future.set_exception(exc)
+        return future
+
+
+def _worker_pool(parallel: int, max_tasks: int) -> cf.ProcessPoolExecutor:
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    return cf.ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
+                                  max_tasks_per_child=max_tasks, initializer=init_worker, initargs=(threads,))
+
+
+def _terminate(executor: cf.Executor) -> None:
+    if isinstance(executor, cf.ProcessPoolExecutor):
+        # ProcessPoolExecutor has no public kill; its workers would otherwise finish their trial first.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A SIGTERM (e.g. a batch scheduler) ends the study like Ctrl-C does."""
+    if sys.platform == "win32" or not _in_main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+@dataclass
+class _Study:
+    """State of one running study; shared by :func:`tune` and :func:`minimize`."""
+
+    space: SearchSpace
+    optimizer: Optimizer
+    metric: str
+    maximize: bool
+    n_calls: int
+    parallel: int
+    max_consecutive_failures: int
+    experiment_id: str
+    parent_id: str
+    make_job: Callable[[int, dict[str, Scalar], str, float | None], TrialJob]
+    run: Callable[[TrialJob], TrialOutcome]
+    progress: bool
+    label: str
+    trials: list[TrialOutcome] = field(default_factory=list)
+    first_number: int = 1
+
+    @property
+    def best(self) -> TrialOutcome | None:
+        done = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+        if not done:
+            return None
+        if self.maximize:
+            return max(done, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
+        return min(done, key=lambda t: (t.value, t.number))
+
+    def _signed(self, value: float | None) -> float | None:
+        return None if value is None else (-value if self.maximize else value)
+
+    def execute(self, executor: cf.Executor) -> None:
+        from tqdm import tqdm
+
+        pending: dict[cf.Future[TrialOutcome], TrialJob] = {}
+        number = self.first_number
+        consecutive = 0
+        bar = tqdm(total=self.n_calls, initial=len(self.trials), desc=self.label, unit="trial",
+                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        try:
+            while True:
+                while len(self.trials) + len(pending) < self.n_calls and len(pending) < self.parallel:
+                    params = self.optimizer.ask([job.params for job in pending.values()])
+                    run_id = tracking.create_run(
+                        self.experiment_id, f"trial-{number}", parent_id=self.parent_id,
+                        tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id})
+                    tracking.log_batch(run_id, params=params)
+                    best = self.best
+                    job = self.make_job(number, params, run_id, best.value if best else None)
+                    pending[self._submit(executor, job)] = job
+                    number += 1
+                if not pending:
+                    break
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: pending[f].number):
+                    job = pending.pop(future)
+                    outcome = self._outcome(future, job)
+                    self._record(outcome)
+                    consecutive = consecutive + 1 if outcome.state == "FAILED" else 0
+                    bar.update(1)
+                    best = self.best
+                    if best is not None:
+                        bar.set_postfix_str(f"best {self.metric}={best.value:.4g} (trial {best.number})")
+                if consecutive >= self.max_consecutive_failures:
+                    failed = self.trials[-consecutive:]
+                    for future, job in pending.items():
+                        future.cancel()
+                        self._kill(job, "the study stopped after too many failures")
+                    pending.clear()
+                    reasons = "; ".join(f"trial-{t.number}: {t.error}" for t in failed)
+                    raise StudyFailedError(f"max_consecutive_failures ({self.max_consecutive_failures}) reached: "
+                                           f"{reasons}")
+        except KeyboardInterrupt:
+            _terminate(executor)
+            for job in pending.values():
+                self._kill(job, "interrupted")
+            raise
+        finally:
+            bar.close()
+
+    def _submit(self, executor: cf.Executor, job: TrialJob) -> cf.Future[TrialOutcome]:
+        try:
+            return executor.submit(self.run, job)
+        except cf.process.BrokenProcessPool as exc:
+            future: cf.Future[TrialOutcome] = cf.Future()
+            future.set_exception(exc)
+            return future
+
+    def _outcome(self, future: cf.Future[TrialOutcome], job: TrialJob) -> TrialOutcome:
+        try:
+            return future.result()
+        except Exception as exc:  # the worker died (killed, out of memory) or could not run the trial
+            message = f"{type(exc).__name__}: {exc}".strip()[:500]
+            with contextlib.suppress(Exception):
+                tracking.set_tags(job.run_id, {STATE_TAG: "FAILED", "bo_tuner.error_type": type(exc).__name__,
+                                               "bo_tuner.error_message": message})
+                tracking.end_run(job.run_id, "FAILED")
+            return TrialOutcome(job.number, job.params, job.run_id, "FAILED", None, error=message)
+
+    def _kill(self, job: TrialJob, why: str) -> None:
+        with contextlib.suppress(Exception):
+            tracking.set_tags(job.run_id, {STATE_TAG: "KILLED", "bo_tuner.error_message": why})
+            tracking.end_run(job.run_id, "KILLED")
+
+    def _record(self, outcome: TrialOutcome) -> None:
+        self.trials.append(outcome)
+        self.optimizer.tell(outcome.params, self._signed(outcome.value))
+        metrics: dict[str, float] = {}
+        if outcome.value is not None:
+            metrics["objective"] = outcome.value
+        best = self.best
+        if best is not None and best.value is not None:
+            metrics[f"best_{self.metric}"] = best.value
+        tracking.log_batch(self.parent_id, metrics=metrics, step=outcome.number)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _model_label(model: str) -> str:
+    return model if models.is_builtin(model) else model.rsplit(":", 1)[-1]
+
+
+def _safe_name(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._") or "model"
+    return cleaned[:200]
+
+
+def _validate_space(config: StudyConfig) -> SearchSpace:
+    """Resolve the space (default if none) and check the builder takes every hyperparameter named."""
+    info = models.builder_info(config.model)
+    if config.space is not None:
+        space = config.space
+    elif info.default_space is not None:
+        space = SearchSpace.from_dict(info.default_space)
+    else:
+        raise ConfigError(f"space: (none) must be given for model {config.model!r}, which has no default space")
+    if info.defaults is not None:
+        for section, names in (("space", space.names), ("fixed", list(config.fixed))):
+            for name in names:
+                if name not in info.defaults:
+                    import difflib
+
+                    close = difflib.get_close_matches(name, list(info.defaults), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model "
+                                      f"{config.model!r}{hint}")
+    if models.is_builtin(config.model):
+        for d in space:
+            for choice in getattr(d, "choices", ()):
+                models.check_value(d.name, choice, f"space.{d.name}")
+        for name, value in config.fixed.items():
+            models.check_value(name, value, f"fixed.{name}")
+    return space
+
+
+def _public_config(config: StudyConfig) -> dict[str, Any]:
+    out = config.to_dict()
+    out.pop("tracking_uri", None)  # may hold credentials; never logged
+    return out
+
+
+def _flat_params(config: StudyConfig, space: SearchSpace, metric: str, task: str) -> dict[str, Any]:
+    params: dict[str, Any] = {k: v for k, v in _public_config(config).items() if k not in ("space", "fixed")}
+    params.update({"metric": metric, "task": task})
+    params.update({f"space.{k}": v for k, v in space.describe().items()})
+    params.update({f"fixed.{k}": v for k, v in config.fixed.items()})
+    return {k: ("" if v is None else v) for k, v in params.items()}
+
+
+def _start_parent(experiment: str | None, name: str, tags: Mapping[str, Any], *, allow_launcher: bool) -> tuple[str,
+                                                                                                           str]:
+    """The study's parent run: the run ``mlflow run`` started for us if it is in the right experiment."""
+    launched = tracking.launcher_run() if allow_launcher else None
+    if launched is not None:
+        run_id, exp_id = launched
+        if experiment is None or tracking.experiment_id(experiment) == exp_id:
+            tracking.set_tags(run_id, {tracking.RUN_NAME_TAG: name, **tags})
+            return run_id, exp_id
+    exp_id = tracking.experiment_id(experiment)
+    run_id = tracking.create_run(exp_id, name, tags=tags)
+    if launched is not None:
+        tracking.set_tags(launched[0], {STUDY_TAG: run_id})
+    return run_id, exp_id
+
+
+def _trials_table(trials: list[TrialOutcome], space: SearchSpace) -> str:
+    import pandas as pd
+
+    rows = [{"trial": t.number, "state": t.state, "objective": t.value, "fit_seconds": round(t.fit_seconds, 3),
+             **{name: t.params.get(name) for name in space.names}, "run_id": t.run_id, "error": t.error or ""}
+            for t in sorted(trials, key=lambda t: t.number)]
+    return str(pd.DataFrame(rows).to_csv(index=False))
+
+
+def _note(label: str, metric: str, trials: list[TrialOutcome], best: TrialOutcome | None,
+          test_metrics: Mapping[str, float], promotion: registry.Promotion | None, extra: str = "") -> str:
+    failed = sum(t.state == "FAILED" for t in trials)
+    lines = [f"## bo_tuner study `{label}`", ""]
+    if best is None:
+        lines.append(f"No trial finished ({len(trials)} run, {failed} failed).")
+    else:
+        lines.append(f"Best **{metric} = {best.value:.5g}** at trial {best.number} of {len(trials)} "
+                     f"({failed} failed).")
+        if test_metrics:
+            lines.append("Test set (scored once, best trial): "
+                         + ", ".join(f"{k} = {v:.4g}" for k, v in test_metrics.items()) + ".")
+        lines += ["", "| hyperparameter | best value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in best.params.items()]
+    if promotion is not None:
+        verdict = "is now `@champion`" if promotion.promoted else "was not promoted"
+        lines += ["", f"Registered `{promotion.name}` v{promotion.version}: {verdict} ({promotion.reason})."]
+    if extra:
+        lines += ["", extra]
+    return "\n".join(lines)
+
+
+def _finish_parent(study: _Study, config_yaml: str, note: str, status: str, wall: float) -> None:
+    """Artifacts and summary metrics on the parent run, then its terminal status."""
+    parent = study.parent_id
+    fit_total = sum(t.fit_seconds for t in study.trials)
+    tracking.log_batch(parent, metrics={
+        "n_trials": len(study.trials),
+        "n_failed_trials": sum(t.state == "FAILED" for t in study.trials),
+        "study_seconds": wall,
+        "fit_seconds_total": fit_total,
+        "overhead_fraction": max(0.0, 1.0 - fit_total / (wall * study.parallel)) if wall > 0 else 0.0,
+    }, tags={tracking.NOTE_TAG: note})
+    tracking.log_text(parent, config_yaml, "study.yaml")
+    tracking.log_text(parent, yaml.safe_dump(study.space.to_dict(), sort_keys=False), "space.yaml")
+    if study.trials:
+        tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "convergence.png")
+        if study.optimizer.plot_convergence(path, maximize=study.maximize, title=f"{study.label}: convergence"):
+            tracking.log_artifact(parent, path, "plots")
+    tracking.end_run(parent, status)
+
+
+def _abort_parent(parent_id: str, status: str, message: str) -> None:
+    with contextlib.suppress(Exception):
+        tracking.set_tags(parent_id, {"bo_tuner.error_message": message[:4000], tracking.NOTE_TAG:
+                                      f"## Study ended {status}\n\n{message}"})
+        tracking.end_run(parent_id, status)
+
+
+# ------------------------------------------------------------------------------------------------ public API
+
+
+def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
+    """Run a Bayesian search over a Keras model, tracked in MLflow; register the best model as ``@champion``.
+
+    Raises:
+        ConfigError: bad config, space, data or tracking URI (raised before any run is created).
+        StudyFailedError: too many consecutive failed trials, or none finished.
+        StudyInterrupted: Ctrl-C / SIGTERM; runs in flight were marked KILLED, the champion is untouched.
+        RegistryError: the best model could not be registered or promoted; the previous champion stays.
+    """
+    started = time.perf_counter()
+    space = _validate_space(config)
+    tracking_uri = tracking.connect(config.tracking_uri)
+    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
+                                config.test_fraction, config.seed)
+    metric = config.metric_for(prepared.task)
+    if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
+        raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
+                          f"{', '.join(BUILTIN_METRICS[prepared.task])}")
+    maximize = metric_is_maximized(metric)
+    label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
+    registered_name = config.registered_model or _safe_name(label)
+    config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
+    tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
+            "minimize", "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
+            "bo_tuner.registered_model": registered_name}
+    parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
+    study = _Study(
+        space=space,
+        optimizer=Optimizer(space, n_initial_points=config.n_initial_points, acq_func=config.acq_func,
+                            seed=config.seed),
+        metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
+        max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
+        make_job=lambda number, params, run_id, best: TrialJob(number, params, run_id, tracking_uri, config,
+                                                               metric, maximize, best),
+        run=run_keras_trial, progress=progress, label=label)
+    try:
+        tracking.log_batch(parent_id, params=_flat_params(config, space, metric, prepared.task))
+        tracking.log_text(parent_id, config_yaml, "study.yaml")
+        with _sigterm_as_interrupt():
+            executor = _worker_pool(config.parallel, config.worker_max_trials)
+            try:
+                study.execute(executor)
+            finally:
+                executor.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        message = f"interrupted after {len(study.trials)} finished trials; the champion is untouched"
+        _finish_parent(study, config_yaml, _note(label, metric, study.trials, study.best, {}, None, message),
+                       "KILLED", time.perf_counter() - started)
+        raise StudyInterrupted(f"study {label} ({parent_id}) {message}") from None
+    except BoTunerError as exc:
+        _finish_parent(study, config_yaml, _note(label, metric, study.trials, study.best, {}, None, str(exc)),
+                       "FAILED", time.perf_counter() - started)
+        raise
+    except BaseException as exc:
+        _abort_parent(parent_id, "FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+
+    best = study.best
+    if best is None or best.value is None:
+        message = f"no trial finished: {len(study.trials)} failed; nothing was registered"
+        _finish_parent(study, config_yaml, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
+                       time.perf_counter() - started)
+        raise StudyFailedError(f"study {label}: {message}")
+    return _champion_step(study, best, prepared, config, registered_name, config_yaml, started)
+
+
+def _champion_step(study: _Study, best: TrialOutcome, prepared: data_mod.PreparedData, config: StudyConfig,
+                   registered_name: str, config_yaml: str, started: float) -> StudyResult:
+    """Load the best model back, score the test split once, register it and move the champion if it wins."""
+    assert best.value is not None
+    test_metrics: dict[str, float] = {}
+    promotion: registry.Promotion | None = None
+    error: BoTunerError | None = None
+    try:
+        if best.model_uri is None:
+            raise RegistryError(f"trial-{best.number} logged no model; nothing was registered")
+        try:
+            served = tracking.load_pyfunc(best.model_uri)
+            predictions = served.predict(prepared.test_frame)
+        except Exception as exc:
+            raise RegistryError(f"the best model ({best.model_uri}) did not load back and predict: {exc}; "
+                                "nothing was registered") from None
+        test_metrics = data_mod.score(prepared.task, prepared.test_target, predictions)
+        tracking.log_batch(study.parent_id, metrics=test_metrics)
+        tracking.log_batch(best.run_id, metrics=test_metrics)
+        promotion = registry.register_best(
+            best.model_uri, name=registered_name, metric=study.metric, maximize=study.maximize, value=best.value,
+            policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,
+                                         "bo_tuner.trial_run_id": best.run_id,
+                                         "bo_tuner.trial_number": best.number, **test_metrics})
+        tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,
+                                            "bo_tuner.promoted": promotion.promoted})
+    except RegistryError as exc:
+        error = exc
+    wall = time.perf_counter() - started
+    note = _note(study.label, study.metric, study.trials, best, test_metrics, promotion,
+                 f"Registry step failed: {error}" if error else "")
+    _finish_parent(study, config_yaml, note, "FINISHED", wall)
+    if error is not None:
+        raise error
+    return StudyResult(study.parent_id, study.experiment_id, study.metric, study.maximize, tuple(study.trials),
+                       best, wall, test_metrics, promotion)
+
+
+def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,
+             n_calls: int = 20, n_initial_points: int = 6, acq_func: str = "gp_hedge", seed: int = 42,
+             maximize: bool = False, metric: str = "objective", experiment: str | None = None,
+             study_name: str = "minimize", tracking_uri: str | None = None, max_consecutive_failures: int = 5,
+             progress: bool = False) -> StudyResult:
+    """Tune any Python objective over ``space`` with the same loop and MLflow tracking as :func:`tune`.
+
+    ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
+    this process, inside its trial's child run: ``mlflow.log_*`` calls in it land in that run. An exception or a
+    NaN/inf marks the trial FAILED and the search goes on.
+    """
+    if not isinstance(space, SearchSpace):
+        space = SearchSpace.from_dict(space)
+    checked = StudyConfig(n_calls=n_calls, n_initial_points=n_initial_points, acq_func=acq_func, seed=seed,
+                          experiment=experiment, tracking_uri=tracking_uri,
+                          max_consecutive_failures=max_consecutive_failures, space=space)
+    started = time.perf_counter()
+    tracking_uri = tracking.connect(checked.tracking_uri)
+    tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
+            "minimize"}
+    parent_id, exp_id = _start_parent(checked.experiment, study_name, tags, allow_launcher=False)
+    study = _Study(
+        space=space, optimizer=Optimizer(space, n_initial_points=n_initial_points, acq_func=acq_func, seed=seed),
+        metric=metric, maximize=maximize, n_calls=n_calls, parallel=1,
+        max_consecutive_failures=checked.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
+        make_job=lambda number, params, run_id, best: TrialJob(number, params, run_id, tracking_uri, checked,
+                                                               metric, maximize, best),
+        run=lambda job: run_function_trial(objective, job), progress=progress, label=study_name)
+    config_yaml = yaml.safe_dump({"objective": getattr(objective, "__qualname__", repr(objective)),
+                                  **{k: v for k, v in _public_config(checked).items()
+                                     if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space")}},
+                                 sort_keys=False)
+    try:
+        tracking.log_batch(parent_id, params={"n_calls": n_calls, "n_initial_points": n_initial_points,
+                                              "acq_func": acq_func, "seed": seed, "metric": metric,
+                                              **{f"space.{k}": v for k, v in space.describe().items()}})
+        study.execute(_InlineExecutor())
+    except KeyboardInterrupt:
+        _finish_parent(study, config_yaml, _note(study_name, metric, study.trials, study.best, {}, None,
+                                                 "interrupted"), "KILLED", time.perf_counter() - started)
+        raise StudyInterrupted(f"study {study_name} ({parent_id}) interrupted") from None
+    except BoTunerError as exc:
+        _finish_parent(study, config_yaml, _note(study_name, metric, study.trials, study.best, {}, None, str(exc)),
+                       "FAILED", time.perf_counter() - started)
+        raise
+    wall = time.perf_counter() - started
+    best = study.best
+    _finish_parent(study, config_yaml, _note(study_name, metric, study.trials, best, {}, None),
+                   "FINISHED" if best else "FAILED", wall)
+    return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall)
+
+
+def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
+    """Train and log one configuration (``bo-tuner train``, MLproject entry point ``train``) as a single run.
+
+    ``params`` override the builder's defaults and ``config.fixed``; the model is logged with its preprocessing.
+    """
+    info = models.builder_info(config.model)
+    if info.defaults is not None:
+        for name in params:
+            if name not in info.defaults:
+                raise ConfigError(f"params.{name}: ({params[name]!r}) is not a hyperparameter of model "
+                                  f"{config.model!r}")
+    if models.is_builtin(config.model):
+        for name, value in params.items():
+            models.check_value(name, value, f"params.{name}")
+    tracking_uri = tracking.connect(config.tracking_uri)
+    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
+                                config.test_fraction, config.seed)
+    metric = config.metric_for(prepared.task)
+    maximize = metric_is_maximized(metric)
+    label = config.study_name or f"{prepared.name}-{_model_label(config.model)}-train"
+    run_id, _ = _start_parent(config.experiment, label, {ROLE_TAG: "train", "bo_tuner.metric": metric},
+                              allow_launcher=True)
+    tracking.log_batch(run_id, params={"data": prepared.name, "model": config.model, "metric": metric,
+                                       "max_epochs": config.max_epochs, "seed": config.seed})
+    plain = {str(k): (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in params.items()}
+    outcome = run_keras_trial(TrialJob(0, plain, run_id, tracking_uri, config, metric, maximize, None))
+    if outcome.state != "COMPLETE":
+        raise StudyFailedError(f"training failed: {outcome.error}")
+    return outcome

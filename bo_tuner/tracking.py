@@ -1,0 +1,375 @@
+"""MLflow: the study's parent run, trial child runs, logging, the served model and the registry calls.
+
+The only module that imports mlflow. Runs are addressed by id through ``MlflowClient`` so trials can be logged from
+worker processes (``mlflow.start_run(nested=True)`` from another process or thread would make top-level runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import mlflow.pyfunc
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bo_tuner.data import FeaturePipeline
+
+TAG_PREFIX = "bo_tuner."
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+MODEL_NAME = "model"
+_MAX_PARAM_LEN = 6000
+_MAX_TAG_LEN = 5000
+_BATCH = 900
+
+
+def redact_uri(uri: str) -> str:
+    """Hide a password in a URI (``postgresql://user:secret@host`` → ``postgresql://user:***@host``)."""
+    return re.sub(r"(//[^/:@]+:)[^@/]+@", r"\1***@", uri)
+
+
+def connect(tracking_uri: str | None) -> str:
+    """Point MLflow at ``tracking_uri`` (or its default) and check the store answers; returns the URI.
+
+    Raises:
+        TrackingUnavailableError: the store cannot be reached. Checked before anything trains.
+    """
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    uri = mlflow.get_tracking_uri()
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+    try:
+        MlflowClient().search_experiments(max_results=1)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) cannot be reached: {first}") from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return uri
+
+
+def set_tracking_uri(uri: str) -> None:
+    mlflow.set_tracking_uri(uri)
+
+
+def experiment_id(name: str | None) -> str:
+    """The id of experiment ``name`` (created if missing); ``None`` → the active/default experiment."""
+    client = MlflowClient()
+    if name is None:
+        env_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+        if env_id:
+            return env_id
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "bo_tuner"
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            raise ConfigError(f"experiment: ({name!r}) is deleted; restore it or choose another name")
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except MlflowException as exc:  # created concurrently, or an invalid name
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        raise ConfigError(f"experiment: ({name!r}) cannot be created: {exc.message}") from None
+
+
+def launcher_run() -> tuple[str, str] | None:
+    """(run id, experiment id) of the run ``mlflow run`` started for us, if we were launched that way."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return None
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException:
+        return None
+    return run_id, str(run.info.experiment_id)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _param_text(value: Any) -> str:
+    return str(_plain(value))[:_MAX_PARAM_LEN]
+
+
+def create_run(
+    experiment: str,
+    name: str,
+    *,
+    parent_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> str:
+    """Create a RUNNING run; a child when ``parent_id`` is given (the real parent/child relation)."""
+    all_tags = {RUN_NAME_TAG: name, **{k: str(v) for k, v in (tags or {}).items()}}
+    if parent_id:
+        all_tags[PARENT_TAG] = parent_id
+    if description:
+        all_tags[NOTE_TAG] = description
+    run = MlflowClient().create_run(experiment, tags=all_tags, run_name=name)
+    return str(run.info.run_id)
+
+
+def log_batch(
+    run_id: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    step: int = 0,
+    tags: Mapping[str, Any] | None = None,
+) -> None:
+    """Log params, metrics (at ``step``) and tags in as few requests as possible; non-finite metrics skipped."""
+    now = int(time.time() * 1000)
+    m = [
+        Metric(k, float(_plain(v)), now, step)
+        for k, v in (metrics or {}).items()
+        if v is not None and math.isfinite(float(_plain(v)))
+    ]
+    p = [Param(k, _param_text(v)) for k, v in (params or {}).items()]
+    t = [RunTag(k, str(_plain(v))[:_MAX_TAG_LEN]) for k, v in (tags or {}).items()]
+    client = MlflowClient()
+    for i in range(0, max(len(m), len(p), len(t), 1), _BATCH):
+        client.log_batch(run_id, metrics=m[i : i + _BATCH], params=p[i : i + _BATCH], tags=t[i : i + _BATCH])
+
+
+def log_curves(run_id: str, curves: Mapping[str, list[float]]) -> None:
+    """Per-epoch series (``loss``, ``val_accuracy``…) stepped by epoch (1-based)."""
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, float(v), now, epoch)
+        for name, values in curves.items()
+        for epoch, v in enumerate(values, start=1)
+        if math.isfinite(float(v))
+    ]
+    client = MlflowClient()
+    for i in range(0, len(metrics), _BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
+
+
+def set_tags(run_id: str, tags: Mapping[str, Any]) -> None:
+    log_batch(run_id, tags=tags)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_artifact(run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+    MlflowClient().log_artifact(run_id, local_path, artifact_path)
+
+
+def end_run(run_id: str, status: str) -> None:
+    """Set a run's terminal status: FINISHED, FAILED or KILLED."""
+    MlflowClient().set_terminated(run_id, status=status)
+
+
+def get_run(run_id: str) -> Any:
+    return MlflowClient().get_run(run_id)
+
+
+def child_runs(experiment: str, parent_id: str) -> list[Any]:
+    """Every child run of ``parent_id``, oldest first."""
+    client = MlflowClient()
+    out: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
+            max_results=1000,
+            page_token=token,
+            order_by=["attributes.start_time ASC"],
+        )
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+@dataclass
+class RunStatus:
+    """What a :func:`trial_run` block ends its run with; the block may change it (e.g. to FAILED)."""
+
+    status: str = "FINISHED"
+
+
+@contextlib.contextmanager
+def trial_run(run_id: str) -> Iterator[RunStatus]:
+    """Make ``run_id`` the active run for the block (``mlflow.log_*`` inside land there), then end it.
+
+    The run ends with the yielded status, KILLED on KeyboardInterrupt, FAILED on any other exception.
+    """
+    mlflow.start_run(run_id=run_id)
+    holder = RunStatus()
+    try:
+        yield holder
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run(holder.status)
+
+
+# ------------------------------------------------------------------------------------------ served model
+
+
+# MLflow warns at class creation that predict() has no type hints; that is deliberate (see predict).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+
+    class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        """The served model: raw rows → feature pipeline → Keras → labels or numbers in the target's own terms."""
+
+        def load_context(self, context: Any) -> None:
+            import joblib
+
+            from bo_tuner import models
+
+            self._pipeline = joblib.load(context.artifacts["pipeline"])
+            self._model = models.load_model(context.artifacts["keras_model"])
+
+        # No type hints on predict: MLflow would try to derive a schema from them; the signature is logged instead.
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            import pandas as pd
+
+            from bo_tuner import models
+
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            outputs = models.predict(self._model, self._pipeline.transform(frame))
+            return pd.Series(self._pipeline.decode(outputs), name="prediction")
+
+
+def declare_served_model() -> None:
+    """Called by ``bo_tuner/served_model.py`` when MLflow loads a logged champion (models from code)."""
+    from mlflow.models import set_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # advice about predict's type hints: the logged signature validates input
+        set_model(ChampionModel())
+
+
+def pip_requirements(extra: Mapping[str, str]) -> list[str]:
+    """Explicit requirements make ``log_model`` ~100× faster than inference (see FACTS.md)."""
+    import joblib
+    import numpy
+    import pandas
+    import sklearn
+
+    pins = {
+        "mlflow": mlflow.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pandas.__version__,
+        "numpy": numpy.__version__,
+        "joblib": joblib.__version__,
+        **extra,
+    }
+    names = {"tensorflow": "tensorflow-cpu" if os.uname().sysname == "Linux" else "tensorflow"}
+    return [f"{names.get(k, k)}=={v}" for k, v in pins.items()]
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    uri: str
+    model_id: str | None
+
+
+def log_served_model(
+    keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str]
+) -> LoggedModel:
+    """Log the pyfunc model (Keras model + feature pipeline + bo_tuner's code) into the active trial run."""
+    import joblib
+    from mlflow.models import infer_signature
+
+    import bo_tuner
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline_path = str(Path(tmp) / "pipeline.joblib")
+        joblib.dump(pipeline, pipeline_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow suggests an input example; the signature carries the schema
+            signature = infer_signature(sample, sample_output)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "no input example" advice: the signature is explicit
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=str(Path(bo_tuner.__file__).parent / "served_model.py"),
+                artifacts={"keras_model": keras_model_path, "pipeline": pipeline_path},
+                code_paths=[str(Path(bo_tuner.__file__).parent)],
+                signature=signature,
+                pip_requirements=requirements,
+            )
+    return LoggedModel(uri=str(info.model_uri), model_id=getattr(info, "model_id", None))
+
+
+def load_pyfunc(uri: str) -> Any:
+    return mlflow.pyfunc.load_model(uri)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    tags: dict[str, str]
+    run_id: str | None
+
+
+def register(model_uri: str, name: str, tags: Mapping[str, Any]) -> VersionInfo:
+    try:
+        version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    except MlflowException as exc:
+        raise RegistryError(f"registering {model_uri} as {name!r} failed: {exc.message}") from None
+    return VersionInfo(name, str(version.version), dict(version.tags or {}), version.run_id)
+
+
+def alias_version(name: str, alias: str) -> VersionInfo | None:
+    """The version ``alias`` points to, or None when the model or the alias does not exist."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return VersionInfo(name, str(version.version), dict(version.tags or {}), version.run_id)
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    try:
+        MlflowClient().set_registered_model_alias(name, alias, version)
+    except MlflowException as exc:
+        raise RegistryError(f"setting alias {alias!r} on {name} v{version} failed: {exc.message}") from None
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))

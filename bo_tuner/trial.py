@@ -1,0 +1,162 @@
+"""One trial: an MLflow child run that trains a Keras model (in a worker process) or calls a Python objective.
+
+The study creates the child run (so it can mark it KILLED or FAILED if the worker dies); the trial fills it in
+and ends it FINISHED or FAILED. Everything returned is a plain :class:`TrialOutcome`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bo_tuner import data as data_mod
+from bo_tuner import models, tracking
+from bo_tuner.config import StudyConfig
+from bo_tuner.errors import TrialFailedError
+from bo_tuner.space import Scalar
+
+TrialState = Literal["COMPLETE", "FAILED", "KILLED"]
+STATE_TAG = "bo_tuner.trial_state"
+NUMBER_TAG = "bo_tuner.trial_number"
+ERROR_TYPE_TAG = "bo_tuner.error_type"
+ERROR_MESSAGE_TAG = "bo_tuner.error_message"
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What a worker needs to run one trial; picklable."""
+
+    number: int
+    params: dict[str, Scalar]
+    run_id: str
+    tracking_uri: str
+    config: StudyConfig
+    metric: str
+    maximize: bool
+    best_so_far: float | None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """The result of one trial, in plain Python types. ``value`` is in the metric's own units."""
+
+    number: int
+    params: dict[str, Scalar]
+    run_id: str
+    state: TrialState
+    value: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    model_uri: str | None = None
+
+
+def is_better(value: float, than: float | None, maximize: bool) -> bool:
+    if than is None:
+        return True
+    return value > than if maximize else value < than
+
+
+def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[str, Any]:
+    """The full set a builder receives: builder defaults ← fixed values ← the searched point."""
+    info = models.builder_info(config.model)
+    defaults = info.defaults if info.defaults is not None else dict(models.TRAINING_DEFAULTS)
+    return {**defaults, **config.fixed, **params}
+
+
+def _fail(job_number: int, params: dict[str, Scalar], run_id: str, exc: BaseException, started: float,
+          status: tracking.RunStatus) -> TrialOutcome:
+    message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+    tracking.set_tags(run_id, {STATE_TAG: "FAILED", ERROR_TYPE_TAG: type(exc).__name__, ERROR_MESSAGE_TAG: message})
+    tracking.log_text(run_id, "".join(traceback.format_exception(exc)), "error/traceback.txt")
+    status.status = "FAILED"
+    return TrialOutcome(job_number, params, run_id, "FAILED", None, seconds=time.perf_counter() - started,
+                        error=f"{type(exc).__name__}: {message}")
+
+
+def run_keras_trial(job: TrialJob) -> TrialOutcome:
+    """Train one configuration and log it into its child run; log the served model if it beats the best so far."""
+    started = time.perf_counter()
+    tracking.set_tracking_uri(job.tracking_uri)
+    config = job.config
+    with tracking.trial_run(job.run_id) as status:
+        try:
+            hp = hyperparameters(config, job.params)
+            tracking.log_batch(job.run_id, params={k: v for k, v in hp.items() if k not in job.params})
+            prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
+                                        config.test_fraction, config.seed)
+            fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
+                               x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,
+                               n_outputs=prepared.n_outputs, metric=job.metric, maximize=job.maximize,
+                               max_epochs=config.max_epochs, seed=config.seed + job.number,
+                               target_mean=prepared.target_mean, target_scale=prepared.target_scale,
+                               image_shape=prepared.image_shape)
+        except Exception as exc:
+            return _fail(job.number, job.params, job.run_id, exc, started, status)
+        tracking.log_curves(job.run_id, fit.history)
+        summary = {"objective": fit.objective, "fit_seconds": fit.fit_seconds, "best_epoch": fit.best_epoch,
+                   "epochs_run": fit.epochs_run}
+        model_uri = None
+        if is_better(fit.objective, job.best_so_far, job.maximize):
+            model_uri = _log_model(fit.model, prepared)
+        tracking.log_batch(job.run_id, metrics=summary, step=job.number,
+                           tags={STATE_TAG: "COMPLETE", "bo_tuner.model_logged": model_uri is not None})
+    return TrialOutcome(job.number, job.params, job.run_id, "COMPLETE", fit.objective, summary,
+                        fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri)
+
+
+def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
+    sample = prepared.test_frame.head(5)
+    sample_output = prepared.pipeline.decode(models.predict(model, prepared.pipeline.transform(sample)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "model.keras")
+        models.save_model(model, path)
+        logged = tracking.log_served_model(path, prepared.pipeline, sample, sample_output,
+                                           tracking.pip_requirements(models.keras_versions()))
+    return logged.uri
+
+
+def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: TrialJob) -> TrialOutcome:
+    """Call a Python objective inside its child run; it may return a float or a mapping with 'objective'.
+
+    Inside the objective, ``mlflow.log_*`` calls land in the trial's run.
+    """
+    started = time.perf_counter()
+    with tracking.trial_run(job.run_id) as status:
+        try:
+            result = objective(dict(job.params))
+            extra: dict[str, float] = {}
+            if isinstance(result, Mapping):
+                if "objective" not in result:
+                    raise TrialFailedError(f"objective returned {sorted(result)}; it needs an 'objective' key")
+                extra = {str(k): float(v) for k, v in result.items() if k != "objective"}
+                result = result["objective"]
+            value = float(result.item() if hasattr(result, "item") else result)
+            if not math.isfinite(value):
+                raise TrialFailedError(f"objective returned {value}")
+        except Exception as exc:
+            return _fail(job.number, job.params, job.run_id, exc, started, status)
+        seconds = time.perf_counter() - started
+        metrics = {"objective": value, **extra}
+        tracking.log_batch(job.run_id, metrics={**metrics, "fit_seconds": seconds}, step=job.number,
+                           tags={STATE_TAG: "COMPLETE"})
+    return TrialOutcome(job.number, job.params, job.run_id, "COMPLETE", value, metrics, fit_seconds=seconds,
+                        seconds=seconds)
+
+
+def init_worker(intra_op_threads: int | None) -> None:
+    """Worker-process start: leave Ctrl-C to the study, set thread counts, GPU memory growth."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if intra_op_threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(intra_op_threads)
+    models.configure_runtime(intra_op_threads)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bo_tuner.config import StudyConfig, load_config, metric_is_maximized, parse_hparams
+from bo_tuner.errors import ConfigError
+
+
+def test_defaults_are_the_demo() -> None:
+    config = StudyConfig()
+    assert (config.data, config.model, config.n_calls, config.acq_func) == ("digits", "mlp", 20, "gp_hedge")
+    assert config.metric_for("classification") == "val_accuracy"
+    assert config.metric_for("regression") == "val_rmse"
+
+
+def test_flags_override_file(tmp_path: Path) -> None:
+    file = tmp_path / "study.yaml"
+    file.write_text(yaml.safe_dump({"n_calls": 30, "max_epochs": 7, "space": {
+        "n_hidden": {"type": "int", "low": 1, "high": 4}}, "fixed": {"optimizer": "nadam"}}))
+    config = load_config(file, n_calls=12, seed=None)
+    assert config.n_calls == 12  # flag wins
+    assert config.max_epochs == 7  # file value kept
+    assert config.seed == 42  # unset flag changes nothing
+    assert config.space is not None and config.space.names == ["n_hidden"]
+    assert config.fixed == {"optimizer": "nadam"}
+
+
+def test_round_trip() -> None:
+    config = StudyConfig(space={"a": {"type": "int", "low": 1, "high": 3}}, fixed={"l2": 0.001}, n_calls=5)
+    assert StudyConfig.from_mapping(yaml.safe_load(config.to_yaml())) == config
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("n_call: 5\n", "config: unknown key ('n_call'); did you mean 'n_calls'?"),
+        ("n_calls: [1, 2\n", "is not valid YAML"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("n_calls: 0\n", "n_calls: (0) must be >= 1"),
+        ("n_calls: 3\nn_initial_points: 5\n", "n_initial_points: (5) must be <= n_calls (3)"),
+        ("acq_func: UCB\n", "acq_func: ('UCB') must be one of gp_hedge, EI, PI, LCB"),
+        ("registered_model: 'bad/name'\n", "registered_model: ('bad/name') must start"),
+        ("space: {lr: {type: real, low: 1, high: 0.1}}\n", "space.lr: low (1.0) must be < high (0.1)"),
+        ("fixed: {lr: .nan}\n", "fixed.lr: (nan) must be"),
+        ("model: 'not a model'\n", "model: ('not a model') must be"),
+        ("task: clustering\n", "task: ('clustering') must be one of"),
+        ("val_fraction: 0.7\n", "val_fraction: (0.7) must be > 0 and < 0.5"),
+    ],
+)
+def test_bad_config_files(tmp_path: Path, content: str, message: str) -> None:
+    file = tmp_path / "study.yaml"
+    file.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    assert message in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config: \('.*nope.yaml'\) no such file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_metric_direction() -> None:
+    assert metric_is_maximized("val_accuracy") and metric_is_maximized("val_auc")
+    assert not metric_is_maximized("val_loss") and not metric_is_maximized("val_rmse")
+
+
+def test_parse_hparams_forms() -> None:
+    assert parse_hparams('{"n_hidden": 2}') == {"n_hidden": 2}
+    assert parse_hparams("n_hidden=2,activation=tanh") == {"n_hidden": 2, "activation": "tanh"}
+    assert parse_hparams("") == {}
+    with pytest.raises(ConfigError):
+        parse_hparams("n_hidden")
+
+
+_scalars = st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8)
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) |
+                       st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+_keys = st.sampled_from([*StudyConfig.field_names(), "n_call", "spaces", "bogus"])
+_dims = st.fixed_dictionaries({}, optional={"type": st.sampled_from(["int", "real", "categorical", "x"]),
+                                            "low": _scalars, "high": _scalars, "prior": _scalars,
+                                            "choices": _values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6), st.dictionaries(st.text(max_size=6), _dims | _values,
+                                                                    max_size=3))
+def test_fuzz_config_is_valid_or_config_error(values: dict, space: dict) -> None:
+    """Any mapping either becomes a StudyConfig or raises ConfigError — never another exception."""
+    for candidate in (values, {**values, "space": space}):
+        try:
+            StudyConfig.from_mapping(candidate)
+        except ConfigError as exc:
+            assert str(exc) and "\n" not in str(exc)

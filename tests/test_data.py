@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bo_tuner import data
+from bo_tuner.errors import DataError
+
+
+def prepare(source: str, target: str | None = None, task: str | None = None, seed: int = 0) -> data.PreparedData:
+    return data.prepare.__wrapped__(source, target, task, 0.2, 0.2, seed)
+
+
+def test_digits_split_is_stratified_and_scaled() -> None:
+    d = prepare("digits")
+    assert d.task == "classification" and d.n_outputs == 10 and d.image_shape == (8, 8, 1)
+    assert len(d.x_train) + len(d.x_val) + len(d.test_frame) == 1797
+    assert d.x_train.dtype == np.float32
+    assert abs(float(d.x_train.mean())) < 0.05
+    train_share = np.bincount(d.y_train) / len(d.y_train)
+    val_share = np.bincount(d.y_val) / len(d.y_val)
+    assert np.abs(train_share - val_share).max() < 0.02
+    assert list(d.test_frame.columns) == d.pipeline.columns
+
+
+def test_same_seed_same_split() -> None:
+    a, b, c = prepare("wine", seed=1), prepare("wine", seed=1), prepare("wine", seed=2)
+    assert np.array_equal(a.x_val, b.x_val)
+    assert not np.array_equal(a.x_val, c.x_val)
+
+
+def test_csv_with_categorical_column_and_string_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.normal(size=60), "colour": rng.choice(["red", "blue", None], size=60),
+                          "label": rng.choice(["cat", "dog"], size=60)})
+    path = tmp_path / "pets.csv"
+    frame.to_csv(path, index=False)
+    d = prepare(str(path), "label")
+    assert d.task == "classification" and d.pipeline.classes == ["cat", "dog"]
+    assert d.x_train.shape[1] == 1 + 3  # scaled number + one-hot (blue, missing, red)
+    decoded = d.pipeline.decode(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert list(decoded) == ["cat", "dog"]
+    unseen = pd.DataFrame({"size": [0.0], "colour": ["green"]})
+    assert d.pipeline.transform(unseen).shape == (1, 4)  # unknown category ignored, not an error
+
+
+def test_regression_detected_for_float_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "r.parquet"
+    pd.DataFrame({"a": rng.normal(size=50), "y": rng.normal(100, 20, size=50)}).to_parquet(path)
+    d = prepare(str(path), "y")
+    assert d.task == "regression" and d.n_outputs == 1
+    assert 80 < d.target_mean < 120 and 10 < d.target_scale < 30
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "target", "message"),
+    [
+        (lambda p: "nope", None, "data: ('nope') is neither a bundled dataset"),
+        (lambda p: str(p / "missing.csv"), "y", "no such file"),
+        (lambda p: str(p), "y", "is a directory"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": range(20)})), "z", "target: ('z') is not a column"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": [None] * 20})), "y", "has no values"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": ["x"] * 20})), "y", "has one class only ('x')"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(5), "y": [0, 1, 0, 1, 0]})), "y", "has 5 rows"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(20)})), None, "target: (None) must name the column"),
+        (lambda p: _csv(p, pd.DataFrame({"y": range(20)})), "y", "has no feature columns"),
+    ],
+)
+def test_bad_data_names_field_and_value(tmp_path: Path, make, target: str | None, message: str) -> None:
+    with pytest.raises(DataError) as info:
+        prepare(make(tmp_path), target)
+    assert message in str(info.value)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="cannot be read"):
+        prepare(str(path), "y")
+
+
+def test_regression_on_text_target_is_refused(tmp_path: Path) -> None:
+    path = _csv(tmp_path, pd.DataFrame({"a": range(20), "y": ["a", "b"] * 10}))
+    with pytest.raises(DataError, match="is not numeric"):
+        prepare(path, "y", "regression")
+
+
+def test_score_in_target_terms() -> None:
+    scores = data.score("classification", pd.Series(["a", "b", "a"]), np.array(["a", "b", "b"], dtype=object))
+    assert scores["test_accuracy"] == pytest.approx(2 / 3)
+    reg = data.score("regression", pd.Series([1.0, 2.0]), np.array([1.0, 4.0]))
+    assert reg["test_rmse"] == pytest.approx(np.sqrt(2.0))

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bo_tuner.optimizer import Optimizer, penalty
+from bo_tuner.space import SearchSpace
+
+SPACE = SearchSpace.from_dict({
+    "x": {"type": "real", "low": -5.0, "high": 5.0},
+    "n": {"type": "int", "low": 1, "high": 8},
+    "act": {"type": "categorical", "choices": ["relu", "tanh", "elu"]},
+    "flag": {"type": "categorical", "choices": [True, False]},
+})
+
+
+def objective(p: dict) -> float:
+    return (p["x"] - 1.5) ** 2 + (p["n"] - 3) ** 2 + (0.0 if p["act"] == "tanh" else 2.0)
+
+
+def test_points_are_plain_python_values_inside_the_space() -> None:
+    opt = Optimizer(SPACE, n_initial_points=3, seed=0)
+    for _ in range(6):
+        point = opt.ask()
+        assert [type(point[k]) for k in ("x", "n", "act", "flag")] == [float, int, str, bool]
+        assert SPACE.contains(point)
+        opt.tell(point, objective(point))
+
+
+def test_same_seed_same_proposals() -> None:
+    def run(seed: int) -> list[dict]:
+        opt = Optimizer(SPACE, n_initial_points=3, seed=seed)
+        points = []
+        for _ in range(6):
+            p = opt.ask()
+            points.append(p)
+            opt.tell(p, objective(p))
+        return points
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_gp_finds_the_minimum_region() -> None:
+    opt = Optimizer(SPACE, n_initial_points=5, acq_func="EI", seed=1)
+    values = []
+    for _ in range(25):
+        p = opt.ask()
+        values.append(objective(p))
+        opt.tell(p, values[-1])
+    assert min(values) < 1.0  # random search over this space rarely gets below ~2 in 25 draws
+    assert min(values[10:]) < min(values[:5])
+
+
+def test_pending_points_are_not_proposed_again() -> None:
+    opt = Optimizer(SPACE, n_initial_points=2, seed=3)
+    for _ in range(4):
+        p = opt.ask()
+        opt.tell(p, objective(p))
+    pending = [opt.ask()]
+    pending.append(opt.ask(pending))
+    pending.append(opt.ask(pending))
+    assert len({tuple(sorted(p.items())) for p in pending}) == 3
+
+
+def test_failures_are_told_a_penalty_that_tracks_the_worst_value() -> None:
+    opt = Optimizer(SPACE, n_initial_points=2, seed=0)
+    first = opt.ask()
+    opt.tell(first, None)  # fails before anything succeeded: placeholder 0.0
+    second = opt.ask()
+    assert second != first
+    opt.tell(second, 4.0)
+    third = opt.ask()
+    opt.tell(third, 10.0)
+    assert opt.n_told == 3
+    # the early failure's penalty was refreshed: worst (10) + half the range (3)
+    assert opt._opt.yi[0] == pytest.approx(13.0)
+    opt.tell(opt.ask(), math.nan)
+    assert opt._opt.yi[-1] == pytest.approx(13.0)
+
+
+def test_penalty_rule() -> None:
+    assert penalty([]) == 0.0
+    assert penalty([1.0, 3.0]) == pytest.approx(4.0)
+    assert penalty([-0.9]) == pytest.approx(0.1)  # flat: worst + max(1, 10 %)
+
+
+def test_tell_many_then_continue() -> None:
+    opt = Optimizer(SPACE, n_initial_points=2, seed=0)
+    history = [dict(x=0.0, n=1, act="relu", flag=True), dict(x=1.0, n=3, act="tanh", flag=False)]
+    opt.tell_many(history, [objective(h) for h in history])
+    assert opt.n_told == 2
+    assert SPACE.contains(opt.ask())

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from bo_tuner.errors import ConfigError
+from bo_tuner.space import Categorical, Int, Real, SearchSpace
+
+SPEC = {
+    "n_hidden": {"type": "int", "low": 1, "high": 4},
+    "learning_rate": {"type": "real", "low": 1.0e-4, "high": 1.0e-1, "prior": "log-uniform"},
+    "activation": {"type": "categorical", "choices": ["relu", "selu", "elu", "tanh"]},
+}
+
+
+def test_round_trip_through_yaml() -> None:
+    space = SearchSpace.from_dict(SPEC)
+    again = SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(space.to_dict(), sort_keys=False)))
+    assert again == space
+    assert space.names == ["n_hidden", "learning_rate", "activation"]
+    assert space.describe()["learning_rate"] == "real[0.0001, 0.1] log"
+
+
+def test_yaml_scientific_notation_strings_are_numbers() -> None:
+    # YAML 1.1 reads 1e-4 (no dot) as a string; users write it anyway.
+    space = SearchSpace.from_dict(yaml.safe_load("lr: {type: real, low: 1e-4, high: 1e-1, prior: log-uniform}"))
+    assert space["lr"] == Real("lr", 1e-4, 1e-1, "log-uniform")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"lr": {"type": "real", "low": 0.5, "high": 0.1}}, "space.lr: low (0.5) must be < high (0.1)"),
+        ({"lr": {"type": "real", "low": 0, "high": 1, "prior": "log-uniform"}}, "space.lr: low (0.0) must be > 0"),
+        ({"a": {"type": "categorical", "choices": []}}, "space.a: choices ([]) must not be empty"),
+        ({"a": {"type": "float", "low": 0, "high": 1}}, "space.a: type ('float') must be one of"),
+        ({"a": {"type": "int", "low": 1.5, "high": 3}}, "space.a: low (1.5) must be an integer"),
+        ({"a": {"type": "int", "low": 1, "high": 3, "step": 1}}, "space.a: unknown key ('step')"),
+        ({"a": {"type": "int", "high": 3}}, "space.a: low (missing)"),
+        ({"a": [1, 2]}, "space.a: ([1, 2]) must be a mapping"),
+        ({"a": {"type": "categorical", "choices": [1, 1]}}, "must not repeat"),
+        ({}, "space: ({}) must name at least one"),
+        ({"a": {"type": "real", "low": "x", "high": 1}}, "space.a: low ('x') must be a number"),
+        ({"a": {"type": "real", "low": 0, "high": 1, "prior": "log"}}, "space.a: prior ('log') must be one of"),
+    ],
+)
+def test_bad_spaces_name_field_and_value(spec: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SearchSpace.from_dict(spec)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cast_converts_numpy_scalars_and_mlflow_strings() -> None:
+    space = SearchSpace.from_dict({**SPEC, "batch_norm": {"type": "categorical", "choices": [True, False]},
+                                   "batch_size": {"type": "categorical", "choices": [16, 32]}})
+    point = space.cast({"n_hidden": np.int64(3), "learning_rate": np.float64(0.01), "activation": np.str_("elu"),
+                        "batch_norm": "False", "batch_size": "32"})
+    assert point == {"n_hidden": 3, "learning_rate": 0.01, "activation": "elu", "batch_norm": False,
+                     "batch_size": 32}
+    assert [type(v) for v in point.values()] == [int, float, str, bool, int]
+
+
+def test_contains() -> None:
+    space = SearchSpace.from_dict(SPEC)
+    assert space.contains({"n_hidden": 2, "learning_rate": 0.01, "activation": "tanh"})
+    assert space.contains({"n_hidden": "2", "learning_rate": "0.01", "activation": "tanh"})  # MLflow params
+    assert not space.contains({"n_hidden": 5, "learning_rate": 0.01, "activation": "tanh"})
+    assert not space.contains({"n_hidden": 2, "learning_rate": 0.5, "activation": "tanh"})
+    assert not space.contains({"n_hidden": 2, "learning_rate": 0.01, "activation": "gelu"})
+    assert not space.contains({"n_hidden": 2, "learning_rate": 0.01})
+
+
+def test_dimension_objects_validate_directly() -> None:
+    assert Int("a", 1, 3).describe() == "int[1, 3]"
+    assert Categorical("c", ("x", 1, True)).choices == ("x", 1, True)
+    with pytest.raises(ConfigError, match="duplicate"):
+        SearchSpace((Int("a", 1, 3), Int("a", 2, 4)))
