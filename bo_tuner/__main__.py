@@ -7,6 +7,7 @@ Parses flags, calls the API, maps errors to one-line messages and exit codes (2:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -87,6 +88,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's INFO lines (table creation, registration) would break the one-line-error and quiet contracts.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -396,13 +396,13 @@ def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
     """
     started = time.perf_counter()
     space = _validate_space(config)
-    tracking_uri = tracking.connect(config.tracking_uri)
     prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
                                 config.test_fraction, config.seed)
     metric = config.metric_for(prepared.task)
     if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
         raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
                           f"{', '.join(BUILTIN_METRICS[prepared.task])}")
+    tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
     maximize = metric_is_maximized(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
     registered_name = config.registered_model or _safe_name(label)
@@ -421,7 +421,7 @@ def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
                                                                metric, maximize, best),
         run=run_keras_trial, progress=progress, label=label)
     try:
-        tracking.log_batch(parent_id, params=_flat_params(config, space, metric, prepared.task))
+        tracking.log_new_params(parent_id, _flat_params(config, space, metric, prepared.task))
         tracking.log_text(parent_id, config_yaml, "study.yaml")
         with _sigterm_as_interrupt():
             executor = _worker_pool(config.parallel, config.worker_max_trials)
@@ -555,17 +555,18 @@ def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
     if models.is_builtin(config.model):
         for name, value in params.items():
             models.check_value(name, value, f"params.{name}")
-    tracking_uri = tracking.connect(config.tracking_uri)
     prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
                                 config.test_fraction, config.seed)
+    tracking_uri = tracking.connect(config.tracking_uri)
     metric = config.metric_for(prepared.task)
     maximize = metric_is_maximized(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}-train"
     run_id, _ = _start_parent(config.experiment, label, {ROLE_TAG: "train", "bo_tuner.metric": metric},
                               allow_launcher=True)
-    tracking.log_batch(run_id, params={"data": prepared.name, "model": config.model, "metric": metric,
-                                       "max_epochs": config.max_epochs, "seed": config.seed})
+    tracking.log_new_params(run_id, {"data": prepared.name, "model": config.model, "metric": metric,
+                                "max_epochs": config.max_epochs, "seed": config.seed})
     plain = {str(k): (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in params.items()}
+    tracking.log_new_params(run_id, plain)
     outcome = run_keras_trial(TrialJob(0, plain, run_id, tracking_uri, config, metric, maximize, None))
     if outcome.state != "COMPLETE":
         raise StudyFailedError(f"training failed: {outcome.error}")

@@ -158,6 +158,15 @@ def log_batch(
         client.log_batch(run_id, metrics=m[i : i + _BATCH], params=p[i : i + _BATCH], tags=t[i : i + _BATCH])
 
 
+def log_new_params(run_id: str, params: Mapping[str, Any]) -> None:
+    """Log params not yet on the run; ones already there (e.g. logged by ``mlflow run``) stay as they are.
+
+    MLflow params cannot change once logged.
+    """
+    existing = MlflowClient().get_run(run_id).data.params
+    log_batch(run_id, params={k: v for k, v in params.items() if k not in existing})
+
+
 def log_curves(run_id: str, curves: Mapping[str, list[float]]) -> None:
     """Per-epoch series (``loss``, ``val_accuracy``…) stepped by epoch (1-based)."""
     now = int(time.time() * 1000)
@@ -241,30 +250,31 @@ def trial_run(run_id: str) -> Iterator[RunStatus]:
 # ------------------------------------------------------------------------------------------ served model
 
 
-# MLflow warns at class creation that predict() has no type hints; that is deliberate (see predict).
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
+class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """The served model: raw rows → feature pipeline → Keras → labels or numbers in the target's own terms."""
 
-    class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
-        """The served model: raw rows → feature pipeline → Keras → labels or numbers in the target's own terms."""
+    # The logged signature validates input; MLflow's type-hint validation (and its warning) does not apply.
+    _skip_type_hint_validation = True
 
-        def load_context(self, context: Any) -> None:
-            import joblib
+    def load_context(self, context: Any) -> None:
+        import joblib
 
-            from bo_tuner import models
+        from bo_tuner import models
 
-            self._pipeline = joblib.load(context.artifacts["pipeline"])
-            self._model = models.load_model(context.artifacts["keras_model"])
+        self._pipeline = joblib.load(context.artifacts["pipeline"])
+        self._model = models.load_model(context.artifacts["keras_model"])
 
-        # No type hints on predict: MLflow would try to derive a schema from them; the signature is logged instead.
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-            import pandas as pd
+    # No type hints on predict: MLflow would try to derive a schema from them; the signature is logged instead.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        import numpy as np
+        import pandas as pd
 
-            from bo_tuner import models
+        from bo_tuner import models
 
-            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-            outputs = models.predict(self._model, self._pipeline.transform(frame))
-            return pd.Series(self._pipeline.decode(outputs), name="prediction")
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        outputs = models.predict(self._model, self._pipeline.transform(frame))
+        # A plain array (typed from the labels) serves as {"predictions": [label, ...]}.
+        return np.asarray(self._pipeline.decode(outputs).tolist())
 
 
 def declare_served_model() -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from bo_tuner import data as data_mod
 from bo_tuner import models, tracking
 from bo_tuner.config import StudyConfig
@@ -91,7 +93,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
     with tracking.trial_run(job.run_id) as status:
         try:
             hp = hyperparameters(config, job.params)
-            tracking.log_batch(job.run_id, params={k: v for k, v in hp.items() if k not in job.params})
+            tracking.log_new_params(job.run_id, {k: v for k, v in hp.items() if k not in job.params})
             prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
                                         config.test_fraction, config.seed)
             fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
@@ -116,7 +118,8 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
 
 def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
     sample = prepared.test_frame.head(5)
-    sample_output = prepared.pipeline.decode(models.predict(model, prepared.pipeline.transform(sample)))
+    sample_output = np.asarray(
+        prepared.pipeline.decode(models.predict(model, prepared.pipeline.transform(sample))).tolist())
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.keras")
         models.save_model(model, path)

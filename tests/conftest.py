@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import pytest
+
+if TYPE_CHECKING:
+    import bo_tuner
 
 # Same process settings as the CLI: one BLAS thread (GP fits), quiet TensorFlow, no artifact progress bars.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -48,3 +52,36 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
     env.update(extra)
     return env
+
+
+TINY = {"n_hidden": {"type": "int", "low": 1, "high": 2},
+        "n_neurons": {"type": "int", "low": 16, "high": 64},
+        "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """One sqlite store shared by the slow tests (a study costs seconds; tests read it back)."""
+    directory = tmp_path_factory.mktemp("store")
+    previous = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield directory, sqlite_uri(directory)
+    finally:
+        os.chdir(previous)
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="session")
+def digits_study(store: tuple[Path, str]) -> bo_tuner.StudyResult:
+    """A real 3-trial study on digits, registered as ``digits-it``."""
+    import bo_tuner
+
+    _, uri = store
+    os.chdir(store[0])
+    config = bo_tuner.StudyConfig(data="digits", n_calls=3, n_initial_points=2, max_epochs=4, space=TINY,
+                                  fixed={"patience": 2}, experiment="it", registered_model="digits-it",
+                                  tracking_uri=uri)
+    return bo_tuner.tune(config, progress=False)

@@ -1,0 +1,92 @@
+"""The command line: instant help, one-line errors with exit code 2, and no MLflow run for bad input."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bo_tuner.__main__ import main
+
+from .conftest import subprocess_env
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = ("import sys; from bo_tuner.__main__ import build_parser; build_parser().format_help();"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'mlflow', 'skopt'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_every_flag() -> None:
+    out = subprocess.run([sys.executable, "-m", "bo_tuner", "tune", "--help"], capture_output=True, text=True,
+                         check=True, env=subprocess_env())
+    for flag in ("--config", "--data", "--target", "--task", "--model", "--n-calls", "--n-initial-points",
+                 "--acq-func", "--max-epochs", "--metric", "--experiment", "--registered-model", "--seed",
+                 "--tracking-uri", "--promote", "--parallel", "--quiet"):
+        assert flag in out.stdout
+
+
+def _runs_in(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
+        return conn.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n-calls", "0"], "n_calls: (0) must be >= 1"),
+        (["--n-calls", "3", "--n-initial-points", "5"], "n_initial_points: (5) must be <= n_calls (3)"),
+        (["--n-calls", "many"], "invalid integer value: 'many'"),
+        (["--acq-func", "UCB"], "invalid choice: 'UCB'"),
+        (["--data", "mnist"], "data: ('mnist') is neither a bundled dataset"),
+        (["--data", "missing.csv", "--target", "y"], "data: ('missing.csv') no such file"),
+        (["--data", "{csv}", "--target", "nope"], "target: ('nope') is not a column"),
+        (["--data", "{one_class}", "--target", "y"], "target: ('y') has one class only"),
+        (["--data", "{all_missing}", "--target", "y"], "target: ('y') has no values"),
+        (["--data", "{tiny}", "--target", "y"], "rows with a target; at least 10"),
+        (["--config", "{bad_key}"], "config: unknown key ('n_call'); did you mean 'n_calls'?"),
+        (["--config", "{not_yaml}"], "is not valid YAML"),
+        (["--config", "nope.yaml"], "config: ('nope.yaml') no such file"),
+        (["--config", "{unknown_hp}"], "space.n_layers: ('n_layers') is not a hyperparameter of model 'mlp'"),
+        (["--config", "{bad_optimizer}"], "fixed.optimizer: ('adagrad') must be one of"),
+        (["--registered-model", "bad name/x"], "registered_model: ('bad name/x') must start"),
+        (["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri: ('http://127.0.0.1:9') cannot be reached"),
+        (["--metric", "val_rmse"], "metric: ('val_rmse') is not reported for classification"),
+        (["--model", "no_such_module:build"], "model: ('no_such_module:build') cannot import"),
+    ],
+)
+def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                          message: str) -> None:
+    files = {
+        "csv": pd.DataFrame({"a": range(30), "y": [0, 1] * 15}),
+        "one_class": pd.DataFrame({"a": range(30), "y": [1] * 30}),
+        "all_missing": pd.DataFrame({"a": range(30), "y": [None] * 30}),
+        "tiny": pd.DataFrame({"a": range(4), "y": [0, 1, 0, 1]}),
+    }
+    paths = {}
+    for name, frame in files.items():
+        paths[name] = str(workdir / f"{name}.csv")
+        frame.to_csv(paths[name], index=False)
+    configs = {"bad_key": "n_call: 3\n", "not_yaml": "space: [\n",
+               "unknown_hp": "space: {n_layers: {type: int, low: 1, high: 3}}\n",
+               "bad_optimizer": "fixed: {optimizer: adagrad}\n"}
+    for name, text in configs.items():
+        paths[name] = str(workdir / f"{name}.yaml")
+        Path(paths[name]).write_text(text)
+    argv = ["tune", "--quiet", "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
+    argv += [a.format(**paths) if a.startswith("{") else a for a in args]
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(argv))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1, err
+    assert _runs_in(workdir / "mlflow.db") == 0

@@ -1,0 +1,57 @@
+"""`mlflow run . --env-manager local` as a user types it, in a subprocess, against a sqlite store."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from .conftest import REPO, sqlite_uri, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_mlflow_run_main_entry_point(workdir: Path) -> None:
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    client.search_experiments()  # create the store before the launcher and its workers open it (FACTS.md)
+    cmd = ["mlflow", "run", str(REPO), "--env-manager", "local", "--experiment-name", "mlproject",
+           "-P", "n_calls=2", "-P", "n_initial_points=1", "-P", "max_epochs=2",
+           "-P", "registered_model=digits-mlproject"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600,
+                         env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = client.get_experiment_by_name("mlproject")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, "the run `mlflow run` made is the study's parent, not an orphan beside it"
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["bo_tuner.role"] == "study"
+    assert parent.data.params["n_calls"] == "2"  # logged by mlflow run itself
+    assert parent.data.params["space.n_hidden"] == "int[1, 3]"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(c.data.tags["mlflow.runName"] for c in children) == ["trial-1", "trial-2"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    version = client.get_model_version_by_alias("digits-mlproject", "champion")
+    assert version.tags["bo_tuner.study_run_id"] == parent.info.run_id
+    assert "registered digits-mlproject v1: now @champion" in out.stdout
+
+
+def test_mlflow_run_train_entry_point(workdir: Path) -> None:
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    client.search_experiments()
+    cmd = ["mlflow", "run", str(REPO), "-e", "train", "--env-manager", "local", "--experiment-name", "one",
+           "-P", "data=iris", "-P", "params=n_hidden=1,n_neurons=16,learning_rate=0.01", "-P", "max_epochs=3"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600,
+                         env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    exp = client.get_experiment_by_name("one")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["n_neurons"] == "16" and run.data.params["optimizer"] == "adam"
+    assert "val_accuracy" in run.data.metrics
+    assert "models:/m-" in out.stdout

@@ -1,0 +1,158 @@
+"""Real studies: real Keras training (tiny settings), real MLflow on a sqlite file, the registry and the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+import bo_tuner
+from bo_tuner import StudyConfig
+from bo_tuner.data import load_frame
+
+from .conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+def test_parent_and_children_through_the_client(digits_study: bo_tuner.StudyResult) -> None:
+    client = MlflowClient()
+    parent = client.get_run(digits_study.study_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlflow.runName"] == "digits-mlp"
+    assert parent.data.params["n_calls"] == "3"
+    assert parent.data.params["space.learning_rate"] == "real[0.001, 0.03] log"
+    assert "tracking_uri" not in parent.data.params
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(digits_study.best_value)
+    assert 0.0 <= parent.data.metrics["overhead_fraction"] < 1.0
+    assert "Best **val_accuracy" in parent.data.tags["mlflow.note.content"]
+    history = client.get_metric_history(parent.info.run_id, "best_val_accuracy")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == sorted(m.value for m in history)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"study.yaml", "space.yaml", "trials.csv", "plots"} <= artifacts
+    trials_csv = client.download_artifacts(parent.info.run_id, "trials.csv")
+    assert list(pd.read_csv(trials_csv)["trial"]) == [1, 2, 3]
+
+    children = client.search_runs([digits_study.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{digits_study.study_run_id}'")
+    assert sorted(c.data.tags["mlflow.runName"] for c in children) == ["trial-1", "trial-2", "trial-3"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["bo_tuner.trial_state"] == "COMPLETE"
+        assert set(TINY) <= set(child.data.params)
+        assert {"optimizer", "batch_size", "activation", "dropout"} <= set(child.data.params)
+        assert {"objective", "fit_seconds", "val_accuracy", "loss"} <= set(child.data.metrics)
+        epochs = client.get_metric_history(child.info.run_id, "val_loss")
+        assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
+    best_child = client.get_run(digits_study.best.run_id)
+    assert best_child.data.metrics["objective"] == pytest.approx(digits_study.best_value)
+    assert best_child.data.tags["bo_tuner.model_logged"] == "True"
+
+
+def test_champion_loads_by_alias_and_predicts_labels_from_raw_rows(digits_study: bo_tuner.StudyResult) -> None:
+    assert digits_study.promotion is not None and digits_study.promotion.promoted
+    version = MlflowClient().get_model_version_by_alias("digits-it", "champion")
+    assert str(version.version) == digits_study.promotion.version
+    assert version.tags["bo_tuner.study_run_id"] == digits_study.study_run_id
+    assert version.tags["bo_tuner.metric"] == "val_accuracy"
+    model = mlflow.pyfunc.load_model("models:/digits-it@champion")
+    frame, target = load_frame("digits", None)
+    rows = frame.drop(columns=[target]).head(50)
+    predictions = np.asarray(model.predict(rows))
+    assert predictions.shape == (50,)
+    assert set(predictions) <= set(range(10))
+    assert (predictions == frame[target].head(50).to_numpy()).mean() > 0.7
+    assert 0.7 < digits_study.test_metrics["test_accuracy"] <= 1.0
+
+
+def test_champion_moves_only_when_better(digits_study: bo_tuner.StudyResult, store: tuple[Path, str]) -> None:
+    _, uri = store
+    worse = StudyConfig(data="digits", n_calls=1, max_epochs=1, experiment="it", registered_model="digits-it",
+                        space={"n_neurons": {"type": "int", "low": 1, "high": 2}},
+                        fixed={"learning_rate": 1e-5, "n_hidden": 1}, tracking_uri=uri, seed=3)
+    second = bo_tuner.tune(worse, progress=False)
+    assert second.best_value < digits_study.best_value
+    assert second.promotion is not None and not second.promotion.promoted
+    assert "does not beat" in second.promotion.reason
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("digits-it", "champion").version) == digits_study.promotion.version
+
+    forced = bo_tuner.tune(worse.replace(promote="always"), progress=False)
+    assert forced.promotion is not None and forced.promotion.promoted
+    assert str(client.get_model_version_by_alias("digits-it", "champion").version) == forced.promotion.version
+    # rolling back is moving the alias
+    client.set_registered_model_alias("digits-it", "champion", digits_study.promotion.version)
+    assert str(client.get_model_version_by_alias("digits-it", "champion").version) == digits_study.promotion.version
+
+
+def test_csv_regression_study(store: tuple[Path, str]) -> None:
+    directory, uri = store
+    frame, target = load_frame("diabetes", None)
+    frame["sex"] = np.where(frame["sex"] > 0, "M", "F")  # a text column, one-hot encoded inside the model
+    frame.loc[::17, "bmi"] = np.nan  # gaps, imputed inside the model
+    frame = frame.rename(columns={target: "progression"})
+    path = directory / "diabetes.csv"
+    frame.to_csv(path, index=False)
+    config = StudyConfig(data=str(path), target="progression", n_calls=2, max_epochs=5, experiment="csv",
+                         space={"n_neurons": {"type": "int", "low": 16, "high": 64}}, tracking_uri=uri)
+    result = bo_tuner.tune(config, progress=False)
+    assert result.metric == "val_rmse" and not result.maximize
+    assert result.promotion is not None and result.promotion.name == "diabetes-mlp"
+    assert result.test_metrics["test_rmse"] < 150  # target std is ~77; a broken scale would be far off
+    model = mlflow.pyfunc.load_model("models:/diabetes-mlp@champion")
+    raw = pd.read_csv(path).drop(columns=["progression"]).head(5)
+    predictions = np.asarray(model.predict(raw), dtype=float)
+    assert predictions.shape == (5,) and np.all(np.isfinite(predictions))
+    assert 25 < predictions.mean() < 350
+
+
+def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
+    _, uri = store
+    calls: list[dict] = []
+
+    def objective(params: dict) -> float:
+        calls.append(params)
+        if params["kind"] == "broken":
+            raise RuntimeError("this configuration cannot run")
+        mlflow.log_metric("inside", 1.0)  # lands in the trial's own run
+        return (params["x"] - 1.0) ** 2
+
+    space = {"x": {"type": "real", "low": -3, "high": 3},
+             "kind": {"type": "categorical", "choices": ["ok", "broken"]}}
+    result = bo_tuner.minimize(objective, space, n_calls=8, n_initial_points=4, seed=0, tracking_uri=uri,
+                               experiment="fn", study_name="quadratic", max_consecutive_failures=8)
+    assert len(result.trials) == len(calls) == 8
+    assert result.best is not None and result.best.params["kind"] == "ok"
+    client = MlflowClient()
+    children = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.study_run_id}'")
+    assert len(children) == 8
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == result.n_failed
+    for run in failed:
+        assert run.data.tags["bo_tuner.error_type"] == "RuntimeError"
+        assert "cannot run" in run.data.tags["bo_tuner.error_message"]
+        assert "error" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    for run in children:
+        if run.info.status == "FINISHED":
+            assert run.data.metrics["inside"] == 1.0
+
+
+def test_too_many_failures_stop_the_study(store: tuple[Path, str]) -> None:
+    _, uri = store
+
+    def objective(params: dict) -> float:
+        return float("nan")
+
+    with pytest.raises(bo_tuner.StudyFailedError, match=r"max_consecutive_failures \(3\).*returned nan"):
+        bo_tuner.minimize(objective, {"x": {"type": "real", "low": 0, "high": 1}}, n_calls=10,
+                          n_initial_points=2, tracking_uri=uri, experiment="nan", max_consecutive_failures=3)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("nan")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    assert len(runs) == 4  # the parent and the three failed trials, nothing more
