@@ -107,7 +107,7 @@ class StudyConfig:
     worker_max_trials: int = 10
 
     def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_ = self._set
         if not isinstance(self.data, str) or not self.data.strip():
             raise ConfigError(f"data: ({self.data!r}) must be a bundled dataset name or a file path")
         set_("target", _optional_str("target", self.target))
@@ -137,10 +137,10 @@ class StudyConfig:
                 raise ConfigError(f"fixed.{overlap[0]}: ({fixed[overlap[0]]!r}) is also in the space; "
                                   "keep it in one of the two")
         set_("n_calls", _int("n_calls", self.n_calls, minimum=1))
-        if self.n_initial_points is None or self.n_initial_points == "":
+        if self.n_initial_points is None or str(self.n_initial_points) == "":
             set_("n_initial_points", min(DEFAULT_INITIAL_POINTS, self.n_calls))
         set_("n_initial_points", _int("n_initial_points", self.n_initial_points, minimum=1))
-        if self.n_initial_points > self.n_calls:
+        if self.initial_points > self.n_calls:
             raise ConfigError(f"n_initial_points: ({self.n_initial_points}) must be <= n_calls ({self.n_calls})")
         if self.acq_func not in ACQ_FUNCS:
             raise ConfigError(f"acq_func: ({self.acq_func!r}) must be one of {', '.join(ACQ_FUNCS)}")
@@ -170,10 +170,18 @@ class StudyConfig:
         set_("val_fraction", _fraction("val_fraction", self.val_fraction))
         set_("test_fraction", _fraction("test_fraction", self.test_fraction))
 
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # normalising a frozen dataclass during validation
+
     # ------------------------------------------------------------------------------------------------ derived
 
+    @property
+    def initial_points(self) -> int:
+        """``n_initial_points`` as resolved on construction (``None`` becomes ``min(6, n_calls)``)."""
+        return int(self.n_initial_points or min(DEFAULT_INITIAL_POINTS, self.n_calls))
+
     def metric_for(self, task: str) -> str:
-        return self.metric or DEFAULT_METRIC[task]
+        return str(self.metric or DEFAULT_METRIC[task])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-ready form; ``from_mapping(to_dict())`` gives an equal config."""
@@ -184,7 +192,7 @@ class StudyConfig:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def replace(self, **changes: Any) -> StudyConfig:
         return dataclasses.replace(self, **changes)

@@ -59,10 +59,11 @@ def dataset_label(data: str) -> str:
     return data if is_bundled(data) else Path(data).stem
 
 
-def _as_text(frame: Any) -> Any:
+def _as_text(frame: Any) -> npt.NDArray[Any]:
     """Turn categorical columns into plain strings (missing → 'missing') before one-hot encoding."""
     frame = pd.DataFrame(frame)
-    return frame.astype(object).where(frame.notna(), "missing").astype(str).to_numpy(dtype=object)
+    text: npt.NDArray[Any] = frame.astype(object).where(frame.notna(), "missing").astype(str).to_numpy(dtype=object)
+    return text
 
 
 class FeaturePipeline:
@@ -115,7 +116,8 @@ class FeaturePipeline:
         if self.task == "regression":
             return np.asarray(outputs, dtype=float).reshape(len(outputs), -1)[:, 0]
         assert self.classes is not None
-        return np.asarray(self.classes, dtype=object)[np.argmax(outputs, axis=1)]
+        labels: npt.NDArray[Any] = np.asarray(self.classes, dtype=object)[np.argmax(outputs, axis=1)]
+        return labels
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ for regression.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -321,16 +322,12 @@ def configure_runtime(intra_op_threads: int | None) -> None:
     import tensorflow as tf
 
     for gpu in tf.config.list_physical_devices("GPU"):
-        try:
+        with contextlib.suppress(RuntimeError):  # already initialised in this process
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised in this process
-            pass
     if intra_op_threads:
-        try:
+        with contextlib.suppress(RuntimeError):  # already initialised in this process
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass
 
 
 def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,

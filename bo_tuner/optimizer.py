@@ -23,7 +23,8 @@ PENALTY_RANGE_FRACTION = 0.5
 
 def _to_skopt(space: SearchSpace) -> list[Any]:
     from skopt.space import Categorical as SkCategorical
-    from skopt.space import Integer, Real as SkReal
+    from skopt.space import Integer
+    from skopt.space import Real as SkReal
 
     dims: list[Any] = []
     for d in space:

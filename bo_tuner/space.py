@@ -82,7 +82,7 @@ class Int:
         return number == int(number) and self.low <= number <= self.high
 
     def cast(self, value: Any) -> int:
-        return int(round(float(value)))
+        return round(float(value))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "int", "low": self.low, "high": self.high}

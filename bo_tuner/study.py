@@ -41,7 +41,6 @@ from bo_tuner.trial import (
     TrialJob,
     TrialOutcome,
     init_worker,
-    is_better,
     run_function_trial,
     run_keras_trial,
 )
@@ -413,7 +412,7 @@ def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
     parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
     study = _Study(
         space=space,
-        optimizer=Optimizer(space, n_initial_points=config.n_initial_points, acq_func=config.acq_func,
+        optimizer=Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                             seed=config.seed),
         metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
         max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,

@@ -250,7 +250,7 @@ def trial_run(run_id: str) -> Iterator[RunStatus]:
 # ------------------------------------------------------------------------------------------ served model
 
 
-class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """The served model: raw rows → feature pipeline → Keras → labels or numbers in the target's own terms."""
 
     # The logged signature validates input; MLflow's type-hint validation (and its warning) does not apply.
@@ -287,7 +287,7 @@ def declare_served_model() -> None:
 
 
 def pip_requirements(extra: Mapping[str, str]) -> list[str]:
-    """Explicit requirements make ``log_model`` ~100× faster than inference (see FACTS.md)."""
+    """Explicit requirements make ``log_model`` ~100x faster than inference (see FACTS.md)."""
     import joblib
     import numpy
     import pandas
