@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--parallel", type=_opt_int, help="trials at once, in worker processes [1]")
     tune.add_argument("--max-consecutive-failures", type=_opt_int, help="stop after this many failures in a row [5]")
     tune.add_argument("--study-name", type=_opt, help="parent run name [<data>-<model>]")
+    tune.add_argument("--resume", type=_opt, metavar="RUN_ID",
+                      help="continue the study with this parent run id: finished trials are not re-run")
+    tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
+                      help="tell earlier studies' finished trials that fit the space to the optimizer first")
     train = sub.add_parser("train", help="train and log one configuration as a single run")
     _common(train)
     train.add_argument("--params", type=_opt, help='hyperparameters: JSON/YAML mapping or "a=1,b=relu"')
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
                 "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
-                "max_consecutive_failures", "study_name")
+                "max_consecutive_failures", "study_name", "warm_start")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,7 +97,7 @@ def _quiet_libraries() -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, **_overrides(args))
+    config = load_config(None if getattr(args, "resume", None) else args.config, **_overrides(args))
     _quiet_libraries()
     if args.command == "train":
         from bo_tuner.study import train_one
@@ -102,9 +106,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"trained: objective={outcome.value:.5g} in {outcome.fit_seconds:.1f} s; run {outcome.run_id}")
         print(f"model: {outcome.model_uri}")
         return 0
-    from bo_tuner.study import tune
+    from bo_tuner.study import load_resume_config, tune
 
-    result = tune(config, progress=not args.quiet)
+    if args.resume:
+        config = load_resume_config(args.resume, args.config, **_overrides(args))
+    result = tune(config, resume=args.resume, progress=not args.quiet)
     best = result.best
     assert best is not None
     print(f"study {result.study_run_id}: best {result.metric}={best.value:.5g} at trial {best.number} of "

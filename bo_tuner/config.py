@@ -105,6 +105,7 @@ class StudyConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     worker_max_trials: int = 10
+    warm_start: str | None = None
 
     def __post_init__(self) -> None:
         set_ = self._set
@@ -154,6 +155,7 @@ class StudyConfig:
             raise ConfigError(f"experiment: ({experiment!r}) must be 1-500 printable characters")
         set_("experiment", experiment)
         set_("study_name", _optional_str("study_name", self.study_name))
+        set_("warm_start", _optional_str("warm_start", self.warm_start))
         registered = _optional_str("registered_model", self.registered_model)
         if registered is not None and not _REGISTERED_NAME_RE.match(registered):
             raise ConfigError(f"registered_model: ({registered!r}) must start with a letter or digit and use "

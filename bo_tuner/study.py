@@ -180,7 +180,8 @@ class _Study:
                     params = self.optimizer.ask([job.params for job in pending.values()])
                     run_id = tracking.create_run(
                         self.experiment_id, f"trial-{number}", parent_id=self.parent_id,
-                        tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id})
+                        tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id,
+                              "bo_tuner.metric": self.metric})
                     tracking.log_batch(run_id, params=params)
                     best = self.best
                     job = self.make_job(number, params, run_id, best.value if best else None)
@@ -381,11 +382,128 @@ def _abort_parent(parent_id: str, status: str, message: str) -> None:
         tracking.end_run(parent_id, status)
 
 
+# ------------------------------------------------------------------------------------------------ resume / warm start
+
+_SAME_STUDY_FIELDS = ("data", "target", "task", "model", "fixed", "seed", "val_fraction", "test_fraction")
+
+
+def stored_config(parent_id: str) -> StudyConfig:
+    """The config a study ran with, read back from its parent run's ``study.yaml``."""
+    try:
+        run = tracking.get_run(parent_id)
+    except Exception:
+        raise ConfigError(f"resume: ({parent_id!r}) is not a run in this tracking store") from None
+    if run.data.tags.get(ROLE_TAG) != "study":
+        raise ConfigError(f"resume: ({parent_id!r}) is not a bo_tuner study run")
+    try:
+        text = tracking.read_text(parent_id, "study.yaml")
+    except Exception:
+        raise ConfigError(f"resume: ({parent_id!r}) has no study.yaml artifact to resume from") from None
+    loaded = yaml.safe_load(text) or {}
+    return StudyConfig.from_mapping(loaded, source=f"resume ({parent_id}) study.yaml")
+
+
+def load_resume_config(parent_id: str, config_path: str | None = None, **overrides: Any) -> StudyConfig:
+    """The stored config of study ``parent_id`` ← a config file ← overrides (the CLI's ``--resume``)."""
+    from bo_tuner.config import read_yaml
+
+    tracking.connect(overrides.get("tracking_uri"))
+    values: dict[str, Any] = stored_config(parent_id).to_dict()
+    values.pop("tracking_uri", None)
+    if config_path:
+        values.update(read_yaml(config_path))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyConfig.from_mapping(values)
+
+
+def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, task: str) -> None:
+    for name in _SAME_STUDY_FIELDS:
+        if getattr(stored, name) != getattr(config, name):
+            raise ConfigError(f"resume: {name} ({getattr(config, name)!r}) differs from study {parent_id}'s "
+                              f"({getattr(stored, name)!r}); start a new study or use --warm-start")
+    if _validate_space(stored) != _validate_space(config):
+        raise ConfigError(f"resume: space ({_validate_space(config).describe()}) differs from study {parent_id}'s "
+                          f"({_validate_space(stored).describe()}); start a new study or use --warm-start")
+    if stored.metric_for(task) != config.metric_for(task):
+        raise ConfigError(f"resume: metric ({config.metric_for(task)!r}) differs from study {parent_id}'s "
+                          f"({stored.metric_for(task)!r}); the objectives would not be comparable")
+
+
+def _outcome_from_run(run: Any, space: SearchSpace) -> TrialOutcome | None:
+    """A finished child run as a TrialOutcome; None when it is not a usable finished trial."""
+    tags, metrics = run.data.tags, run.data.metrics
+    try:
+        params = space.cast(run.data.params)
+    except (KeyError, ConfigError, ValueError):
+        return None
+    number = int(tags.get(NUMBER_TAG, 0))
+    state = tags.get(STATE_TAG)
+    if run.info.status == "FINISHED" and state == "COMPLETE" and "objective" in metrics:
+        return TrialOutcome(number, params, run.info.run_id, "COMPLETE", float(metrics["objective"]),
+                            {"objective": float(metrics["objective"])},
+                            fit_seconds=float(metrics.get("fit_seconds", 0.0)),
+                            model_uri=tags.get("bo_tuner.model_uri"))
+    if run.info.status == "FAILED" and state == "FAILED":
+        return TrialOutcome(number, params, run.info.run_id, "FAILED", None,
+                            error=tags.get("bo_tuner.error_message"))
+    return None
+
+
+def _history(parent_id: str, experiment: str, space: SearchSpace) -> tuple[list[TrialOutcome], int]:
+    """Finished trials of a study, oldest first, and the highest trial number used.
+
+    Children still RUNNING belonged to a process that died: they are marked KILLED and their slots run again.
+    """
+    outcomes: list[TrialOutcome] = []
+    last = 0
+    for run in tracking.child_runs(experiment, parent_id):
+        last = max(last, int(run.data.tags.get(NUMBER_TAG, 0)))
+        if run.info.status == "RUNNING":
+            tracking.set_tags(run.info.run_id, {STATE_TAG: "KILLED",
+                                                "bo_tuner.error_message": "the study process died; resumed"})
+            tracking.end_run(run.info.run_id, "KILLED")
+            continue
+        outcome = _outcome_from_run(run, space)
+        if outcome is not None:
+            outcomes.append(outcome)
+    return sorted(outcomes, key=lambda t: t.number), last
+
+
+def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool,
+                exclude: str | None) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
+    """Finished trials of earlier studies (a study's run id, or every study in an experiment) that fit the space.
+
+    Returns the points, their signed values (what the optimizer minimizes) and how many trials were skipped.
+    """
+    runs = tracking.trial_runs(source)
+    if runs is None:
+        raise ConfigError(f"warm_start: ({source!r}) is neither a study run id nor an experiment name")
+    points: list[dict[str, Scalar]] = []
+    values: list[float | None] = []
+    skipped = 0
+    for run in runs:
+        if exclude and run.data.tags.get("mlflow.parentRunId") == exclude:
+            continue
+        outcome = _outcome_from_run(run, space)
+        same_metric = run.data.tags.get("bo_tuner.metric", metric) == metric
+        if outcome is None or outcome.value is None or not same_metric or not space.contains(outcome.params):
+            skipped += 1
+            continue
+        points.append(outcome.params)
+        values.append(-outcome.value if maximize else outcome.value)
+    return points, values, skipped
+
+
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
+def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True) -> StudyResult:
     """Run a Bayesian search over a Keras model, tracked in MLflow; register the best model as ``@champion``.
+
+    ``resume``: the parent run id of an earlier study. Its config (``study.yaml``) and finished trials are read
+    back from MLflow, children left RUNNING by a dead process are marked KILLED, and only the remaining trials run,
+    numbered on from the last one. ``config`` may then be omitted; if given, it must define the same study (data,
+    model, space, fixed values, metric, seed, splits) — ``n_calls`` may grow.
 
     Raises:
         ConfigError: bad config, space, data or tracking URI (raised before any run is created).
@@ -394,6 +512,14 @@ def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
         RegistryError: the best model could not be registered or promoted; the previous champion stays.
     """
     started = time.perf_counter()
+    if config is None and resume is None:
+        config = StudyConfig()
+    stored: StudyConfig | None = None
+    if resume is not None:
+        tracking.connect(config.tracking_uri if config else None)
+        stored = stored_config(resume)
+        config = config or stored.replace(tracking_uri=None)
+    assert config is not None
     space = _validate_space(config)
     prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
                                 config.test_fraction, config.seed)
@@ -401,6 +527,8 @@ def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
     if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
         raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
                           f"{', '.join(BUILTIN_METRICS[prepared.task])}")
+    if stored is not None:
+        _check_same_study(resume or "", stored, config, prepared.task)
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
     maximize = metric_is_maximized(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
@@ -409,18 +537,39 @@ def tune(config: StudyConfig, *, progress: bool = True) -> StudyResult:
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
             "minimize", "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
             "bo_tuner.registered_model": registered_name}
-    parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
+    warm_points, warm_values, warm_skipped = (
+        _warm_start(config.warm_start, space, metric, maximize, exclude=resume) if config.warm_start
+        else ([], [], 0))
+    history: list[TrialOutcome] = []
+    last_number = 0
+    if resume is not None:
+        parent_id, exp_id = resume, str(tracking.get_run(resume).info.experiment_id)
+        history, last_number = _history(parent_id, exp_id, space)
+        tracking.reopen_run(parent_id)
+        tracking.set_tags(parent_id, {"bo_tuner.resumed": len(history)})
+        launched = tracking.launcher_run()
+        if launched is not None and launched[0] != parent_id:
+            tracking.set_tags(launched[0], {STUDY_TAG: parent_id, ROLE_TAG: "resume"})
+    else:
+        parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
+    optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
+                          seed=config.seed + len(history) if history else config.seed)
+    optimizer.tell_many(warm_points, warm_values)
     study = _Study(
-        space=space,
-        optimizer=Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
-                            seed=config.seed),
+        space=space, optimizer=optimizer,
         metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
         max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best: TrialJob(number, params, run_id, tracking_uri, config,
                                                                metric, maximize, best),
-        run=run_keras_trial, progress=progress, label=label)
+        run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1)
+    for outcome in history:
+        study.trials.append(outcome)
+    optimizer.tell_many([t.params for t in history], [study._signed(t.value) for t in history])
     try:
         tracking.log_new_params(parent_id, _flat_params(config, space, metric, prepared.task))
+        if config.warm_start:
+            tracking.log_batch(parent_id, metrics={"warm_start_points": len(warm_points),
+                                                   "warm_start_skipped": warm_skipped})
         tracking.log_text(parent_id, config_yaml, "study.yaml")
         with _sigterm_as_interrupt():
             executor = _worker_pool(config.parallel, config.worker_max_trials)
@@ -489,7 +638,7 @@ def _champion_step(study: _Study, best: TrialOutcome, prepared: data_mod.Prepare
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,
-             n_calls: int = 20, n_initial_points: int = 6, acq_func: str = "gp_hedge", seed: int = 42,
+             n_calls: int = 20, n_initial_points: int | None = None, acq_func: str = "gp_hedge", seed: int = 42,
              maximize: bool = False, metric: str = "objective", experiment: str | None = None,
              study_name: str = "minimize", tracking_uri: str | None = None, max_consecutive_failures: int = 5,
              progress: bool = False) -> StudyResult:
@@ -510,7 +659,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
             "minimize"}
     parent_id, exp_id = _start_parent(checked.experiment, study_name, tags, allow_launcher=False)
     study = _Study(
-        space=space, optimizer=Optimizer(space, n_initial_points=n_initial_points, acq_func=acq_func, seed=seed),
+        space=space, optimizer=Optimizer(space, n_initial_points=checked.initial_points, acq_func=acq_func,
+                                         seed=seed),
         metric=metric, maximize=maximize, n_calls=n_calls, parallel=1,
         max_consecutive_failures=checked.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best: TrialJob(number, params, run_id, tracking_uri, checked,
@@ -521,7 +671,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                                      if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space")}},
                                  sort_keys=False)
     try:
-        tracking.log_batch(parent_id, params={"n_calls": n_calls, "n_initial_points": n_initial_points,
+        tracking.log_batch(parent_id, params={"n_calls": n_calls, "n_initial_points": checked.initial_points,
                                               "acq_func": acq_func, "seed": seed, "metric": metric,
                                               **{f"space.{k}": v for k, v in space.describe().items()}})
         study.execute(_InlineExecutor())

@@ -193,6 +193,41 @@ def log_artifact(run_id: str, local_path: str, artifact_path: str | None = None)
     MlflowClient().log_artifact(run_id, local_path, artifact_path)
 
 
+def reopen_run(run_id: str) -> None:
+    """Mark a run RUNNING again (a resumed study)."""
+    MlflowClient().update_run(run_id, status="RUNNING")
+
+
+def read_text(run_id: str, artifact_file: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = MlflowClient().download_artifacts(run_id, artifact_file, tmp)
+        return Path(path).read_text(encoding="utf-8")
+
+
+def trial_runs(source: str) -> list[Any] | None:
+    """Trial runs of a study (``source`` = its parent run id) or of every study in experiment ``source``."""
+    client = MlflowClient()
+    if re.fullmatch(r"[0-9a-f]{32}", source):
+        try:
+            run = client.get_run(source)
+        except MlflowException:
+            run = None
+        if run is not None:
+            return child_runs(str(run.info.experiment_id), source)
+    experiment = client.get_experiment_by_name(source)
+    if experiment is None:
+        return None
+    out: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment.experiment_id], filter_string="tags.`bo_tuner.trial_state` = 'COMPLETE'",
+                                  max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
 def end_run(run_id: str, status: str) -> None:
     """Set a run's terminal status: FINISHED, FAILED or KILLED."""
     MlflowClient().set_terminated(run_id, status=status)

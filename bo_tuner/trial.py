@@ -111,7 +111,8 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         if is_better(fit.objective, job.best_so_far, job.maximize):
             model_uri = _log_model(fit.model, prepared)
         tracking.log_batch(job.run_id, metrics=summary, step=job.number,
-                           tags={STATE_TAG: "COMPLETE", "bo_tuner.model_logged": model_uri is not None})
+                           tags={STATE_TAG: "COMPLETE", "bo_tuner.model_logged": model_uri is not None,
+                                 **({"bo_tuner.model_uri": model_uri} if model_uri else {})})
     return TrialOutcome(job.number, job.params, job.run_id, "COMPLETE", fit.objective, summary,
                         fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri)
 

@@ -1,0 +1,167 @@
+"""A crash loses nothing, a failing trial never stops the study, interrupts leave the champion alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+import bo_tuner
+from bo_tuner.__main__ import main
+from bo_tuner.tracking import redact_uri
+
+from .conftest import sqlite_uri, subprocess_env
+
+IRIS_SPACE = {"n_neurons": {"type": "int", "low": 8, "high": 32},
+              "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}
+
+
+def _start_study(workdir: Path, uri: str, *args: str) -> subprocess.Popen[bytes]:
+    (workdir / "space.yaml").write_text(yaml.safe_dump({"space": IRIS_SPACE, "fixed": {"patience": 3}}))
+    MlflowClient(uri).search_experiments()  # create the store first (FACTS.md: racing migrations)
+    cmd = [sys.executable, "-m", "bo_tuner", "tune", "--quiet", "--data", "iris", "--config", "space.yaml",
+           "--tracking-uri", uri, *args]
+    return subprocess.Popen(cmd, cwd=workdir, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _children(client: MlflowClient, experiment: str) -> tuple[str | None, list]:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None, []
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    parent = parents[0].info.run_id if parents else None
+    return parent, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def _wait_for(client: MlflowClient, experiment: str, process: subprocess.Popen[bytes], finished: int,
+              running: bool) -> str:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        parent, children = _children(client, experiment)
+        done = sum(c.info.status == "FINISHED" for c in children)
+        in_flight = any(c.info.status == "RUNNING" for c in children)
+        if parent and done >= finished and (in_flight or not running):
+            return parent
+        time.sleep(0.3)
+    raise AssertionError("the study did not reach the expected point in time")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path) -> None:
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "40",
+                           "--experiment", "crash", "--registered-model", "iris-crash")
+    parent = _wait_for(client, "crash", process, finished=2, running=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    _, before = _children(client, "crash")
+    assert any(c.info.status == "RUNNING" for c in before)  # left behind by the dead process
+    finished_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
+
+    assert main(["tune", "--resume", parent, "--tracking-uri", uri, "--quiet"]) == 0
+
+    _, after = _children(client, "crash")
+    complete = [c for c in after if c.info.status == "FINISHED"]
+    assert len(complete) == 6
+    assert finished_before <= {c.info.run_id for c in complete}  # nothing finished was re-run
+    numbers = [int(c.data.tags["bo_tuner.trial_number"]) for c in after]
+    assert len(numbers) == len(set(numbers))
+    assert {c.info.status for c in after} <= {"FINISHED", "KILLED"}
+    killed = [c for c in after if c.info.status == "KILLED"]
+    assert killed and all(c.data.tags["bo_tuner.trial_state"] == "KILLED" for c in killed)
+    assert client.get_run(parent).info.status == "FINISHED"
+    versions = client.search_model_versions("name = 'iris-crash'")
+    assert len(versions) == 1
+    champion = client.get_model_version_by_alias("iris-crash", "champion")
+    assert champion.tags["bo_tuner.study_run_id"] == parent
+
+    # a resume that changes the study is refused before anything runs
+    other = bo_tuner.load_config(workdir / "space.yaml", data="iris", tracking_uri=uri).replace(
+        space={"n_neurons": {"type": "int", "low": 8, "high": 64}})
+    with pytest.raises(bo_tuner.ConfigError, match=r"resume: space .* differs"):
+        bo_tuner.tune(other, resume=parent, progress=False)
+
+    # warm start: a new study learns from the finished trials of this one
+    warm = bo_tuner.load_config(workdir / "space.yaml", data="iris", tracking_uri=uri, n_calls=1,
+                                max_epochs=5, experiment="warm", warm_start="crash", registered_model="iris-warm")
+    result = bo_tuner.tune(warm, progress=False)
+    metrics = client.get_run(result.study_run_id).data.metrics
+    assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
+    assert len(result.trials) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_runs_killed_and_leaves_the_champion(workdir: Path) -> None:
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "200",
+                           "--experiment", "ctrl-c", "--registered-model", "iris-ctrl-c")
+    parent = _wait_for(client, "ctrl-c", process, finished=1, running=True)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert "interrupted" in err.decode()
+    assert client.get_run(parent).info.status == "KILLED"
+    _, children = _children(client, "ctrl-c")
+    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+    assert any(c.info.status == "KILLED" for c in children)
+    assert client.search_registered_models("name = 'iris-ctrl-c'") == []
+
+
+@pytest.mark.slow
+def test_nan_trials_fail_and_the_study_stops_registering_nothing(workdir: Path) -> None:
+    uri = sqlite_uri(workdir)
+    config = bo_tuner.StudyConfig(data="iris", n_calls=5, n_initial_points=2, max_epochs=5, experiment="nan",
+                                  registered_model="iris-nan", max_consecutive_failures=2, tracking_uri=uri,
+                                  space={"learning_rate": {"type": "real", "low": 1e6, "high": 1e8,
+                                                           "prior": "log-uniform"}},
+                                  fixed={"optimizer": "sgd", "kernel_initializer": "normal"})
+    with pytest.raises(bo_tuner.StudyFailedError, match=r"max_consecutive_failures \(2\).*trial-1: "):
+        bo_tuner.tune(config, progress=False)
+    client = MlflowClient(uri)
+    parent, children = _children(client, "nan")
+    assert client.get_run(parent).info.status == "FAILED"
+    assert len(children) == 2
+    for child in children:
+        assert child.info.status == "FAILED"
+        assert child.data.tags["bo_tuner.error_type"] == "TrialFailedError"
+        assert "loss became nan" in child.data.tags["bo_tuner.error_message"].lower()
+    assert client.search_registered_models("name = 'iris-nan'") == []
+    assert client.get_run(parent).data.tags["mlflow.note.content"].count("trial-") >= 2
+
+
+def test_same_seed_same_proposals(tracking_uri: str) -> None:
+    space = {"x": {"type": "real", "low": -2, "high": 2}, "k": {"type": "categorical", "choices": ["a", "b"]}}
+
+    def run(seed: int) -> list[dict]:
+        result = bo_tuner.minimize(lambda p: p["x"] ** 2 + (p["k"] == "b"), space, n_calls=7, n_initial_points=3,
+                                   seed=seed, tracking_uri=tracking_uri, experiment="seeds")
+        return [t.params for t in result.trials]
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_no_secret_reaches_mlflow(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_API_TOKEN", "s3cr3t-token-value")
+    result = bo_tuner.minimize(lambda p: p["x"], {"x": {"type": "real", "low": 0, "high": 1}}, n_calls=2,
+                               tracking_uri=tracking_uri, experiment="secrets")
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([result.experiment_id])
+    for run in runs:
+        text = repr(run.data.params) + repr(run.data.tags)
+        assert "s3cr3t" not in text and tracking_uri not in text
+    study_yaml = client.download_artifacts(result.study_run_id, "study.yaml")
+    assert "tracking_uri" not in Path(study_yaml).read_text()
+    assert redact_uri("postgresql://bob:hunter2@db:5432/mlflow") == "postgresql://bob:***@db:5432/mlflow"
