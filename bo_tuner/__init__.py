@@ -54,14 +54,15 @@ __all__ = [
 ]
 
 
-def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True) -> StudyResult:
+def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True,
+         callbacks: Any = ()) -> StudyResult:
     """Run (or with ``resume=<parent run id>`` continue) a study; see :func:`bo_tuner.study.tune`.
 
     Heavy libraries load on the first call.
     """
     from bo_tuner.study import tune as _tune
 
-    return _tune(config, resume=resume, progress=progress)
+    return _tune(config, resume=resume, progress=progress, callbacks=callbacks)
 
 
 def minimize(objective: Any, space: Any, **kwargs: Any) -> StudyResult:

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--parallel", type=_opt_int, help="trials at once, in worker processes [1]")
     tune.add_argument("--max-consecutive-failures", type=_opt_int, help="stop after this many failures in a row [5]")
     tune.add_argument("--study-name", type=_opt, help="parent run name [<data>-<model>]")
+    tune.add_argument("--pruner", type=_opt, choices=["none", "median", None],
+                      help="stop trials worse than the median of earlier trials at the same epoch [none]")
     tune.add_argument("--resume", type=_opt, metavar="RUN_ID",
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
                 "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
-                "max_consecutive_failures", "study_name", "warm_start")
+                "max_consecutive_failures", "study_name", "warm_start", "pruner")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from bo_tuner.space import SearchSpace
 
 ACQ_FUNCS = ("gp_hedge", "EI", "PI", "LCB")
 DEFAULT_INITIAL_POINTS = 6
+PRUNERS = ("none", "median")
 PROMOTE = ("if-better", "always", "never")
 TASKS = ("classification", "regression")
 DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_rmse"}
@@ -106,6 +107,8 @@ class StudyConfig:
     test_fraction: float = 0.2
     worker_max_trials: int = 10
     warm_start: str | None = None
+    pruner: str = "none"
+    pruner_warmup_epochs: int = 5
 
     def __post_init__(self) -> None:
         set_ = self._set
@@ -156,6 +159,9 @@ class StudyConfig:
         set_("experiment", experiment)
         set_("study_name", _optional_str("study_name", self.study_name))
         set_("warm_start", _optional_str("warm_start", self.warm_start))
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"pruner: ({self.pruner!r}) must be one of {', '.join(PRUNERS)}")
+        set_("pruner_warmup_epochs", _int("pruner_warmup_epochs", self.pruner_warmup_epochs, minimum=1))
         registered = _optional_str("registered_model", self.registered_model)
         if registered is not None and not _REGISTERED_NAME_RE.match(registered):
             raise ConfigError(f"registered_model: ({registered!r}) must start with a letter or digit and use "

@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bo_tuner.errors import ConfigError, TrialFailedError
@@ -115,7 +115,7 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     fit_seconds: float
-    extra: dict[str, float] = field(default_factory=dict)
+    pruned_at: int | None = None  # epoch (1-based) at which the median pruner stopped the trial
 
 
 def is_builtin(model: str) -> bool:
@@ -314,6 +314,49 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
 
 # --------------------------------------------------------------------------------------------- training
 
+#: A median-pruned trial needs at least this many earlier curves reaching the same epoch.
+PRUNER_MIN_TRIALS = 3
+
+
+def median_prune_epoch(curve: list[float], reference: list[list[float]], maximize: bool, warmup: int) -> int | None:
+    """The first epoch (1-based, >= ``warmup``) at which ``curve`` is worse than the median of the reference
+    curves at that epoch (counting only curves that reached it, at least ``PRUNER_MIN_TRIALS``); else None."""
+    import statistics
+
+    for epoch in range(max(1, warmup), len(curve) + 1):
+        others = [c[epoch - 1] for c in reference if len(c) >= epoch and math.isfinite(c[epoch - 1])]
+        if len(others) < PRUNER_MIN_TRIALS:
+            continue
+        median = statistics.median(others)
+        value = curve[epoch - 1]
+        if (value < median) if maximize else (value > median):
+            return epoch
+    return None
+
+
+def _pruning_callback(metric: str, maximize: bool, warmup: int, reference: list[list[float]]) -> Any:
+    import keras
+
+    class MedianPruning(keras.callbacks.Callback):  # type: ignore[misc]
+        """Stop a trial whose validation metric is worse than the median of earlier trials at the same epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.curve: list[float] = []
+            self.pruned_at: int | None = None
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            value = (logs or {}).get(metric)
+            if value is None:
+                return
+            self.curve.append(float(value))
+            if median_prune_epoch(self.curve, reference, maximize, warmup) == len(self.curve):
+                self.pruned_at = len(self.curve)
+                self.model.stop_training = True
+
+    return MedianPruning()
+
+
 
 def configure_runtime(intra_op_threads: int | None) -> None:
     """Per-process settings before the first model: GPU memory growth and CPU thread counts."""
@@ -333,8 +376,12 @@ def configure_runtime(intra_op_threads: int | None) -> None:
 def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,
           x_val: npt.NDArray[np.float32], y_val: Any, task: str, n_outputs: int, metric: str, maximize: bool,
           max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
-          image_shape: tuple[int, ...] | None = None) -> FitResult:
+          image_shape: tuple[int, ...] | None = None, prune_reference: list[list[float]] | None = None,
+          prune_warmup: int = 5) -> FitResult:
     """Build and fit one model with EarlyStopping on ``metric`` (best weights restored).
+
+    With ``prune_reference`` (earlier trials' per-epoch ``metric`` curves) the median pruner may stop the trial
+    early; ``FitResult.pruned_at`` says when, and ``objective`` is then the metric's value at that epoch.
 
     Raises:
         TrialFailedError: the loss became NaN/inf, or the model does not report ``metric``.
@@ -352,6 +399,10 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
         keras.callbacks.EarlyStopping(monitor=metric, mode="max" if maximize else "min", patience=patience,
                                       restore_best_weights=True),
     ]
+    pruner = None
+    if prune_reference is not None:
+        pruner = _pruning_callback(metric, maximize, prune_warmup, prune_reference)
+        callbacks.append(pruner)
     started = time.perf_counter()
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=int(max_epochs),
                         batch_size=int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"])),
@@ -369,6 +420,10 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
         raise TrialFailedError(f"metric {metric!r} was never finite")
     masked = np.where(np.isfinite(values), values, -np.inf if maximize else np.inf)
     best = int(np.argmax(masked) if maximize else np.argmin(masked))
+    if pruner is not None and pruner.pruned_at is not None:
+        return FitResult(model=model, history=curves, objective=float(values[pruner.pruned_at - 1]),
+                         best_epoch=best + 1, epochs_run=len(values), fit_seconds=fit_seconds,
+                         pruned_at=pruner.pruned_at)
     return FitResult(model=model, history=curves, objective=float(values[best]), best_epoch=best + 1,
                      epochs_run=len(values), fit_seconds=fit_seconds)
 

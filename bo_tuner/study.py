@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from bo_tuner.trial import (
     init_worker,
     run_function_trial,
     run_keras_trial,
+    score_logged_model,
 )
 
 ROLE_TAG = "bo_tuner.role"
@@ -147,12 +148,14 @@ class _Study:
     max_consecutive_failures: int
     experiment_id: str
     parent_id: str
-    make_job: Callable[[int, dict[str, Scalar], str, float | None], TrialJob]
+    make_job: Callable[[int, dict[str, Scalar], str, float | None, list[list[float]] | None], TrialJob]
     run: Callable[[TrialJob], TrialOutcome]
     progress: bool
     label: str
     trials: list[TrialOutcome] = field(default_factory=list)
     first_number: int = 1
+    callbacks: tuple[Callable[[TrialOutcome], Any], ...] = ()
+    prune: bool = False
 
     @property
     def best(self) -> TrialOutcome | None:
@@ -184,7 +187,8 @@ class _Study:
                               "bo_tuner.metric": self.metric})
                     tracking.log_batch(run_id, params=params)
                     best = self.best
-                    job = self.make_job(number, params, run_id, best.value if best else None)
+                    reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
+                    job = self.make_job(number, params, run_id, best.value if best else None, reference)
                     pending[self._submit(executor, job)] = job
                     number += 1
                 if not pending:
@@ -250,6 +254,8 @@ class _Study:
         if best is not None and best.value is not None:
             metrics[f"best_{self.metric}"] = best.value
         tracking.log_batch(self.parent_id, metrics=metrics, step=outcome.number)
+        for callback in self.callbacks:
+            callback(outcome)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -360,6 +366,7 @@ def _finish_parent(study: _Study, config_yaml: str, note: str, status: str, wall
     tracking.log_batch(parent, metrics={
         "n_trials": len(study.trials),
         "n_failed_trials": sum(t.state == "FAILED" for t in study.trials),
+        "n_pruned_trials": sum(t.state == "PRUNED" for t in study.trials),
         "study_seconds": wall,
         "fit_seconds_total": fit_total,
         "overhead_fraction": max(0.0, 1.0 - fit_total / (wall * study.parallel)) if wall > 0 else 0.0,
@@ -443,6 +450,10 @@ def _outcome_from_run(run: Any, space: SearchSpace) -> TrialOutcome | None:
                             {"objective": float(metrics["objective"])},
                             fit_seconds=float(metrics.get("fit_seconds", 0.0)),
                             model_uri=tags.get("bo_tuner.model_uri"))
+    if run.info.status == "FINISHED" and state == "PRUNED" and "objective" in metrics:
+        return TrialOutcome(number, params, run.info.run_id, "PRUNED", float(metrics["objective"]),
+                            {"objective": float(metrics["objective"])},
+                            fit_seconds=float(metrics.get("fit_seconds", 0.0)))
     if run.info.status == "FAILED" and state == "FAILED":
         return TrialOutcome(number, params, run.info.run_id, "FAILED", None,
                             error=tags.get("bo_tuner.error_message"))
@@ -497,9 +508,11 @@ def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool,
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True) -> StudyResult:
+def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True,
+         callbacks: Sequence[Callable[[TrialOutcome], Any]] = ()) -> StudyResult:
     """Run a Bayesian search over a Keras model, tracked in MLflow; register the best model as ``@champion``.
 
+    ``callbacks`` are called in this process with each finished :class:`TrialOutcome`, in order.
     ``resume``: the parent run id of an earlier study. Its config (``study.yaml``) and finished trials are read
     back from MLflow, children left RUNNING by a dead process are marked KILLED, and only the remaining trials run,
     numbered on from the last one. ``config`` may then be omitted; if given, it must define the same study (data,
@@ -559,9 +572,10 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         space=space, optimizer=optimizer,
         metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
         max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
-        make_job=lambda number, params, run_id, best: TrialJob(number, params, run_id, tracking_uri, config,
-                                                               metric, maximize, best),
-        run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1)
+        make_job=lambda number, params, run_id, best, reference: TrialJob(
+            number, params, run_id, tracking_uri, config, metric, maximize, best, reference),
+        run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1,
+        callbacks=tuple(callbacks), prune=config.pruner == "median")
     for outcome in history:
         study.trials.append(outcome)
     optimizer.tell_many([t.params for t in history], [study._signed(t.value) for t in history])
@@ -575,6 +589,12 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
             executor = _worker_pool(config.parallel, config.worker_max_trials)
             try:
                 study.execute(executor)
+                best = study.best
+                # Load the best model back and score the test split in a worker, where Keras is already loaded.
+                scoring: cf.Future[dict[str, float]] | None = None
+                if best is not None and best.model_uri is not None:
+                    scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config)
+                test_scores = _scores(scoring)
             finally:
                 executor.shutdown(wait=True, cancel_futures=True)
     except KeyboardInterrupt:
@@ -596,26 +616,34 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         _finish_parent(study, config_yaml, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
                        time.perf_counter() - started)
         raise StudyFailedError(f"study {label}: {message}")
-    return _champion_step(study, best, prepared, config, registered_name, config_yaml, started)
+    return _champion_step(study, best, test_scores, config, registered_name, config_yaml, started)
 
 
-def _champion_step(study: _Study, best: TrialOutcome, prepared: data_mod.PreparedData, config: StudyConfig,
-                   registered_name: str, config_yaml: str, started: float) -> StudyResult:
-    """Load the best model back, score the test split once, register it and move the champion if it wins."""
+def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | RegistryError:
+    if future is None:
+        return RegistryError("the best trial logged no model; nothing was registered")
+    try:
+        return future.result()
+    except RegistryError as exc:
+        return exc
+    except Exception as exc:  # the worker died while loading the model
+        return RegistryError(f"the best model could not be loaded back: {type(exc).__name__}: {exc}; "
+                             "nothing was registered")
+
+
+def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, float] | RegistryError,
+                   config: StudyConfig, registered_name: str, config_yaml: str, started: float) -> StudyResult:
+    """Register the best model (already loaded back and scored once on the test split) and move the champion
+    if it wins."""
     assert best.value is not None
     test_metrics: dict[str, float] = {}
     promotion: registry.Promotion | None = None
     error: BoTunerError | None = None
     try:
-        if best.model_uri is None:
-            raise RegistryError(f"trial-{best.number} logged no model; nothing was registered")
-        try:
-            served = tracking.load_pyfunc(best.model_uri)
-            predictions = served.predict(prepared.test_frame)
-        except Exception as exc:
-            raise RegistryError(f"the best model ({best.model_uri}) did not load back and predict: {exc}; "
-                                "nothing was registered") from None
-        test_metrics = data_mod.score(prepared.task, prepared.test_target, predictions)
+        if isinstance(test_scores, RegistryError):
+            raise test_scores
+        assert best.model_uri is not None
+        test_metrics = test_scores
         tracking.log_batch(study.parent_id, metrics=test_metrics)
         tracking.log_batch(best.run_id, metrics=test_metrics)
         promotion = registry.register_best(
@@ -641,7 +669,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
              n_calls: int = 20, n_initial_points: int | None = None, acq_func: str = "gp_hedge", seed: int = 42,
              maximize: bool = False, metric: str = "objective", experiment: str | None = None,
              study_name: str = "minimize", tracking_uri: str | None = None, max_consecutive_failures: int = 5,
-             progress: bool = False) -> StudyResult:
+             progress: bool = False, callbacks: Sequence[Callable[[TrialOutcome], Any]] = ()) -> StudyResult:
     """Tune any Python objective over ``space`` with the same loop and MLflow tracking as :func:`tune`.
 
     ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
@@ -663,9 +691,10 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                                          seed=seed),
         metric=metric, maximize=maximize, n_calls=n_calls, parallel=1,
         max_consecutive_failures=checked.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
-        make_job=lambda number, params, run_id, best: TrialJob(number, params, run_id, tracking_uri, checked,
-                                                               metric, maximize, best),
-        run=lambda job: run_function_trial(objective, job), progress=progress, label=study_name)
+        make_job=lambda number, params, run_id, best, _: TrialJob(number, params, run_id, tracking_uri, checked,
+                                                                  metric, maximize, best),
+        run=lambda job: run_function_trial(objective, job), progress=progress, label=study_name,
+        callbacks=tuple(callbacks))
     config_yaml = yaml.safe_dump({"objective": getattr(objective, "__qualname__", repr(objective)),
                                   **{k: v for k, v in _public_config(checked).items()
                                      if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space")}},

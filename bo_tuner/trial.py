@@ -22,10 +22,10 @@ import numpy as np
 from bo_tuner import data as data_mod
 from bo_tuner import models, tracking
 from bo_tuner.config import StudyConfig
-from bo_tuner.errors import TrialFailedError
+from bo_tuner.errors import RegistryError, TrialFailedError
 from bo_tuner.space import Scalar
 
-TrialState = Literal["COMPLETE", "FAILED", "KILLED"]
+TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "KILLED"]
 STATE_TAG = "bo_tuner.trial_state"
 NUMBER_TAG = "bo_tuner.trial_number"
 ERROR_TYPE_TAG = "bo_tuner.error_type"
@@ -44,6 +44,7 @@ class TrialJob:
     metric: str
     maximize: bool
     best_so_far: float | None
+    prune_reference: list[list[float]] | None = None  # earlier curves of ``metric``, when the median pruner is on
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TrialOutcome:
     seconds: float = 0.0
     error: str | None = None
     model_uri: str | None = None
+    curve: tuple[float, ...] = ()  # the metric per epoch (for the median pruner)
 
 
 def is_better(value: float, than: float | None, maximize: bool) -> bool:
@@ -101,20 +103,26 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
                                n_outputs=prepared.n_outputs, metric=job.metric, maximize=job.maximize,
                                max_epochs=config.max_epochs, seed=config.seed + job.number,
                                target_mean=prepared.target_mean, target_scale=prepared.target_scale,
-                               image_shape=prepared.image_shape)
+                               image_shape=prepared.image_shape, prune_reference=job.prune_reference,
+                               prune_warmup=config.pruner_warmup_epochs)
         except Exception as exc:
             return _fail(job.number, job.params, job.run_id, exc, started, status)
         tracking.log_curves(job.run_id, fit.history)
         summary = {"objective": fit.objective, "fit_seconds": fit.fit_seconds, "best_epoch": fit.best_epoch,
                    "epochs_run": fit.epochs_run}
+        state: TrialState = "COMPLETE" if fit.pruned_at is None else "PRUNED"
+        tags: dict[str, Any] = {STATE_TAG: state}
+        if fit.pruned_at is not None:
+            summary["pruned_at_epoch"] = fit.pruned_at
         model_uri = None
-        if is_better(fit.objective, job.best_so_far, job.maximize):
+        if state == "COMPLETE" and is_better(fit.objective, job.best_so_far, job.maximize):
             model_uri = _log_model(fit.model, prepared)
-        tracking.log_batch(job.run_id, metrics=summary, step=job.number,
-                           tags={STATE_TAG: "COMPLETE", "bo_tuner.model_logged": model_uri is not None,
-                                 **({"bo_tuner.model_uri": model_uri} if model_uri else {})})
-    return TrialOutcome(job.number, job.params, job.run_id, "COMPLETE", fit.objective, summary,
-                        fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri)
+            tags["bo_tuner.model_uri"] = model_uri
+        tags["bo_tuner.model_logged"] = model_uri is not None
+        tracking.log_batch(job.run_id, metrics=summary, step=job.number, tags=tags)
+    return TrialOutcome(job.number, job.params, job.run_id, state, fit.objective, summary,
+                        fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri,
+                        curve=tuple(fit.history.get(job.metric, ())))
 
 
 def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
@@ -127,6 +135,23 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
         logged = tracking.log_served_model(path, prepared.pipeline, sample, sample_output,
                                            tracking.pip_requirements(models.keras_versions()))
     return logged.uri
+
+
+def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -> dict[str, float]:
+    """Load a logged model back as MLflow will serve it and score the test split once (the champion check).
+
+    Raises:
+        RegistryError: the model does not load or predict; nothing must be registered.
+    """
+    tracking.set_tracking_uri(tracking_uri)
+    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction, config.test_fraction,
+                                config.seed)
+    try:
+        predictions = tracking.load_pyfunc(model_uri).predict(prepared.test_frame)
+    except Exception as exc:
+        raise RegistryError(f"the best model ({model_uri}) did not load back and predict: {exc}; "
+                            "nothing was registered") from None
+    return data_mod.score(prepared.task, prepared.test_target, predictions)
 
 
 def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: TrialJob) -> TrialOutcome:

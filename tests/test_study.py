@@ -156,3 +156,26 @@ def test_too_many_failures_stop_the_study(store: tuple[Path, str]) -> None:
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
     assert len(runs) == 4  # the parent and the three failed trials, nothing more
+
+
+def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) -> None:
+    _, uri = store
+    config = StudyConfig(data="iris", n_calls=6, n_initial_points=3, parallel=2, pruner="median",
+                         pruner_warmup_epochs=2, max_epochs=15, experiment="parallel", tracking_uri=uri,
+                         registered_model="iris-parallel",
+                         space={"learning_rate": {"type": "real", "low": 1e-5, "high": 1e-1, "prior": "log-uniform"},
+                                "n_neurons": {"type": "int", "low": 4, "high": 32}})
+    result = bo_tuner.tune(config, progress=False)
+    client = MlflowClient()
+    children = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.study_run_id}'")
+    assert len(children) == len(result.trials) == 6
+    assert sorted(int(c.data.tags["bo_tuner.trial_number"]) for c in children) == [1, 2, 3, 4, 5, 6]
+    assert {c.data.tags["bo_tuner.trial_state"] for c in children} <= {"COMPLETE", "PRUNED"}
+    points = {tuple(sorted(t.params.items())) for t in result.trials}
+    assert len(points) == 6  # pending trials were not proposed twice
+    parent = client.get_run(result.study_run_id).data.metrics
+    assert parent["n_trials"] == 6 and "n_pruned_trials" in parent
+    for trial in result.trials:
+        if trial.state == "PRUNED":
+            assert trial.model_uri is None and trial.metrics["pruned_at_epoch"] >= 2
+    assert result.best is not None and result.best.state == "COMPLETE"

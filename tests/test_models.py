@@ -1,0 +1,85 @@
+"""Model builders and training on tiny data (real Keras), plus the pure median-pruning rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bo_tuner import models
+from bo_tuner.errors import ConfigError, TrialFailedError
+
+
+def test_median_prune_rule() -> None:
+    reference = [[0.5, 0.6, 0.7], [0.4, 0.5, 0.6], [0.6, 0.7, 0.8]]
+    assert models.median_prune_epoch([0.3, 0.4], reference, maximize=True, warmup=1) == 1
+    assert models.median_prune_epoch([0.3, 0.4], reference, maximize=True, warmup=2) == 2
+    assert models.median_prune_epoch([0.9, 0.9, 0.9], reference, maximize=True, warmup=1) is None
+    assert models.median_prune_epoch([0.3], reference[:2], maximize=True, warmup=1) is None  # too few curves
+    assert models.median_prune_epoch([0.7], reference, maximize=False, warmup=1) == 1  # losses: higher is worse
+
+
+def test_builder_info_and_value_checks() -> None:
+    assert "n_hidden" in models.builder_info("mlp").defaults
+    assert "filters" in models.builder_info("cnn").defaults
+    models.check_value("optimizer", "nesterov", "fixed.optimizer")
+    with pytest.raises(ConfigError, match=r"fixed.optimizer: \('adagrad'\) must be one of"):
+        models.check_value("optimizer", "adagrad", "fixed.optimizer")
+    with pytest.raises(ConfigError, match="cannot import"):
+        models.builder_info("nowhere.module:build")
+
+
+def _toy(n: int = 120, classes: int = 3, features: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, classes, size=n)
+    x = rng.normal(size=(n, features)).astype(np.float32) + y[:, None].astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize("optimizer", list(models.OPTIMIZERS))
+def test_every_optimizer_trains(optimizer: str) -> None:
+    x, y = _toy()
+    fit = models.train("mlp", {"optimizer": optimizer, "n_hidden": 1, "n_neurons": 8, "batch_norm": True,
+                               "dropout": 0.2, "max_norm": 3.0, "l1": 1e-5, "l2": 1e-4,
+                               "kernel_initializer": "he_uniform", "learning_rate": 0.01},
+                       x_train=x, y_train=y, x_val=x, y_val=y, task="classification", n_outputs=3,
+                       metric="val_accuracy", maximize=True, max_epochs=2, seed=0)
+    assert fit.epochs_run == 2 and 0.0 <= fit.objective <= 1.0
+    assert set(fit.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_cnn_on_square_inputs_and_regression_scale() -> None:
+    x, y = _toy(features=16)
+    fit = models.train("cnn", {"filters": 4, "dense_layer_sizes": "8,4", "n_conv_blocks": 2},
+                       x_train=x, y_train=y, x_val=x, y_val=y, task="classification", n_outputs=3,
+                       metric="val_accuracy", maximize=True, max_epochs=1, seed=0)
+    assert fit.model.layers[1].target_shape == (4, 4, 1)
+    target = (y * 50.0 + 1000.0).astype(np.float32)
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=x, y_train=target, x_val=x, y_val=target,
+                       task="regression", n_outputs=1, metric="val_rmse", maximize=False, max_epochs=2, seed=0,
+                       target_mean=float(target.mean()), target_scale=float(target.std()))
+    predictions = models.predict(fit.model, x)
+    assert abs(float(predictions.mean()) - float(target.mean())) < 100  # outputs in the target's units
+
+
+def test_cnn_rejects_non_square_inputs() -> None:
+    x, y = _toy(features=10)
+    with pytest.raises(TrialFailedError, match="not a square image"):
+        models.train("cnn", {}, x_train=x, y_train=y, x_val=x, y_val=y, task="classification", n_outputs=3,
+                     metric="val_accuracy", maximize=True, max_epochs=1, seed=0)
+
+
+def test_unknown_metric_fails_the_trial() -> None:
+    x, y = _toy()
+    with pytest.raises(TrialFailedError, match="'val_auc' is not reported"):
+        models.train("mlp", {"n_hidden": 1}, x_train=x, y_train=y, x_val=x, y_val=y, task="classification",
+                     n_outputs=3, metric="val_auc", maximize=True, max_epochs=1, seed=0)
+
+
+def test_pruner_stops_a_bad_trial() -> None:
+    x, y = _toy()
+    reference = [[0.95] * 10, [0.96] * 10, [0.97] * 10]
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 4, "learning_rate": 1e-5}, x_train=x, y_train=y,
+                       x_val=x, y_val=y, task="classification", n_outputs=3, metric="val_accuracy", maximize=True,
+                       max_epochs=10, seed=0, prune_reference=reference, prune_warmup=2)
+    assert fit.pruned_at == 2 and fit.epochs_run == 2
+    assert fit.objective == pytest.approx(fit.history["val_accuracy"][1])
