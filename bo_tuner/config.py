@@ -108,6 +108,7 @@ class StudyConfig:
     worker_max_trials: int = 10
     warm_start: str | None = None
     pruner: str = "none"
+    system_metrics: bool = True
     pruner_warmup_epochs: int = 5
 
     def __post_init__(self) -> None:
@@ -159,6 +160,8 @@ class StudyConfig:
         set_("experiment", experiment)
         set_("study_name", _optional_str("study_name", self.study_name))
         set_("warm_start", _optional_str("warm_start", self.warm_start))
+        if not isinstance(self.system_metrics, bool):
+            raise ConfigError(f"system_metrics: ({self.system_metrics!r}) must be true or false")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner: ({self.pruner!r}) must be one of {', '.join(PRUNERS)}")
         set_("pruner_warmup_epochs", _int("pruner_warmup_epochs", self.pruner_warmup_epochs, minimum=1))

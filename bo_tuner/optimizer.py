@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace
@@ -33,12 +34,17 @@ def _to_skopt(space: SearchSpace) -> list[Any]:
         elif isinstance(d, Real):
             dims.append(SkReal(d.low, d.high, prior=d.prior, name=d.name))
         elif isinstance(d, Categorical):
-            # skopt compares categories by value; it only sees strings so that True/1 or 1/"1" stay distinct.
-            dims.append(SkCategorical([_key(c) for c in d.choices], name=d.name))
+            dims.append(SkCategorical([_key(d, c) for c in d.choices], name=d.name))
     return dims
 
 
-def _key(choice: Scalar) -> str:
+def _key(dimension: Categorical, choice: Scalar) -> str:
+    """What skopt sees for a category: the string itself, or a typed key when choices mix types.
+
+    skopt compares categories by value, so True/1 or 1/"1" would collide; same-type choices stay readable in plots.
+    """
+    if len({type(c) for c in dimension.choices}) == 1:
+        return str(choice)
     return f"{type(choice).__name__}:{choice}"
 
 
@@ -71,7 +77,7 @@ class Optimizer:
         out: dict[str, Scalar] = {}
         for d, v in zip(self.space, x, strict=True):
             if isinstance(d, Categorical):
-                out[d.name] = next(c for c in d.choices if _key(c) == str(v))
+                out[d.name] = next(c for c in d.choices if _key(d, c) == str(v))
             else:
                 out[d.name] = d.cast(v.item() if hasattr(v, "item") else v)
         return out
@@ -80,7 +86,7 @@ class Optimizer:
         x: list[Any] = []
         for d in self.space:
             value = d.cast(point[d.name])
-            x.append(_key(value) if isinstance(d, Categorical) else value)
+            x.append(_key(d, value) if isinstance(d, Categorical) else value)
         return x
 
     # ------------------------------------------------------------------------------------- ask / tell
@@ -125,20 +131,45 @@ class Optimizer:
     def n_told(self) -> int:
         return len(self._values)
 
-    def plot_convergence(self, path: str, *, maximize: bool = False, title: str = "Convergence") -> bool:
-        """Save skopt's convergence plot (values shown as minimized; negated metrics say so). False if empty."""
+    def save_plots(self, directory: str, *, maximize: bool = False, title: str = "") -> list[str]:
+        """Save skopt's plots of the search: convergence, partial dependence of the objective, evaluations.
+
+        Values are shown as minimized (a maximized metric appears negated; the axis label says so). A plot that
+        skopt cannot draw for this search (too few points, no fitted GP yet) is skipped; paths of the saved ones
+        are returned.
+        """
         if not self._opt.yi:
-            return False
+            return []
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from skopt.plots import plot_convergence
+        from skopt.plots import plot_convergence, plot_evaluations, plot_objective
 
-        ax = plot_convergence(self._opt.get_result())
-        ax.set_title(title)
-        if maximize:
-            ax.set_ylabel("min of -metric after n calls")
-        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
-        return True
+        result = self._opt.get_result()
+        saved: list[str] = []
+        plots: list[tuple[str, Callable[[], Any]]] = [
+            ("convergence.png", lambda: plot_convergence(result)),
+            ("evaluations.png", lambda: plot_evaluations(result)),
+        ]
+        if self._opt.models:
+            plots.append(("objective.png", lambda: plot_objective(result, n_points=20)))
+        for name, draw in plots:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    axes = draw()
+            except Exception:  # a plot skopt cannot draw for this space/history is skipped, not fatal
+                plt.close("all")
+                continue
+            first = axes.flat[0] if hasattr(axes, "flat") else axes
+            figure = first.figure
+            if name == "convergence.png":
+                first.set_title(f"{title}: convergence" if title else "Convergence")
+                if maximize:
+                    first.set_ylabel("min of -metric after n trials")
+            path = f"{directory}/{name}"
+            figure.savefig(path, dpi=90, bbox_inches="tight")
+            plt.close(figure)
+            saved.append(path)
+        return saved

@@ -18,7 +18,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -376,8 +375,7 @@ def _finish_parent(study: _Study, config_yaml: str, note: str, status: str, wall
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "convergence.png")
-        if study.optimizer.plot_convergence(path, maximize=study.maximize, title=f"{study.label}: convergence"):
+        for path in study.optimizer.save_plots(tmp, maximize=study.maximize, title=study.label):
             tracking.log_artifact(parent, path, "plots")
     tracking.end_run(parent, status)
 

@@ -7,6 +7,7 @@ worker processes (``mlflow.start_run(nested=True)`` from another process or thre
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -264,12 +265,17 @@ class RunStatus:
 
 
 @contextlib.contextmanager
-def trial_run(run_id: str) -> Iterator[RunStatus]:
+def trial_run(run_id: str, *, system_metrics: bool = False) -> Iterator[RunStatus]:
     """Make ``run_id`` the active run for the block (``mlflow.log_*`` inside land there), then end it.
 
     The run ends with the yielded status, KILLED on KeyboardInterrupt, FAILED on any other exception.
+    ``system_metrics`` samples CPU, memory (and GPU with nvidia-ml-py) into the run every
+    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (2 unless set).
     """
-    mlflow.start_run(run_id=run_id)
+    if system_metrics:
+        os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "2")
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
     holder = RunStatus()
     try:
         yield holder

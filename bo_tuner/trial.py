@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bo_tuner import data as data_mod
-from bo_tuner import models, tracking
+from bo_tuner import models, plots, tracking
 from bo_tuner.config import StudyConfig
 from bo_tuner.errors import RegistryError, TrialFailedError
 from bo_tuner.space import Scalar
@@ -92,7 +92,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
     started = time.perf_counter()
     tracking.set_tracking_uri(job.tracking_uri)
     config = job.config
-    with tracking.trial_run(job.run_id) as status:
+    with tracking.trial_run(job.run_id, system_metrics=config.system_metrics) as status:
         try:
             hp = hyperparameters(config, job.params)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items() if k not in job.params})
@@ -108,6 +108,10 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         except Exception as exc:
             return _fail(job.number, job.params, job.run_id, exc, started, status)
         tracking.log_curves(job.run_id, fit.history)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "learning_curve.png")
+            if plots.learning_curve(fit.history, job.metric, path, f"trial-{job.number}"):
+                tracking.log_artifact(job.run_id, path, "plots")
         summary = {"objective": fit.objective, "fit_seconds": fit.fit_seconds, "best_epoch": fit.best_epoch,
                    "epochs_run": fit.epochs_run}
         state: TrialState = "COMPLETE" if fit.pruned_at is None else "PRUNED"

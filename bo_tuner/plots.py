@@ -1,0 +1,33 @@
+"""Per-trial learning-curve plot (matplotlib). The search-level plots come from skopt in :mod:`optimizer`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, title: str) -> bool:
+    """Loss and ``metric`` per epoch, training and validation side by side. False when there is nothing to draw."""
+    if not history.get("loss"):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = metric.removeprefix("val_")
+    panels = [name for name in ("loss", base) if name in history or f"val_{name}" in history]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], panels, strict=True):
+        for series, style in ((name, "-"), (f"val_{name}", "--")):
+            values = history.get(series)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=series)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return True
