@@ -36,6 +36,17 @@ def _opt_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"invalid integer value: {text!r}") from None
 
 
+def _opt_bool(text: str) -> bool | None:
+    value = text.strip().lower()
+    if not value:
+        return None
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value: {text!r}")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=_opt, help="YAML study file; flags override it")
     p.add_argument("--data", type=_opt, help="bundled dataset (digits, diabetes, breast_cancer, wine, iris) or a "
@@ -72,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
+    tune.add_argument("--lr-find", action="store_true", default=None,
+                      help="run the learning-rate finder first; tune learning_rate within 10x of its suggestion")
+    tune.add_argument("--lr-find-flag", type=_opt_bool, dest="lr_find", help=argparse.SUPPRESS)  # MLproject
+    finder = sub.add_parser("lr-find", help="learning-rate finder: exponential sweep, loss vs rate, suggestion")
+    _common(finder)
+    finder.add_argument("--params", type=_opt, help='hyperparameters: JSON/YAML mapping or "a=1,b=relu"')
+    finder.add_argument("--steps", type=_opt_int, default=500, help="batches in the sweep [500]")
+    finder.add_argument("--min-lr", type=float, default=1e-5, help="first learning rate [1e-5]")
+    finder.add_argument("--max-lr", type=float, default=10.0, help="last learning rate [10]")
     train = sub.add_parser("train", help="train and log one configuration as a single run")
     _common(train)
     train.add_argument("--params", type=_opt, help='hyperparameters: JSON/YAML mapping or "a=1,b=relu"')
@@ -80,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
                 "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
-                "max_consecutive_failures", "study_name", "warm_start", "pruner")
+                "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,13 +114,25 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow's INFO lines (table creation, registration) would break the one-line-error and quiet contracts.
+    # MLflow's INFO lines (table creation, registration) would break the one-line-error and quiet contracts;
+    # mlflow sets its logger's level when imported, so import it (via its one module) first.
+    import bo_tuner.tracking  # noqa: F401
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(None if getattr(args, "resume", None) else args.config, **_overrides(args))
     _quiet_libraries()
+    if args.command == "lr-find":
+        from bo_tuner.study import lr_find
+
+        report = lr_find(config, parse_hparams(args.params), steps=args.steps or 500, min_lr=args.min_lr,
+                         max_lr=args.max_lr)
+        diverged = f"{report.diverged_at:.3g}" if report.diverged_at else "not within the sweep"
+        print(f"suggested learning_rate: {report.suggestion:.3g} (loss diverged at {diverged}; "
+              f"{report.steps} steps); run {report.run_id}")
+        return 0
     if args.command == "train":
         from bo_tuner.study import train_one
 

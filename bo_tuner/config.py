@@ -109,6 +109,7 @@ class StudyConfig:
     warm_start: str | None = None
     pruner: str = "none"
     system_metrics: bool = True
+    lr_find: bool = False  # run the learning-rate finder first and centre learning_rate's range on its suggestion
     pruner_warmup_epochs: int = 5
 
     def __post_init__(self) -> None:
@@ -160,6 +161,11 @@ class StudyConfig:
         set_("experiment", experiment)
         set_("study_name", _optional_str("study_name", self.study_name))
         set_("warm_start", _optional_str("warm_start", self.warm_start))
+        if not isinstance(self.lr_find, bool):
+            raise ConfigError(f"lr_find: ({self.lr_find!r}) must be true or false")
+        if self.lr_find and "learning_rate" in self.fixed:
+            raise ConfigError(f"fixed.learning_rate: ({self.fixed['learning_rate']!r}) conflicts with lr_find, "
+                              "which tunes learning_rate around the finder's suggestion")
         if not isinstance(self.system_metrics, bool):
             raise ConfigError(f"system_metrics: ({self.system_metrics!r}) must be true or false")
         if self.pruner not in PRUNERS:

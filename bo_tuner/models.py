@@ -457,3 +457,88 @@ def keras_versions() -> dict[str, str]:
     else:
         out[backend] = importlib.import_module(backend).__version__
     return out
+
+
+# --------------------------------------------------------------------------------------- learning-rate finder
+
+
+@dataclass
+class LRFinderResult:
+    """An exponential learning-rate sweep: one (rate, batch loss) pair per step, and the suggested rate."""
+
+    learning_rates: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestion: float
+    diverged_at: float | None
+
+
+def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
+    """Bias-corrected exponential moving average of the finite prefix of ``losses``."""
+    out: list[float] = []
+    average = 0.0
+    for i, loss in enumerate(losses, start=1):
+        if not math.isfinite(loss):
+            break
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta**i))
+    return out
+
+
+def suggest_learning_rate(learning_rates: list[float], losses: list[float], *,
+                          divergence: float = 4.0) -> tuple[float, float | None, list[float]]:
+    """About 10x below where the smoothed loss diverges.
+
+    Divergence is the first step after the minimum whose smoothed loss exceeds ``divergence`` x the minimum, or
+    whose loss is not finite. Without divergence the sweep's last rate stands in. Returns (suggestion, rate at
+    divergence or None, smoothed losses).
+    """
+    smoothed = smooth(losses)
+    if not smoothed:
+        raise TrialFailedError("learning-rate finder: the loss was not finite from the first step")
+    best = min(range(len(smoothed)), key=smoothed.__getitem__)
+    diverged: float | None = None
+    for i in range(best + 1, len(losses)):
+        if i >= len(smoothed) or smoothed[i] > divergence * smoothed[best]:
+            diverged = learning_rates[i]
+            break
+    reference = diverged if diverged is not None else learning_rates[-1]
+    return reference / 10.0, diverged, smoothed
+
+
+def find_learning_rate(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32],
+                       y_train: Any, task: str, n_outputs: int, seed: int, min_lr: float = 1e-5,
+                       max_lr: float = 10.0, steps: int = 500, target_mean: float = 0.0, target_scale: float = 1.0,
+                       image_shape: tuple[int, ...] | None = None) -> LRFinderResult:
+    """Train one model for ``steps`` batches while the learning rate grows exponentially from ``min_lr`` to
+    ``max_lr``; stop early once the loss diverges."""
+    import keras
+    import numpy as np
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(int(seed))
+    model = build(model_name, hparams, tuple(x_train.shape[1:]), n_outputs, task, target_mean=target_mean,
+                  target_scale=target_scale, image_shape=image_shape)
+    batch = int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"]))
+    rng = np.random.default_rng(seed)
+    factor = (max_lr / min_lr) ** (1.0 / max(1, steps - 1))
+    rates: list[float] = []
+    losses: list[float] = []
+    order = rng.permutation(len(x_train))
+    cursor = 0
+    for step in range(steps):
+        if cursor + batch > len(order):
+            order, cursor = rng.permutation(len(x_train)), 0
+        index = order[cursor:cursor + batch]
+        cursor += batch
+        rate = min_lr * factor**step
+        model.optimizer.learning_rate = rate
+        out = model.train_on_batch(x_train[index], y_train[index], return_dict=True)
+        loss = float(out["loss"])
+        rates.append(rate)
+        losses.append(loss)
+        smoothed = smooth(losses)
+        if len(smoothed) < len(losses) or (step > 10 and smoothed[-1] > 4.0 * min(smoothed)):
+            break  # diverged: the rest of the sweep would only add noise
+    suggestion, diverged, smoothed = suggest_learning_rate(rates, losses)
+    return LRFinderResult(rates, losses, smoothed, suggestion, diverged)

@@ -31,3 +31,32 @@ def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, t
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return True
+
+
+def lr_finder(learning_rates: list[float], losses: list[float], smoothed: list[float], suggestion: float,
+              path: str, title: str) -> None:
+    """Loss against learning rate (log scale), the smoothed curve and the suggested rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import math
+
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(6, 3.8))
+    finite = [(r, v) for r, v in zip(learning_rates, losses, strict=True) if math.isfinite(v)]
+    ax.plot([r for r, _ in finite], [v for _, v in finite], alpha=0.35, label="batch loss")
+    ax.plot(learning_rates[: len(smoothed)], smoothed, label="smoothed loss")
+    ax.axvline(suggestion, color="red", linestyle="--", label=f"suggested {suggestion:.2g}")
+    ax.set_xscale("log")
+    top = max(smoothed[: max(1, len(smoothed) // 10)]) * 2.5 if smoothed else None
+    if top and math.isfinite(top):
+        ax.set_ylim(bottom=0, top=top)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

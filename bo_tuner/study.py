@@ -563,6 +563,18 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
             tracking.set_tags(launched[0], {STUDY_TAG: parent_id, ROLE_TAG: "resume"})
     else:
         parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
+    if config.lr_find:
+        if resume is not None:  # the finder already ran; its centred range is in the stored space.yaml
+            space = SearchSpace.from_dict(yaml.safe_load(tracking.read_text(parent_id, "space.yaml")))
+        else:
+            try:
+                report = _run_lr_finder(config, {}, prepared, exp_id, parent_id=parent_id)
+            except BaseException as exc:
+                _abort_parent(parent_id, "FAILED", f"learning-rate finder failed: {exc}")
+                raise
+            space = centred_space(space, report.suggestion)
+            tracking.set_tags(parent_id, {"bo_tuner.lr_find_run_id": report.run_id,
+                                          "bo_tuner.lr_find_suggestion": report.suggestion})
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
@@ -747,3 +759,81 @@ def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
     if outcome.state != "COMPLETE":
         raise StudyFailedError(f"training failed: {outcome.error}")
     return outcome
+
+
+
+# ------------------------------------------------------------------------------------------------ learning-rate finder
+
+
+@dataclass(frozen=True)
+class LRFindReport:
+    run_id: str
+    suggestion: float
+    diverged_at: float | None
+    steps: int
+
+
+def centred_space(space: SearchSpace, suggestion: float) -> SearchSpace:
+    """``space`` with learning_rate log-uniform over one decade either side of ``suggestion``."""
+    from bo_tuner.space import Real
+
+    dimension = Real("learning_rate", max(suggestion / 10.0, 1e-7), min(suggestion * 10.0, 10.0), "log-uniform")
+    others = tuple(d for d in space if d.name != "learning_rate")
+    return SearchSpace((*others, dimension))
+
+
+def _run_lr_finder(config: StudyConfig, params: Mapping[str, Any], prepared: data_mod.PreparedData,
+                   experiment: str, *, parent_id: str | None = None, steps: int = 500, min_lr: float = 1e-5,
+                   max_lr: float = 10.0) -> LRFindReport:
+    from bo_tuner import plots
+    from bo_tuner.trial import hyperparameters
+
+    hp = hyperparameters(config, {str(k): v for k, v in params.items()})
+    label = f"{prepared.name}-{_model_label(config.model)}-lr-find"
+    run_id = tracking.create_run(experiment, "lr-find" if parent_id else label, parent_id=parent_id,
+                                 tags={ROLE_TAG: "lr_find"})
+    with tracking.trial_run(run_id):
+        tracking.log_batch(run_id, params={**hp, "lr_find.steps": steps, "lr_find.min_lr": min_lr,
+                                           "lr_find.max_lr": max_lr})
+        result = models.find_learning_rate(
+            config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train, task=prepared.task,
+            n_outputs=prepared.n_outputs, seed=config.seed, min_lr=min_lr, max_lr=max_lr, steps=steps,
+            target_mean=prepared.target_mean, target_scale=prepared.target_scale, image_shape=prepared.image_shape)
+        curves = {"loss": result.losses, "learning_rate": result.learning_rates, "smoothed_loss": result.smoothed}
+        tracking.log_curves(run_id, curves)
+        tracking.log_batch(run_id, metrics={"suggested_learning_rate": result.suggestion,
+                                            **({"diverged_learning_rate": result.diverged_at}
+                                               if result.diverged_at else {})},
+                           tags={"bo_tuner.suggested_learning_rate": result.suggestion})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/lr_finder.png"
+            plots.lr_finder(result.learning_rates, result.losses, result.smoothed, result.suggestion, path,
+                            f"{label}: loss vs learning rate")
+            tracking.log_artifact(run_id, path, "plots")
+    return LRFindReport(run_id, result.suggestion, result.diverged_at, len(result.losses))
+
+
+def lr_find(config: StudyConfig, params: Mapping[str, Any] | None = None, *, steps: int = 500,
+            min_lr: float = 1e-5, max_lr: float = 10.0) -> LRFindReport:
+    """The learning-rate finder as its own MLflow run (``bo-tuner lr-find``, MLproject entry point ``lr_find``).
+
+    Sweeps the learning rate exponentially from ``min_lr`` to ``max_lr`` over ``steps`` batches, logs loss against
+    rate (metrics and a plot) and the suggested rate: about 10x below where the loss diverges.
+    """
+    if not 0 < min_lr < max_lr:
+        raise ConfigError(f"min_lr: ({min_lr!r}) must be > 0 and < max_lr ({max_lr!r})")
+    if steps < 20:
+        raise ConfigError(f"steps: ({steps!r}) must be >= 20")
+    params = dict(params or {})
+    info = models.builder_info(config.model)
+    if info.defaults is not None:
+        for name in params:
+            if name not in info.defaults:
+                raise ConfigError(f"params.{name}: ({params[name]!r}) is not a hyperparameter of model "
+                                  f"{config.model!r}")
+    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
+                                config.test_fraction, config.seed)
+    tracking.connect(config.tracking_uri)
+    launched = tracking.launcher_run()
+    experiment = launched[1] if launched and config.experiment is None else tracking.experiment_id(config.experiment)
+    return _run_lr_finder(config, params, prepared, experiment, steps=steps, min_lr=min_lr, max_lr=max_lr)

@@ -1,0 +1,58 @@
+"""The learning-rate finder: the suggestion rule on a synthetic curve, then real sweeps logged to MLflow."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+import bo_tuner
+from bo_tuner.__main__ import main
+from bo_tuner.models import suggest_learning_rate
+
+
+def test_suggestion_is_ten_times_below_divergence() -> None:
+    rates = list(np.geomspace(1e-5, 10, 300))
+    # loss falls until 1e-2, then explodes past 1e-1
+    losses = [2.0 - math.log10(r / 1e-5) * 0.5 if r < 1e-2 else 0.5 + (r / 1e-1) ** 3 for r in rates]
+    suggestion, diverged, smoothed = suggest_learning_rate(rates, losses)
+    assert diverged is not None and 0.1 < diverged < 1.0
+    assert suggestion == pytest.approx(diverged / 10)
+    assert len(smoothed) == len(rates)
+    nan_curve = [1.0] * 50 + [math.nan]
+    suggestion, diverged, _ = suggest_learning_rate(rates[:51], nan_curve)
+    assert diverged == rates[50] and suggestion == pytest.approx(rates[50] / 10)
+
+
+@pytest.mark.slow
+def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert main(["lr-find", "--data", "iris", "--steps", "150", "--tracking-uri", uri, "--experiment", "lr",
+                 "--params", "n_hidden=1,n_neurons=16"]) == 0
+    out = capsys.readouterr().out
+    assert "suggested learning_rate:" in out
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("lr")
+    (run,) = client.search_runs([exp.experiment_id])
+    suggestion = run.data.metrics["suggested_learning_rate"]
+    assert 1e-5 < suggestion < 10
+    assert len(client.get_metric_history(run.info.run_id, "loss")) > 20
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {"plots/lr_finder.png"}
+
+    config = bo_tuner.StudyConfig(data="iris", n_calls=2, max_epochs=3, lr_find=True, experiment="lr-tune",
+                                  tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 8, "high": 16}})
+    result = bo_tuner.tune(config, progress=False)
+    parent = client.get_run(result.study_run_id)
+    centre = float(parent.data.tags["bo_tuner.lr_find_suggestion"])
+    space = yaml.safe_load(Path(client.download_artifacts(result.study_run_id, "space.yaml")).read_text())
+    assert space["learning_rate"]["low"] == pytest.approx(centre / 10)
+    assert space["learning_rate"]["high"] == pytest.approx(min(centre * 10, 10.0))
+    assert all(centre / 10 <= t.params["learning_rate"] <= centre * 10 for t in result.trials)
+    finder = client.get_run(parent.data.tags["bo_tuner.lr_find_run_id"])
+    assert finder.data.tags["mlflow.parentRunId"] == result.study_run_id
+    with pytest.raises(bo_tuner.ConfigError, match="conflicts with lr_find"):
+        bo_tuner.StudyConfig(lr_find=True, fixed={"learning_rate": 0.01})
