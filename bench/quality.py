@@ -5,7 +5,7 @@
 
 bo_tuner runs through ``bo_tuner.minimize`` — the same loop, optimizer and MLflow tracking a study uses (one
 sqlite store in a temporary directory). Random search samples the same space (log priors respected); TPE is
-``optuna.samplers.TPESampler(seed=...)``. Simple regret = best value found − the known optimum (for ``mlp``, the
+``optuna.samplers.TPESampler(seed=...)``. Simple regret = best value found - the known optimum (for ``mlp``, the
 best value any method found in this run). Prints one markdown table with ratios (ours / TPE, ours / random).
 """
 
@@ -165,11 +165,15 @@ def main() -> None:
             best: dict[str, list[float]] = {"bo_tuner": [], "tpe": [], "random": []}
             seconds: dict[str, float] = {k: 0.0 for k in best}
             for seed in range(args.seeds):
-                for method, run in (("bo_tuner", lambda: run_ours(problem, seed, args.calls, store)),
-                                    ("tpe", lambda: run_tpe(problem, seed, args.calls)),
-                                    ("random", lambda: run_random(problem, seed, args.calls))):
+                for method in best:
                     started = time.perf_counter()
-                    best[method].append(min(run()))
+                    if method == "bo_tuner":
+                        values = run_ours(problem, seed, args.calls, store)
+                    elif method == "tpe":
+                        values = run_tpe(problem, seed, args.calls)
+                    else:
+                        values = run_random(problem, seed, args.calls)
+                    best[method].append(min(values))
                     seconds[method] += time.perf_counter() - started
             optimum = problem.optimum
             if optimum is None:
