@@ -83,9 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
-    tune.add_argument("--lr-find", action="store_true", default=None,
+    tune.add_argument("--gpus", type=_opt, help="spread the workers over these GPUs, e.g. 0,1")
+    tune.add_argument("--mixed-precision", type=_opt_bool, nargs="?", const=True, metavar="true|false",
+                      help="float16 compute (GPU)")
+    tune.add_argument("--xla", type=_opt_bool, dest="jit_compile", metavar="true|false",
+                      help="XLA-compile training steps [Keras' auto]")
+    tune.add_argument("--lr-find", type=_opt_bool, nargs="?", const=True, metavar="true|false",
                       help="run the learning-rate finder first; tune learning_rate within 10x of its suggestion")
-    tune.add_argument("--lr-find-flag", type=_opt_bool, dest="lr_find", help=argparse.SUPPRESS)  # MLproject
     finder = sub.add_parser("lr-find", help="learning-rate finder: exponential sweep, loss vs rate, suggestion")
     _common(finder)
     finder.add_argument("--params", type=_opt, help='hyperparameters: JSON/YAML mapping or "a=1,b=relu"')
@@ -100,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
                 "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
-                "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find")
+                "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus",
+                "mixed_precision", "jit_compile")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

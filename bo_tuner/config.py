@@ -109,6 +109,9 @@ class StudyConfig:
     warm_start: str | None = None
     pruner: str = "none"
     system_metrics: bool = True
+    mixed_precision: bool = False  # float16 compute on GPUs
+    jit_compile: bool | None = None  # XLA: None keeps Keras' "auto"
+    gpus: str | None = None  # e.g. "0,1": spread the workers over these GPUs
     lr_find: bool = False  # run the learning-rate finder first and centre learning_rate's range on its suggestion
     pruner_warmup_epochs: int = 5
 
@@ -161,6 +164,15 @@ class StudyConfig:
         set_("experiment", experiment)
         set_("study_name", _optional_str("study_name", self.study_name))
         set_("warm_start", _optional_str("warm_start", self.warm_start))
+        for flag in ("mixed_precision", "lr_find"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag}: ({getattr(self, flag)!r}) must be true or false")
+        if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
+            raise ConfigError(f"jit_compile: ({self.jit_compile!r}) must be true, false or null")
+        gpus = _optional_str("gpus", self.gpus)
+        if gpus is not None and not re.fullmatch(r"\d+(,\d+)*", gpus.replace(" ", "")):
+            raise ConfigError(f"gpus: ({gpus!r}) must be GPU indices such as '0' or '0,1'")
+        set_("gpus", gpus.replace(" ", "") if gpus else None)
         if not isinstance(self.lr_find, bool):
             raise ConfigError(f"lr_find: ({self.lr_find!r}) must be true or false")
         if self.lr_find and "learning_rate" in self.fixed:
@@ -191,6 +203,10 @@ class StudyConfig:
         object.__setattr__(self, name, value)  # normalising a frozen dataclass during validation
 
     # ------------------------------------------------------------------------------------------------ derived
+
+    @property
+    def gpu_list(self) -> tuple[str, ...]:
+        return tuple(self.gpus.split(",")) if self.gpus else ()
 
     @property
     def initial_points(self) -> int:

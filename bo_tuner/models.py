@@ -211,14 +211,14 @@ def _output_and_compile(inputs: Any, x: Any, hp: Mapping[str, Any], n_outputs: i
     from keras import layers
 
     if task == "classification":
-        outputs = layers.Dense(n_outputs, activation="softmax", name="probabilities")(x)
+        outputs = layers.Dense(n_outputs, activation="softmax", name="probabilities", dtype="float32")(x)
         loss: Any = "sparse_categorical_crossentropy"
         metrics: list[Any] = ["accuracy"]
     else:
-        x = layers.Dense(1, name="standardized")(x)
+        x = layers.Dense(1, name="standardized", dtype="float32")(x)
         # The net learns a standardized target; this layer puts predictions back in the target's units,
         # so losses, metrics and served predictions are all in the user's terms.
-        outputs = layers.Rescaling(scale=target_scale, offset=target_mean, name="prediction")(x)
+        outputs = layers.Rescaling(scale=target_scale, offset=target_mean, name="prediction", dtype="float32")(x)
         loss = "mse"
         metrics = [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
     model = keras.Model(inputs, outputs)
@@ -377,7 +377,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
           x_val: npt.NDArray[np.float32], y_val: Any, task: str, n_outputs: int, metric: str, maximize: bool,
           max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
           image_shape: tuple[int, ...] | None = None, prune_reference: list[list[float]] | None = None,
-          prune_warmup: int = 5) -> FitResult:
+          prune_warmup: int = 5, mixed_precision: bool = False, jit_compile: bool | None = None) -> FitResult:
     """Build and fit one model with EarlyStopping on ``metric`` (best weights restored).
 
     With ``prune_reference`` (earlier trials' per-epoch ``metric`` curves) the median pruner may stop the trial
@@ -391,8 +391,12 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(seed))
+    # float16 compute with float32 variables on GPUs; the output layers are built in float32 (see builders).
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
     model = build(model_name, hparams, tuple(x_train.shape[1:]), n_outputs, task, target_mean=target_mean,
                   target_scale=target_scale, image_shape=image_shape)
+    if jit_compile is not None:
+        model.jit_compile = jit_compile  # XLA on/off; None keeps Keras' "auto"
     patience = int(hparams.get("patience", TRAINING_DEFAULTS["patience"]))
     callbacks = [
         keras.callbacks.TerminateOnNaN(),

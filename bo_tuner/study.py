@@ -93,10 +93,13 @@ class _InlineExecutor(cf.Executor):
         return future
 
 
-def _worker_pool(parallel: int, max_tasks: int) -> cf.ProcessPoolExecutor:
+def _worker_pool(parallel: int, max_tasks: int, gpus: tuple[str, ...] = ()) -> cf.ProcessPoolExecutor:
+    """Spawned worker processes (TensorFlow is not fork-safe), recycled every ``max_tasks`` trials."""
+    context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
-    return cf.ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
-                                  max_tasks_per_child=max_tasks, initializer=init_worker, initargs=(threads,))
+    counter = context.Value("i", 0)
+    return cf.ProcessPoolExecutor(max_workers=parallel, mp_context=context, max_tasks_per_child=max_tasks,
+                                  initializer=init_worker, initargs=(threads, gpus, counter))
 
 
 def _terminate(executor: cf.Executor) -> None:
@@ -596,7 +599,7 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
                                                    "warm_start_skipped": warm_skipped})
         tracking.log_text(parent_id, config_yaml, "study.yaml")
         with _sigterm_as_interrupt():
-            executor = _worker_pool(config.parallel, config.worker_max_trials)
+            executor = _worker_pool(config.parallel, config.worker_max_trials, config.gpu_list)
             try:
                 study.execute(executor)
                 best = study.best

@@ -104,7 +104,8 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
                                max_epochs=config.max_epochs, seed=config.seed + job.number,
                                target_mean=prepared.target_mean, target_scale=prepared.target_scale,
                                image_shape=prepared.image_shape, prune_reference=job.prune_reference,
-                               prune_warmup=config.pruner_warmup_epochs)
+                               prune_warmup=config.pruner_warmup_epochs, mixed_precision=config.mixed_precision,
+                               jit_compile=config.jit_compile)
         except Exception as exc:
             return _fail(job.number, job.params, job.run_id, exc, started, status)
         tracking.log_curves(job.run_id, fit.history)
@@ -186,9 +187,19 @@ def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: Trial
                         seconds=seconds)
 
 
-def init_worker(intra_op_threads: int | None) -> None:
-    """Worker-process start: leave Ctrl-C to the study, set thread counts, GPU memory growth."""
+def init_worker(intra_op_threads: int | None, gpus: tuple[str, ...] = (), counter: Any = None) -> None:
+    """Worker-process start: leave Ctrl-C to the study, set thread counts, pick a GPU, GPU memory growth.
+
+    With ``gpus``, workers take the listed devices round-robin (``counter`` is a shared multiprocessing Value), so
+    ``--parallel 4 --gpus 0,1`` puts two workers on each GPU. On a GPU no worker grabs all of its memory.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpus and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX backend: share the GPU
     if intra_op_threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(intra_op_threads)

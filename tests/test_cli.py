@@ -90,3 +90,31 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
     assert message in err
     assert len(err.splitlines()) == 1, err
     assert _runs_in(workdir / "mlflow.db") == 0
+
+
+def test_every_mlproject_parameter_reaches_a_flag() -> None:
+    import shlex
+
+    import yaml
+
+    from bo_tuner.__main__ import build_parser
+
+    from .conftest import REPO
+
+    project = yaml.safe_load((REPO / "MLproject").read_text())
+    issue_params = {"config", "data", "target", "task", "model", "n_calls", "n_initial_points", "acq_func",
+                    "max_epochs", "metric", "experiment", "registered_model", "seed", "tracking_uri"}
+    assert issue_params <= set(project["entry_points"]["main"]["parameters"])
+    assert {"main", "train", "lr_find"} <= set(project["entry_points"])
+    for name, entry in project["entry_points"].items():
+        params = entry["parameters"]
+        command = entry["command"]
+        for param in params:
+            assert "{" + param + "}" in command, (name, param)
+        for values in ({p: str(spec.get("default", "")) for p, spec in params.items()},):
+            argv = shlex.split(command.format(**{k: shlex.quote(v) for k, v in values.items()}))
+            assert argv[:3] == ["python", "-m", "bo_tuner"]
+            parsed = build_parser().parse_args(argv[3:])
+            for param, value in values.items():
+                if value == "" and hasattr(parsed, param):
+                    assert getattr(parsed, param) in (None, False), (name, param)
