@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -25,6 +25,6 @@ def test_heavy_imports_live_in_one_module_each() -> None:
     for path in sorted((REPO / "bo_tuner").glob("*.py")):
         text = path.read_text()
         for library, owner in owners.items():
-            if path.name != owner:
-                assert f"import {library}" not in text and f"from {library}" not in text, (path.name, library)
-    assert sys.version_info >= (3, 11)
+            pattern = rf"^\s*(import|from)\s+{library}\b"
+            assert path.name == owner or not re.search(pattern, text, re.MULTILINE), (path.name, library)
+    assert re.search(r"^\s*import mlflow\b", (REPO / "bo_tuner" / "tracking.py").read_text(), re.MULTILINE)

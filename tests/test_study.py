@@ -18,6 +18,12 @@ from .conftest import TINY
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(autouse=True)
+def _use_store(store: tuple[Path, str]) -> None:
+    """Other test modules point MLflow elsewhere; these tests read the shared store through the fluent API."""
+    mlflow.set_tracking_uri(store[1])
+
 def test_parent_and_children_through_the_client(digits_study: bo_tuner.StudyResult) -> None:
     client = MlflowClient()
     parent = client.get_run(digits_study.study_run_id)
