@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
+    tune.add_argument("--backend", type=_opt, choices=["local", "ray", None],
+                      help="run trials in local worker processes (default) or as Ray tasks")
+    tune.add_argument("--ray-address", type=_opt, help="existing Ray cluster, e.g. auto or ray://host:10001")
     tune.add_argument("--gpus", type=_opt, help="spread the workers over these GPUs, e.g. 0,1")
     tune.add_argument("--mixed-precision", type=_opt_bool, nargs="?", const=True, metavar="true|false",
                       help="float16 compute (GPU)")
@@ -104,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
                 "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
-                "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus",
-                "mixed_precision", "jit_compile")
+                "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus", "backend",
+                "ray_address", "mixed_precision", "jit_compile")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from bo_tuner.space import SearchSpace
 
 ACQ_FUNCS = ("gp_hedge", "EI", "PI", "LCB")
 DEFAULT_INITIAL_POINTS = 6
+BACKENDS = ("local", "ray")
 PRUNERS = ("none", "median")
 PROMOTE = ("if-better", "always", "never")
 TASKS = ("classification", "regression")
@@ -112,6 +113,8 @@ class StudyConfig:
     mixed_precision: bool = False  # float16 compute on GPUs
     jit_compile: bool | None = None  # XLA: None keeps Keras' "auto"
     gpus: str | None = None  # e.g. "0,1": spread the workers over these GPUs
+    backend: str = "local"  # local worker processes, or "ray" tasks
+    ray_address: str | None = None  # an existing Ray cluster ("auto", "ray://host:10001"); None: start one here
     lr_find: bool = False  # run the learning-rate finder first and centre learning_rate's range on its suggestion
     pruner_warmup_epochs: int = 5
 
@@ -173,6 +176,9 @@ class StudyConfig:
         if gpus is not None and not re.fullmatch(r"\d+(,\d+)*", gpus.replace(" ", "")):
             raise ConfigError(f"gpus: ({gpus!r}) must be GPU indices such as '0' or '0,1'")
         set_("gpus", gpus.replace(" ", "") if gpus else None)
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: ({self.backend!r}) must be one of {', '.join(BACKENDS)}")
+        set_("ray_address", _optional_str("ray_address", self.ray_address))
         if not isinstance(self.lr_find, bool):
             raise ConfigError(f"lr_find: ({self.lr_find!r}) must be true or false")
         if self.lr_find and "learning_rate" in self.fixed:

@@ -102,7 +102,18 @@ def _worker_pool(parallel: int, max_tasks: int, gpus: tuple[str, ...] = ()) -> c
                                   initializer=init_worker, initargs=(threads, gpus, counter))
 
 
+def _executor(config: StudyConfig) -> cf.Executor:
+    if config.backend == "ray":
+        from bo_tuner.ray_backend import RayExecutor
+
+        return RayExecutor(parallel=config.parallel, address=config.ray_address, max_calls=config.worker_max_trials)
+    return _worker_pool(config.parallel, config.worker_max_trials, config.gpu_list)
+
+
 def _terminate(executor: cf.Executor) -> None:
+    if hasattr(executor, "terminate"):
+        executor.terminate()
+        return
     if isinstance(executor, cf.ProcessPoolExecutor):
         # ProcessPoolExecutor has no public kill; its workers would otherwise finish their trial first.
         for process in list(getattr(executor, "_processes", {}).values()):
@@ -599,7 +610,7 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
                                                    "warm_start_skipped": warm_skipped})
         tracking.log_text(parent_id, config_yaml, "study.yaml")
         with _sigterm_as_interrupt():
-            executor = _worker_pool(config.parallel, config.worker_max_trials, config.gpu_list)
+            executor = _executor(config)
             try:
                 study.execute(executor)
                 best = study.best
