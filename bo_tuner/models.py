@@ -43,7 +43,7 @@ ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "
                "linear")
 
 #: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture.
-TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 10}
+TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8}
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,

@@ -190,3 +190,45 @@ def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) ->
         if trial.state == "PRUNED":
             assert trial.model_uri is None and trial.metrics["pruned_at_epoch"] >= 2
     assert result.best is not None and result.best.state == "COMPLETE"
+
+
+def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
+    _, uri = store
+    user = bo_tuner.tune(StudyConfig(data="iris", model="tests.user_builder:build", n_calls=2, max_epochs=3,
+                                     experiment="builders", tracking_uri=uri), progress=False)
+    assert user.promotion is not None and user.promotion.name == "iris-build"
+    assert all(4 <= t.params["width"] <= 32 for t in user.trials)
+    child = MlflowClient().get_run(user.trials[0].run_id)
+    assert child.data.params["lr"] == "0.01"  # the builder's declared default, logged like any hyperparameter
+    with pytest.raises(bo_tuner.ConfigError, match=r"space.depth: \('depth'\) is not a hyperparameter"):
+        bo_tuner.tune(StudyConfig(data="iris", model="tests.user_builder:build", tracking_uri=uri,
+                                  space={"depth": {"type": "int", "low": 1, "high": 2}}), progress=False)
+
+    cnn = bo_tuner.tune(StudyConfig(data="digits", model="cnn", n_calls=2, max_epochs=2, experiment="builders",
+                                    tracking_uri=uri, fixed={"n_conv_blocks": 1}), progress=False)
+    assert cnn.promotion is not None and cnn.promotion.name == "digits-cnn"
+    assert cnn.best_value is not None and cnn.best_value > 0.5
+
+
+def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResult, store: tuple[Path, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failure injection at the registry seam: the alias update fails after the new version is registered."""
+    from bo_tuner import tracking
+
+    _, uri = store
+    client = MlflowClient()
+    before = client.get_model_version_by_alias("digits-it", "champion").version
+
+    def refuse(name: str, alias: str, version: str) -> None:
+        raise bo_tuner.RegistryError(f"setting alias {alias!r} on {name} v{version} failed: permission denied")
+
+    monkeypatch.setattr(tracking, "set_alias", refuse)
+    config = StudyConfig(data="digits", n_calls=1, max_epochs=1, experiment="it", registered_model="digits-it",
+                         promote="always", tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 4, "high": 8}})
+    with pytest.raises(bo_tuner.RegistryError, match="the champion stays at v"):
+        bo_tuner.tune(config, progress=False)
+    assert client.get_model_version_by_alias("digits-it", "champion").version == before
+    runs = client.search_runs([digits_study.experiment_id], "tags.`bo_tuner.role` = 'study'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    assert runs[0].info.status == "FINISHED"  # the trials and their results are kept
+    assert "Registry step failed" in runs[0].data.tags["mlflow.note.content"]
