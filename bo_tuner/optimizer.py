@@ -153,7 +153,7 @@ class Optimizer:
             ("evaluations.png", lambda: plot_evaluations(result)),
         ]
         if self._opt.models:
-            plots.append(("objective.png", lambda: plot_objective(result, n_points=20)))
+            plots.append(("objective.png", lambda: plot_objective(result, n_points=12, n_samples=100)))
         for name, draw in plots:
             try:
                 with warnings.catch_warnings():
