@@ -211,6 +211,11 @@ class StudyConfig:
     # ------------------------------------------------------------------------------------------------ derived
 
     @property
+    def data_key(self) -> tuple[str, str | None, str | None, float, float, int]:
+        """The arguments of :func:`bo_tuner.data.prepare`: everything that decides the split and the pipeline."""
+        return (self.data, self.target, self.task, self.val_fraction, self.test_fraction, self.seed)
+
+    @property
     def gpu_list(self) -> tuple[str, ...]:
         return tuple(self.gpus.split(",")) if self.gpus else ()
 

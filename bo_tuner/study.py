@@ -546,8 +546,7 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         config = config or stored.replace(tracking_uri=None)
     assert config is not None
     space = _validate_space(config)
-    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
-                                config.test_fraction, config.seed)
+    prepared = data_mod.prepare(*config.data_key)
     metric = config.metric_for(prepared.task)
     if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
         raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
@@ -743,22 +742,23 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall)
 
 
+def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:
+    """``--params`` of train / lr-find: names the builder takes, values a built-in builder can use."""
+    info = models.builder_info(config.model)
+    for name, value in params.items():
+        if info.defaults is not None and name not in info.defaults:
+            raise ConfigError(f"params.{name}: ({value!r}) is not a hyperparameter of model {config.model!r}")
+        if models.is_builtin(config.model):
+            models.check_value(name, value, f"params.{name}")
+
+
 def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
     """Train and log one configuration (``bo-tuner train``, MLproject entry point ``train``) as a single run.
 
     ``params`` override the builder's defaults and ``config.fixed``; the model is logged with its preprocessing.
     """
-    info = models.builder_info(config.model)
-    if info.defaults is not None:
-        for name in params:
-            if name not in info.defaults:
-                raise ConfigError(f"params.{name}: ({params[name]!r}) is not a hyperparameter of model "
-                                  f"{config.model!r}")
-    if models.is_builtin(config.model):
-        for name, value in params.items():
-            models.check_value(name, value, f"params.{name}")
-    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
-                                config.test_fraction, config.seed)
+    _check_params(config, params)
+    prepared = data_mod.prepare(*config.data_key)
     tracking_uri = tracking.connect(config.tracking_uri)
     metric = config.metric_for(prepared.task)
     maximize = metric_is_maximized(metric)
@@ -839,14 +839,8 @@ def lr_find(config: StudyConfig, params: Mapping[str, Any] | None = None, *, ste
     if steps < 20:
         raise ConfigError(f"steps: ({steps!r}) must be >= 20")
     params = dict(params or {})
-    info = models.builder_info(config.model)
-    if info.defaults is not None:
-        for name in params:
-            if name not in info.defaults:
-                raise ConfigError(f"params.{name}: ({params[name]!r}) is not a hyperparameter of model "
-                                  f"{config.model!r}")
-    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
-                                config.test_fraction, config.seed)
+    _check_params(config, params)
+    prepared = data_mod.prepare(*config.data_key)
     tracking.connect(config.tracking_uri)
     launched = tracking.launcher_run()
     experiment = launched[1] if launched and config.experiment is None else tracking.experiment_id(config.experiment)

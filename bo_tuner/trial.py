@@ -96,8 +96,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         try:
             hp = hyperparameters(config, job.params)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items() if k not in job.params})
-            prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction,
-                                        config.test_fraction, config.seed)
+            prepared = data_mod.prepare(*config.data_key)
             fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
                                x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,
                                n_outputs=prepared.n_outputs, metric=job.metric, maximize=job.maximize,
@@ -149,8 +148,7 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -
         RegistryError: the model does not load or predict; nothing must be registered.
     """
     tracking.set_tracking_uri(tracking_uri)
-    prepared = data_mod.prepare(config.data, config.target, config.task, config.val_fraction, config.test_fraction,
-                                config.seed)
+    prepared = data_mod.prepare(*config.data_key)
     try:
         predictions = tracking.load_pyfunc(model_uri).predict(prepared.test_frame)
     except Exception as exc:
