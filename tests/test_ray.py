@@ -13,7 +13,7 @@ import bo_tuner
 
 from .conftest import sqlite_uri
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_study_on_local_ray(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
