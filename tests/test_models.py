@@ -83,3 +83,16 @@ def test_pruner_stops_a_bad_trial() -> None:
                        max_epochs=10, seed=0, prune_reference=reference, prune_warmup=2)
     assert fit.pruned_at == 2 and fit.epochs_run == 2
     assert fit.objective == pytest.approx(fit.history["val_accuracy"][1])
+
+
+def test_mixed_precision_and_xla_options_train() -> None:
+    x, y = _toy()
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=x, y_train=y, x_val=x, y_val=y,
+                       task="classification", n_outputs=3, metric="val_accuracy", maximize=True, max_epochs=1,
+                       seed=0, mixed_precision=True, jit_compile=False)
+    assert fit.model.layers[1].compute_dtype == "float16"
+    assert fit.model.layers[-1].compute_dtype == "float32"  # softmax output stays float32
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=x, y_train=y, x_val=x, y_val=y,
+                       task="classification", n_outputs=3, metric="val_accuracy", maximize=True, max_epochs=1,
+                       seed=0)
+    assert fit.model.layers[1].compute_dtype == "float32"  # the policy is reset for the next trial
