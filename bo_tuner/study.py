@@ -218,8 +218,9 @@ class _Study:
                         bar.set_postfix_str(f"best {self.metric}={best.value:.4g} (trial {best.number})")
                 if consecutive >= self.max_consecutive_failures:
                     failed = self.trials[-consecutive:]
-                    for future, job in pending.items():
-                        future.cancel()
+                    if pending:
+                        _terminate(executor)  # trials still running would otherwise finish after the study ended
+                    for job in pending.values():
                         self._kill(job, "the study stopped after too many failures")
                     pending.clear()
                     reasons = "; ".join(f"trial-{t.number}: {t.error}" for t in failed)
@@ -639,7 +640,11 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         _finish_parent(study, config_yaml, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
                        time.perf_counter() - started)
         raise StudyFailedError(f"study {label}: {message}")
-    return _champion_step(study, best, test_scores, config, registered_name, config_yaml, started)
+    try:
+        return _champion_step(study, best, test_scores, config, registered_name, config_yaml, started)
+    except KeyboardInterrupt:
+        _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
+        raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
 
 
 def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | RegistryError:
