@@ -28,8 +28,11 @@ def _start_study(workdir: Path, uri: str, *args: str) -> subprocess.Popen[bytes]
     MlflowClient(uri).search_experiments()  # create the store first (FACTS.md: racing migrations)
     cmd = [sys.executable, "-m", "bo_tuner", "tune", "--quiet", "--data", "iris", "--config", "space.yaml",
            "--tracking-uri", uri, *args]
+    # A terminal's foreground job gets SIGINT's default action. A runner that starts us in the background
+    # (`cmd &` in a script) passes SIGINT on as ignored, and Python then installs no KeyboardInterrupt handler.
     return subprocess.Popen(cmd, cwd=workdir, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _children(client: MlflowClient, experiment: str) -> tuple[str | None, list]:
