@@ -55,3 +55,21 @@ def test_mlflow_run_train_entry_point(workdir: Path) -> None:
     assert run.data.params["n_neurons"] == "16" and run.data.params["optimizer"] == "adam"
     assert "val_accuracy" in run.data.metrics
     assert "models:/m-" in out.stdout
+
+
+def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
+    """`--env-manager uv` builds an environment from conda.yaml's pip list (no conda) and runs the study there."""
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    client.search_experiments()
+    cmd = ["mlflow", "run", str(REPO), "--env-manager", "uv", "--experiment-name", "uv",
+           "-P", "data=iris", "-P", "n_calls=1", "-P", "max_epochs=1", "-P", "registered_model=iris-uv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=900,
+                         env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "/.mlflow/envs/" in out.stderr  # it ran in the environment uv built, not in ours
+    (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("uv").experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FINISHED" and parent.data.tags["mlflow.project.env"] == "uv"
+    assert client.get_model_version_by_alias("iris-uv", "champion").tags["bo_tuner.study_run_id"] == \
+        parent.info.run_id
