@@ -18,13 +18,14 @@ import time
 import bo_tuner
 
 
-def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int) -> dict[str, float]:
+def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int, **overrides: object) -> dict[str, float]:
+    """One real study in a temporary store; wall time, best/test metric, overhead and fit time."""
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         uri = f"sqlite:///{tmp}/mlflow.db"
         config = bo_tuner.StudyConfig(data=data, n_calls=n_calls, parallel=parallel, max_epochs=max_epochs,
-                                      seed=seed, tracking_uri=uri, registered_model=f"{data}-throughput",
-                                      worker_max_trials=max(n_calls, 10))
+                                      seed=seed, tracking_uri=uri, registered_model=f"{data}-bench",
+                                      worker_max_trials=max(n_calls, 10), **overrides)  # type: ignore[arg-type]
         started = time.perf_counter()
         result = bo_tuner.tune(config, progress=False)
         wall = time.perf_counter() - started
@@ -34,7 +35,8 @@ def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int) -> d
     return {"wall": wall, "best": result.best_value or float("nan"),
             "test": next(iter(result.test_metrics.values()), float("nan")),
             "overhead": metrics.get("overhead_fraction", float("nan")),
-            "fit": metrics.get("fit_seconds_total", float("nan"))}
+            "fit": metrics.get("fit_seconds_total", float("nan")),
+            "pruned": metrics.get("n_pruned_trials", 0.0)}
 
 
 def main() -> None:
