@@ -103,19 +103,11 @@ class Optimizer:
 
     def tell(self, point: Mapping[str, Any], value: float | None) -> None:
         """Record a result; ``None``, NaN or inf mark a failed trial (told a penalty)."""
-        if value is not None and not math.isfinite(value):
-            value = None
-        self._values.append(value)
-        finite = [v for v in self._values if v is not None]
-        told = penalty(finite)
-        # Refresh earlier penalties in place: skopt refits on all (Xi, yi) at each tell.
-        for i, v in enumerate(self._values[:-1]):
-            if v is None:
-                self._opt.yi[i] = told
-        self._opt.tell(self._to_x(point), float(value) if value is not None else told)
+        self.tell_many([point], [value])
 
     def tell_many(self, points: Sequence[Mapping[str, Any]], values: Sequence[float | None]) -> None:
-        """Tell earlier results at once (resume, warm start): one GP fit instead of one per point."""
+        """Tell results at once (also resume, warm start): one GP fit however many points; failures get the
+        penalty, and earlier failures' penalties are refreshed in place (skopt refits on all (Xi, yi) at each tell)."""
         if not points:
             return
         clean = [v if v is not None and math.isfinite(v) else None for v in values]

@@ -55,6 +55,18 @@ def _check_prior(where: str, prior: Any, low: float) -> Prior:
     return prior  # type: ignore[no-any-return]
 
 
+def _validate_bounds(dimension: Int | Real, *, integer: bool) -> None:
+    """Normalise low/high to numbers and check low < high and the prior (log-uniform needs low > 0)."""
+    where = f"space.{dimension.name}"
+    low = _number(where, "low", dimension.low, integer=integer)
+    high = _number(where, "high", dimension.high, integer=integer)
+    object.__setattr__(dimension, "low", low)
+    object.__setattr__(dimension, "high", high)
+    if low >= high:
+        raise ConfigError(f"{where}: low ({low}) must be < high ({high})")
+    _check_prior(where, dimension.prior, low)
+
+
 @dataclass(frozen=True)
 class Int:
     """An integer hyperparameter in ``[low, high]`` (both included)."""
@@ -65,12 +77,7 @@ class Int:
     prior: Prior = "uniform"
 
     def __post_init__(self) -> None:
-        where = f"space.{self.name}"
-        object.__setattr__(self, "low", _number(where, "low", self.low, integer=True))
-        object.__setattr__(self, "high", _number(where, "high", self.high, integer=True))
-        if self.low >= self.high:
-            raise ConfigError(f"{where}: low ({self.low}) must be < high ({self.high})")
-        _check_prior(where, self.prior, self.low)
+        _validate_bounds(self, integer=True)
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -104,12 +111,7 @@ class Real:
     prior: Prior = "uniform"
 
     def __post_init__(self) -> None:
-        where = f"space.{self.name}"
-        object.__setattr__(self, "low", _number(where, "low", self.low, integer=False))
-        object.__setattr__(self, "high", _number(where, "high", self.high, integer=False))
-        if self.low >= self.high:
-            raise ConfigError(f"{where}: low ({self.low}) must be < high ({self.high})")
-        _check_prior(where, self.prior, self.low)
+        _validate_bounds(self, integer=False)
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool):

@@ -373,7 +373,7 @@ def _note(label: str, metric: str, trials: list[TrialOutcome], best: TrialOutcom
     return "\n".join(lines)
 
 
-def _finish_parent(study: _Study, config_yaml: str, note: str, status: str, wall: float) -> None:
+def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     """Artifacts and summary metrics on the parent run, then its terminal status."""
     parent = study.parent_id
     fit_total = sum(t.fit_seconds for t in study.trials)
@@ -385,7 +385,6 @@ def _finish_parent(study: _Study, config_yaml: str, note: str, status: str, wall
         "fit_seconds_total": fit_total,
         "overhead_fraction": max(0.0, 1.0 - fit_total / (wall * study.parallel)) if wall > 0 else 0.0,
     }, tags={tracking.NOTE_TAG: note})
-    tracking.log_text(parent, config_yaml, "study.yaml")
     tracking.log_text(parent, yaml.safe_dump(study.space.to_dict(), sort_keys=False), "space.yaml")
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
@@ -623,11 +622,11 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
                 executor.shutdown(wait=True, cancel_futures=True)
     except KeyboardInterrupt:
         message = f"interrupted after {len(study.trials)} finished trials; the champion is untouched"
-        _finish_parent(study, config_yaml, _note(label, metric, study.trials, study.best, {}, None, message),
+        _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, message),
                        "KILLED", time.perf_counter() - started)
         raise StudyInterrupted(f"study {label} ({parent_id}) {message}") from None
     except BoTunerError as exc:
-        _finish_parent(study, config_yaml, _note(label, metric, study.trials, study.best, {}, None, str(exc)),
+        _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, str(exc)),
                        "FAILED", time.perf_counter() - started)
         raise
     except BaseException as exc:
@@ -637,11 +636,11 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
     best = study.best
     if best is None or best.value is None:
         message = f"no trial finished: {len(study.trials)} failed; nothing was registered"
-        _finish_parent(study, config_yaml, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
+        _finish_parent(study, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
                        time.perf_counter() - started)
         raise StudyFailedError(f"study {label}: {message}")
     try:
-        return _champion_step(study, best, test_scores, config, registered_name, config_yaml, started)
+        return _champion_step(study, best, test_scores, config, registered_name, started)
     except KeyboardInterrupt:
         _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
         raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
@@ -660,7 +659,7 @@ def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | Re
 
 
 def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, float] | RegistryError,
-                   config: StudyConfig, registered_name: str, config_yaml: str, started: float) -> StudyResult:
+                   config: StudyConfig, registered_name: str, started: float) -> StudyResult:
     """Register the best model (already loaded back and scored once on the test split) and move the champion
     if it wins."""
     assert best.value is not None
@@ -686,7 +685,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
     wall = time.perf_counter() - started
     note = _note(study.label, study.metric, study.trials, best, test_metrics, promotion,
                  f"Registry step failed: {error}" if error else "")
-    _finish_parent(study, config_yaml, note, "FINISHED", wall)
+    _finish_parent(study, note, "FINISHED", wall)
     if error is not None:
         raise error
     return StudyResult(study.parent_id, study.experiment_id, study.metric, study.maximize, tuple(study.trials),
@@ -728,21 +727,22 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                                      if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space")}},
                                  sort_keys=False)
     try:
+        tracking.log_text(parent_id, config_yaml, "study.yaml")
         tracking.log_batch(parent_id, params={"n_calls": n_calls, "n_initial_points": checked.initial_points,
                                               "acq_func": acq_func, "seed": seed, "metric": metric,
                                               **{f"space.{k}": v for k, v in space.describe().items()}})
         study.execute(_InlineExecutor())
     except KeyboardInterrupt:
-        _finish_parent(study, config_yaml, _note(study_name, metric, study.trials, study.best, {}, None,
+        _finish_parent(study, _note(study_name, metric, study.trials, study.best, {}, None,
                                                  "interrupted"), "KILLED", time.perf_counter() - started)
         raise StudyInterrupted(f"study {study_name} ({parent_id}) interrupted") from None
     except BoTunerError as exc:
-        _finish_parent(study, config_yaml, _note(study_name, metric, study.trials, study.best, {}, None, str(exc)),
+        _finish_parent(study, _note(study_name, metric, study.trials, study.best, {}, None, str(exc)),
                        "FAILED", time.perf_counter() - started)
         raise
     wall = time.perf_counter() - started
     best = study.best
-    _finish_parent(study, config_yaml, _note(study_name, metric, study.trials, best, {}, None),
+    _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None),
                    "FINISHED" if best else "FAILED", wall)
     return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall)
 
