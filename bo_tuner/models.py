@@ -373,6 +373,11 @@ def configure_runtime(intra_op_threads: int | None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+def import_backend() -> None:
+    """Import Keras and its backend now (a worker's warm-up), so the first trial does not pay for it."""
+    import keras  # noqa: F401
+
+
 def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,
           x_val: npt.NDArray[np.float32], y_val: Any, task: str, n_outputs: int, metric: str, maximize: bool,
           max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
@@ -389,7 +394,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     import keras
     import numpy as np
 
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)  # the worker collects garbage after the trial (trial.py)
     keras.utils.set_random_seed(int(seed))
     # float16 compute with float32 variables on GPUs; the output layers are built in float32 (see builders).
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")

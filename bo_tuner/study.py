@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import multiprocessing
 import os
 import re
 import signal
@@ -33,6 +32,7 @@ from bo_tuner.errors import (
     StudyInterrupted,
 )
 from bo_tuner.optimizer import Optimizer
+from bo_tuner.pool import WorkerPool
 from bo_tuner.space import Scalar, SearchSpace
 from bo_tuner.trial import (
     NUMBER_TAG,
@@ -93,13 +93,14 @@ class _InlineExecutor(cf.Executor):
         return future
 
 
-def _worker_pool(parallel: int, max_tasks: int, gpus: tuple[str, ...] = ()) -> cf.ProcessPoolExecutor:
-    """Spawned worker processes (TensorFlow is not fork-safe), recycled every ``max_tasks`` trials."""
-    context = multiprocessing.get_context("spawn")
+def _worker_pool(config: StudyConfig) -> WorkerPool:
+    """Spawned worker processes (TensorFlow is not fork-safe), warmed up at once and recycled every
+    ``worker_max_trials`` trials; ``--gpus`` are dealt to the slots round-robin."""
+    parallel = config.parallel
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
-    counter = context.Value("i", 0)
-    return cf.ProcessPoolExecutor(max_workers=parallel, mp_context=context, max_tasks_per_child=max_tasks,
-                                  initializer=init_worker, initargs=(threads, gpus, counter))
+    gpus = config.gpu_list
+    return WorkerPool(parallel, max_tasks=config.worker_max_trials, initializer=init_worker,
+                      initargs=lambda slot: (threads, gpus[slot % len(gpus)] if gpus else None, config.data_key))
 
 
 def _executor(config: StudyConfig) -> cf.Executor:
@@ -107,18 +108,13 @@ def _executor(config: StudyConfig) -> cf.Executor:
         from bo_tuner.ray_backend import RayExecutor
 
         return RayExecutor(parallel=config.parallel, address=config.ray_address, max_calls=config.worker_max_trials)
-    return _worker_pool(config.parallel, config.worker_max_trials, config.gpu_list)
+    return _worker_pool(config)
 
 
 def _terminate(executor: cf.Executor) -> None:
     if hasattr(executor, "terminate"):
         executor.terminate()
         return
-    if isinstance(executor, cf.ProcessPoolExecutor):
-        # ProcessPoolExecutor has no public kill; its workers would otherwise finish their trial first.
-        for process in list(getattr(executor, "_processes", {}).values()):
-            with contextlib.suppress(Exception):
-                process.terminate()
     executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -169,6 +165,15 @@ class _Study:
     first_number: int = 1
     callbacks: tuple[Callable[[TrialOutcome], Any], ...] = ()
     prune: bool = False
+    plot_dir: tempfile.TemporaryDirectory[str] | None = None
+    plot_paths: list[str] = field(default_factory=list)
+
+    def render_plots(self) -> None:
+        """Draw the search plots (skopt) into a temporary folder; :func:`_finish_parent` logs them."""
+        if self.plot_dir is None:
+            self.plot_dir = tempfile.TemporaryDirectory(prefix="bo_tuner-plots-")
+            self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
+                                                        title=self.label)
 
     @property
     def best(self) -> TrialOutcome | None:
@@ -237,7 +242,7 @@ class _Study:
     def _submit(self, executor: cf.Executor, job: TrialJob) -> cf.Future[TrialOutcome]:
         try:
             return executor.submit(self.run, job)
-        except cf.process.BrokenProcessPool as exc:
+        except Exception as exc:  # the executor is unusable; the trial fails like one whose worker died
             future: cf.Future[TrialOutcome] = cf.Future()
             future.set_exception(exc)
             return future
@@ -388,9 +393,11 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     tracking.log_text(parent, yaml.safe_dump(study.space.to_dict(), sort_keys=False), "space.yaml")
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in study.optimizer.save_plots(tmp, maximize=study.maximize, title=study.label):
-            tracking.log_artifact(parent, path, "plots")
+    study.render_plots()
+    for path in study.plot_paths:
+        tracking.log_artifact(parent, path, "plots")
+    if study.plot_dir is not None:
+        study.plot_dir.cleanup()
     tracking.end_run(parent, status)
 
 
@@ -546,13 +553,30 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         config = config or stored.replace(tracking_uri=None)
     assert config is not None
     space = _validate_space(config)
-    prepared = data_mod.prepare(*config.data_key)
-    metric = config.metric_for(prepared.task)
-    if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
-        raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
-                          f"{', '.join(BUILTIN_METRICS[prepared.task])}")
-    if stored is not None:
-        _check_same_study(resume or "", stored, config, prepared.task)
+    executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
+    try:
+        prepared = data_mod.prepare(*config.data_key)
+        metric = config.metric_for(prepared.task)
+        if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
+            raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
+                              f"{', '.join(BUILTIN_METRICS[prepared.task])}")
+        if stored is not None:
+            _check_same_study(resume or "", stored, config, prepared.task)
+        result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
+                       callbacks=callbacks, started=started)
+    except (KeyboardInterrupt, StudyInterrupted):
+        _terminate(executor)
+        raise
+    except BaseException:
+        executor.shutdown(wait=True, cancel_futures=True)  # workers finish logging the last trial
+        raise
+    executor.shutdown(wait=True)  # everything the workers log (the last learning curve) is in before we return
+    return result
+
+
+def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedData, metric: str,
+          executor: cf.Executor, *, resume: str | None, progress: bool,
+          callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
     maximize = metric_is_maximized(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
@@ -609,17 +633,16 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
                                                    "warm_start_skipped": warm_skipped})
         tracking.log_text(parent_id, config_yaml, "study.yaml")
         with _sigterm_as_interrupt():
-            executor = _executor(config)
-            try:
-                study.execute(executor)
-                best = study.best
-                # Load the best model back and score the test split in a worker, where Keras is already loaded.
-                scoring: cf.Future[dict[str, float]] | None = None
-                if best is not None and best.model_uri is not None:
-                    scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config)
-                test_scores = _scores(scoring)
-            finally:
-                executor.shutdown(wait=True, cancel_futures=True)
+            study.execute(executor)
+            best = study.best
+            # Load the best model back and score the test split in a warm worker; draw the search plots here
+            # meanwhile.
+            scoring: cf.Future[dict[str, float]] | None = None
+            if best is not None and best.model_uri is not None:
+                scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config)
+            study.render_plots()
+            test_scores = _scores(scoring)
+            executor.shutdown(wait=False)  # workers finish their after-work and exit during the registry step
     except KeyboardInterrupt:
         message = f"interrupted after {len(study.trials)} finished trials; the champion is untouched"
         _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, message),

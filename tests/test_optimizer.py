@@ -92,3 +92,41 @@ def test_tell_many_then_continue() -> None:
     opt.tell_many(history, [objective(h) for h in history])
     assert opt.n_told == 2
     assert SPACE.contains(opt.ask())
+
+
+def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
+    def search(refit_growth: float) -> Optimizer:
+        opt = Optimizer(SPACE, n_initial_points=3, seed=0, refit_growth=refit_growth)
+        for _ in range(30):
+            point = opt.ask()
+            opt.tell(point, objective(point))
+        return opt
+
+    every, scheduled = search(0.0), search(0.1)
+    assert every.hyperparameter_fits == 28  # a GP from the 3rd point on, hyperparameters optimised each time
+    assert 10 < scheduled.hyperparameter_fits <= 18  # every step up to 10 points, then each 10 % of growth
+    assert len(scheduled._opt.models) == 1  # only the newest GP is kept
+    # Between re-optimisations the GP keeps the last fitted length scales, and still finds the optimum's region.
+    best = min(scheduled._opt.yi)
+    assert best < 2.5
+
+
+def test_fast_variance_gp_predicts_what_skopt_predicts() -> None:
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+
+    from bo_tuner.optimizer import _fast_gp_class
+
+    opt = Optimizer(SPACE, n_initial_points=3, seed=0)
+    for _ in range(12):
+        point = opt.ask()
+        opt.tell(point, objective(point))
+    fitted = opt._opt.models[-1]
+    assert isinstance(fitted, _fast_gp_class())
+    plain = GaussianProcessRegressor(**fitted.get_params(deep=False))
+    plain.fit(np.asarray(opt._opt.space.transform(opt._opt.Xi)), np.asarray(opt._opt.yi))
+    candidates = opt._opt.space.transform(opt._opt.space.rvs(n_samples=500, random_state=1))
+    mean, std = fitted.predict(candidates, return_std=True)
+    plain_mean, plain_std = plain.predict(candidates, return_std=True)
+    np.testing.assert_allclose(mean, plain_mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(std, plain_std, rtol=1e-6, atol=1e-8)

@@ -144,6 +144,25 @@ def test_nan_trials_fail_and_the_study_stops_registering_nothing(workdir: Path) 
     assert client.get_run(parent).data.tags["mlflow.note.content"].count("trial-") >= 2
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_fails_that_trial_only(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OOM killer takes a worker: its trial ends FAILED with the exit code, the next trial gets a new worker."""
+    monkeypatch.setenv("BO_TUNER_TEST_CRASH_MARKER", str(workdir / "crashed"))
+    uri = sqlite_uri(workdir)
+    config = bo_tuner.StudyConfig(data="iris", model="tests.user_builder:build_crashing_once", n_calls=3,
+                                  n_initial_points=3, max_epochs=3, experiment="crash", registered_model="iris-crash",
+                                  tracking_uri=uri)
+    result = bo_tuner.tune(config, progress=False)
+    assert [t.state for t in result.trials] == ["FAILED", "COMPLETE", "COMPLETE"]
+    assert "WorkerDied" in (result.trials[0].error or "") and "exit" in (result.trials[0].error or "")
+    client = MlflowClient(uri)
+    first = client.get_run(result.trials[0].run_id)
+    assert first.info.status == "FAILED"
+    assert first.data.tags["bo_tuner.error_type"] == "WorkerDied"
+    assert client.get_run(result.study_run_id).info.status == "FINISHED"
+    assert result.promotion is not None and result.promotion.promoted
+
+
 def test_same_seed_same_proposals(tracking_uri: str) -> None:
     space = {"x": {"type": "real", "low": -2, "high": 2}, "k": {"type": "categorical", "choices": ["a", "b"]}}
 

@@ -19,3 +19,20 @@ def build(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
 
 build.hyperparameters = {"width": 16, "lr": 0.01}  # type: ignore[attr-defined]
 build.default_space = {"width": {"type": "int", "low": 4, "high": 32}}  # type: ignore[attr-defined]
+
+
+def build_crashing_once(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
+                        task: str) -> keras.Model:
+    """Kills its own worker process the first time it runs (as the OOM killer would), then builds normally."""
+    import os
+    from pathlib import Path
+
+    marker = Path(os.environ["BO_TUNER_TEST_CRASH_MARKER"])
+    if not marker.exists():
+        marker.write_text("crashed once")
+        os._exit(9)
+    return build(hparams, input_shape, n_outputs, task)
+
+
+build_crashing_once.hyperparameters = build.hyperparameters  # type: ignore[attr-defined]
+build_crashing_once.default_space = build.default_space  # type: ignore[attr-defined]

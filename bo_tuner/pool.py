@@ -1,0 +1,257 @@
+"""Worker processes for Keras trials: started before they are needed, recycled without waiting, replaced when they die.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it starts workers on the first submit and starts a recycled
+worker's replacement only after the old one has exited, so every start (spawn + TensorFlow import, 5-10 s) sits on
+the study's critical path; and one worker killed by the OOM killer breaks the whole pool. Here each of the ``size``
+slots owns one process and a thread that feeds it:
+
+- processes are spawned when the pool is made, so their imports overlap the study's own set-up;
+- when a worker takes its last task before recycling, a spare is started for its slot and warms up meanwhile;
+- a worker that dies fails only the task it was running (:class:`WorkerDied`); the slot gets a new process;
+- work a task :func:`defer`\\ s (plots, garbage collection) runs after its result was sent back, while the study
+  proposes the next point, and before the worker takes its next task or exits.
+
+Only the standard library is used; what runs in the workers is whatever is submitted (picklable callables).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import logging
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_deferred: list[Callable[[], Any]] = []
+_in_worker = False
+
+
+class WorkerDied(RuntimeError):
+    """The worker process running a task exited without answering (killed, out of memory, crashed)."""
+
+
+def defer(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` after the current task's result has been sent back (in a pool worker), or now (elsewhere).
+
+    For work the caller does not wait for: it must not change the task's result. It still finishes before the
+    worker takes another task or exits, so a study that ends normally loses none of it.
+    """
+    if _in_worker:
+        _deferred.append(fn)
+    else:
+        fn()
+
+
+def _run_deferred() -> None:
+    while _deferred:
+        fn = _deferred.pop(0)
+        try:
+            fn()
+        except Exception:  # after-work failing must not take the worker (or the next trial) down
+            logger.warning("deferred work in a worker failed", exc_info=True)
+
+
+def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    """A worker's life: set up once, then answer tasks until told to stop (None) or the pool goes away."""
+    global _in_worker
+    _in_worker = True
+    if initializer is not None:
+        initializer(*initargs)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the pool's process is gone
+            return
+        if task is None:
+            return
+        fn, args = task
+        try:
+            answer: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:
+            answer = (False, exc)
+        try:
+            conn.send(answer)
+        except OSError:  # the pool's process is gone (killed): finish the after-work, then stop
+            _run_deferred()
+            return
+        except Exception as exc:  # the result or the exception would not pickle
+            conn.send((False, RuntimeError(f"the worker could not send back {type(answer[1]).__name__}: {exc}")))
+        _run_deferred()
+
+
+class _Process:
+    def __init__(self, context: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, initializer, initargs), name="bo_tuner-worker")
+        self.process.start()
+        child.close()
+        self.tasks = 0
+
+    def retire(self) -> None:
+        """Ask it to finish its deferred work and exit; it is joined at shutdown."""
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+
+    def describe(self) -> str:
+        self.process.join(timeout=1)
+        code = self.process.exitcode
+        return f"worker process {self.process.pid} " + (f"exited with code {code}" if code is not None
+                                                         else "stopped answering")
+
+
+class WorkerPool(cf.Executor):
+    """``size`` worker processes, each replaced by a warm spare after ``max_tasks`` tasks.
+
+    ``initargs(slot)`` gives each slot's initializer arguments (e.g. which GPU it uses); a slot's replacements get
+    the same ones.
+    """
+
+    def __init__(self, size: int, *, max_tasks: int, initializer: Callable[..., Any] | None = None,
+                 initargs: Callable[[int], tuple[Any, ...]] = lambda slot: ()) -> None:
+        if size < 1 or max_tasks < 1:
+            raise ValueError(f"size ({size}) and max_tasks ({max_tasks}) must be >= 1")
+        self._context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self._initializer = initializer
+        self._initargs = initargs
+        self._max_tasks = max_tasks
+        self._queue: queue.SimpleQueue[tuple[cf.Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue())
+        self._lock = threading.Lock()
+        self._closed = False
+        self._all: list[_Process] = []
+        self._current: list[_Process | None] = [self._start(slot) for slot in range(size)]
+        self._spare: list[_Process | None] = [None] * size
+        self._threads = [threading.Thread(target=self._feed, args=(slot,), daemon=True, name=f"bo_tuner-slot-{slot}")
+                         for slot in range(size)]
+        for thread in self._threads:
+            thread.start()
+
+    def _start(self, slot: int) -> _Process:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._all = [p for p in self._all if p.process.is_alive()]  # reaps retired workers
+            process = _Process(self._context, self._initializer, self._initargs(slot))
+            self._all.append(process)
+            return process
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        if kwargs:
+            raise TypeError("WorkerPool.submit takes positional arguments only")
+        if self._closed:
+            raise RuntimeError("cannot submit to a worker pool that is shut down")
+        future: cf.Future[Any] = cf.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _feed(self, slot: int) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if self._closed:
+                future.cancel()
+                continue
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                self._run(slot, future, fn, args)
+            except Exception as exc:  # e.g. the pool was shut down while this slot needed a new process
+                if not future.done():
+                    future.set_exception(exc)
+
+    def _run(self, slot: int, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        worker = self._current[slot] or self._start(slot)
+        self._current[slot] = worker
+        worker.tasks += 1
+        last = worker.tasks >= self._max_tasks
+        if last and self._spare[slot] is None:
+            self._spare[slot] = self._start(slot)  # warms up while this worker runs its last task
+        try:
+            worker.conn.send((fn, args))
+        except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
+            future.set_exception(WorkerDied(f"{worker.describe()} before the task started ({exc})"))
+            self._replace(slot, worker, dead=True)
+            return
+        except Exception as exc:  # the task would not pickle; the worker is fine
+            worker.tasks -= 1
+            future.set_exception(exc)
+            return
+        try:
+            ok, value = worker.conn.recv()
+        except (EOFError, OSError):
+            if not self._closed:
+                future.set_exception(WorkerDied(f"{worker.describe()} while running the task"))
+                self._replace(slot, worker, dead=True)
+            else:
+                future.set_exception(WorkerDied("the worker pool was terminated"))
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+        if last:
+            worker.retire()
+            self._replace(slot, worker)
+
+    def _replace(self, slot: int, old: _Process, *, dead: bool = False) -> None:
+        if dead:
+            old.kill()  # it may be wedged rather than gone
+        spare, self._spare[slot] = self._spare[slot], None
+        self._current[slot] = spare  # None: a new process is started on the slot's next task
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking tasks; workers finish their running task and deferred work, then exit. ``wait`` joins them
+        (calling it again with ``wait=True`` after ``wait=False`` does too). Tasks still queued run first with
+        ``wait=True`` and are cancelled with ``wait=False`` or ``cancel_futures``."""
+        if cancel_futures:
+            self._cancel_queued()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+        with self._lock:
+            self._closed = True
+            processes = list(self._all)
+        for process in processes:
+            if process.tasks == 0:
+                process.kill()  # e.g. a spare still importing: it has nothing to finish
+            else:
+                process.retire()
+        if wait:
+            for process in processes:
+                process.process.join()
+
+    def terminate(self) -> None:
+        """Ctrl-C or a failed study: kill every worker now, running tasks included."""
+        with self._lock:
+            self._closed = True
+            processes = list(self._all)
+        self._cancel_queued()
+        for process in processes:
+            process.kill()
+        for _ in self._threads:
+            self._queue.put(None)
+        for process in processes:
+            process.process.join(timeout=5)
+
+    def _cancel_queued(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0].cancel()
