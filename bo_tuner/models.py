@@ -364,6 +364,8 @@ def configure_runtime(intra_op_threads: int | None) -> None:
         return
     import tensorflow as tf
 
+    # Every trial builds a new model, so its predict function is traced anew: expected here, not a user's bug.
+    tf.get_logger().addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
     for gpu in tf.config.list_physical_devices("GPU"):
         with contextlib.suppress(RuntimeError):  # already initialised in this process
             tf.config.experimental.set_memory_growth(gpu, True)
