@@ -109,7 +109,6 @@ class Optimizer:
         self._refit_growth = refit_growth
         self._refit_at = 0  # re-optimise the hyperparameters when this many points are known
         self.hyperparameter_fits = 0  # GP fits that optimised the kernel hyperparameters
-        self._last_model: Any = None
 
     def _choose_fit(self, n_after: int) -> bool:
         """Before skopt fits the GP on ``n_after`` points: optimise its hyperparameters (True), or keep the last
@@ -182,11 +181,10 @@ class Optimizer:
             if v is None:
                 self._opt.yi[i] = told
         optimise = self._choose_fit(len(self._values))
-        fitted = len(self._opt.models)
+        previous = self._opt.models[-1] if self._opt.models else None
         self._opt.tell([self._to_x(p) for p in points], [v if v is not None else told for v in clean])
-        if optimise and self._opt.models and (fitted == 0 or self._opt.models[-1] is not self._last_model):
+        if optimise and self._opt.models and self._opt.models[-1] is not previous:  # no GP during initial points
             self.hyperparameter_fits += 1
-        self._last_model = self._opt.models[-1] if self._opt.models else None
         self._freeze_hyperparameters()
 
     @property
