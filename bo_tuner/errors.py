@@ -18,9 +18,14 @@ from __future__ import annotations
 
 
 class BoTunerError(Exception):
-    """Base class of every error bo_tuner raises on purpose."""
+    """Base class of every error bo_tuner raises on purpose. Its message is one line: line breaks that a value
+    brings in (e.g. a YAML key with a newline in it) are shown escaped as ``\\n``."""
 
     exit_code: int = 1
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(a.replace("\r", "\\r").replace("\n", "\\n") if isinstance(a, str) else a
+                           for a in args))
 
 
 class ConfigError(BoTunerError, ValueError):
