@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # GPU benchmark, one call on a GPU machine without TensorFlow (Keras on JAX, then a PyTorch smoke study).
 #
-#   bash bench/gpu.sh [N_CALLS] [JAX_SECONDS] [TORCH_SECONDS]
+#   bash bench/gpu.sh [N_CALLS] [JAX_SECONDS] [TORCH_SECONDS] [PARALLEL...]
 #
+# TORCH_SECONDS 0 skips the PyTorch study; PARALLEL defaults to "1 4".
 # Missing Python packages travel as wheels in .whl/ (see bench/RESULTS.md, "GPU"); they are installed into
 # /tmp/site and put on PYTHONPATH. Logs go to $OUT (or ./gpu-out) so they come back even if a step times out.
 set -u
 n_calls=${1:-16}
 jax_seconds=${2:-330}
 torch_seconds=${3:-120}
+shift $(($# < 3 ? $# : 3))
+parallel=("${@:-1}")
+[ $# -eq 0 ] && parallel=(1 4)
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -18,12 +22,14 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
-python3 -c "import sys, numpy, pandas, sklearn, jax, keras, mlflow, skopt; print(sys.version.split()[0], 'numpy', numpy.__version__, 'pandas', pandas.__version__, 'sklearn', sklearn.__version__, 'jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'mlflow', mlflow.__version__)" 2>&1 | tee -a "$out/gpu.txt"
+KERAS_BACKEND=jax python3 -c "import sys, numpy, pandas, sklearn, jax, keras, mlflow, skopt; print(sys.version.split()[0], 'numpy', numpy.__version__, 'pandas', pandas.__version__, 'sklearn', sklearn.__version__, 'jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'mlflow', mlflow.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 nproc | tee -a "$out/gpu.txt"
 # GPU load and memory once a second while the benchmark runs
 (nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi.csv" 2>&1 &)
-KERAS_BACKEND=jax timeout "$jax_seconds" python3 -m bench.throughput --n-calls "$n_calls" --parallel 1 4 2>&1 \
-    | tee "$out/throughput_jax.log"
-KERAS_BACKEND=torch timeout "$torch_seconds" python3 -m bench.throughput --n-calls 4 --parallel 1 2 \
-    --max-epochs 10 2>&1 | tee "$out/throughput_torch.log"
+KERAS_BACKEND=jax timeout "$jax_seconds" python3 -m bench.throughput --n-calls "$n_calls" --parallel "${parallel[@]}" \
+    2>&1 | tee "$out/throughput_jax.log"
+if [ "$torch_seconds" -gt 0 ]; then
+    KERAS_BACKEND=torch timeout "$torch_seconds" python3 -m bench.throughput --n-calls 4 --parallel 1 2 \
+        --max-epochs 10 2>&1 | tee "$out/throughput_torch.log"
+fi
 pkill -f "nvidia-smi --query-gpu" || true

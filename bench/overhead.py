@@ -23,6 +23,29 @@ import os
 import tempfile
 import time
 
+import bo_tuner
+
+
+def timeline(uri: str, result: bo_tuner.StudyResult, started: float, ended: float, parallel: int) -> dict[str, float]:
+    """The study's wall time split into start / in trials / between trials / end, read back from MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    children = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.study_run_id}'")
+    trials = sorted((t for t in children if t.data.tags.get("bo_tuner.role") != "lr_find"),
+                    key=lambda r: r.info.start_time)
+    spans = [(t.info.start_time / 1000, t.info.end_time / 1000, t.data.metrics.get("fit_seconds", 0.0))
+             for t in trials]
+    parent = client.get_run(result.study_run_id).data.metrics
+    wall = ended - started
+    fit = sum(f for _, _, f in spans)
+    first_fit_start = spans[0][1] - spans[0][2]  # fits run at the end of a trial run (logging after is tiny)
+    between = sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)) if parallel == 1 else float("nan")
+    return {"wall": wall, "fit": fit, "trials": len(spans), "start": first_fit_start - started,
+            "in_trials": sum(end - start - f for start, end, f in spans[1:]), "between": between,
+            "end": ended - max(s[1] for s in spans), "not_fit": wall - fit / parallel,
+            "overhead_fraction": parent["overhead_fraction"], "pruned": parent.get("n_pruned_trials", 0.0)}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,8 +56,6 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mlflow.tracking import MlflowClient
 
-    import bo_tuner
-
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         uri = f"sqlite:///{tmp}/mlflow.db"
@@ -43,34 +64,20 @@ def main() -> None:
                                       registered_model=f"{args.data}-overhead")
         started = time.time()
         result = bo_tuner.tune(config, progress=False)
-        ended = time.time()
-        client = MlflowClient(uri)
-        parent = client.get_run(result.study_run_id)
-        trials = sorted(client.search_runs([result.experiment_id],
-                                           f"tags.mlflow.parentRunId = '{result.study_run_id}'"),
-                        key=lambda r: r.info.start_time)
-    trials = [t for t in trials if t.data.tags.get("bo_tuner.role") != "lr_find"]
-    wall = ended - started
-    fit = sum(t.data.metrics.get("fit_seconds", 0.0) for t in trials)
-    spans = [(t.info.start_time / 1000, t.info.end_time / 1000, t.data.metrics.get("fit_seconds", 0.0))
-             for t in trials]
-    first_fit_start = spans[0][1] - spans[0][2]  # fits run at the end of a trial run (logging after is tiny)
-    in_trials = sum(end - start - f for start, end, f in spans[1:])
-    between = sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)) if args.parallel == 1 else 0.0
-    end = ended - max(s[1] for s in spans)
-    start = first_fit_start - started
-    print(f"{args.data}, {len(trials)} trials, parallel {args.parallel}, {os.cpu_count()} CPUs: "
-          f"wall {wall:.1f} s, fit {fit:.1f} s, best {result.metric} {result.best_value:.4f}\n")
+        t = timeline(uri, result, started, time.time(), args.parallel)
+    wall = t["wall"]
+    print(f"{args.data}, {t['trials']:.0f} trials, parallel {args.parallel}, {os.cpu_count()} CPUs: "
+          f"wall {wall:.1f} s, fit {t['fit']:.1f} s, best {result.metric} {result.best_value:.4f}\n")
     print("| part | seconds | share of wall |")
     print("|---|---|---|")
-    rows = [("start (until the first fit begins)", start), ("in trials, outside fit (trials 2..n)", in_trials)]
+    rows = [("start (until the first fit begins)", t["start"]),
+            ("in trials, outside fit (trials 2..n)", t["in_trials"])]
     if args.parallel == 1:
-        rows.append(("between trials (proposal, new run)", between))
-    rows += [("end (champion check, registry, plots)", end),
-             ("all but fit (1 - fit / wall)", wall - fit / args.parallel)]
+        rows.append(("between trials (proposal, new run)", t["between"]))
+    rows += [("end (champion check, registry, plots)", t["end"]), ("all but fit (1 - fit / wall)", t["not_fit"])]
     for label, seconds in rows:
         print(f"| {label} | {seconds:.1f} | {seconds / wall:.1%} |")
-    print(f"\noverhead_fraction logged on the parent run: {parent.data.metrics['overhead_fraction']:.3f}")
+    print(f"\noverhead_fraction logged on the parent run: {t['overhead_fraction']:.3f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python -m bench.throughput [--n-calls 16] [--parallel 1 2 4] [--data digits] [--max-epochs 100]
 
 Runs the real study (worker processes, MLflow on a temporary sqlite store, model logging, registry) and prints
-wall time, best validation accuracy, test accuracy and overhead fraction per k, with the wall-time ratio to k=1.
+wall time, best validation accuracy, test accuracy and overhead fraction per k, with the wall-time ratio to k=1,
+and the fixed costs: start (until the first fit begins) and end (last trial to ``tune()`` returning).
 On a GPU machine it also runs with KERAS_BACKEND=jax or torch (set the variable; TensorFlow need not be installed
 there): trials then share the one GPU.
 """
@@ -16,6 +17,7 @@ import tempfile
 import time
 
 import bo_tuner
+from bench.overhead import timeline
 
 
 def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int, **overrides: object) -> dict[str, float]:
@@ -26,17 +28,11 @@ def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int, **ov
         config = bo_tuner.StudyConfig(data=data, n_calls=n_calls, parallel=parallel, max_epochs=max_epochs,
                                       seed=seed, tracking_uri=uri, registered_model=f"{data}-bench",
                                       worker_max_trials=max(n_calls, 10), **overrides)  # type: ignore[arg-type]
-        started = time.perf_counter()
+        started = time.time()
         result = bo_tuner.tune(config, progress=False)
-        wall = time.perf_counter() - started
-        from mlflow.tracking import MlflowClient
-
-        metrics = MlflowClient(uri).get_run(result.study_run_id).data.metrics
-    return {"wall": wall, "best": result.best_value or float("nan"),
-            "test": next(iter(result.test_metrics.values()), float("nan")),
-            "overhead": metrics.get("overhead_fraction", float("nan")),
-            "fit": metrics.get("fit_seconds_total", float("nan")),
-            "pruned": metrics.get("n_pruned_trials", 0.0)}
+        t = timeline(uri, result, started, time.time(), parallel)
+    return {**t, "best": result.best_value or float("nan"),
+            "test": next(iter(result.test_metrics.values()), float("nan"))}
 
 
 def main() -> None:
@@ -52,14 +48,15 @@ def main() -> None:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     print(f"{args.data}, {args.n_calls} trials, max_epochs {args.max_epochs}, backend {backend}, "
           f"{os.cpu_count()} CPUs\n")
-    print("| parallel | wall s | wall / k=1 | best val metric | test metric | overhead fraction | fit s (sum) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| parallel | wall s | wall / k=1 | best val metric | test metric | overhead fraction | fit s (sum) "
+          "| start s | end s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     base = None
     for k in args.parallel:
         r = run(args.data, args.n_calls, k, args.max_epochs, args.seed)
         base = base or r["wall"]
         print(f"| {k} | {r['wall']:.1f} | {r['wall'] / base:.2f} | {r['best']:.4f} | {r['test']:.4f} | "
-              f"{r['overhead']:.3f} | {r['fit']:.1f} |", flush=True)
+              f"{r['overhead_fraction']:.3f} | {r['fit']:.1f} | {r['start']:.1f} | {r['end']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

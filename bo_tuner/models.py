@@ -455,12 +455,19 @@ def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
     return np.asarray(model.predict(x, verbose=0, batch_size=1024))
 
 
+def backend_name() -> str:
+    """The Keras backend this process trains with ("tensorflow", "jax", "torch")."""
+    import keras
+
+    return str(keras.backend.backend())
+
+
 def keras_versions() -> dict[str, str]:
     """Versions of keras and its backend, for the served model's pip requirements."""
     import keras
 
     out = {"keras": keras.__version__}
-    backend = keras.backend.backend()
+    backend = backend_name()
     if backend == "tensorflow":
         import tensorflow as tf
 

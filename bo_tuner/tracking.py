@@ -37,6 +37,7 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 MODEL_NAME = "model"
+KERAS_BACKEND_KEY = "keras_backend"  # in the served model's model_config
 _MAX_PARAM_LEN = 6000
 _MAX_TAG_LEN = 5000
 _BATCH = 900
@@ -302,6 +303,12 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
 
         from bo_tuner import models
 
+        # The backend the model was trained with: its pip requirements install that one, not TensorFlow. A
+        # KERAS_BACKEND the server sets itself wins (a .keras file of built-in layers loads under any backend).
+        backend = (context.model_config or {}).get(KERAS_BACKEND_KEY)
+        if backend:
+            os.environ.setdefault("KERAS_BACKEND", str(backend))
+
         self._pipeline = joblib.load(context.artifacts["pipeline"])
         self._model = models.load_model(context.artifacts["keras_model"])
 
@@ -343,7 +350,8 @@ def pip_requirements(extra: Mapping[str, str]) -> list[str]:
         **extra,
     }
     names = {"tensorflow": "tensorflow-cpu" if os.uname().sysname == "Linux" else "tensorflow"}
-    return [f"{names.get(k, k)}=={v}" for k, v in pins.items()]
+    # A local version label (torch's "2.11.0+cu130") names a build no package index serves: pin the release.
+    return [f"{names.get(k, k)}=={v.split('+', 1)[0]}" for k, v in pins.items()]
 
 
 @dataclass(frozen=True)
@@ -353,7 +361,8 @@ class LoggedModel:
 
 
 def log_served_model(
-    keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str]
+    keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str],
+    keras_backend: str = "tensorflow",
 ) -> LoggedModel:
     """Log the pyfunc model (Keras model + feature pipeline + bo_tuner's code) into the active trial run."""
     import joblib
@@ -376,6 +385,7 @@ def log_served_model(
                 code_paths=[str(Path(bo_tuner.__file__).parent)],
                 signature=signature,
                 pip_requirements=requirements,
+                model_config={KERAS_BACKEND_KEY: keras_backend},
             )
     return LoggedModel(uri=str(info.model_uri), model_id=getattr(info, "model_id", None))
 

@@ -145,7 +145,8 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
         path = str(Path(tmp) / "model.keras")
         models.save_model(model, path)
         logged = tracking.log_served_model(path, prepared.pipeline, sample, sample_output,
-                                           tracking.pip_requirements(models.keras_versions()))
+                                           tracking.pip_requirements(models.keras_versions()),
+                                           keras_backend=models.backend_name())
     return logged.uri
 
 
