@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -47,6 +48,8 @@ from bo_tuner.trial import (
 
 ROLE_TAG = "bo_tuner.role"
 STUDY_TAG = "bo_tuner.study_run_id"
+# Which process runs a study: --resume refuses a study whose process is still alive on this host.
+HOST_TAG, PID_TAG, PID_STARTED_TAG = "bo_tuner.host", "bo_tuner.pid", "bo_tuner.pid_started"
 
 
 @dataclass(frozen=True)
@@ -413,14 +416,48 @@ def _abort_parent(parent_id: str, status: str, message: str) -> None:
 _SAME_STUDY_FIELDS = ("data", "target", "task", "model", "fixed", "seed", "val_fraction", "test_fraction")
 
 
+def _this_process() -> dict[str, str]:
+    """Tags naming the process that runs the study (host, pid, and its start time, so a reused pid is not it)."""
+    import psutil
+
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
+            PID_STARTED_TAG: f"{psutil.Process().create_time():.2f}"}
+
+
+def _live_study_process(tags: Mapping[str, str]) -> int | None:
+    """The pid of the process still running the study these parent-run tags describe, if it runs on this host.
+
+    A study on another host cannot be checked from here: None.
+    """
+    import psutil
+
+    if tags.get(HOST_TAG) != socket.gethostname():
+        return None
+    try:
+        pid, started = int(tags[PID_TAG]), float(tags[PID_STARTED_TAG])
+        process = psutil.Process(pid)
+        alive = abs(process.create_time() - started) < 0.1 and process.status() != psutil.STATUS_ZOMBIE
+    except (KeyError, ValueError, psutil.Error):
+        return None
+    return pid if alive and pid != os.getpid() else None
+
+
 def stored_config(parent_id: str) -> StudyConfig:
-    """The config a study ran with, read back from its parent run's ``study.yaml``."""
+    """The config a study ran with, read back from its parent run's ``study.yaml``.
+
+    Raises:
+        ConfigError: not a study, no stored config, or the study is still running in a live process on this host
+            (resuming would mark its running trials KILLED and run them twice).
+    """
     try:
         run = tracking.get_run(parent_id)
     except Exception:
         raise ConfigError(f"resume: ({parent_id!r}) is not a run in this tracking store") from None
     if run.data.tags.get(ROLE_TAG) != "study":
         raise ConfigError(f"resume: ({parent_id!r}) is not a bo_tuner study run")
+    if run.info.status == "RUNNING" and (pid := _live_study_process(run.data.tags)) is not None:
+        raise ConfigError(f"resume: ({parent_id!r}) is still running in process {pid} on this host; stop it first "
+                          f"(Ctrl-C, or kill {pid}), then resume")
     try:
         text = tracking.read_text(parent_id, "study.yaml")
     except Exception:
@@ -583,7 +620,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     registered_name = config.registered_model or _safe_name(label)
     config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
-            "minimize", "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
+            "minimize", **_this_process(), "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
             "bo_tuner.registered_model": registered_name}
     warm_points, warm_values, warm_skipped = (
         _warm_start(config.warm_start, space, metric, maximize, exclude=resume) if config.warm_start
@@ -594,7 +631,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         parent_id, exp_id = resume, str(tracking.get_run(resume).info.experiment_id)
         history, last_number = _history(parent_id, exp_id, space)
         tracking.reopen_run(parent_id)
-        tracking.set_tags(parent_id, {"bo_tuner.resumed": len(history)})
+        tracking.set_tags(parent_id, {"bo_tuner.resumed": len(history), **_this_process()})
         launched = tracking.launcher_run()
         if launched is not None and launched[0] != parent_id:
             tracking.set_tags(launched[0], {STUDY_TAG: parent_id, ROLE_TAG: "resume"})

@@ -60,12 +60,18 @@ def _wait_for(client: MlflowClient, experiment: str, process: subprocess.Popen[b
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path) -> None:
+def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
     process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "40",
                            "--experiment", "crash", "--registered-model", "iris-crash")
     parent = _wait_for(client, "crash", process, finished=2, running=True)
+    # while its process lives, the study cannot be resumed: nothing is touched
+    assert main(["tune", "--resume", parent, "--tracking-uri", uri, "--quiet"]) == 2
+    assert f"still running in process {process.pid} on this host" in capsys.readouterr().err
+    assert not any(c.info.status == "KILLED" for c in _children(client, "crash")[1])
+    assert client.get_run(parent).info.status == "RUNNING"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     _, before = _children(client, "crash")
