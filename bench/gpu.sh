@@ -3,7 +3,8 @@
 #
 #   bash bench/gpu.sh [N_CALLS] [JAX_SECONDS] [TORCH_SECONDS] [PARALLEL...]
 #
-# TORCH_SECONDS 0 skips the PyTorch study; PARALLEL defaults to "1 4".
+# TORCH_SECONDS 0 skips the PyTorch study; PARALLEL defaults to "1 4"; THROUGHPUT_ARGS (e.g. "--equal-trials")
+# go to bench.throughput as they are.
 # Missing Python packages travel as wheels in .whl/ (see bench/RESULTS.md, "GPU"); they are installed into
 # /tmp/site and put on PYTHONPATH. Logs go to $OUT (or ./gpu-out) so they come back even if a step times out.
 set -u
@@ -27,7 +28,7 @@ nproc | tee -a "$out/gpu.txt"
 # GPU load and memory once a second while the benchmark runs
 (nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi.csv" 2>&1 &)
 KERAS_BACKEND=jax timeout "$jax_seconds" python3 -m bench.throughput --n-calls "$n_calls" --parallel "${parallel[@]}" \
-    2>&1 | tee "$out/throughput_jax.log"
+    ${THROUGHPUT_ARGS:-} 2>&1 | tee "$out/throughput_jax.log"
 if [ "$torch_seconds" -gt 0 ]; then
     KERAS_BACKEND=torch timeout "$torch_seconds" python3 -m bench.throughput --n-calls 4 --parallel 1 2 \
         --max-epochs 10 2>&1 | tee "$out/throughput_torch.log"
