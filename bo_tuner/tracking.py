@@ -362,7 +362,7 @@ class LoggedModel:
 
 def log_served_model(
     keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str],
-    keras_backend: str = "tensorflow",
+    *, keras_backend: str,
 ) -> LoggedModel:
     """Log the pyfunc model (Keras model + feature pipeline + bo_tuner's code) into the active trial run."""
     import joblib

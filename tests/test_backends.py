@@ -28,9 +28,8 @@ def test_jax_study_registers_a_champion_that_loads_on_jax_without_being_told(wor
 
     # A fresh process with no KERAS_BACKEND: the served model picks the backend it was trained with.
     load = """
-import json, sys
+import json
 import mlflow
-from mlflow.models import Model
 from bo_tuner.data import load_frame
 uri = "models:/iris-jax@champion"
 model = mlflow.pyfunc.load_model(uri)
