@@ -5,8 +5,10 @@
 #
 # TORCH_SECONDS 0 skips the PyTorch study; PARALLEL defaults to "1 4"; THROUGHPUT_ARGS (e.g. "--equal-trials")
 # go to bench.throughput as they are.
-# Missing Python packages travel as wheels in .whl/ (see bench/RESULTS.md, "GPU"); they are installed into
-# /tmp/site and put on PYTHONPATH. Logs go to $OUT (or ./gpu-out) so they come back even if a step times out.
+# Missing Python packages travel as wheels in .whl/ (ignored by git); they are installed into /tmp/site and put on
+# PYTHONPATH. Fetch them here for the GPU machine's Python 3.12, then delete the ones its image already has
+# (numpy, pandas, scikit-learn, scipy, jax, torch, matplotlib, ...: see the device tool's KINDS.md), ~39 MB remain:
+#   pip download --only-binary=:all: --python-version 3.12 --implementation cp --platform any #       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 #       -d .whl "scikit-optimize==0.10.2" "mlflow==3.17.2" "keras==3.15.1" pyyaml tqdm nvidia-ml-py Logs go to $OUT (or ./gpu-out) so they come back even if a step times out.
 set -u
 n_calls=${1:-16}
 jax_seconds=${2:-330}
