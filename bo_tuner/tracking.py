@@ -23,6 +23,7 @@ import mlflow
 import mlflow.pyfunc
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 
 from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError
@@ -271,22 +272,45 @@ def trial_run(run_id: str, *, system_metrics: bool = False) -> Iterator[RunStatu
 
     The run ends with the yielded status, KILLED on KeyboardInterrupt, FAILED on any other exception.
     ``system_metrics`` samples CPU, memory (and GPU with nvidia-ml-py) into the run every
-    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (2 unless set).
+    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (2 unless set), and once more as the run ends.
     """
-    if system_metrics:
-        os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "2")
-        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
+    mlflow.start_run(run_id=run_id, log_system_metrics=False)
+    monitor = _start_system_metrics(run_id) if system_metrics else None
     holder = RunStatus()
     try:
         yield holder
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
+        _end_trial_run("KILLED", monitor)
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        _end_trial_run("FAILED", monitor)
         raise
-    mlflow.end_run(holder.status)
+    _end_trial_run(holder.status, monitor)
+
+
+def _start_system_metrics(run_id: str) -> Any:
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    monitor_class: Any = SystemMetricsMonitor  # untyped in MLflow
+    monitor = monitor_class(run_id, sampling_interval=2)  # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides
+    monitor.start()
+    return monitor
+
+
+def _end_trial_run(status: str, monitor: Any) -> None:
+    """End the run; first stop ``monitor`` and publish the samples it still holds.
+
+    MLflow's monitor publishes only after a full sampling interval, so a trial shorter than the interval (a few
+    epochs on a small dataset) got no system metrics at all, and every trial lost its last partial interval.
+    """
+    if monitor is not None:
+        try:
+            monitor.finish()
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception as exc:  # losing a sample must not lose the trial
+            logging.getLogger(__name__).warning("system metrics: the last sample was not logged (%s)", exc)
+    mlflow.end_run(status)
 
 
 # ------------------------------------------------------------------------------------------ served model
