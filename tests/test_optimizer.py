@@ -130,3 +130,27 @@ def test_fast_variance_gp_predicts_what_skopt_predicts() -> None:
     plain_mean, plain_std = plain.predict(candidates, return_std=True)
     np.testing.assert_allclose(mean, plain_mean, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(std, plain_std, rtol=1e-6, atol=1e-8)
+
+
+def test_fast_gp_one_point_gradients_match_skopt() -> None:
+    """The acquisition optimiser's L-BFGS path: one point with mean/std and their gradients, as skopt computes them."""
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+
+    opt = Optimizer(SPACE, n_initial_points=3, seed=0)
+    for _ in range(12):
+        point = opt.ask()
+        opt.tell(point, objective(point))
+    fitted = opt._opt.models[-1]
+    assert fitted._matern52() is not None  # the fast path applies to this kernel
+    candidates = opt._opt.space.transform(opt._opt.space.rvs(n_samples=40, random_state=2))
+    candidates[0] = opt._opt.space.transform([opt._opt.Xi[0]])[0]  # a training point: zero std, zero std-gradient
+    for x in candidates:
+        for kwargs in ({"return_std": True, "return_mean_grad": True, "return_std_grad": True},
+                       {"return_std": True, "return_mean_grad": True}, {"return_mean_grad": True}):
+            fast = fitted.predict(x[None], **kwargs)
+            slow = GaussianProcessRegressor.predict(fitted, x[None], **kwargs)
+            assert len(fast) == len(slow)
+            for got, want in zip(fast, slow, strict=True):
+                assert np.shape(got) == np.shape(want)
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
