@@ -209,10 +209,16 @@ class Optimizer:
         """Propose the next point; ``pending`` points (still running) are told a lie so they are not repeated."""
         if not pending:
             return self._to_point(self._opt.ask())
-        observed = [v for v in self._opt.yi]
-        lie = max(observed) if observed else 0.0
-        tmp = self._opt.copy(random_state=self._liar_rng.randrange(2**31))
-        tmp.tell([self._to_x(p) for p in pending], [lie] * len(pending))
+        known_x, known_y = self._opt.Xi, self._opt.yi
+        lie = max(known_y) if known_y else 0.0
+        # A copy told the known points and the lies in one tell: one GP fit and one acquisition optimisation
+        # (skopt's copy() would fit and optimise for the known points first, only to be told the lies after).
+        self._opt.Xi, self._opt.yi = [], []
+        try:
+            tmp = self._opt.copy(random_state=self._liar_rng.randrange(2**31))
+        finally:
+            self._opt.Xi, self._opt.yi = known_x, known_y
+        tmp.tell(known_x + [self._to_x(p) for p in pending], known_y + [lie] * len(pending))
         return self._to_point(tmp.ask())
 
     def tell(self, point: Mapping[str, Any], value: float | None) -> None:
