@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bo_tuner.config import metric_is_maximized
+
 
 def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, title: str) -> bool:
     """Loss and ``metric`` per epoch, training and validation side by side. False when there is nothing to draw."""
@@ -16,7 +18,10 @@ def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, t
 
     base = metric.removeprefix("val_")
     panels = [name for name in ("loss", base) if name in history or f"val_{name}" in history]
+    # Fixed margins and legend corners: tight_layout and legend(loc="best") were two thirds of the drawing time,
+    # paid once per trial. Losses fall (the upper right stays clear), scores like accuracy rise (lower right).
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    figure.subplots_adjust(left=0.09 if len(panels) > 1 else 0.16, right=0.98, bottom=0.15, top=0.82, wspace=0.25)
     for ax, name in zip(axes[0], panels, strict=True):
         for series, style in ((name, "-"), (f"val_{name}", "--")):
             values = history.get(series)
@@ -24,10 +29,10 @@ def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, t
                 ax.plot(range(1, len(values) + 1), values, style, label=series)
         ax.set_xlabel("epoch")
         ax.set_title(name)
-        ax.legend()
+        falling = name == "loss" or not metric_is_maximized(f"val_{name}")
+        ax.legend(loc="upper right" if falling else "lower right")
         ax.grid(alpha=0.3)
     figure.suptitle(title)
-    figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return True

@@ -102,8 +102,10 @@ def _worker_pool(config: StudyConfig) -> WorkerPool:
     parallel = config.parallel
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     gpus = config.gpu_list
+    uri = tracking.resolved_uri(config.tracking_uri)
     return WorkerPool(parallel, max_tasks=config.worker_max_trials, initializer=init_worker,
-                      initargs=lambda slot: (threads, gpus[slot % len(gpus)] if gpus else None, config.data_key))
+                      initargs=lambda slot: (threads, gpus[slot % len(gpus)] if gpus else None, config.data_key,
+                                             uri))
 
 
 def _executor(config: StudyConfig) -> cf.Executor:

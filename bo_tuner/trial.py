@@ -195,9 +195,11 @@ def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: Trial
 
 
 def init_worker(intra_op_threads: int | None, gpu: str | None = None,
-                data_key: tuple[str, str | None, str | None, float, float, int] | None = None) -> None:
+                data_key: tuple[str, str | None, str | None, float, float, int] | None = None,
+                tracking_uri: str | None = None) -> None:
     """Worker-process start: leave Ctrl-C to the study, set thread counts, pick a GPU, GPU memory growth, and
-    warm up (import Keras and its backend, load and split the data) before the first trial arrives.
+    warm up (import Keras and its backend, load and split the data, import the tracking store's code) before the
+    first trial arrives.
 
     ``gpu``: the device this worker uses (``CUDA_VISIBLE_DEVICES``); on a GPU no worker grabs all of its memory.
     """
@@ -214,6 +216,8 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     if data_key is not None:
         with contextlib.suppress(Exception):  # best effort: the study reports bad data; a trial would re-raise it
             data_mod.prepare(*data_key)
+    if tracking_uri is not None:
+        tracking.preload_store(tracking_uri)
     # What the imports created lives as long as the process: move it out of the collector's sight, so the
     # collection after each trial (and automatic ones during fit) scan only the trial's objects (~0.2 s → ~0).
     gc.collect()
