@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, load_config, parse_hparams
+from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, load_config, parse_hparams
 from bo_tuner.errors import BoTunerError
+from bo_tuner.pool import WorkerPool, study_pool
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,13 +116,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in _FLAG_FIELDS if getattr(args, name, None) is not None}
 
 
-def _quiet_libraries() -> None:
+def _set_environment() -> None:
     # One BLAS thread per process: the GP fit was 6-15x slower with default threading on 2 cores (FACTS.md).
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _quiet_libraries() -> None:
     # MLflow's INFO lines (table creation, registration) would break the one-line-error and quiet contracts;
     # mlflow sets its logger's level when imported, so import it (via its one module) first.
     import bo_tuner.tracking  # noqa: F401
@@ -131,6 +135,20 @@ def _quiet_libraries() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(None if getattr(args, "resume", None) else args.config, **_overrides(args))
+    _set_environment()
+    executor = None
+    if args.command == "tune" and not args.resume and config.backend == "local":
+        # Workers spawn before this process imports MLflow, skopt and pandas (~2 s): their own imports (Keras,
+        # TensorFlow) are the study's critical path. A resumed study's config is read from MLflow first.
+        executor = study_pool(config)
+    try:
+        return _command(args, config, executor)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)  # the study already did, unless it never began
+
+
+def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool | None) -> int:
     _quiet_libraries()
     if args.command == "lr-find":
         from bo_tuner.study import lr_find
@@ -152,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.resume:
         config = load_resume_config(args.resume, args.config, **_overrides(args))
-    result = tune(config, resume=args.resume, progress=not args.quiet)
+    result = tune(config, resume=args.resume, progress=not args.quiet, executor=executor)
     best = result.best
     assert best is not None
     print(f"study {result.study_run_id}: best {result.metric}={best.value:.5g} at trial {best.number} of "

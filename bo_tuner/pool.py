@@ -12,19 +12,26 @@ slots owns one process and a thread that feeds it:
   proposes the next point, and before the worker takes its next task or exits.
 
 Only the standard library is used; what runs in the workers is whatever is submitted (picklable callables).
+:func:`study_pool` makes the pool a study uses; it names the worker's initializer instead of importing it, so the
+command line can start workers before it imports MLflow itself.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import importlib
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bo_tuner.config import StudyConfig
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +262,22 @@ class WorkerPool(cf.Executor):
                 return
             if item is not None:
                 item[0].cancel()
+
+
+def call_by_name(target: str, *args: Any) -> Any:
+    """Import ``module:function`` and call it with ``args`` (in a worker: its module is imported there only)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(*args)
+
+
+def study_pool(config: StudyConfig) -> WorkerPool:
+    """A study's Keras workers: spawned now (TensorFlow is not fork-safe) and warmed up at once, recycled every
+    ``worker_max_trials`` trials; ``--gpus`` are dealt to the slots round-robin. With k > 1 workers each gets
+    cores / k intra-op threads, so k workers do not oversubscribe the machine."""
+    parallel = config.parallel
+    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
+    gpus = config.gpu_list
+    return WorkerPool(parallel, max_tasks=config.worker_max_trials, initializer=call_by_name,
+                      initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,
+                                             gpus[slot % len(gpus)] if gpus else None, config.data_key,
+                                             config.tracking_uri))

@@ -33,14 +33,13 @@ from bo_tuner.errors import (
     StudyInterrupted,
 )
 from bo_tuner.optimizer import Optimizer
-from bo_tuner.pool import WorkerPool
+from bo_tuner.pool import study_pool
 from bo_tuner.space import Scalar, SearchSpace
 from bo_tuner.trial import (
     NUMBER_TAG,
     STATE_TAG,
     TrialJob,
     TrialOutcome,
-    init_worker,
     run_function_trial,
     run_keras_trial,
     score_logged_model,
@@ -96,24 +95,12 @@ class _InlineExecutor(cf.Executor):
         return future
 
 
-def _worker_pool(config: StudyConfig) -> WorkerPool:
-    """Spawned worker processes (TensorFlow is not fork-safe), warmed up at once and recycled every
-    ``worker_max_trials`` trials; ``--gpus`` are dealt to the slots round-robin."""
-    parallel = config.parallel
-    threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
-    gpus = config.gpu_list
-    uri = tracking.resolved_uri(config.tracking_uri)
-    return WorkerPool(parallel, max_tasks=config.worker_max_trials, initializer=init_worker,
-                      initargs=lambda slot: (threads, gpus[slot % len(gpus)] if gpus else None, config.data_key,
-                                             uri))
-
-
 def _executor(config: StudyConfig) -> cf.Executor:
     if config.backend == "ray":
         from bo_tuner.ray_backend import RayExecutor
 
         return RayExecutor(parallel=config.parallel, address=config.ray_address, max_calls=config.worker_max_trials)
-    return _worker_pool(config)
+    return study_pool(config)
 
 
 def _terminate(executor: cf.Executor) -> None:
@@ -567,10 +554,12 @@ def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool,
 
 
 def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True,
-         callbacks: Sequence[Callable[[TrialOutcome], Any]] = ()) -> StudyResult:
+         callbacks: Sequence[Callable[[TrialOutcome], Any]] = (), executor: cf.Executor | None = None) -> StudyResult:
     """Run a Bayesian search over a Keras model, tracked in MLflow; register the best model as ``@champion``.
 
     ``callbacks`` are called in this process with each finished :class:`TrialOutcome`, in order.
+    ``executor``: the workers to run trials on, already started from ``config`` (``pool.study_pool(config)``: the
+    command line starts them before it imports MLflow); made here when omitted. The study shuts it down.
     ``resume``: the parent run id of an earlier study. Its config (``study.yaml``) and finished trials are read
     back from MLflow, children left RUNNING by a dead process are marked KILLED, and only the remaining trials run,
     numbered on from the last one. ``config`` may then be omitted; if given, it must define the same study (data,
@@ -591,8 +580,14 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         stored = stored_config(resume)
         config = config or stored.replace(tracking_uri=None)
     assert config is not None
-    space = _validate_space(config)
-    executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
+    try:
+        space = _validate_space(config)
+    except BaseException:
+        if executor is not None:
+            _terminate(executor)
+        raise
+    if executor is None:
+        executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
     try:
         prepared = data_mod.prepare(*config.data_key)
         metric = config.metric_for(prepared.task)

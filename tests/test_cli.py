@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import subprocess
 import sys
@@ -90,6 +91,33 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
     assert message in err
     assert len(err.splitlines()) == 1, err
     assert _runs_in(workdir / "mlflow.db") == 0
+    assert not multiprocessing.active_children()  # workers started early for the study were stopped
+
+
+def test_tune_runs_on_the_workers_it_started_first(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line spawns the study's workers before importing MLflow; the study runs on them and stops them."""
+    import bo_tuner.__main__ as cli
+
+    made, submitted = [], []
+
+    def recording(config):  # type: ignore[no-untyped-def]
+        pool = real(config)
+        submit = pool.submit
+        pool.submit = lambda fn, *args: (submitted.append(fn), submit(fn, *args))[1]  # type: ignore[method-assign]
+        made.append(pool)
+        return pool
+
+    real = cli.study_pool
+    monkeypatch.setattr(cli, "study_pool", recording)
+    db = workdir / "mlflow.db"
+    assert main(["tune", "--data", "iris", "--n-calls", "2", "--n-initial-points", "2", "--max-epochs", "2",
+                 "--quiet", "--promote", "never", "--tracking-uri", f"sqlite:///{db}"]) == 0
+    assert len(made) == 1
+    assert [fn.__name__ for fn in submitted[:2]] == ["run_keras_trial"] * 2  # both trials ran on these workers
+    with pytest.raises(RuntimeError, match="shut down"):
+        made[0].submit(print)
+    assert not multiprocessing.active_children()
+    assert _runs_in(db) == 3  # the study and its two trials
 
 
 def test_every_mlproject_parameter_reaches_a_flag() -> None:
