@@ -111,16 +111,22 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
     assert best < 2.5
 
 
+def _searched(steps: int = 12) -> Optimizer:
+    """An optimizer that has fitted its GP on ``steps`` points of :func:`objective`."""
+    opt = Optimizer(SPACE, n_initial_points=3, seed=0)
+    for _ in range(steps):
+        point = opt.ask()
+        opt.tell(point, objective(point))
+    return opt
+
+
 def test_fast_variance_gp_predicts_what_skopt_predicts() -> None:
     import numpy as np
     from skopt.learning import GaussianProcessRegressor
 
     from bo_tuner.optimizer import _fast_gp_class
 
-    opt = Optimizer(SPACE, n_initial_points=3, seed=0)
-    for _ in range(12):
-        point = opt.ask()
-        opt.tell(point, objective(point))
+    opt = _searched()
     fitted = opt._opt.models[-1]
     assert isinstance(fitted, _fast_gp_class())
     plain = GaussianProcessRegressor(**fitted.get_params(deep=False))
@@ -137,10 +143,7 @@ def test_fast_gp_one_point_gradients_match_skopt() -> None:
     import numpy as np
     from skopt.learning import GaussianProcessRegressor
 
-    opt = Optimizer(SPACE, n_initial_points=3, seed=0)
-    for _ in range(12):
-        point = opt.ask()
-        opt.tell(point, objective(point))
+    opt = _searched()
     fitted = opt._opt.models[-1]
     assert fitted._matern52() is not None  # the fast path applies to this kernel
     candidates = opt._opt.space.transform(opt._opt.space.rvs(n_samples=40, random_state=2))
