@@ -575,15 +575,15 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
     if config is None and resume is None:
         config = StudyConfig()
     stored: StudyConfig | None = None
-    if resume is not None:
-        tracking.connect(config.tracking_uri if config else None)
-        stored = stored_config(resume)
-        config = config or stored.replace(tracking_uri=None)
-    assert config is not None
     try:
+        if resume is not None:
+            tracking.connect(config.tracking_uri if config else None)
+            stored = stored_config(resume)
+            config = config or stored.replace(tracking_uri=None)
+        assert config is not None
         space = _validate_space(config)
     except BaseException:
-        if executor is not None:
+        if executor is not None:  # started for a study that does not begin
             _terminate(executor)
         raise
     if executor is None:
