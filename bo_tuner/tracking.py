@@ -7,6 +7,7 @@ worker processes (``mlflow.start_run(nested=True)`` from another process or thre
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import os
@@ -79,16 +80,12 @@ def set_tracking_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
-def resolved_uri(tracking_uri: str | None) -> str:
-    """The store ``tracking_uri`` names, else the one MLflow would use here; nothing is contacted."""
-    return tracking_uri or mlflow.get_tracking_uri()
-
-
-def preload_store(uri: str) -> None:
-    """Import the store code ``uri`` needs (SQLAlchemy's for a database: ~0.5 s), so a worker pays it while it
-    warms up rather than in its first trial. Nothing is contacted or created."""
+def preload_store(tracking_uri: str | None) -> None:
+    """Import the store code ``tracking_uri`` (else MLflow's default here) needs — SQLAlchemy's for a database,
+    ~0.5 s — so a worker pays it while it warms up rather than in its first trial. Nothing is contacted or created."""
+    uri = tracking_uri or mlflow.get_tracking_uri()
     if uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}:
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        importlib.import_module("mlflow.store.tracking.sqlalchemy_store")
 
 
 def experiment_id(name: str | None) -> str:

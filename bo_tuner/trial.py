@@ -216,7 +216,7 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     if data_key is not None:
         with contextlib.suppress(Exception):  # best effort: the study reports bad data; a trial would re-raise it
             data_mod.prepare(*data_key)
-    tracking.preload_store(tracking.resolved_uri(tracking_uri))
+    tracking.preload_store(tracking_uri)
     # What the imports created lives as long as the process: move it out of the collector's sight, so the
     # collection after each trial (and automatic ones during fit) scan only the trial's objects (~0.2 s → ~0).
     gc.collect()
