@@ -616,8 +616,9 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
     registered_name = config.registered_model or _safe_name(label)
     config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
+    process = _this_process()
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
-            "minimize", **_this_process(), "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
+            "minimize", **process, "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
             "bo_tuner.registered_model": registered_name}
     warm_points, warm_values, warm_skipped = (
         _warm_start(config.warm_start, space, metric, maximize, exclude=resume) if config.warm_start
@@ -628,7 +629,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         parent_id, exp_id = resume, str(tracking.get_run(resume).info.experiment_id)
         history, last_number = _history(parent_id, exp_id, space)
         tracking.reopen_run(parent_id)
-        tracking.set_tags(parent_id, {"bo_tuner.resumed": len(history), **_this_process()})
+        tracking.set_tags(parent_id, {"bo_tuner.resumed": len(history), **process})
         launched = tracking.launcher_run()
         if launched is not None and launched[0] != parent_id:
             tracking.set_tags(launched[0], {STUDY_TAG: parent_id, ROLE_TAG: "resume"})
