@@ -4,7 +4,9 @@
 #   bash bench/gpu.sh [N_CALLS] [JAX_SECONDS] [TORCH_SECONDS] [PARALLEL...]
 #
 # TORCH_SECONDS 0 skips the PyTorch study; PARALLEL defaults to "1 4"; THROUGHPUT_ARGS (e.g. "--equal-trials")
-# go to bench.throughput as they are.
+# go to bench.throughput as they are. MPS=1 runs the Keras-on-JAX study under CUDA MPS (the daemon is started
+# before it and stopped after it; needs root or the GPU's owner): the k workers' kernels then run side by side on
+# the GPU instead of time-slicing between processes. Logs are named by it: throughput_jax.log / throughput_jax_mps.log.
 # Missing Python packages travel as wheels in .whl/ (ignored by git); they are installed into /tmp/site and put on
 # PYTHONPATH. Fetch them here for the GPU machine's Python 3.12, then delete the ones its image already has
 # (numpy, pandas, scikit-learn, scipy, jax, torch, matplotlib, ...: see the device tool's KINDS.md), ~39 MB remain:
@@ -18,19 +20,33 @@ parallel=("${@:-1}")
 [ $# -eq 0 ] && parallel=(1 4)
 out=${OUT:-gpu-out}
 mkdir -p "$out"
-if compgen -G ".whl/*.whl" >/dev/null; then
+if compgen -G ".whl/*.whl" >/dev/null && [ ! -e /tmp/site/.installed ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
+    touch /tmp/site/.installed
 fi
+[ -e /tmp/site/.installed ] && export PYTHONPATH=/tmp/site:$PWD
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
 KERAS_BACKEND=jax python3 -c "import sys, numpy, pandas, sklearn, jax, keras, mlflow, skopt; print(sys.version.split()[0], 'numpy', numpy.__version__, 'pandas', pandas.__version__, 'sklearn', sklearn.__version__, 'jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'mlflow', mlflow.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 nproc | tee -a "$out/gpu.txt"
 # GPU load and memory once a second while the benchmark runs
-(nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi.csv" 2>&1 &)
+(nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi${MPS:+_mps$MPS}.csv" 2>&1 &)
+suffix=""
+if [ "${MPS:-0}" = 1 ]; then
+    suffix=_mps
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    nvidia-cuda-mps-control -d || { echo "MPS: the control daemon did not start"; exit 1; }
+    echo "MPS: control daemon started"
+fi
 KERAS_BACKEND=jax timeout "$jax_seconds" python3 -m bench.throughput --n-calls "$n_calls" --parallel "${parallel[@]}" \
-    ${THROUGHPUT_ARGS:-} 2>&1 | tee "$out/throughput_jax.log"
+    ${THROUGHPUT_ARGS:-} 2>&1 | tee "$out/throughput_jax$suffix.log"
+if [ "${MPS:-0}" = 1 ]; then
+    echo quit | nvidia-cuda-mps-control
+    cp "$CUDA_MPS_LOG_DIRECTORY/control.log" "$out/mps_control.log" 2>/dev/null
+    cp "$CUDA_MPS_LOG_DIRECTORY/server.log" "$out/mps_server.log" 2>/dev/null
+fi
 if [ "$torch_seconds" -gt 0 ]; then
     KERAS_BACKEND=torch timeout "$torch_seconds" python3 -m bench.throughput --n-calls 4 --parallel 1 2 \
         --max-epochs 10 2>&1 | tee "$out/throughput_torch.log"

@@ -334,6 +334,25 @@ def median_prune_epoch(curve: list[float], reference: list[list[float]], maximiz
     return None
 
 
+def stop_on_non_finite_loss() -> Any:
+    """A callback that stops training at the end of an epoch whose loss is NaN or infinite.
+
+    Not ``keras.callbacks.TerminateOnNaN``: that one reads the loss after every batch, which makes the JAX and
+    PyTorch backends wait for each step to finish (and keeps Keras from dispatching batch-end callbacks in the
+    background), so the GPU idles between steps, worst when k trials share it. An epoch's loss is the mean over its
+    batches, so a NaN in any batch still shows at the epoch's end; ``train`` then fails the trial.
+    """
+    import keras
+
+    class StopOnNonFiniteLoss(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.model.stop_training = True
+
+    return StopOnNonFiniteLoss()
+
+
 def _pruning_callback(metric: str, maximize: bool, warmup: int, reference: list[list[float]]) -> Any:
     import keras
 
@@ -406,7 +425,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
         model.jit_compile = jit_compile  # XLA on/off; None keeps Keras' "auto"
     patience = int(hparams.get("patience", TRAINING_DEFAULTS["patience"]))
     callbacks = [
-        keras.callbacks.TerminateOnNaN(),
+        stop_on_non_finite_loss(),
         keras.callbacks.EarlyStopping(monitor=metric, mode="max" if maximize else "min", patience=patience,
                                       restore_best_weights=True),
     ]

@@ -96,3 +96,27 @@ def test_mixed_precision_and_xla_options_train() -> None:
                        task="classification", n_outputs=3, metric="val_accuracy", maximize=True, max_epochs=1,
                        seed=0)
     assert fit.model.layers[1].compute_dtype == "float32"  # the policy is reset for the next trial
+
+
+def test_a_diverging_trial_fails_at_the_end_of_its_first_epoch() -> None:
+    x, y = _toy()
+    with pytest.raises(TrialFailedError, match="loss became nan at epoch 1"):
+        models.train("mlp", {"n_hidden": 1, "optimizer": "sgd", "learning_rate": 1e8, "kernel_initializer": "normal"},
+                     x_train=x, y_train=y, x_val=x, y_val=y, task="classification", n_outputs=3,
+                     metric="val_accuracy", maximize=True, max_epochs=3, seed=0)
+
+
+def test_the_nan_stop_is_checked_per_epoch_so_batches_are_dispatched_asynchronously() -> None:
+    import keras
+
+    callback = models.stop_on_non_finite_loss()
+    # Keras dispatches batch-end callbacks in the background (JAX, PyTorch) only if no callback overrides them
+    for hook in ("on_batch_end", "on_train_batch_end"):
+        assert getattr(type(callback), hook) is getattr(keras.callbacks.Callback, hook)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    callback.set_model(model)
+    model.stop_training = False
+    callback.on_epoch_end(0, {"loss": 0.5})
+    assert not model.stop_training
+    callback.on_epoch_end(1, {"loss": float("inf")})
+    assert model.stop_training
