@@ -6,7 +6,8 @@
 # TORCH_SECONDS 0 skips the PyTorch study; PARALLEL defaults to "1 4"; THROUGHPUT_ARGS (e.g. "--equal-trials")
 # go to bench.throughput as they are. MPS=1 runs the Keras-on-JAX study under CUDA MPS (the daemon is started
 # before it and stopped after it; needs root or the GPU's owner): the k workers' kernels then run side by side on
-# the GPU instead of time-slicing between processes. Logs are named by it: throughput_jax.log / throughput_jax_mps.log.
+# the GPU instead of time-slicing between processes (for these tiny MLPs it made no difference beyond run-to-run
+# noise: bench/RESULTS.md). Logs are named by it: throughput_jax.log / throughput_jax_mps.log.
 # Missing Python packages travel as wheels in .whl/ (ignored by git); they are installed into /tmp/site and put on
 # PYTHONPATH. Fetch them here for the GPU machine's Python 3.12, then delete the ones its image already has
 # (numpy, pandas, scikit-learn, scipy, jax, torch, matplotlib, ...: see the device tool's KINDS.md), ~39 MB remain:
