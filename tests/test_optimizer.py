@@ -157,3 +157,33 @@ def test_fast_gp_one_point_gradients_match_skopt() -> None:
             for got, want in zip(fast, slow, strict=True):
                 assert np.shape(got) == np.shape(want)
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("n_dims", [1, 4])  # one length scale (isotropic in sklearn's terms) and several
+def test_fast_gp_likelihood_and_fit_are_sklearns(n_dims: int) -> None:
+    """The kernel hyperparameter search: log marginal likelihood and gradient as sklearn computes them, bit for
+    bit, so the fitted hyperparameters (and every proposal after them) are the same."""
+    import numpy as np
+    from skopt.learning import GaussianProcessRegressor
+    from skopt.learning.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    from bo_tuner.optimizer import _fast_gp_class
+
+    rng = np.random.default_rng(n_dims)
+    x = rng.uniform(size=(14, n_dims))
+    y = np.sin(3 * x.sum(axis=1)) + 0.1 * rng.normal(size=14)
+    kernel = (ConstantKernel(1.0, (0.01, 1000.0))
+              * Matern(length_scale=np.ones(n_dims), length_scale_bounds=[(0.01, 100.0)] * n_dims, nu=2.5)
+              + WhiteKernel())
+    settings = {"kernel": kernel, "normalize_y": True, "noise": "gaussian", "n_restarts_optimizer": 2,
+                "random_state": 3}
+    fast = _fast_gp_class()(**settings).fit(x, y)
+    slow = GaussianProcessRegressor(**settings).fit(x, y)
+    assert fast._free_matern52_scales() == n_dims  # the direct path was taken
+    np.testing.assert_array_equal(fast.kernel_.theta[:-1], slow.kernel_.theta[:-1])
+    assert fast.noise_ == slow.noise_
+    for theta in rng.uniform(fast.kernel_.bounds[:, 0], fast.kernel_.bounds[:, 1], size=(5, n_dims + 2)):
+        got = fast.log_marginal_likelihood(theta, eval_gradient=True, clone_kernel=False)
+        want = GaussianProcessRegressor.log_marginal_likelihood(slow, theta, eval_gradient=True, clone_kernel=False)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1], want[1])
