@@ -120,3 +120,9 @@ def test_the_nan_stop_is_checked_per_epoch_so_batches_are_dispatched_asynchronou
     assert not model.stop_training
     callback.on_epoch_end(1, {"loss": float("inf")})
     assert model.stop_training
+
+
+def test_validation_is_scored_in_few_large_batches() -> None:
+    assert models.validation_batch_size(32, 360) == 360  # a small split: one batch, one compiled step
+    assert models.validation_batch_size(32, 50_000) == models.VALIDATION_BATCH_ROWS  # memory stays bounded
+    assert models.validation_batch_size(4096, 360) == 4096  # never below the training batch (Keras' default)
