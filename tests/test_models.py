@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,20 @@ def test_several_steps_per_call_train_exactly_as_one(monkeypatch: pytest.MonkeyP
     one = models.train("mlp", hp, **kwargs)  # type: ignore[arg-type]
     assert one.model.steps_per_execution == 1
     assert several.history == one.history  # 10 batches an epoch: one partial call of 10 vs ten calls of 1
+
+
+def test_a_cpu_worker_trains_without_grappler() -> None:
+    """configure_runtime in a fresh process (as a worker runs it): on a machine without a GPU, TensorFlow's graph
+    optimiser is off; thread counts as asked."""
+    import subprocess
+    import sys
+
+    code = ("from bo_tuner import models; models.configure_runtime(1); import tensorflow as tf; "
+            "print(tf.config.list_physical_devices('GPU') == [], "
+            "bool(tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer')), "
+            "tf.config.threading.get_intra_op_parallelism_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    no_gpu, disabled, threads = out.stdout.split()
+    assert threads == "1"
+    assert disabled == no_gpu  # off exactly when there is no GPU
