@@ -7,11 +7,14 @@
 # go to bench.throughput as they are. MPS=1 runs the Keras-on-JAX study under CUDA MPS (the daemon is started
 # before it and stopped after it; needs root or the GPU's owner): the k workers' kernels then run side by side on
 # the GPU instead of time-slicing between processes (for these tiny MLPs it made no difference beyond run-to-run
-# noise: bench/RESULTS.md). Logs are named by it: throughput_jax.log / throughput_jax_mps.log.
+# noise: bench/RESULTS.md). Logs are named by it: throughput_jax[_mps].log, smi[_mps].csv.
 # Missing Python packages travel as wheels in .whl/ (ignored by git); they are installed into /tmp/site and put on
 # PYTHONPATH. Fetch them here for the GPU machine's Python 3.12, then delete the ones its image already has
 # (numpy, pandas, scikit-learn, scipy, jax, torch, matplotlib, ...: see the device tool's KINDS.md), ~39 MB remain:
-#   pip download --only-binary=:all: --python-version 3.12 --implementation cp --platform any #       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 #       -d .whl "scikit-optimize==0.10.2" "mlflow==3.17.2" "keras==3.15.1" pyyaml tqdm nvidia-ml-py Logs go to $OUT (or ./gpu-out) so they come back even if a step times out.
+#   pip download --only-binary=:all: --python-version 3.12 --implementation cp --platform any \
+#       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+#       -d .whl "scikit-optimize==0.10.2" "mlflow==3.17.2" "keras==3.15.1" pyyaml tqdm nvidia-ml-py
+# Logs go to $OUT (or ./gpu-out) so they come back even if a step times out.
 set -u
 n_calls=${1:-16}
 jax_seconds=${2:-330}
@@ -31,11 +34,11 @@ export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
 KERAS_BACKEND=jax python3 -c "import sys, numpy, pandas, sklearn, jax, keras, mlflow, skopt; print(sys.version.split()[0], 'numpy', numpy.__version__, 'pandas', pandas.__version__, 'sklearn', sklearn.__version__, 'jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'mlflow', mlflow.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 nproc | tee -a "$out/gpu.txt"
-# GPU load and memory once a second while the benchmark runs
-(nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi${MPS:+_mps$MPS}.csv" 2>&1 &)
 suffix=""
-if [ "${MPS:-0}" = 1 ]; then
-    suffix=_mps
+[ "${MPS:-0}" = 1 ] && suffix=_mps
+# GPU load and memory once a second while the benchmark runs
+(nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi$suffix.csv" 2>&1 &)
+if [ -n "$suffix" ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
     nvidia-cuda-mps-control -d || { echo "MPS: the control daemon did not start"; exit 1; }
@@ -43,7 +46,7 @@ if [ "${MPS:-0}" = 1 ]; then
 fi
 KERAS_BACKEND=jax timeout "$jax_seconds" python3 -m bench.throughput --n-calls "$n_calls" --parallel "${parallel[@]}" \
     ${THROUGHPUT_ARGS:-} 2>&1 | tee "$out/throughput_jax$suffix.log"
-if [ "${MPS:-0}" = 1 ]; then
+if [ -n "$suffix" ]; then
     echo quit | nvidia-cuda-mps-control
     cp "$CUDA_MPS_LOG_DIRECTORY/control.log" "$out/mps_control.log" 2>/dev/null
     cp "$CUDA_MPS_LOG_DIRECTORY/server.log" "$out/mps_server.log" 2>/dev/null
