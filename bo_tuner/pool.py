@@ -6,7 +6,9 @@ the study's critical path; and one worker killed by the OOM killer breaks the wh
 slots owns one process and a thread that feeds it:
 
 - processes are spawned when the pool is made, so their imports overlap the study's own set-up;
-- when a worker takes its last task before recycling, a spare is started for its slot and warms up meanwhile;
+- when a worker takes its last task before recycling, a spare is started for its slot and warms up meanwhile —
+  unless the pool was told it is :meth:`~WorkerPool.wind_down` (no more trials will come), in which case the
+  worker simply serves the few tasks left: a spare then would only compete for the CPUs with the last trials;
 - a worker that dies fails only the task it was running (:class:`WorkerDied`); the slot gets a new process;
 - work a task :func:`defer`\\ s (plots, garbage collection) runs after its result was sent back, while the study
   proposes the next point, and before the worker takes its next task or exits.
@@ -138,6 +140,7 @@ class WorkerPool(cf.Executor):
         self._all: list[_Process] = []
         self._current: list[_Process | None] = [self._start(slot) for slot in range(size)]
         self._spare: list[_Process | None] = [None] * size
+        self._winding_down = False
         self._threads = [threading.Thread(target=self._feed, args=(slot,), daemon=True, name=f"bo_tuner-slot-{slot}")
                          for slot in range(size)]
         for thread in self._threads:
@@ -161,6 +164,11 @@ class WorkerPool(cf.Executor):
         self._queue.put((future, fn, args))
         return future
 
+    def wind_down(self) -> None:
+        """Say that the tasks submitted from now on are the last few (the study's last trial, its champion check):
+        workers past ``max_tasks`` keep serving them instead of being replaced. Tasks already taken are unaffected."""
+        self._winding_down = True
+
     def _feed(self, slot: int) -> None:
         while True:
             item = self._queue.get()
@@ -182,7 +190,7 @@ class WorkerPool(cf.Executor):
         worker = self._current[slot] or self._start(slot)
         self._current[slot] = worker
         worker.tasks += 1
-        last = worker.tasks >= self._max_tasks
+        last = worker.tasks >= self._max_tasks and not self._winding_down
         if last and self._spare[slot] is None:
             self._spare[slot] = self._start(slot)  # warms up while this worker runs its last task
         try:

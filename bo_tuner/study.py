@@ -33,7 +33,7 @@ from bo_tuner.errors import (
     StudyInterrupted,
 )
 from bo_tuner.optimizer import Optimizer
-from bo_tuner.pool import study_pool
+from bo_tuner.pool import WorkerPool, study_pool
 from bo_tuner.space import Scalar, SearchSpace
 from bo_tuner.trial import (
     NUMBER_TAG,
@@ -199,6 +199,8 @@ class _Study:
                     best = self.best
                     reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
                     job = self.make_job(number, params, run_id, best.value if best else None, reference)
+                    if len(self.trials) + len(pending) + 1 >= self.n_calls and isinstance(executor, WorkerPool):
+                        executor.wind_down()  # the last trial: no worker is replaced for the few tasks left
                     pending[self._submit(executor, job)] = job
                     number += 1
                 if not pending:

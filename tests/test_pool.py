@@ -27,6 +27,11 @@ def _write_later(path: str) -> int:
     return os.getpid()
 
 
+def _log_start(path: str) -> None:
+    with open(path, "a") as started:
+        started.write(f"{os.getpid()}\n")
+
+
 def _die(code: int) -> None:
     os._exit(code)
 
@@ -52,6 +57,20 @@ def test_workers_are_recycled_after_max_tasks() -> None:
     finally:
         pool.shutdown()
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+
+
+def test_a_winding_down_pool_starts_no_spare_and_keeps_its_worker(tmp_path: Path) -> None:
+    """After ``wind_down`` (the study's last trial) a worker past max_tasks serves on; no replacement starts."""
+    started = tmp_path / "started.txt"
+    pool = WorkerPool(1, max_tasks=2, initializer=_log_start, initargs=lambda slot: (str(started),))
+    try:
+        first = pool.submit(os.getpid).result(timeout=60)
+        pool.wind_down()
+        later = [pool.submit(os.getpid).result(timeout=60) for _ in range(3)]
+    finally:
+        pool.shutdown()
+    assert later == [first] * 3
+    assert started.read_text().split() == [str(first)]  # without wind_down the 2nd task would start a spare
 
 
 def test_deferred_work_finishes_after_the_result_and_before_exit(tmp_path: Path) -> None:
