@@ -42,8 +42,11 @@ KERNEL_INITIALIZERS = {
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "swish", "softplus",
                "linear")
 
-#: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture.
-TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8}
+#: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture. ``epochs`` is the
+#: most a trial trains (EarlyStopping on the metric may stop it sooner); None: the study's ``max_epochs``.
+TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8, "epochs": None}
+#: Smallest values the training hyperparameters accept (checked before any run is created).
+TRAINING_MINIMUMS: dict[str, int] = {"batch_size": 1, "patience": 0, "epochs": 1}
 VALIDATION_BATCH_ROWS = 1024  # validation is scored in batches of up to this many rows (see validation_batch_size)
 #: Training batches per call into the compiled step (Keras' ``steps_per_execution``; TensorFlow and JAX). The same
 #: updates in the same order, fewer trips through Python: 5-20 % less fit time for small-batch MLPs on 2 CPUs.
@@ -154,10 +157,21 @@ def builder_info(model: str) -> BuilderInfo:
 
 
 def check_value(name: str, value: Any, where: str) -> None:
-    """Reject values a built-in builder cannot use (unknown optimizer, activation, initializer)."""
+    """Reject values a built-in builder cannot use (unknown optimizer, activation, initializer), and training
+    hyperparameters below their minimum (any builder)."""
     allowed = _CHOICES.get(name)
     if allowed is not None and value not in allowed:
         raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)}")
+    check_training_value(name, value, where)
+
+
+def check_training_value(name: str, value: Any, where: str) -> None:
+    """``batch_size``/``epochs`` >= 1 and ``patience`` >= 0, whole numbers (``epochs`` may be None: max_epochs)."""
+    minimum = TRAINING_MINIMUMS.get(name)
+    if minimum is None or (name == "epochs" and value is None):
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < minimum:
+        raise ConfigError(f"{where}: ({value!r}) must be a whole number >= {minimum}")
 
 
 # --------------------------------------------------------------------------------------------- building
@@ -462,7 +476,8 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
         callbacks.append(pruner)
     started = time.perf_counter()
     batch_size = int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"]))
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=int(max_epochs),
+    epochs = int(hparams.get("epochs") or max_epochs)
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
                         batch_size=batch_size, validation_batch_size=validation_batch_size(batch_size, len(x_val)),
                         callbacks=callbacks, verbose=0, shuffle=True)
     fit_seconds = time.perf_counter() - started

@@ -34,7 +34,7 @@ from bo_tuner.errors import (
 )
 from bo_tuner.optimizer import Optimizer
 from bo_tuner.pool import WorkerPool, study_pool
-from bo_tuner.space import Scalar, SearchSpace
+from bo_tuner.space import Categorical, Real, Scalar, SearchSpace
 from bo_tuner.trial import (
     NUMBER_TAG,
     STATE_TAG,
@@ -302,12 +302,15 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model "
                                       f"{config.model!r}{hint}")
-    if models.is_builtin(config.model):
-        for d in space:
-            for choice in getattr(d, "choices", ()):
-                models.check_value(d.name, choice, f"space.{d.name}")
-        for name, value in config.fixed.items():
-            models.check_value(name, value, f"fixed.{name}")
+    check = models.check_value if models.is_builtin(config.model) else models.check_training_value
+    for d in space:
+        if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
+            raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "
+                              "things")
+        for value in d.choices if isinstance(d, Categorical) else (d.low, d.high):
+            check(d.name, value, f"space.{d.name}")
+    for name, value in config.fixed.items():
+        check(name, value, f"fixed.{name}")
     return space
 
 
@@ -813,8 +816,8 @@ def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:
     for name, value in params.items():
         if info.defaults is not None and name not in info.defaults:
             raise ConfigError(f"params.{name}: ({value!r}) is not a hyperparameter of model {config.model!r}")
-        if models.is_builtin(config.model):
-            models.check_value(name, value, f"params.{name}")
+        check = models.check_value if models.is_builtin(config.model) else models.check_training_value
+        check(name, value, f"params.{name}")
 
 
 def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:

@@ -73,10 +73,14 @@ def is_better(value: float, than: float | None, maximize: bool) -> bool:
 
 
 def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[str, Any]:
-    """The full set a builder receives: builder defaults ← fixed values ← the searched point."""
+    """The full set a builder receives: builder defaults ← fixed values ← the searched point; ``epochs`` not
+    tuned or fixed is the study's ``max_epochs``."""
     info = models.builder_info(config.model)
     defaults = info.defaults if info.defaults is not None else dict(models.TRAINING_DEFAULTS)
-    return {**defaults, **config.fixed, **params}
+    hp = {**defaults, **config.fixed, **params}
+    if hp.get("epochs") is None:
+        hp["epochs"] = config.max_epochs
+    return hp
 
 
 def _fail(job_number: int, params: dict[str, Scalar], run_id: str, exc: BaseException, started: float,

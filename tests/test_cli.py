@@ -58,6 +58,8 @@ def _runs_in(db: Path) -> int:
         (["--config", "nope.yaml"], "config: ('nope.yaml') no such file"),
         (["--config", "{unknown_hp}"], "space.n_layers: ('n_layers') is not a hyperparameter of model 'mlp'"),
         (["--config", "{bad_optimizer}"], "fixed.optimizer: ('adagrad') must be one of"),
+        (["--config", "{zero_epochs}"], "space.epochs: (0) must be a whole number >= 1"),
+        (["--config", "{real_batch}"], "space.batch_size: (type real) must be type int or categorical"),
         (["--registered-model", "bad name/x"], "registered_model: ('bad name/x') must start"),
         (["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri: ('http://127.0.0.1:9') cannot be reached"),
         (["--metric", "val_rmse"], "metric: ('val_rmse') is not reported for classification"),
@@ -78,7 +80,9 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
         frame.to_csv(paths[name], index=False)
     configs = {"bad_key": "n_call: 3\n", "not_yaml": "space: [\n",
                "unknown_hp": "space: {n_layers: {type: int, low: 1, high: 3}}\n",
-               "bad_optimizer": "fixed: {optimizer: adagrad}\n"}
+               "bad_optimizer": "fixed: {optimizer: adagrad}\n",
+               "zero_epochs": "space: {epochs: {type: int, low: 0, high: 20}}\n",
+               "real_batch": "space: {batch_size: {type: real, low: 8, high: 64}}\n"}
     for name, text in configs.items():
         paths[name] = str(workdir / f"{name}.yaml")
         Path(paths[name]).write_text(text)

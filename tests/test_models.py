@@ -28,6 +28,18 @@ def test_builder_info_and_value_checks() -> None:
         models.check_value("optimizer", "adagrad", "fixed.optimizer")
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
+    models.check_value("epochs", None, "fixed.epochs")  # None: the study's max_epochs
+    for name, bad in (("epochs", 0), ("epochs", 2.5), ("batch_size", True), ("patience", -1), ("batch_size", "8")):
+        with pytest.raises(ConfigError, match=rf"fixed.{name}: .* must be a whole number >= "):
+            models.check_training_value(name, bad, f"fixed.{name}")
+
+
+def test_epochs_hyperparameter_replaces_max_epochs() -> None:
+    x, y = _toy()
+    common = {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "task": "classification", "n_outputs": 3,
+              "metric": "val_accuracy", "maximize": True, "seed": 0}
+    assert models.train("mlp", {"n_neurons": 8, "epochs": 2}, max_epochs=5, **common).epochs_run == 2
+    assert models.train("mlp", {"n_neurons": 8, "epochs": None}, max_epochs=3, **common).epochs_run == 3
 
 
 def _toy(n: int = 120, classes: int = 3, features: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -205,9 +205,11 @@ def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
                                   space={"depth": {"type": "int", "low": 1, "high": 2}}), progress=False)
 
     cnn = bo_tuner.tune(StudyConfig(data="digits", model="cnn", n_calls=2, max_epochs=2, experiment="builders",
-                                    tracking_uri=uri, fixed={"n_conv_blocks": 1}), progress=False)
+                                    tracking_uri=uri, fixed={"n_conv_blocks": 1, "epochs": 1}), progress=False)
     assert cnn.promotion is not None and cnn.promotion.name == "digits-cnn"
     assert cnn.best_value is not None and cnn.best_value > 0.5
+    assert [t.metrics["epochs_run"] for t in cnn.trials] == [1, 1]  # fixed epochs beat max_epochs
+    assert MlflowClient().get_run(cnn.trials[0].run_id).data.params["epochs"] == "1"
 
 
 def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResult, store: tuple[Path, str],
