@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from bo_tuner.errors import BoTunerWarning, DataError
+from bo_tuner.errors import BoTunerWarning, DataError, first_line
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[str, ...] = ("classification", "regression")
@@ -48,6 +48,9 @@ BUNDLED: dict[str, tuple[Task, tuple[int, ...] | None]] = {
     "iris": ("classification", None),
 }
 _FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+#: One-hot columns per text column at most: the most frequent values, the rest share one "infrequent" column (an
+#: ID or free-text column would otherwise add a column per row).
+MAX_CATEGORIES = 50
 
 
 def is_bundled(data: str) -> bool:
@@ -91,7 +94,8 @@ class FeaturePipeline:
         if categorical:
             parts.append(("categorical", make_pipeline(
                 FunctionTransformer(_as_text, feature_names_out="one-to-one"),
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical))
+                OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES,
+                              sparse_output=False)), categorical))
         self.transformer = ColumnTransformer(parts, remainder="drop")
 
     def fit(self, frame: pd.DataFrame) -> FeaturePipeline:
@@ -144,6 +148,18 @@ class PreparedData:
         return len(self.x_train) + len(self.x_val) + len(self.test_frame)
 
 
+def _delimiter(path: Path) -> str:
+    """The CSV's delimiter: ',' unless its header line splits more ways on ';', tab or '|' (e.g. a CSV saved by
+    a spreadsheet with a decimal comma)."""
+    with path.open(encoding="utf-8", errors="replace") as file:
+        header = file.readline()
+    return max((",", ";", "\t", "|"), key=header.count) if header.strip() else ","
+
+
+def _n_numeric(frame: pd.DataFrame) -> int:
+    return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
+
+
 def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
     """Load the raw table and resolve the target column's name."""
     if is_bundled(data):
@@ -166,7 +182,12 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         elif suffix in (".csv", ".txt"):
-            frame = pd.read_csv(path)
+            sep = _delimiter(path)
+            frame = pd.read_csv(path, sep=sep)
+            if sep == ";":  # spreadsheets that separate with ';' usually write decimal commas: 1,5
+                comma = pd.read_csv(path, sep=sep, decimal=",")
+                if _n_numeric(comma) > _n_numeric(frame):
+                    frame = comma
         elif suffix == ".tsv":
             frame = pd.read_csv(path, sep="\t")
         else:
@@ -174,11 +195,13 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
     except DataError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data: ({data!r}) cannot be read: {first}") from None
+        raise DataError(f"data: ({data!r}) cannot be read: {first_line(exc)}") from None
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise DataError(f"data: ({data!r}) has no rows or no columns")
     frame.columns = [str(c) for c in frame.columns]
+    for column in frame.columns:  # pandas categoricals (Parquet) → their plain values: the served model's schema
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # takes what a JSON request or a CSV carries
+            frame[column] = np.asarray(frame[column].astype(object))
     if target is None:
         if "target" in frame.columns:
             target = "target"

@@ -60,5 +60,15 @@ class RegistryError(BoTunerError):
     """Registering the best model or moving the champion alias failed; the previous champion stays."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """What a one-line message quotes of a foreign exception: its first line, cut at ``limit`` characters (some
+    libraries put a whole data frame in their message), or its type when it has no text."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class BoTunerWarning(UserWarning):
     """Category of warnings emitted by bo_tuner."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bo_tuner.errors import ConfigError, TrialFailedError
+from bo_tuner.errors import ConfigError, TrialFailedError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -136,7 +136,7 @@ def _import_user_builder(model: str) -> Builder:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {exc}") from None
+        raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
     builder = getattr(module, attr, None)
     if not callable(builder):
         raise ConfigError(f"model: ({model!r}) {module_name!r} has no callable {attr!r}")

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from bo_tuner.errors import ConfigError
+from bo_tuner.errors import ConfigError, first_line
 
 _configured = False
 
@@ -54,8 +54,8 @@ class RayExecutor(cf.Executor):
                 ray.init(**kwargs)
             except Exception as exc:
                 if address:
-                    raise ConfigError(f"ray_address: ({address!r}) cannot be reached: {exc}") from None
-                raise ConfigError(f"backend: ('ray') could not start a local Ray instance: {exc}") from None
+                    raise ConfigError(f"ray_address: ({address!r}) cannot be reached: {first_line(exc)}") from None
+                raise ConfigError(f"backend: ('ray') could not start a local Ray instance: {first_line(exc)}") from None
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         cluster_gpus = float(resources.get("GPU", 0.0))
         if gpus_per_trial is None:

@@ -31,6 +31,7 @@ from bo_tuner.errors import (
     RegistryError,
     StudyFailedError,
     StudyInterrupted,
+    first_line,
 )
 from bo_tuner.optimizer import Optimizer
 from bo_tuner.pool import WorkerPool, study_pool
@@ -717,7 +718,7 @@ def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | Re
     except RegistryError as exc:
         return exc
     except Exception as exc:  # the worker died while loading the model
-        return RegistryError(f"the best model could not be loaded back: {type(exc).__name__}: {exc}; "
+        return RegistryError(f"the best model could not be loaded back: {type(exc).__name__}: {first_line(exc)}; "
                              "nothing was registered")
 
 

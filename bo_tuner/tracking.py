@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 
-from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError
+from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,8 +65,8 @@ def connect(tracking_uri: str | None) -> str:
     try:
         MlflowClient().search_experiments(max_results=1)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) cannot be reached: {first}") from None
+        raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) cannot be reached: "
+                                       f"{first_line(exc)}") from None
     finally:
         for key, value in saved.items():
             if value is None:

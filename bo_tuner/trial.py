@@ -24,7 +24,7 @@ import numpy as np
 from bo_tuner import data as data_mod
 from bo_tuner import models, plots, pool, tracking
 from bo_tuner.config import StudyConfig
-from bo_tuner.errors import RegistryError, TrialFailedError
+from bo_tuner.errors import RegistryError, TrialFailedError, first_line
 from bo_tuner.space import Scalar
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "KILLED"]
@@ -85,7 +85,7 @@ def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[s
 
 def _fail(job_number: int, params: dict[str, Scalar], run_id: str, exc: BaseException, started: float,
           status: tracking.RunStatus) -> TrialOutcome:
-    message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+    message = first_line(exc, 500)
     tracking.set_tags(run_id, {STATE_TAG: "FAILED", ERROR_TYPE_TAG: type(exc).__name__, ERROR_MESSAGE_TAG: message})
     tracking.log_text(run_id, "".join(traceback.format_exception(exc)), "error/traceback.txt")
     status.status = "FAILED"
@@ -165,7 +165,7 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -
     try:
         predictions = tracking.load_pyfunc(model_uri).predict(prepared.test_frame)
     except Exception as exc:
-        raise RegistryError(f"the best model ({model_uri}) did not load back and predict: {exc}; "
+        raise RegistryError(f"the best model ({model_uri}) did not load back and predict: {first_line(exc)}; "
                             "nothing was registered") from None
     return data_mod.score(prepared.task, prepared.test_target, predictions)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bo_tuner.config import StudyConfig, load_config, metric_is_maximized, parse_hparams
-from bo_tuner.errors import ConfigError
+from bo_tuner.errors import ConfigError, RegistryError, first_line
 
 
 def test_defaults_are_the_demo() -> None:
@@ -97,3 +97,13 @@ def test_fuzz_config_is_valid_or_config_error(values: dict, space: dict) -> None
             StudyConfig.from_mapping(candidate)
         except ConfigError as exc:
             assert str(exc) and "\n" not in str(exc)
+
+
+def test_foreign_errors_are_quoted_on_one_short_line() -> None:
+    """Some libraries put a whole data frame in their message (MLflow's schema check did): one line, cut."""
+    frame_dump = "Failed to enforce schema of data '   a  b\n0  1  2\n1  3  4' with schema " + "x" * 500
+    quoted = first_line(ValueError(frame_dump))
+    assert quoted.startswith("Failed to enforce schema of data '") and "\n" not in quoted and len(quoted) <= 300
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(ValueError("short")) == "short"
+    assert "\n" not in str(RegistryError("line one\nline two"))

@@ -47,6 +47,36 @@ def test_csv_with_categorical_column_and_string_labels(tmp_path: Path) -> None:
     assert d.pipeline.transform(unseen).shape == (1, 4)  # unknown category ignored, not an error
 
 
+def test_spreadsheet_csv_with_semicolons_and_decimal_commas(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    rows = [f"{i};{i % 3},5;{'ab'[i % 2]};{'yes' if i % 2 else 'no'}" for i in range(40)]
+    path.write_text("id;weight (kg);kind;label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    frame, target = data.load_frame(str(path), "label")
+    assert target == "label" and list(frame.columns) == ["id", "weight (kg)", "kind", "label"]
+    assert frame["weight (kg)"].tolist()[:3] == [0.5, 1.5, 2.5]  # numbers, not text to one-hot
+    d = prepare(str(path), "label")
+    assert d.pipeline.numeric == ["id", "weight (kg)"] and d.pipeline.categorical == ["kind"]
+
+
+def test_parquet_categoricals_become_plain_values_and_text_columns_are_capped(tmp_path: Path) -> None:
+    """A served model's schema takes what a JSON request carries (no pandas categoricals), and an ID-like text
+    column adds at most MAX_CATEGORIES one-hot columns, not one per row."""
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"size": rng.normal(size=n),
+                          "colour": pd.Categorical(rng.choice(["red", "blue", "green"], size=n)),
+                          "name": [f"customer {i}" for i in range(n)], "label": rng.choice(["a", "b"], size=n)})
+    path = tmp_path / "shop.parquet"
+    frame.to_parquet(path)
+    loaded, _ = data.load_frame(str(path), "label")
+    assert not isinstance(loaded["colour"].dtype, pd.CategoricalDtype)
+    assert set(loaded["colour"]) == {"red", "blue", "green"}
+    d = prepare(str(path), "label")
+    assert not isinstance(d.test_frame["colour"].dtype, pd.CategoricalDtype)
+    assert d.x_train.shape[1] == 1 + 3 + data.MAX_CATEGORIES  # size + colour + name (capped)
+    assert d.pipeline.transform(d.test_frame).shape == (len(d.test_frame), d.x_train.shape[1])
+
+
 def test_regression_detected_for_float_target(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "r.parquet"
