@@ -16,7 +16,7 @@ import importlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -263,7 +263,7 @@ def _image_shape(spec: Any, n_features: int, data_shape: tuple[int, ...] | None)
         try:
             shape = tuple(int(p) for p in str(spec).lower().replace("x", ",").split(",") if p.strip())
         except ValueError:
-            raise TrialFailedError(f"image_shape ({spec!r}) must look like '28x28x1'") from None
+            raise ValueError("must look like '28x28x1'") from None
         if len(shape) == 2:
             shape = (*shape, 1)
     elif data_shape:
@@ -271,11 +271,34 @@ def _image_shape(spec: Any, n_features: int, data_shape: tuple[int, ...] | None)
     else:
         side = math.isqrt(n_features)
         if side * side != n_features:
-            raise TrialFailedError(f"cnn: {n_features} features are not a square image; set fixed.image_shape")
+            rows = max(r for r in range(1, side + 1) if n_features % r == 0)
+            raise ValueError(f"{n_features} input features are not a square image; set fixed.image_shape, "
+                             f"e.g. '{rows}x{n_features // rows}x1'")
         shape = (side, side, 1)
     if math.prod(shape) != n_features:
-        raise TrialFailedError(f"image_shape ({spec or shape!r}) does not hold {n_features} features")
+        raise ValueError(f"does not hold the {n_features} input features")
     return shape
+
+
+def check_image_inputs(model: str, fixed: Mapping[str, Any], choices: Sequence[Any], n_features: int,
+                       data_shape: tuple[int, ...] | None) -> None:
+    """Before any run: every ``image_shape`` the CNN may get (each tuned choice, the fixed value, or the automatic
+    one) lays the ``n_features`` inputs out as an image.
+
+    Raises:
+        ConfigError: naming where the shape came from and what does not fit.
+    """
+    if model != "cnn":
+        return
+    candidates = [("space.image_shape", c) for c in choices]
+    if not candidates:
+        spec = fixed.get("image_shape", CNN_DEFAULTS["image_shape"])
+        candidates = [("fixed.image_shape", spec) if "image_shape" in fixed else ("model", "cnn")]
+    for where, spec in candidates:
+        try:
+            _image_shape(spec if where != "model" else "", n_features, data_shape)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: ({spec!r}) {exc}") from None
 
 
 def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
@@ -286,7 +309,10 @@ def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_output
     from keras import layers
 
     hp = {**CNN_DEFAULTS, **hparams}
-    shape = _image_shape(hp["image_shape"], math.prod(input_shape), image_shape)
+    try:
+        shape = _image_shape(hp["image_shape"], math.prod(input_shape), image_shape)
+    except ValueError as exc:
+        raise TrialFailedError(f"image_shape ({hp['image_shape']!r}) {exc}") from None
     inputs = keras.Input(shape=input_shape)
     x = layers.Reshape(shape)(inputs)
     pool = int(hp["pool_size"])

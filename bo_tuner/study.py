@@ -315,6 +315,14 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
     return space
 
 
+def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace | None = None,
+                  params: Mapping[str, Any] | None = None) -> None:
+    """What needs the data as well as the config: a CNN's image shape (every one it may be given)."""
+    shapes = next((d.choices for d in space or () if d.name == "image_shape" and isinstance(d, Categorical)), ())
+    models.check_image_inputs(config.model, {**config.fixed, **(params or {})}, shapes,
+                              int(prepared.x_train.shape[1]), prepared.image_shape)
+
+
 def _public_config(config: StudyConfig) -> dict[str, Any]:
     out = config.to_dict()
     out.pop("tracking_uri", None)  # may hold credentials; never logged
@@ -600,6 +608,7 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
             raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
                               f"{', '.join(BUILTIN_METRICS[prepared.task])}")
+        _check_inputs(config, prepared, space)
         if stored is not None:
             _check_same_study(resume or "", stored, config, prepared.task)
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
@@ -828,6 +837,7 @@ def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
     """
     _check_params(config, params)
     prepared = data_mod.prepare(*config.data_key)
+    _check_inputs(config, prepared, params=params)
     tracking_uri = tracking.connect(config.tracking_uri)
     metric = config.metric_for(prepared.task)
     maximize = metric_is_maximized(metric)
@@ -910,6 +920,7 @@ def lr_find(config: StudyConfig, params: Mapping[str, Any] | None = None, *, ste
     params = dict(params or {})
     _check_params(config, params)
     prepared = data_mod.prepare(*config.data_key)
+    _check_inputs(config, prepared, params=params)
     tracking.connect(config.tracking_uri)
     launched = tracking.launcher_run()
     experiment = launched[1] if launched and config.experiment is None else tracking.experiment_id(config.experiment)

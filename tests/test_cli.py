@@ -59,6 +59,9 @@ def _runs_in(db: Path) -> int:
         (["--config", "{unknown_hp}"], "space.n_layers: ('n_layers') is not a hyperparameter of model 'mlp'"),
         (["--config", "{bad_optimizer}"], "fixed.optimizer: ('adagrad') must be one of"),
         (["--config", "{zero_epochs}"], "space.epochs: (0) must be a whole number >= 1"),
+        (["--data", "breast_cancer", "--model", "cnn"],
+         "model: ('cnn') 30 input features are not a square image; set fixed.image_shape, e.g. '5x6x1'"),
+        (["--model", "cnn", "--config", "{small_image}"], "fixed.image_shape: ('4x4x1') does not hold the 64 input"),
         (["--config", "{real_batch}"], "space.batch_size: (type real) must be type int or categorical"),
         (["--registered-model", "bad name/x"], "registered_model: ('bad name/x') must start"),
         (["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri: ('http://127.0.0.1:9') cannot be reached"),
@@ -82,6 +85,7 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
                "unknown_hp": "space: {n_layers: {type: int, low: 1, high: 3}}\n",
                "bad_optimizer": "fixed: {optimizer: adagrad}\n",
                "zero_epochs": "space: {epochs: {type: int, low: 0, high: 20}}\n",
+               "small_image": "fixed: {image_shape: 4x4x1}\n",
                "real_batch": "space: {batch_size: {type: real, low: 8, high: 64}}\n"}
     for name, text in configs.items():
         paths[name] = str(workdir / f"{name}.yaml")

@@ -82,6 +82,19 @@ def test_cnn_rejects_non_square_inputs() -> None:
                      metric="val_accuracy", maximize=True, max_epochs=1, seed=0)
 
 
+def test_image_shapes_are_checked_before_any_run() -> None:
+    models.check_image_inputs("cnn", {}, (), 64, None)  # automatic: 8x8x1
+    models.check_image_inputs("cnn", {"image_shape": "4x8"}, (), 32, None)
+    models.check_image_inputs("mlp", {}, (), 30, None)  # only the CNN lays inputs out as an image
+    with pytest.raises(ConfigError, match=r"^model: \('cnn'\) 12 input features are not a square image; set "
+                                          r"fixed.image_shape, e.g. '3x4x1'$"):
+        models.check_image_inputs("cnn", {}, (), 12, None)
+    with pytest.raises(ConfigError, match=r"^space.image_shape: \('5x5'\) does not hold the 64 input features$"):
+        models.check_image_inputs("cnn", {}, ("8x8x1", "5x5"), 64, None)
+    with pytest.raises(ConfigError, match=r"^fixed.image_shape: \('big'\) must look like '28x28x1'$"):
+        models.check_image_inputs("cnn", {"image_shape": "big"}, (), 64, None)
+
+
 def test_unknown_metric_fails_the_trial() -> None:
     x, y = _toy()
     with pytest.raises(TrialFailedError, match="'val_auc' is not reported"):
