@@ -34,6 +34,9 @@ from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace
 
 PENALTY_RANGE_FRACTION = 0.5
 REFIT_GROWTH = 0.1
+#: The grid plots (partial dependence, evaluations) show at most this many hyperparameters: the most relevant ones.
+#: Their cost grows with the square of the count (15 dimensions: ~18 s at the study's end; 6: ~2 s).
+MAX_PLOT_DIMS = 6
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -237,6 +240,14 @@ def _fast_gp_class() -> type[Any]:
     return FastVarianceGP
 
 
+def _length_scales(kernel: Any) -> list[float] | None:
+    """The anisotropic length scales of the (first) Matern/RBF part of a fitted kernel, one per input column."""
+    for name, value in kernel.get_params().items():
+        if name.endswith("length_scale") and hasattr(value, "__len__"):
+            return [float(v) for v in value]
+    return None
+
+
 class Optimizer:
     """A GP-based optimizer over a :class:`SearchSpace` with plain-typed ask/tell."""
 
@@ -346,13 +357,32 @@ class Optimizer:
     def n_told(self) -> int:
         return len(self._values)
 
+    def relevant_dimensions(self, limit: int) -> list[str]:
+        """Up to ``limit`` hyperparameter names, most relevant first: those the fitted GP's length scales are
+        shortest for (the objective changes fastest along them; a categorical counts by its shortest one-hot
+        column). In space order while no GP is fitted or the space is small enough; constant dimensions are left
+        out, as skopt's plots do."""
+        names = [d.name for d, sk in zip(self.space, self._opt.space.dimensions, strict=True) if not sk.is_constant]
+        if len(names) <= limit or not self._opt.models:
+            return names[:limit]
+        scales = _length_scales(self._opt.models[-1].kernel_)
+        sizes = [sk.transformed_size for sk in self._opt.space.dimensions]
+        if scales is None or len(scales) != sum(sizes):
+            return names[:limit]
+        shortest: dict[str, float] = {}
+        start = 0
+        for d, size in zip(self.space, sizes, strict=True):
+            shortest[d.name] = float(min(scales[start:start + size]))
+            start += size
+        return sorted(names, key=lambda name: shortest[name])[:limit]
+
     @_one_blas_thread
     def save_plots(self, directory: str, *, maximize: bool = False, title: str = "") -> list[str]:
         """Save skopt's plots of the search: convergence, partial dependence of the objective, evaluations.
 
         Values are shown as minimized (a maximized metric appears negated; the axis label says so). A plot that
         skopt cannot draw for this search (too few points, no fitted GP yet) is skipped; paths of the saved ones
-        are returned.
+        are returned. The grid plots show the :meth:`relevant_dimensions` only.
         """
         if not self._opt.yi:
             return []
@@ -363,13 +393,15 @@ class Optimizer:
         from skopt.plots import plot_convergence, plot_evaluations, plot_objective
 
         result = self._opt.get_result()
+        shown = self.relevant_dimensions(MAX_PLOT_DIMS)
         saved: list[str] = []
         plots: list[tuple[str, Callable[[], Any]]] = [
             ("convergence.png", lambda: plot_convergence(result)),
-            ("evaluations.png", lambda: plot_evaluations(result)),
+            ("evaluations.png", lambda: plot_evaluations(result, plot_dims=shown)),
         ]
         if self._opt.models:
-            plots.append(("objective.png", lambda: plot_objective(result, n_points=12, n_samples=100)))
+            plots.append(("objective.png", lambda: plot_objective(result, n_points=12, n_samples=100,
+                                                                  plot_dims=shown)))
         for name, draw in plots:
             try:
                 with warnings.catch_warnings():

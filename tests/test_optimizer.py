@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from bo_tuner.optimizer import Optimizer, penalty
+from bo_tuner.optimizer import MAX_PLOT_DIMS, Optimizer, penalty
 from bo_tuner.space import SearchSpace
 
 SPACE = SearchSpace.from_dict({
@@ -187,3 +188,20 @@ def test_fast_gp_likelihood_and_fit_are_sklearns(n_dims: int) -> None:
         want = GaussianProcessRegressor.log_marginal_likelihood(slow, theta, eval_gradient=True, clone_kernel=False)
         assert got[0] == want[0]
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_plots_show_the_dimensions_the_objective_depends_on(tmp_path: Path) -> None:
+    """With more than MAX_PLOT_DIMS hyperparameters the grid plots keep the most relevant ones (shortest GP length
+    scales): here the two the objective depends on, among eight."""
+    spec: dict[str, dict[str, object]] = {f"noise_{i}": {"type": "real", "low": 0.0, "high": 1.0} for i in range(6)}
+    spec["rate"] = {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "log-uniform"}
+    spec["kind"] = {"type": "categorical", "choices": ["a", "b", "c"]}
+    opt = Optimizer(SearchSpace.from_dict(spec), n_initial_points=8, seed=3)
+    for _ in range(30):
+        p = opt.ask()
+        opt.tell(p, (math.log10(float(p["rate"])) + 2.5) ** 2 + 2.0 * (p["kind"] == "b"))
+    assert set(opt.relevant_dimensions(2)) == {"rate", "kind"}
+    assert len(opt.relevant_dimensions(MAX_PLOT_DIMS)) == MAX_PLOT_DIMS
+    assert opt.relevant_dimensions(20) == list(spec)  # everything fits: space order
+    saved = opt.save_plots(str(tmp_path))
+    assert sorted(Path(p).name for p in saved) == ["convergence.png", "evaluations.png", "objective.png"]
