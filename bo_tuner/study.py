@@ -650,6 +650,9 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             tracking.set_tags(launched[0], {STUDY_TAG: parent_id, ROLE_TAG: "resume"})
     else:
         parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
+    if progress:  # the one thing needed to continue after a crash or kill -9, printed before anything can fail
+        print(f"study {label}: run {parent_id} (experiment {exp_id}); if it stops early, continue it with "
+              f"`bo-tuner tune --resume {parent_id}`", file=sys.stderr, flush=True)
     if config.lr_find:
         if resume is not None:  # the finder already ran; its centred range is in the stored space.yaml
             space = SearchSpace.from_dict(yaml.safe_load(tracking.read_text(parent_id, "space.yaml")))

@@ -23,11 +23,11 @@ IRIS_SPACE = {"n_neurons": {"type": "int", "low": 8, "high": 32},
               "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}
 
 
-def _start_study(workdir: Path, uri: str, *args: str) -> subprocess.Popen[bytes]:
+def _start_study(workdir: Path, uri: str, *args: str, quiet: bool = True) -> subprocess.Popen[bytes]:
     (workdir / "space.yaml").write_text(yaml.safe_dump({"space": IRIS_SPACE, "fixed": {"patience": 3}}))
     MlflowClient(uri).search_experiments()  # create the store first (FACTS.md: racing migrations)
-    cmd = [sys.executable, "-m", "bo_tuner", "tune", "--quiet", "--data", "iris", "--config", "space.yaml",
-           "--tracking-uri", uri, *args]
+    cmd = [sys.executable, "-m", "bo_tuner", "tune", *(["--quiet"] if quiet else []), "--data", "iris",
+           "--config", "space.yaml", "--tracking-uri", uri, *args]
     # A terminal's foreground job gets SIGINT's default action. A runner that starts us in the background
     # (`cmd &` in a script) passes SIGINT on as ignored, and Python then installs no KeyboardInterrupt handler.
     return subprocess.Popen(cmd, cwd=workdir, env=subprocess_env(), stdout=subprocess.PIPE,
@@ -65,7 +65,7 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
     process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "40",
-                           "--experiment", "crash", "--registered-model", "iris-crash")
+                           "--experiment", "crash", "--registered-model", "iris-crash", quiet=False)
     parent = _wait_for(client, "crash", process, finished=2, running=True)
     # while its process lives, the study cannot be resumed: nothing is touched
     assert main(["tune", "--resume", parent, "--tracking-uri", uri, "--quiet"]) == 2
@@ -73,7 +73,8 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
     assert not any(c.info.status == "KILLED" for c in _children(client, "crash")[1])
     assert client.get_run(parent).info.status == "RUNNING"
     os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    _, killed_stderr = process.communicate(timeout=30)
+    assert f"`bo-tuner tune --resume {parent}`" in killed_stderr.decode()  # printed as the study began
     _, before = _children(client, "crash")
     assert any(c.info.status == "RUNNING" for c in before)  # left behind by the dead process
     finished_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
