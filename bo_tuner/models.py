@@ -151,7 +151,7 @@ def builder_info(model: str) -> BuilderInfo:
         return BuilderInfo("cnn", {**CNN_DEFAULTS, **TRAINING_DEFAULTS}, DEFAULT_SPACES["cnn"])
     builder = _import_user_builder(model)
     declared = getattr(builder, "hyperparameters", None)
-    defaults = {**dict(declared), **TRAINING_DEFAULTS} if isinstance(declared, Mapping) else None
+    defaults = {**TRAINING_DEFAULTS, **dict(declared)} if isinstance(declared, Mapping) else None  # theirs win
     space = getattr(builder, "default_space", None)
     return BuilderInfo(model, defaults, dict(space) if isinstance(space, Mapping) else None)
 

@@ -34,6 +34,17 @@ def test_builder_info_and_value_checks() -> None:
             models.check_training_value(name, bad, f"fixed.{name}")
 
 
+def test_a_user_builders_declared_training_defaults_win() -> None:
+    from bo_tuner.config import StudyConfig
+    from bo_tuner.trial import hyperparameters
+
+    info = models.builder_info("tests.user_builder:build_with_training_defaults")
+    assert info.defaults == {"width": 8, "lr": 0.01, "batch_size": 64, "epochs": 3, "patience": 8}
+    config = StudyConfig(model="tests.user_builder:build_with_training_defaults", max_epochs=50)
+    assert hyperparameters(config, {})["epochs"] == 3
+    assert hyperparameters(StudyConfig(max_epochs=50), {})["epochs"] == 50  # built-in: max_epochs
+
+
 def test_epochs_hyperparameter_replaces_max_epochs() -> None:
     x, y = _toy()
     common = {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "task": "classification", "n_outputs": 3,

@@ -18,6 +18,15 @@ def build(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
 
 
 build.hyperparameters = {"width": 16, "lr": 0.01}  # type: ignore[attr-defined]
+
+
+def build_with_training_defaults(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
+                                 task: str) -> keras.Model:
+    return build(hparams, input_shape, n_outputs, task)
+
+
+build_with_training_defaults.hyperparameters = {  # type: ignore[attr-defined]
+    "width": 8, "lr": 0.01, "batch_size": 64, "epochs": 3}
 build.default_space = {"width": {"type": "int", "low": 4, "high": 32}}  # type: ignore[attr-defined]
 
 
