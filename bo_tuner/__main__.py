@@ -37,6 +37,19 @@ def _opt_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"invalid integer value: {text!r}") from None
 
 
+def _one_of(*values: str) -> dict[str, Any]:
+    """add_argument keywords for a choice that may also be empty (an MLproject parameter left at "")."""
+
+    def parse(text: str) -> str | None:
+        value = _opt(text)
+        if value is not None and value not in values:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(values)})")
+        return value
+
+    parse.__name__ = "choice"
+    return {"type": parse, "metavar": "{" + ",".join(values) + "}"}
+
+
 def _opt_bool(text: str) -> bool | None:
     value = text.strip().lower()
     if not value:
@@ -53,7 +66,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=_opt, help="bundled dataset (digits, diabetes, breast_cancer, wine, iris) or a "
                                               "CSV/Parquet path [digits]")
     p.add_argument("--target", type=_opt, help="target column of a data file")
-    p.add_argument("--task", type=_opt, choices=[*TASKS, None], help="override task detection")
+    p.add_argument("--task", **_one_of(*TASKS), help="override task detection")
     p.add_argument("--model", type=_opt, help="mlp, cnn or package.module:build_fn [mlp]")
     p.add_argument("--max-epochs", type=_opt_int, help="epochs per trial, with EarlyStopping [100]")
     p.add_argument("--metric", type=_opt, help="validation metric to optimize [val_accuracy | val_rmse]")
@@ -71,20 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tune)
     tune.add_argument("--n-calls", type=_opt_int, help="number of trials [20]")
     tune.add_argument("--n-initial-points", type=_opt_int, help="random trials before the GP [6]")
-    tune.add_argument("--acq-func", type=_opt, choices=[*ACQ_FUNCS, None], help="acquisition function [gp_hedge]")
+    tune.add_argument("--acq-func", **_one_of(*ACQ_FUNCS), help="acquisition function [gp_hedge]")
     tune.add_argument("--registered-model", type=_opt, help="registry name [<data>-<model>]")
-    tune.add_argument("--promote", type=_opt, choices=[*PROMOTE, None],
+    tune.add_argument("--promote", **_one_of(*PROMOTE),
                       help="move @champion: if-better (default), always, never")
     tune.add_argument("--parallel", type=_opt_int, help="trials at once, in worker processes [1]")
     tune.add_argument("--max-consecutive-failures", type=_opt_int, help="stop after this many failures in a row [5]")
     tune.add_argument("--study-name", type=_opt, help="parent run name [<data>-<model>]")
-    tune.add_argument("--pruner", type=_opt, choices=["none", "median", None],
+    tune.add_argument("--pruner", **_one_of("none", "median"),
                       help="stop trials worse than the median of earlier trials at the same epoch [none]")
     tune.add_argument("--resume", type=_opt, metavar="RUN_ID",
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
-    tune.add_argument("--backend", type=_opt, choices=["local", "ray", None],
+    tune.add_argument("--backend", **_one_of("local", "ray"),
                       help="run trials in local worker processes (default) or as Ray tasks")
     tune.add_argument("--ray-address", type=_opt, help="existing Ray cluster, e.g. auto or ray://host:10001")
     tune.add_argument("--gpus", type=_opt, help="spread the workers over these GPUs, e.g. 0,1")
