@@ -170,7 +170,8 @@ def check_training_value(name: str, value: Any, where: str) -> None:
     minimum = TRAINING_MINIMUMS.get(name)
     if minimum is None or (name == "epochs" and value is None):
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or value != int(value) or value < minimum):
         raise ConfigError(f"{where}: ({value!r}) must be a whole number >= {minimum}")
 
 

@@ -29,7 +29,8 @@ def test_builder_info_and_value_checks() -> None:
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
     models.check_value("epochs", None, "fixed.epochs")  # None: the study's max_epochs
-    for name, bad in (("epochs", 0), ("epochs", 2.5), ("batch_size", True), ("patience", -1), ("batch_size", "8")):
+    for name, bad in (("epochs", 0), ("epochs", 2.5), ("batch_size", True), ("patience", -1), ("batch_size", "8"),
+                      ("epochs", float("inf")), ("patience", float("nan"))):
         with pytest.raises(ConfigError, match=rf"fixed.{name}: .* must be a whole number >= "):
             models.check_training_value(name, bad, f"fixed.{name}")
 
