@@ -197,7 +197,7 @@ def test_plots_show_the_dimensions_the_objective_depends_on(tmp_path: Path) -> N
     spec["rate"] = {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "log-uniform"}
     spec["kind"] = {"type": "categorical", "choices": ["a", "b", "c"]}
     opt = Optimizer(SearchSpace.from_dict(spec), n_initial_points=8, seed=3)
-    for _ in range(30):
+    for _ in range(20):
         p = opt.ask()
         opt.tell(p, (math.log10(float(p["rate"])) + 2.5) ** 2 + 2.0 * (p["kind"] == "b"))
     assert set(opt.relevant_dimensions(2)) == {"rate", "kind"}
