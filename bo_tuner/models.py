@@ -156,10 +156,10 @@ def builder_info(model: str) -> BuilderInfo:
     return BuilderInfo(model, defaults, dict(space) if isinstance(space, Mapping) else None)
 
 
-def check_value(name: str, value: Any, where: str) -> None:
-    """Reject values a built-in builder cannot use (unknown optimizer, activation, initializer), and training
-    hyperparameters below their minimum (any builder)."""
-    allowed = _CHOICES.get(name)
+def check_value(model: str, name: str, value: Any, where: str) -> None:
+    """Reject values the builder cannot use: for a built-in builder an unknown optimizer, activation or
+    initializer; for any builder a training hyperparameter below its minimum."""
+    allowed = _CHOICES.get(name) if is_builtin(model) else None
     if allowed is not None and value not in allowed:
         raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)}")
     check_training_value(name, value, where)
@@ -291,15 +291,16 @@ def check_image_inputs(model: str, fixed: Mapping[str, Any], choices: Sequence[A
     """
     if model != "cnn":
         return
-    candidates = [("space.image_shape", c) for c in choices]
+    # (where the shape comes from, the value the message quotes, the shape asked for; "" = automatic)
+    candidates = [("space.image_shape", c, c) for c in choices]
     if not candidates:
-        spec = fixed.get("image_shape", CNN_DEFAULTS["image_shape"])
-        candidates = [("fixed.image_shape", spec) if "image_shape" in fixed else ("model", "cnn")]
-    for where, spec in candidates:
+        candidates = [("fixed.image_shape", fixed["image_shape"], fixed["image_shape"]) if "image_shape" in fixed
+                      else ("model", "cnn", CNN_DEFAULTS["image_shape"])]
+    for where, quoted, spec in candidates:
         try:
-            _image_shape(spec if where != "model" else "", n_features, data_shape)
+            _image_shape(spec, n_features, data_shape)
         except ValueError as exc:
-            raise ConfigError(f"{where}: ({spec!r}) {exc}") from None
+            raise ConfigError(f"{where}: ({quoted!r}) {exc}") from None
 
 
 def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,

@@ -303,15 +303,14 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model "
                                       f"{config.model!r}{hint}")
-    check = models.check_value if models.is_builtin(config.model) else models.check_training_value
     for d in space:
         if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
             raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "
                               "things")
         for value in d.choices if isinstance(d, Categorical) else (d.low, d.high):
-            check(d.name, value, f"space.{d.name}")
+            models.check_value(config.model, d.name, value, f"space.{d.name}")
     for name, value in config.fixed.items():
-        check(name, value, f"fixed.{name}")
+        models.check_value(config.model, name, value, f"fixed.{name}")
     return space
 
 
@@ -829,8 +828,7 @@ def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:
     for name, value in params.items():
         if info.defaults is not None and name not in info.defaults:
             raise ConfigError(f"params.{name}: ({value!r}) is not a hyperparameter of model {config.model!r}")
-        check = models.check_value if models.is_builtin(config.model) else models.check_training_value
-        check(name, value, f"params.{name}")
+        models.check_value(config.model, name, value, f"params.{name}")
 
 
 def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:

@@ -23,12 +23,12 @@ def test_median_prune_rule() -> None:
 def test_builder_info_and_value_checks() -> None:
     assert "n_hidden" in models.builder_info("mlp").defaults
     assert "filters" in models.builder_info("cnn").defaults
-    models.check_value("optimizer", "nesterov", "fixed.optimizer")
+    models.check_value("mlp", "optimizer", "nesterov", "fixed.optimizer")
     with pytest.raises(ConfigError, match=r"fixed.optimizer: \('adagrad'\) must be one of"):
-        models.check_value("optimizer", "adagrad", "fixed.optimizer")
+        models.check_value("mlp", "optimizer", "adagrad", "fixed.optimizer")
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
-    models.check_value("epochs", None, "fixed.epochs")  # None: the study's max_epochs
+    models.check_value("mlp", "epochs", None, "fixed.epochs")  # None: the study's max_epochs
     for name, bad in (("epochs", 0), ("epochs", 2.5), ("batch_size", True), ("patience", -1), ("batch_size", "8"),
                       ("epochs", float("inf")), ("patience", float("nan"))):
         with pytest.raises(ConfigError, match=rf"fixed.{name}: .* must be a whole number >= "):
