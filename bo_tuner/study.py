@@ -41,6 +41,8 @@ from bo_tuner.trial import (
     STATE_TAG,
     TrialJob,
     TrialOutcome,
+    error_text,
+    record_failure,
     run_function_trial,
     run_keras_trial,
     score_logged_model,
@@ -246,12 +248,10 @@ class _Study:
         try:
             return future.result()
         except Exception as exc:  # the worker died (killed, out of memory) or could not run the trial
-            message = f"{type(exc).__name__}: {exc}".strip()[:500]
             with contextlib.suppress(Exception):
-                tracking.set_tags(job.run_id, {STATE_TAG: "FAILED", "bo_tuner.error_type": type(exc).__name__,
-                                               "bo_tuner.error_message": message})
+                record_failure(job.run_id, exc)
                 tracking.end_run(job.run_id, "FAILED")
-            return TrialOutcome(job.number, job.params, job.run_id, "FAILED", None, error=message)
+            return TrialOutcome(job.number, job.params, job.run_id, "FAILED", None, error=error_text(exc))
 
     def _kill(self, job: TrialJob, why: str) -> None:
         with contextlib.suppress(Exception):

@@ -83,14 +83,25 @@ def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[s
     return hp
 
 
+def error_text(exc: BaseException) -> str:
+    """What a failed trial's record says: the error's type and the first line of its message."""
+    return f"{type(exc).__name__}: {first_line(exc, 500)}"
+
+
+def record_failure(run_id: str, exc: BaseException) -> None:
+    """Tag the trial's run FAILED with the error's type and first line, and keep the whole traceback (with a
+    worker's remote traceback, when it carries one) as the artifact ``error/traceback.txt``."""
+    tracking.set_tags(run_id, {STATE_TAG: "FAILED", ERROR_TYPE_TAG: type(exc).__name__,
+                               ERROR_MESSAGE_TAG: first_line(exc, 500)})
+    tracking.log_text(run_id, "".join(traceback.format_exception(exc)), "error/traceback.txt")
+
+
 def _fail(job_number: int, params: dict[str, Scalar], run_id: str, exc: BaseException, started: float,
           status: tracking.RunStatus) -> TrialOutcome:
-    message = first_line(exc, 500)
-    tracking.set_tags(run_id, {STATE_TAG: "FAILED", ERROR_TYPE_TAG: type(exc).__name__, ERROR_MESSAGE_TAG: message})
-    tracking.log_text(run_id, "".join(traceback.format_exception(exc)), "error/traceback.txt")
+    record_failure(run_id, exc)
     status.status = "FAILED"
     return TrialOutcome(job_number, params, run_id, "FAILED", None, seconds=time.perf_counter() - started,
-                        error=f"{type(exc).__name__}: {message}")
+                        error=error_text(exc))
 
 
 def run_keras_trial(job: TrialJob) -> TrialOutcome:

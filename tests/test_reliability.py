@@ -166,6 +166,9 @@ def test_a_worker_killed_mid_trial_fails_that_trial_only(workdir: Path, monkeypa
     first = client.get_run(result.trials[0].run_id)
     assert first.info.status == "FAILED"
     assert first.data.tags["bo_tuner.error_type"] == "WorkerDied"
+    assert result.trials[0].error == f"WorkerDied: {first.data.tags['bo_tuner.error_message']}"
+    traceback = Path(client.download_artifacts(first.info.run_id, "error/traceback.txt", str(workdir)))
+    assert "WorkerDied" in traceback.read_text()  # kept like any failed trial's traceback
     assert client.get_run(result.study_run_id).info.status == "FINISHED"
     assert result.promotion is not None and result.promotion.promoted
 
