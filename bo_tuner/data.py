@@ -8,9 +8,15 @@ takes raw rows in the input's own columns and answers in the target's own terms.
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import contextlib
 import functools
+import gzip
+import lzma
 import math
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +53,12 @@ BUNDLED: dict[str, tuple[Task, tuple[int, ...] | None]] = {
     "wine": ("classification", None),
     "iris": ("classification", None),
 }
-_FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+#: Compressed text tables pandas reads as they are: table.csv.gz, table.tsv.zip (one file inside), ...
+_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip")
+#: Tried in turn when a text file is not UTF-8: a spreadsheet's export on Windows is usually cp1252; latin-1 reads
+#: any byte. A UTF-16 file (Excel's "Unicode text") announces itself with a byte-order mark.
+_FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 #: One-hot columns per text column at most: the most frequent values, the rest share one "infrequent" column (an
 #: ID or free-text column would otherwise add a column per row).
 MAX_CATEGORIES = 50
@@ -57,9 +68,24 @@ def is_bundled(data: str) -> bool:
     return data in BUNDLED
 
 
+def _table_format(path: Path) -> tuple[str, bool]:
+    """('csv' | 'tsv' | 'parquet' | '', compressed) from the file's suffixes: table.csv.gz is a compressed CSV."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSIONS
+    if compressed:
+        suffixes.pop()
+    kind = _FORMATS.get(suffixes[-1], "") if suffixes else ""
+    return ("" if compressed and kind == "parquet" else kind), compressed
+
+
 def dataset_label(data: str) -> str:
-    """A short name for the data: the bundled name or the file's stem, for run and model names."""
-    return data if is_bundled(data) else Path(data).stem
+    """A short name for the data: the bundled name or the file's name without its suffixes (table.csv.gz → table),
+    for run and model names."""
+    if is_bundled(data):
+        return data
+    path = Path(data)
+    kind, compressed = _table_format(path)
+    return Path(path.stem).stem if compressed and kind else path.stem
 
 
 def _as_text(frame: Any) -> npt.NDArray[Any]:
@@ -148,12 +174,49 @@ class PreparedData:
         return len(self.x_train) + len(self.x_val) + len(self.test_frame)
 
 
-def _delimiter(path: Path) -> str:
+def _header_bytes(path: Path) -> bytes:
+    """The first line of a (possibly compressed) text file, as bytes."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if not members:
+                return b""
+            with archive.open(members[0]) as file:
+                return file.readline()
+    openers: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    with openers.get(suffix, open)(path, "rb") as file:
+        line: bytes = file.readline()
+    return line
+
+
+def _delimiter(header: str) -> str:
     """The CSV's delimiter: ',' unless its header line splits more ways on ';', tab or '|' (e.g. a CSV saved by
     a spreadsheet with a decimal comma)."""
-    with path.open(encoding="utf-8", errors="replace") as file:
-        header = file.readline()
     return max((",", ";", "\t", "|"), key=header.count) if header.strip() else ","
+
+
+def _read_text_table(path: Path, kind: str) -> pd.DataFrame:
+    """A CSV or TSV, compressed or not, in UTF-8 (with or without a byte-order mark), UTF-16 with a byte-order
+    mark, or else a Windows/Latin-1 encoding."""
+    first = _header_bytes(path)
+    if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _read_csv(path, kind, first, "utf-16")
+    for encoding in ("utf-8", *_FALLBACK_ENCODINGS[:-1]):
+        with contextlib.suppress(UnicodeError):
+            return _read_csv(path, kind, first, encoding)
+    return _read_csv(path, kind, first, _FALLBACK_ENCODINGS[-1])
+
+
+def _read_csv(path: Path, kind: str, first: bytes, encoding: str) -> pd.DataFrame:
+    header = first.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="ignore")  # for counting
+    sep = "\t" if kind == "tsv" else _delimiter(header)
+    frame = pd.read_csv(path, sep=sep, encoding=encoding)
+    if sep == ";":  # spreadsheets that separate with ';' usually write decimal commas: 1,5
+        comma = pd.read_csv(path, sep=sep, decimal=",", encoding=encoding)
+        if _n_numeric(comma) > _n_numeric(frame):
+            frame = comma
+    return frame
 
 
 def _n_numeric(frame: pd.DataFrame) -> int:
@@ -172,26 +235,20 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
     path = Path(data)
     if not path.exists():
         known = ", ".join(BUNDLED)
-        if path.suffix.lower() in _FILE_SUFFIXES or "/" in data or "\\" in data:
+        if _table_format(path)[0] or "/" in data or "\\" in data:
             raise DataError(f"data: ({data!r}) no such file")
         raise DataError(f"data: ({data!r}) is neither a bundled dataset ({known}) nor an existing file")
     if path.is_dir():
         raise DataError(f"data: ({data!r}) is a directory, not a CSV or Parquet file")
-    suffix = path.suffix.lower()
+    kind, _ = _table_format(path)
     try:
-        if suffix in (".parquet", ".pq"):
+        if kind == "parquet":
             frame = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt"):
-            sep = _delimiter(path)
-            frame = pd.read_csv(path, sep=sep)
-            if sep == ";":  # spreadsheets that separate with ';' usually write decimal commas: 1,5
-                comma = pd.read_csv(path, sep=sep, decimal=",")
-                if _n_numeric(comma) > _n_numeric(frame):
-                    frame = comma
-        elif suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t")
+        elif kind:
+            frame = _read_text_table(path, kind)
         else:
-            raise DataError(f"data: ({data!r}) must be a .csv, .tsv or .parquet file")
+            raise DataError(f"data: ({data!r}) must be a .csv, .tsv or .parquet file (a .csv or .tsv may be "
+                            f"compressed: {', '.join(_COMPRESSIONS)})")
     except DataError:
         raise
     except Exception as exc:

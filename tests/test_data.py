@@ -58,6 +58,32 @@ def test_spreadsheet_csv_with_semicolons_and_decimal_commas(tmp_path: Path) -> N
     assert d.pipeline.numeric == ["id", "weight (kg)"] and d.pipeline.categorical == ["kind"]
 
 
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [  # the frame's text holds "€" (not in Latin-1) where the encoding can write it
+        ("excel.csv", lambda f, p: f.to_csv(p, index=False, encoding="utf-8-sig")),  # Excel's "CSV UTF-8"
+        ("windows.csv", lambda f, p: f.to_csv(p, index=False, sep=";", decimal=",", encoding="cp1252")),
+        ("latin.csv", lambda f, p: f.to_csv(p, index=False, encoding="latin-1")),
+        ("unicode.txt", lambda f, p: f.to_csv(p, index=False, sep="\t", encoding="utf-16")),  # Excel's "Unicode"
+        ("shipped.csv.gz", lambda f, p: f.to_csv(p, index=False)),
+        ("shipped.tsv.zip", lambda f, p: f.to_csv(p, index=False, sep="\t")),
+        ("shipped.csv.bz2", lambda f, p: f.to_csv(p, index=False, sep=";")),
+        ("shipped.csv.xz", lambda f, p: f.to_csv(p, index=False)),
+    ],
+)
+def test_text_tables_in_other_encodings_and_compressed(tmp_path: Path, name: str, write) -> None:
+    money = "£ 5" if name == "latin.csv" else "€ 5"
+    frame = pd.DataFrame({"größe (m)": [1.5 + i / 8 for i in range(30)],
+                          "farbe": [["grün", "rot", money][i % 3] for i in range(30)],
+                          "klasse": [["ja", "nein"][i % 2] for i in range(30)]})
+    path = tmp_path / name
+    write(frame, path)
+    loaded, _ = data.load_frame(str(path), "klasse")
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert data.dataset_label(str(path)) == name.split(".")[0]
+    assert prepare(str(path), "klasse").pipeline.numeric == ["größe (m)"]
+
+
 def test_parquet_categoricals_become_plain_values_and_text_columns_are_capped(tmp_path: Path) -> None:
     """A served model's schema takes what a JSON request carries (no pandas categoricals), and an ID-like text
     column adds at most MAX_CATEGORIES one-hot columns, not one per row."""
@@ -104,6 +130,9 @@ def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
         (lambda p: _csv(p, pd.DataFrame({"a": range(5), "y": [0, 1, 0, 1, 0]})), "y", "has 5 rows"),
         (lambda p: _csv(p, pd.DataFrame({"a": range(20)})), None, "target: (None) must name the column"),
         (lambda p: _csv(p, pd.DataFrame({"y": range(20)})), "y", "has no feature columns"),
+        (lambda p: str(p / "t.xlsx") if (p / "t.xlsx").write_bytes(b"x") else "", "y", "(a .csv or .tsv may be"),
+        (lambda p: str(p / "t.parquet.gz") if (p / "t.parquet.gz").write_bytes(b"x") else "", "y",
+         "must be a .csv, .tsv or .parquet file"),
     ],
 )
 def test_bad_data_names_field_and_value(tmp_path: Path, make, target: str | None, message: str) -> None:
