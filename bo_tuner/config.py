@@ -106,7 +106,8 @@ class StudyConfig:
     parallel: int = 1
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    worker_max_trials: int = 10
+    worker_max_trials: int = 20  # a worker process is recycled after this many trials (Ray: tasks) ...
+    worker_max_growth_mb: int = 256  # ... or sooner, once its resident memory grew by this many MB
     warm_start: str | None = None
     pruner: str = "none"
     system_metrics: bool = True
@@ -202,6 +203,7 @@ class StudyConfig:
                                               minimum=1))
         set_("parallel", _int("parallel", self.parallel, minimum=1))
         set_("worker_max_trials", _int("worker_max_trials", self.worker_max_trials, minimum=1))
+        set_("worker_max_growth_mb", _int("worker_max_growth_mb", self.worker_max_growth_mb, minimum=0))
         set_("val_fraction", _fraction("val_fraction", self.val_fraction))
         set_("test_fraction", _fraction("test_fraction", self.test_fraction))
 

@@ -6,6 +6,11 @@ the study's critical path; and one worker killed by the OOM killer breaks the wh
 slots owns one process and a thread that feeds it:
 
 - processes are spawned when the pool is made, so their imports overlap the study's own set-up;
+- a worker is recycled after ``max_tasks`` tasks, or sooner once its memory grew by more than ``max_growth_mb``
+  since its second task began (the way Celery's ``worker_max_memory_per_child`` works: TensorFlow keeps ~10-15 MB per
+  trial even after ``clear_session``, more for bigger models, so a fixed count either recycles small models too
+  often — each recycle costs a warm-up's CPU — or lets big ones grow); each task's answer carries the worker's
+  resident memory as the task began, i.e. after the previous task's clean-up;
 - when a worker takes its last task before recycling, a spare is started for its slot and warms up meanwhile —
   unless the pool was told it is :meth:`~WorkerPool.wind_down` (no more trials will come), in which case the
   worker simply serves the few tasks left: a spare then would only compete for the CPUs with the last trials;
@@ -13,7 +18,8 @@ slots owns one process and a thread that feeds it:
 - work a task :func:`defer`\\ s (plots, garbage collection) runs after its result was sent back, while the study
   proposes the next point, and before the worker takes its next task or exits.
 
-Only the standard library is used; what runs in the workers is whatever is submitted (picklable callables).
+Only the standard library and psutil are used; what runs in the workers is whatever is submitted (picklable
+callables).
 :func:`study_pool` makes the pool a study uses; it names the worker's initializer instead of importing it, so the
 command line can start workers before it imports MLflow itself.
 """
@@ -66,6 +72,15 @@ def _run_deferred() -> None:
             logger.warning("deferred work in a worker failed", exc_info=True)
 
 
+def _resident_mb() -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process().memory_info().rss) / 2**20
+    except Exception:  # no psutil or no permission: recycling by task count only
+        return None
+
+
 def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
     """A worker's life: set up once, then answer tasks until told to stop (None) or the pool goes away."""
     global _in_worker
@@ -80,17 +95,19 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
         if task is None:
             return
         fn, args = task
+        resident = _resident_mb()
         try:
-            answer: tuple[bool, Any] = (True, fn(*args))
+            answer: tuple[bool, Any, float | None] = (True, fn(*args), resident)
         except BaseException as exc:
-            answer = (False, exc)
+            answer = (False, exc, resident)
         try:
             conn.send(answer)
         except OSError:  # the pool's process is gone (killed): finish the after-work, then stop
             _run_deferred()
             return
         except Exception as exc:  # the result or the exception would not pickle
-            conn.send((False, RuntimeError(f"the worker could not send back {type(answer[1]).__name__}: {exc}")))
+            conn.send((False, RuntimeError(f"the worker could not send back {type(answer[1]).__name__}: {exc}"),
+                       resident))
         _run_deferred()
 
 
@@ -101,6 +118,20 @@ class _Process:
         self.process.start()
         child.close()
         self.tasks = 0
+        self.measured = 0
+        self.baseline_mb: float | None = None  # resident memory as its second task began
+        self.grown_mb = 0.0  # how much more it held as its latest task began
+
+    def note_memory(self, resident_mb: float | None) -> None:
+        """The first task's one-off allocations (a framework's kernels, caches, allocator pools: ~200 MB for a
+        first Keras fit) are not growth: the baseline is taken as the second task begins."""
+        if resident_mb is None:
+            return
+        self.measured += 1
+        if self.measured == 2:
+            self.baseline_mb = resident_mb
+        if self.baseline_mb is not None:
+            self.grown_mb = resident_mb - self.baseline_mb
 
     def retire(self) -> None:
         """Ask it to finish its deferred work and exit; it is joined at shutdown."""
@@ -119,20 +150,25 @@ class _Process:
 
 
 class WorkerPool(cf.Executor):
-    """``size`` worker processes, each replaced by a warm spare after ``max_tasks`` tasks.
+    """``size`` worker processes, each replaced by a warm spare after ``max_tasks`` tasks, or once its resident
+    memory grew by more than ``max_growth_mb`` since its second task began (None: no memory limit).
 
     ``initargs(slot)`` gives each slot's initializer arguments (e.g. which GPU it uses); a slot's replacements get
     the same ones.
     """
 
-    def __init__(self, size: int, *, max_tasks: int, initializer: Callable[..., Any] | None = None,
+    def __init__(self, size: int, *, max_tasks: int, max_growth_mb: float | None = None,
+                 initializer: Callable[..., Any] | None = None,
                  initargs: Callable[[int], tuple[Any, ...]] = lambda slot: ()) -> None:
         if size < 1 or max_tasks < 1:
             raise ValueError(f"size ({size}) and max_tasks ({max_tasks}) must be >= 1")
+        if max_growth_mb is not None and max_growth_mb < 0:
+            raise ValueError(f"max_growth_mb ({max_growth_mb}) must be >= 0")
         self._context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
         self._initializer = initializer
         self._initargs = initargs
         self._max_tasks = max_tasks
+        self._max_growth_mb = max_growth_mb
         self._queue: queue.SimpleQueue[tuple[cf.Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue())
         self._lock = threading.Lock()
@@ -190,7 +226,7 @@ class WorkerPool(cf.Executor):
         worker = self._current[slot] or self._start(slot)
         self._current[slot] = worker
         worker.tasks += 1
-        last = worker.tasks >= self._max_tasks and not self._winding_down
+        last = self._spent(worker) and not self._winding_down
         if last and self._spare[slot] is None:
             self._spare[slot] = self._start(slot)  # warms up while this worker runs its last task
         try:
@@ -204,7 +240,7 @@ class WorkerPool(cf.Executor):
             future.set_exception(exc)
             return
         try:
-            ok, value = worker.conn.recv()
+            ok, value, resident_mb = worker.conn.recv()
         except (EOFError, OSError):
             if not self._closed:
                 future.set_exception(WorkerDied(f"{worker.describe()} while running the task"))
@@ -212,6 +248,7 @@ class WorkerPool(cf.Executor):
             else:
                 future.set_exception(WorkerDied("the worker pool was terminated"))
             return
+        worker.note_memory(resident_mb)
         if ok:
             future.set_result(value)
         else:
@@ -219,6 +256,11 @@ class WorkerPool(cf.Executor):
         if last:
             worker.retire()
             self._replace(slot, worker)
+
+    def _spent(self, worker: _Process) -> bool:
+        """Is the task it takes now its last? Memory is known as of its previous task's start (one task late)."""
+        grown = self._max_growth_mb is not None and worker.grown_mb > self._max_growth_mb
+        return worker.tasks >= self._max_tasks or grown
 
     def _replace(self, slot: int, old: _Process, *, dead: bool = False) -> None:
         if dead:
@@ -279,13 +321,15 @@ def call_by_name(target: str, *args: Any) -> Any:
 
 
 def study_pool(config: StudyConfig) -> WorkerPool:
-    """A study's Keras workers: spawned now (TensorFlow is not fork-safe) and warmed up at once, recycled every
-    ``worker_max_trials`` trials; ``--gpus`` are dealt to the slots round-robin. With k > 1 workers each gets
+    """A study's Keras workers: spawned now (TensorFlow is not fork-safe) and warmed up at once, recycled after
+    ``worker_max_trials`` trials or once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots
+    round-robin. With k > 1 workers each gets
     cores / k intra-op threads, so k workers do not oversubscribe the machine."""
     parallel = config.parallel
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     gpus = config.gpu_list
-    return WorkerPool(parallel, max_tasks=config.worker_max_trials, initializer=call_by_name,
+    return WorkerPool(parallel, max_tasks=config.worker_max_trials, max_growth_mb=config.worker_max_growth_mb,
+                      initializer=call_by_name,
                       initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,
                                              gpus[slot % len(gpus)] if gpus else None, config.data_key,
                                              config.tracking_uri))

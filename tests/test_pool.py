@@ -40,6 +40,15 @@ def _fail() -> None:
     raise ValueError("bad input 42")
 
 
+_held: list[bytes] = []
+
+
+def _hold(mb: int) -> int:
+    """Keep ``mb`` MB resident for the rest of the worker's life, as a leak would."""
+    _held.append(b"x" * (mb * 2**20))
+    return os.getpid()
+
+
 def test_tasks_run_in_workers_with_per_slot_set_up() -> None:
     pool = WorkerPool(2, max_tasks=100, initializer=_remember, initargs=lambda slot: (f"slot-{slot}",))
     try:
@@ -57,6 +66,19 @@ def test_workers_are_recycled_after_max_tasks() -> None:
     finally:
         pool.shutdown()
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+
+
+@pytest.mark.parametrize(("max_growth_mb", "recycled"), [(50, True), (1000, False)])
+def test_a_worker_whose_memory_grows_is_recycled_before_max_tasks(max_growth_mb: int, recycled: bool) -> None:
+    """Task 2 begins the baseline (task 1's one-off allocations are not growth); task 3 begins 80 MB up, reported
+    with its answer; so task 4 is the worker's last."""
+    pool = WorkerPool(1, max_tasks=100, max_growth_mb=max_growth_mb)
+    try:
+        pids = [pool.submit(_hold, 80).result(timeout=60) for _ in range(5)]
+    finally:
+        pool.shutdown()
+    assert pids[0] == pids[1] == pids[2] == pids[3]
+    assert (pids[4] != pids[0]) is recycled
 
 
 def test_a_winding_down_pool_starts_no_spare_and_keeps_its_worker(tmp_path: Path) -> None:
