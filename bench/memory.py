@@ -1,10 +1,10 @@
 """Memory across trials: RSS of the tuner process and its trial workers over a 50-trial study.
 
-    python -m bench.memory [--n-calls 50] [--recycle 20:256 1000:100000]
+    python -m bench.memory [--n-calls 50] [--recycle 20:384 1000:100000]
 
 Prints, per recycling rule ``worker_max_trials:worker_max_growth_mb``, the RSS growth per trial (least-squares
 slope over trials 6..N) of the tuner process and of tuner + workers, the peak, and how many processes the study
-started. Compare the default 20:256 (recycled after 20 trials or 256 MB of growth) against never recycling
+started. Compare the default 20:384 (recycled after 20 trials or 384 MB of growth) against never recycling
 (1000:100000, one worker for the whole study, as an in-process tuner would behave).
 """
 
@@ -55,7 +55,7 @@ def measure(n_calls: int, worker_max_trials: int, worker_max_growth_mb: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-calls", type=int, default=50)
-    parser.add_argument("--recycle", nargs="*", default=["20:256", "1000:100000"],
+    parser.add_argument("--recycle", nargs="*", default=["20:384", "1000:100000"],
                         help="worker_max_trials:worker_max_growth_mb pairs")
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -107,7 +107,7 @@ class StudyConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     worker_max_trials: int = 20  # a worker process is recycled after this many trials (Ray: tasks) ...
-    worker_max_growth_mb: int = 256  # ... or sooner, once its resident memory grew by this many MB
+    worker_max_growth_mb: int = 384  # ... or sooner, once its resident memory grew by this many MB
     warm_start: str | None = None
     pruner: str = "none"
     system_metrics: bool = True

@@ -123,10 +123,12 @@ class _Process:
         self.grown_mb = 0.0  # how much more it held as its latest task began
 
     def note_memory(self, resident_mb: float | None) -> None:
-        """The first task's one-off allocations (a framework's kernels, caches, allocator pools: ~200 MB for a
-        first Keras fit) are not growth: the baseline is taken as the second task begins."""
+        """The first task's one-off allocations (lazy imports, a framework's kernels and caches: ~75 MB for the
+        demo's first trial against 10-20 MB for each later one) are not growth: the baseline is taken as the
+        second task begins."""
         if resident_mb is None:
             return
+        logger.debug("worker %d began task %d with %.0f MB resident", self.process.pid, self.tasks, resident_mb)
         self.measured += 1
         if self.measured == 2:
             self.baseline_mb = resident_mb
@@ -254,6 +256,8 @@ class WorkerPool(cf.Executor):
         else:
             future.set_exception(value)
         if last:
+            logger.debug("worker %d retires after %d tasks, %.0f MB grown", worker.process.pid, worker.tasks,
+                         worker.grown_mb)
             worker.retire()
             self._replace(slot, worker)
 
