@@ -118,7 +118,6 @@ class _Process:
         self.process.start()
         child.close()
         self.tasks = 0
-        self.measured = 0
         self.baseline_mb: float | None = None  # resident memory as its second task began
         self.grown_mb = 0.0  # how much more it held as its latest task began
 
@@ -129,8 +128,7 @@ class _Process:
         if resident_mb is None:
             return
         logger.debug("worker %d began task %d with %.0f MB resident", self.process.pid, self.tasks, resident_mb)
-        self.measured += 1
-        if self.measured == 2:
+        if self.tasks == 2:  # one task at a time: the answer just received is the one to task ``tasks``
             self.baseline_mb = resident_mb
         if self.baseline_mb is not None:
             self.grown_mb = resident_mb - self.baseline_mb
