@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -112,21 +113,30 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_runs_killed_and_leaves_the_champion(workdir: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, how: str) -> None:
+    """Ctrl-C in a terminal signals the whole foreground group; a batch scheduler's SIGTERM (``kill PID``) reaches
+    the study's process only, which must then stop its workers itself."""
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
     process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "200",
-                           "--experiment", "ctrl-c", "--registered-model", "iris-ctrl-c")
-    parent = _wait_for(client, "ctrl-c", process, finished=1, running=True)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+                           "--experiment", how, "--registered-model", f"iris-{how}")
+    parent = _wait_for(client, how, process, finished=1, running=True)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err.decode()[-2000:]
     assert "interrupted" in err.decode()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []  # no worker outlives the study
     assert client.get_run(parent).info.status == "KILLED"
-    _, children = _children(client, "ctrl-c")
+    _, children = _children(client, how)
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
     assert any(c.info.status == "KILLED" for c in children)
-    assert client.search_registered_models("name = 'iris-ctrl-c'") == []
+    assert client.search_registered_models(f"name = 'iris-{how}'") == []
 
 
 @pytest.mark.slow
