@@ -1,11 +1,14 @@
-"""Memory across trials: RSS of the tuner process and its trial workers over a 50-trial study.
+"""Memory across trials: the tuner process and its trial workers over a 50-trial study.
 
     python -m bench.memory [--n-calls 50] [--recycle 20:384 1000:100000]
 
-Prints, per recycling rule ``worker_max_trials:worker_max_growth_mb``, the RSS growth per trial (least-squares
-slope over trials 6..N) of the tuner process and of tuner + workers, the peak, and how many processes the study
-started. Compare the default 20:384 (recycled after 20 trials or 384 MB of growth) against never recycling
-(1000:100000, one worker for the whole study, as an in-process tuner would behave).
+Prints, per recycling rule ``worker_max_trials:worker_max_growth_mb``, the memory growth per trial (least-squares
+slope over trials 6..N) of the tuner process (RSS) and of tuner + workers, the peak, and how many processes the study
+started. Tuner + workers is the sum of each process's PSS (proportional set size: a page shared by n processes
+counts 1/n in each), because workers forked from the forkserver share its imported libraries' pages, which a sum of
+RSS would count once per process; the forkserver itself is one of the processes. Compare the default 20:384
+(recycled after 20 trials or 384 MB of growth) against never recycling (1000:100000, one worker for the whole study,
+as an in-process tuner would behave).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ SPACE = {"n_neurons": {"type": "int", "low": 8, "high": 64},
          "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}
 
 
+def _pss(process: psutil.Process) -> int:
+    try:
+        return int(process.memory_full_info().pss)
+    except psutil.NoSuchProcess:  # a recycled worker that just exited
+        return 0
+
+
 def measure(n_calls: int, worker_max_trials: int, worker_max_growth_mb: int) -> dict[str, float]:
     me = psutil.Process()
     main_rss: list[float] = []
@@ -35,7 +45,7 @@ def measure(n_calls: int, worker_max_trials: int, worker_max_growth_mb: int) -> 
         processes.update(c.pid for c in children)
         main = me.memory_info().rss / 2**20
         main_rss.append(main)
-        total_rss.append(main + sum(c.memory_info().rss for c in children if c.is_running()) / 2**20)
+        total_rss.append(sum(_pss(p) for p in [me, *children]) / 2**20)
 
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)

@@ -5,7 +5,10 @@ worker's replacement only after the old one has exited, so every start (spawn + 
 the study's critical path; and one worker killed by the OOM killer breaks the whole pool. Here each of the ``size``
 slots owns one process and a thread that feeds it:
 
-- processes are spawned when the pool is made, so their imports overlap the study's own set-up;
+- processes are started when the pool is made, so their imports overlap the study's own set-up; with ``preload``
+  (Linux) they are forked from multiprocessing's *forkserver*, a process that imported those modules (TensorFlow,
+  MLflow) once, so a second worker, a recycled worker's spare or the next study in the same Python session starts in
+  well under a second instead of repeating ~5-10 s of imports (see :func:`start_context`);
 - a worker is recycled after ``max_tasks`` tasks, or sooner once its memory grew by more than ``max_growth_mb``
   since its second task began (the way Celery's ``worker_max_memory_per_child`` works: TensorFlow keeps ~10-15 MB per
   trial even after ``clear_session``, more for bigger models, so a fixed count either recycles small models too
@@ -18,8 +21,8 @@ slots owns one process and a thread that feeds it:
 - work a task :func:`defer`\\ s (plots, garbage collection) runs after its result was sent back, while the study
   proposes the next point, and before the worker takes its next task or exits.
 
-Only the standard library and psutil are used; what runs in the workers is whatever is submitted (picklable
-callables).
+Only the standard library, psutil and the study's config are used; what runs in the workers is whatever is
+submitted (picklable callables).
 :func:`study_pool` makes the pool a study uses; it names the worker's initializer instead of importing it, so the
 command line can start workers before it imports MLflow itself.
 """
@@ -29,17 +32,19 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import importlib
+import json
 import logging
 import multiprocessing
 import os
 import queue
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-if TYPE_CHECKING:
-    from bo_tuner.config import StudyConfig
+from bo_tuner.config import SQL_STORE_MODULE, StudyConfig, uses_database
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +86,20 @@ def _resident_mb() -> float | None:
         return None
 
 
-def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
-    """A worker's life: set up once, then answer tasks until told to stop (None) or the pool goes away."""
+def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
+           environ: dict[str, str]) -> None:
+    """A worker's life: take on the pool's environment, set up once, then answer tasks until told to stop (None)
+    or the pool goes away.
+
+    ``environ``: the pool's environment variables as the worker was started. A forked worker would otherwise have
+    the forkserver's, from when the forkserver began: a token or ``MLFLOW_*`` setting made since must reach it.
+    (multiprocessing itself gives every worker the pool's working directory and ``sys.path``.)
+    """
     global _in_worker
     _in_worker = True
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
     if initializer is not None:
         initializer(*initargs)
     while True:
@@ -114,7 +129,8 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
 class _Process:
     def __init__(self, context: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, initializer, initargs), name="bo_tuner-worker")
+        self.process = context.Process(target=_serve, args=(child, initializer, initargs, dict(os.environ)),
+                                       name="bo_tuner-worker")
         self.process.start()
         child.close()
         self.tasks = 0
@@ -149,22 +165,76 @@ class _Process:
                                                          else "stopped answering")
 
 
+# Environment variables the preloaded libraries read once, as they are imported (the Keras backend, TensorFlow's
+# logging and thread pools, library paths): a forkserver that began under other values would hand out workers set
+# up for those. Everything else is read when used, and each worker takes on the pool's current environment.
+_IMPORT_TIME_ENV = ("KERAS_", "TF_", "XLA_", "JAX_", "CUDA_", "NVIDIA_", "TORCH", "PYTORCH_", "OMP_", "MKL_",
+                    "OPENBLAS_", "PYTHON", "LD_")
+_forkserver_env: dict[str, str] | None = None  # the import-time environment the forkserver began with
+
+
+def start_context(preload: Sequence[str] | None) -> Any:
+    """How a pool's workers start: forked from multiprocessing's forkserver, which imported ``preload``, or spawned.
+
+    Forking the study's own process would not be safe (its threads, its MLflow clients and database connections,
+    maybe a CUDA context); the forkserver is a fresh single-threaded process that only imported ``preload``, and
+    importing TensorFlow, JAX or MLflow starts no thread pool and initialises no GPU (they do so at first use, in
+    the worker). There is one forkserver per Python process and it keeps the preload and environment it began with:
+    a later pool's workers import what their own ``preload`` adds (a preload only saves time), and a pool whose
+    import-time environment (``KERAS_BACKEND``, ``TF_*``, thread counts, see ``_IMPORT_TIME_ENV``) differs from the
+    first one's spawns its workers instead. Workers are spawned as well
+    without ``preload``, off Linux (macOS's system frameworks are not fork-safe), and with
+    ``BO_TUNER_START_METHOD=spawn`` (a way out should a library misbehave after a fork).
+    """
+    global _forkserver_env
+    method = os.environ.get("BO_TUNER_START_METHOD", "forkserver")
+    if method not in {"forkserver", "spawn"}:
+        from bo_tuner.errors import ConfigError
+
+        raise ConfigError(f"BO_TUNER_START_METHOD: {method!r} is not one of forkserver, spawn")
+    if not preload or method == "spawn" or sys.platform != "linux":
+        return multiprocessing.get_context("spawn")
+    environment = {k: v for k, v in os.environ.items() if k.startswith(_IMPORT_TIME_ENV)}
+    context = multiprocessing.get_context("forkserver")
+    if _forkserver_env is None:
+        context.set_forkserver_preload(list(preload))
+        _forkserver_env = environment
+    elif environment != _forkserver_env:
+        logger.debug("workers are spawned: the forkserver began under another import-time environment")
+        return multiprocessing.get_context("spawn")
+    return context
+
+
+def keras_backend() -> str:
+    """The Keras backend a worker will load, found the way Keras finds it, without importing Keras."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        return str(json.loads((home / "keras.json").read_text()).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):  # no such file, not JSON, not an object
+        return "tensorflow"
+
+
 class WorkerPool(cf.Executor):
     """``size`` worker processes, each replaced by a warm spare after ``max_tasks`` tasks, or once its resident
     memory grew by more than ``max_growth_mb`` since its second task began (None: no memory limit).
 
     ``initargs(slot)`` gives each slot's initializer arguments (e.g. which GPU it uses); a slot's replacements get
-    the same ones.
+    the same ones. ``preload``: modules every worker imports; given, workers are forked from a forkserver that
+    imported them once (:func:`start_context`), else spawned.
     """
 
     def __init__(self, size: int, *, max_tasks: int, max_growth_mb: float | None = None,
                  initializer: Callable[..., Any] | None = None,
-                 initargs: Callable[[int], tuple[Any, ...]] = lambda slot: ()) -> None:
+                 initargs: Callable[[int], tuple[Any, ...]] = lambda slot: (),
+                 preload: Sequence[str] | None = None) -> None:
         if size < 1 or max_tasks < 1:
             raise ValueError(f"size ({size}) and max_tasks ({max_tasks}) must be >= 1")
         if max_growth_mb is not None and max_growth_mb < 0:
             raise ValueError(f"max_growth_mb ({max_growth_mb}) must be >= 0")
-        self._context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self._context = start_context(preload)
         self._initializer = initializer
         self._initargs = initargs
         self._max_tasks = max_tasks
@@ -174,7 +244,7 @@ class WorkerPool(cf.Executor):
         self._lock = threading.Lock()
         self._closed = False
         self._all: list[_Process] = []
-        self._current: list[_Process | None] = [self._start(slot) for slot in range(size)]
+        self._current: list[_Process | None] = [None] * size  # each slot's thread starts its first process
         self._spare: list[_Process | None] = [None] * size
         self._winding_down = False
         self._threads = [threading.Thread(target=self._feed, args=(slot,), daemon=True, name=f"bo_tuner-slot-{slot}")
@@ -183,13 +253,20 @@ class WorkerPool(cf.Executor):
             thread.start()
 
     def _start(self, slot: int) -> _Process:
+        """A new process for ``slot``. The forkserver's first start waits for its imports (seconds): the slot's
+        thread waits, not the caller of the pool, and not under the lock that ``terminate`` needs."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             self._all = [p for p in self._all if p.process.is_alive()]  # reaps retired workers
-            process = _Process(self._context, self._initializer, self._initargs(slot))
+        process = _Process(self._context, self._initializer, self._initargs(slot))
+        with self._lock:
             self._all.append(process)
-            return process
+            closed = self._closed
+        if closed:  # shut down while it was starting
+            process.kill()
+            raise RuntimeError("the worker pool is shut down")
+        return process
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         if kwargs:
@@ -206,6 +283,8 @@ class WorkerPool(cf.Executor):
         self._winding_down = True
 
     def _feed(self, slot: int) -> None:
+        with contextlib.suppress(RuntimeError):  # shut down before it started: the slot has nothing to do
+            self._current[slot] = self._start(slot)
         while True:
             item = self._queue.get()
             if item is None:
@@ -323,15 +402,25 @@ def call_by_name(target: str, *args: Any) -> Any:
 
 
 def study_pool(config: StudyConfig) -> WorkerPool:
-    """A study's Keras workers: spawned now (TensorFlow is not fork-safe) and warmed up at once, recycled after
-    ``worker_max_trials`` trials or once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots
-    round-robin. With k > 1 workers each gets
-    cores / k intra-op threads, so k workers do not oversubscribe the machine."""
+    """A study's Keras workers, started now and warmed up at once, recycled after ``worker_max_trials`` trials or
+    once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots round-robin. With k > 1 workers
+    each gets cores / k intra-op threads, so k workers do not oversubscribe the machine.
+
+    Workers are forked from a forkserver that imported the trial code (MLflow, pandas, scikit-learn), a database
+    store's client code, and for the TensorFlow and JAX backends Keras with its backend. Not Keras for PyTorch:
+    Keras' torch backend asks ``torch.cuda.is_available()`` as it is imported, which initialises CUDA, and a forked
+    child cannot use CUDA initialised before the fork.
+    """
     parallel = config.parallel
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     gpus = config.gpu_list
+    preload = ["bo_tuner.trial"]
+    if uses_database(config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:"):  # MLflow's default
+        preload.append(SQL_STORE_MODULE)
+    if keras_backend() in {"tensorflow", "jax"}:
+        preload.append("keras")
     return WorkerPool(parallel, max_tasks=config.worker_max_trials, max_growth_mb=config.worker_max_growth_mb,
-                      initializer=call_by_name,
+                      initializer=call_by_name, preload=preload,
                       initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,
                                              gpus[slot % len(gpus)] if gpus else None, config.data_key,
                                              config.tracking_uri))

@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 
+from bo_tuner.config import SQL_STORE_MODULE, uses_database
 from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError, first_line
 
 if TYPE_CHECKING:
@@ -84,8 +85,8 @@ def preload_store(tracking_uri: str | None) -> None:
     """Import the store code ``tracking_uri`` (else MLflow's default here) needs — SQLAlchemy's for a database,
     ~0.5 s — so a worker pays it while it warms up rather than in its first trial. Nothing is contacted or created."""
     uri = tracking_uri or mlflow.get_tracking_uri()
-    if uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}:
-        importlib.import_module("mlflow.store.tracking.sqlalchemy_store")
+    if uses_database(uri):
+        importlib.import_module(SQL_STORE_MODULE)
 
 
 def experiment_id(name: str | None) -> str:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from bo_tuner.pool import WorkerDied, WorkerPool, defer
+from bo_tuner.errors import ConfigError
+from bo_tuner.pool import WorkerDied, WorkerPool, defer, keras_backend, start_context
+
+from .conftest import REPO, subprocess_env
 
 _slot_tag = ""
 
@@ -38,6 +44,12 @@ def _die(code: int) -> None:
 
 def _fail() -> None:
     raise ValueError("bad input 42")
+
+
+def _probe() -> tuple[int, str, str | None, str | None, bool]:
+    """What a worker sees: who started it, where it runs, two variables, whether the preload was imported."""
+    return (os.getppid(), os.getcwd(), os.environ.get("BO_TUNER_PROBE"), os.environ.get("KERAS_BACKEND"),
+            "xml.dom.minidom" in sys.modules)
 
 
 _held: list[bytes] = []
@@ -133,3 +145,66 @@ def test_terminate_stops_a_running_task_at_once() -> None:
     assert time.perf_counter() - started < 10
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(os.getpid)
+
+
+_FORKSERVER_SCRIPT = """
+import json, os, sys
+from bo_tuner.pool import WorkerPool
+from tests.test_pool import _probe
+
+def ask():
+    pool = WorkerPool(1, max_tasks=5, preload=["xml.dom.minidom"])
+    try:
+        return pool.submit(_probe).result(timeout=120)
+    finally:
+        pool.shutdown()
+
+first = ask()
+os.chdir(sys.argv[1])
+os.environ["BO_TUNER_PROBE"] = "set since"
+second = ask()
+os.environ["KERAS_BACKEND"] = "jax"  # read by Keras as it is imported: the forkserver began without it
+third = ask()
+print(json.dumps([os.getpid(), first, second, third]))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked from a forkserver on Linux only")
+def test_preloaded_workers_fork_from_a_forkserver_and_run_where_the_pool_runs(tmp_path: Path) -> None:
+    """A forked worker runs in the pool's current directory with its current environment, not the forkserver's
+    (the directory is multiprocessing's doing, the environment the pool's); a pool whose
+    import-time environment changed since the forkserver began spawns its workers instead."""
+    env = subprocess_env()
+    env.pop("KERAS_BACKEND", None)
+    env.pop("BO_TUNER_START_METHOD", None)
+    out = subprocess.run([sys.executable, "-c", _FORKSERVER_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    pid, first, second, third = json.loads(out.stdout.splitlines()[-1])
+    assert first[0] == second[0] != pid  # both forked by the same forkserver
+    assert first[4] and second[4]  # which had imported the preload before forking them
+    assert second[1:4] == [str(tmp_path), "set since", None]
+    assert third[0] == pid and not third[4]  # spawned: its own fresh interpreter, no preload
+    assert third[1:4] == [str(tmp_path), "set since", "jax"]
+
+
+def test_start_method_spawn_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BO_TUNER_START_METHOD", "spawn")
+    assert start_context(["xml.dom.minidom"]).get_start_method() == "spawn"
+    assert start_context(None).get_start_method() == "spawn"
+    monkeypatch.setenv("BO_TUNER_START_METHOD", "fork")
+    with pytest.raises(ConfigError, match="BO_TUNER_START_METHOD: 'fork' is not one of forkserver, spawn"):
+        start_context(["xml.dom.minidom"])
+
+
+def test_keras_backend_is_found_as_keras_finds_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras_backend() == "tensorflow"  # no keras.json
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch", "floatx": "float32"}))
+    assert keras_backend() == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert keras_backend() == "jax"
+    (tmp_path / "keras.json").write_text("not json")
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert keras_backend() == "tensorflow"

@@ -131,7 +131,7 @@ def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, h
     assert process.returncode == 130, err.decode()[-2000:]
     assert "interrupted" in err.decode()
     _, alive = psutil.wait_procs(workers, timeout=10)
-    assert alive == []  # no worker outlives the study
+    assert alive == [], [(p.pid, p.status(), p.cmdline()[-3:]) for p in alive]  # no worker outlives the study
     assert client.get_run(parent).info.status == "KILLED"
     _, children = _children(client, how)
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
