@@ -7,8 +7,9 @@ slots owns one process and a thread that feeds it:
 
 - processes are started when the pool is made, so their imports overlap the study's own set-up; with ``preload``
   (Linux) they are forked from multiprocessing's *forkserver*, a process that imported those modules (TensorFlow,
-  MLflow) once, so a second worker, a recycled worker's spare or the next study in the same Python session starts in
-  well under a second instead of repeating ~5-10 s of imports (see :func:`start_context`);
+  MLflow) once, so a second worker, a recycled worker's spare or the next study in the same Python session is ready
+  in ~1.5-4 s (on 2 vCPUs: the fork, the data split, thread set-up) instead of repeating 10-15 s of imports (see
+  :func:`start_context`);
 - a worker is recycled after ``max_tasks`` tasks, or sooner once its memory grew by more than ``max_growth_mb``
   since its second task began (the way Celery's ``worker_max_memory_per_child`` works: TensorFlow keeps ~10-15 MB per
   trial even after ``clear_session``, more for bigger models, so a fixed count either recycles small models too
@@ -182,9 +183,9 @@ def start_context(preload: Sequence[str] | None) -> Any:
     the worker). There is one forkserver per Python process and it keeps the preload and environment it began with:
     a later pool's workers import what their own ``preload`` adds (a preload only saves time), and a pool whose
     import-time environment (``KERAS_BACKEND``, ``TF_*``, thread counts, see ``_IMPORT_TIME_ENV``) differs from the
-    first one's spawns its workers instead. Workers are spawned as well
-    without ``preload``, off Linux (macOS's system frameworks are not fork-safe), and with
-    ``BO_TUNER_START_METHOD=spawn`` (a way out should a library misbehave after a fork).
+    first one's spawns its workers instead. Workers are spawned as well without ``preload``, off Linux (macOS's
+    system frameworks are not fork-safe), and with ``BO_TUNER_START_METHOD=spawn`` (a way out should a library
+    misbehave after a fork).
     """
     global _forkserver_env
     method = os.environ.get("BO_TUNER_START_METHOD", "forkserver")
