@@ -198,7 +198,7 @@ def start_context(preload: Sequence[str] | None) -> Any:
     environment = {k: v for k, v in os.environ.items() if k.startswith(_IMPORT_TIME_ENV)}
     context = multiprocessing.get_context("forkserver")
     if _forkserver_env is None:
-        context.set_forkserver_preload(list(preload))
+        context.set_forkserver_preload(["bo_tuner._forkserver", *preload])  # first: Ctrl-C is the pool owner's
         _forkserver_env = environment
     elif environment != _forkserver_env:
         logger.debug("workers are spawned: the forkserver began under another import-time environment")
@@ -284,8 +284,11 @@ class WorkerPool(cf.Executor):
         self._winding_down = True
 
     def _feed(self, slot: int) -> None:
-        with contextlib.suppress(RuntimeError):  # shut down before it started: the slot has nothing to do
+        try:
             self._current[slot] = self._start(slot)
+        except Exception as exc:  # shut down meanwhile, a Ctrl-C that also stopped the forkserver, or the start
+            # failed: the slot's first task starts another process, and fails with the reason if that fails too
+            logger.debug("slot %d: its first process did not start (%s)", slot, exc)
         while True:
             item = self._queue.get()
             if item is None:

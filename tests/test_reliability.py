@@ -140,6 +140,21 @@ def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, h
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_the_workers_still_import_ends_quietly(workdir: Path) -> None:
+    """Ctrl-C two seconds in, while the workers' forkserver (or a spawned worker) is still importing TensorFlow:
+    the study's one line, exit 130, no traceback from any process, and none of them left running."""
+    process = _start_study(workdir, sqlite_uri(workdir), "--n-calls", "3", "--experiment", "early")
+    time.sleep(2)
+    started = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert err.decode().strip() == "bo-tuner: interrupted"
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == [], [(p.pid, p.status(), p.cmdline()[-3:]) for p in alive]
+
+
+@pytest.mark.slow
 def test_nan_trials_fail_and_the_study_stops_registering_nothing(workdir: Path) -> None:
     uri = sqlite_uri(workdir)
     config = bo_tuner.StudyConfig(data="iris", n_calls=5, n_initial_points=2, max_epochs=5, experiment="nan",
