@@ -40,6 +40,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -87,10 +88,42 @@ def _resident_mb() -> float | None:
         return None
 
 
+_OWNER_POLL_SECONDS = 0.5
+
+
+def _exit_with(owner: int) -> None:
+    """End this worker as soon as the pool's process ``owner`` is gone, whatever this worker is doing.
+
+    A study killed with ``kill -9 PID`` (the OOM killer, a scheduler, a kernel restart) cannot stop its workers,
+    and a worker busy in ``fit`` would not notice the closed pipe until its trial ends: it would train on for minutes
+    and then mark its run FINISHED, maybe after a ``--resume`` had marked it KILLED and re-run its budget. Nor does
+    the parent's death reach a forked worker, whose parent is the forkserver. So a thread watches the owner and
+    exits at once, leaving the trial's run RUNNING, as a kill of the whole process group would.
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(owner)  # remembers its start time: a reused pid is not the owner
+    except psutil.Error:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            try:
+                if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(_OWNER_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="bo_tuner-owner-watch").start()
+
+
 def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
-           environ: dict[str, str]) -> None:
+           environ: dict[str, str], owner: int) -> None:
     """A worker's life: take on the pool's environment, set up once, then answer tasks until told to stop (None)
-    or the pool goes away.
+    or the pool goes away. It ends at once when the pool's process ``owner`` dies (:func:`_exit_with`).
 
     ``environ``: the pool's environment variables as the worker was started. A forked worker would otherwise have
     the forkserver's, from when the forkserver began: a token or ``MLFLOW_*`` setting made since must reach it.
@@ -98,6 +131,7 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
     """
     global _in_worker
     _in_worker = True
+    _exit_with(owner)
     if os.environ != environ:
         os.environ.clear()
         os.environ.update(environ)
@@ -130,8 +164,8 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
 class _Process:
     def __init__(self, context: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, initializer, initargs, dict(os.environ)),
-                                       name="bo_tuner-worker")
+        self.process = context.Process(target=_serve, name="bo_tuner-worker",
+                                       args=(child, initializer, initargs, dict(os.environ), os.getpid()))
         self.process.start()
         child.close()
         self.tasks = 0

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bo_tuner.errors import ConfigError
@@ -186,6 +187,52 @@ def test_preloaded_workers_fork_from_a_forkserver_and_run_where_the_pool_runs(tm
     assert second[1:4] == [str(tmp_path), "set since", None]
     assert third[0] == pid and not third[4]  # spawned: its own fresh interpreter, no preload
     assert third[1:4] == [str(tmp_path), "set since", "jax"]
+
+
+_OWNER_SCRIPT = """
+import os, sys, time
+from bo_tuner.pool import WorkerPool
+
+pool = WorkerPool(1, max_tasks=5, preload=sys.argv[1:] or None)
+print(pool.submit(os.getpid).result(timeout=120), flush=True)
+pool.submit(time.sleep, 600)
+time.sleep(600)
+"""
+
+
+def _still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+@pytest.mark.parametrize("preload", [["xml.dom.minidom"], []], ids=["forkserver", "spawn"])
+def test_workers_end_when_the_pool_process_is_killed(preload: list[str]) -> None:
+    """``kill -9`` of the study's process alone (the OOM killer, a scheduler): its workers, busy in a task, end
+    within seconds instead of finishing (and logging) their trials; a forkserver's worker is not even its child."""
+    env = subprocess_env()
+    env.pop("BO_TUNER_START_METHOD", None)
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER_SCRIPT, *preload], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        worker = psutil.Process(int(owner.stdout.readline()))
+        time.sleep(1)  # the worker is in its long task
+        descendants = psutil.Process(owner.pid).children(recursive=True)
+        assert worker in descendants
+        assert (worker.ppid() == owner.pid) == (not preload)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 15
+    while _still_running(descendants) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _still_running(descendants) == [], [p.cmdline()[-3:] for p in _still_running(descendants)]
 
 
 def test_start_method_spawn_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
