@@ -232,7 +232,8 @@ def start_context(preload: Sequence[str] | None) -> Any:
     environment = {k: v for k, v in os.environ.items() if k.startswith(_IMPORT_TIME_ENV)}
     context = multiprocessing.get_context("forkserver")
     if _forkserver_env is None:
-        context.set_forkserver_preload(["bo_tuner._forkserver", *preload])  # first: Ctrl-C is the pool owner's
+        # first: Ctrl-C is the pool owner's; last: the imported heap is frozen before workers are forked from it
+        context.set_forkserver_preload(["bo_tuner._forkserver", *preload, "bo_tuner._forkserver_ready"])
         _forkserver_env = environment
     elif environment != _forkserver_env:
         logger.debug("workers are spawned: the forkserver began under another import-time environment")

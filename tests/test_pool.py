@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -47,10 +48,11 @@ def _fail() -> None:
     raise ValueError("bad input 42")
 
 
-def _probe() -> tuple[int, str, str | None, str | None, bool]:
-    """What a worker sees: who started it, where it runs, two variables, whether the preload was imported."""
+def _probe() -> tuple[int, str, str | None, str | None, bool, bool]:
+    """What a worker sees: who started it, where it runs, two variables, whether the preload was imported, whether
+    its heap came frozen."""
     return (os.getppid(), os.getcwd(), os.environ.get("BO_TUNER_PROBE"), os.environ.get("KERAS_BACKEND"),
-            "xml.dom.minidom" in sys.modules)
+            "xml.dom.minidom" in sys.modules, gc.get_freeze_count() > 0)
 
 
 _held: list[bytes] = []
@@ -184,8 +186,9 @@ def test_preloaded_workers_fork_from_a_forkserver_and_run_where_the_pool_runs(tm
     pid, first, second, third = json.loads(out.stdout.splitlines()[-1])
     assert first[0] == second[0] != pid  # both forked by the same forkserver
     assert first[4] and second[4]  # which had imported the preload before forking them
+    assert first[5] and second[5]  # and frozen the heap its imports made
     assert second[1:4] == [str(tmp_path), "set since", None]
-    assert third[0] == pid and not third[4]  # spawned: its own fresh interpreter, no preload
+    assert third[0] == pid and not third[4] and not third[5]  # spawned: its own fresh interpreter, no preload
     assert third[1:4] == [str(tmp_path), "set since", "jax"]
 
 
