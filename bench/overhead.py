@@ -13,15 +13,25 @@ each trial's ``fit_seconds``. Prints how the wall time of ``tune()`` splits into
 - end: from the last trial's end to ``tune()`` returning (champion loaded back and scored, registry, plots);
 
 and the ``overhead_fraction`` the study logged (1 - sum of fit / (wall x parallel)).
+
+With ``--plain-loop`` it then trains the study's trials again — the same hyperparameters, seeds, data split and
+training function — in a fresh Python process that does nothing else: import Keras, load the data, fit each model
+in turn; no MLflow, no proposals, no worker processes. What that loop spends outside ``fit`` (Python and TensorFlow
+start-up, building each model) any way of training these models pays; the difference to the study's is what
+bo_tuner adds.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import bo_tuner
 
@@ -47,11 +57,49 @@ def timeline(uri: str, result: bo_tuner.StudyResult, started: float, ended: floa
             "overhead_fraction": parent["overhead_fraction"], "pruned": parent.get("n_pruned_trials", 0.0)}
 
 
+def plain_loop(spec_file: str) -> None:
+    """Train the trials listed in ``spec_file`` one after the other; print the sum of their fit seconds (JSON)."""
+    from bo_tuner import data, models
+
+    spec = json.loads(Path(spec_file).read_text())
+    models.configure_runtime(None)  # what a study's worker sets (on a CPU: no Grappler), so the fits are alike
+    prepared = data.prepare(*spec["data_key"])
+    fit_seconds = []
+    for hp, seed in spec["trials"]:
+        fit = models.train(spec["model"], hp, x_train=prepared.x_train, y_train=prepared.y_train,
+                           x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,
+                           n_outputs=prepared.n_outputs, metric=spec["metric"], maximize=spec["maximize"],
+                           max_epochs=spec["max_epochs"], seed=seed, target_mean=prepared.target_mean,
+                           target_scale=prepared.target_scale, image_shape=prepared.image_shape)
+        fit_seconds.append(fit.fit_seconds)
+    print(json.dumps({"fit": sum(fit_seconds), "trials": len(fit_seconds)}))
+
+
+def run_plain_loop(config: bo_tuner.StudyConfig, result: bo_tuner.StudyResult, directory: str) -> dict[str, float]:
+    """Wall and fit seconds of :func:`plain_loop` over ``result``'s finished trials, in a fresh process."""
+    from bo_tuner.config import metric_is_maximized
+    from bo_tuner.trial import hyperparameters
+
+    trials = [(hyperparameters(config, t.params), config.seed + t.number) for t in result.trials
+              if t.state == "COMPLETE"]
+    spec = Path(directory) / "plain_loop.json"
+    spec.write_text(json.dumps({"data_key": config.data_key, "model": config.model, "metric": result.metric,
+                                "maximize": metric_is_maximized(result.metric), "max_epochs": config.max_epochs,
+                                "trials": trials}))
+    started = time.time()
+    out = subprocess.run([sys.executable, "-c", f"from bench.overhead import plain_loop; plain_loop({str(spec)!r})"],
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=True)
+    wall = time.time() - started
+    return {"wall": wall, **json.loads(out.stdout.splitlines()[-1])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-calls", type=int, default=20)
     parser.add_argument("--data", default="digits")
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--plain-loop", action="store_true",
+                        help="then train the same trials in a plain Keras loop and compare what is not fit")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mlflow.tracking import MlflowClient
@@ -65,6 +113,7 @@ def main() -> None:
         started = time.time()
         result = bo_tuner.tune(config, progress=False)
         t = timeline(uri, result, started, time.time(), args.parallel)
+        plain = run_plain_loop(config, result, tmp) if args.plain_loop else None
     wall = t["wall"]
     print(f"{args.data}, {t['trials']:.0f} trials, parallel {args.parallel}, {os.cpu_count()} CPUs: "
           f"wall {wall:.1f} s, fit {t['fit']:.1f} s, best {result.metric} {result.best_value:.4f}\n")
@@ -78,6 +127,18 @@ def main() -> None:
     for label, seconds in rows:
         print(f"| {label} | {seconds:.1f} | {seconds / wall:.1%} |")
     print(f"\noverhead_fraction logged on the parent run: {t['overhead_fraction']:.3f}")
+    if plain is None:
+        return
+    not_fit = plain["wall"] - plain["fit"]
+    print(f"\nThe same {plain['trials']:.0f} trials in a plain Keras loop (fresh process, no MLflow, no proposals):\n")
+    print("| | wall s | fit s | not fit s | not fit / wall |")
+    print("|---|---|---|---|---|")
+    loop_share = not_fit / plain["wall"]
+    print(f"| plain Keras loop | {plain['wall']:.1f} | {plain['fit']:.1f} | {not_fit:.1f} | {loop_share:.1%} |")
+    print(f"| bo_tuner study | {wall:.1f} | {t['fit']:.1f} | {t['not_fit']:.1f} | {t['not_fit'] / wall:.1%} |")
+    added = t["not_fit"] - not_fit
+    print(f"\nWhat bo_tuner adds outside fit: {added:.1f} s = {added / wall:.1%} of the study's wall time "
+          f"(the loop's own {not_fit:.1f} s are Python/TensorFlow start-up and model building).")
 
 
 if __name__ == "__main__":
