@@ -21,7 +21,10 @@ the last hyperparameters (one Cholesky factorisation). Only the newest fitted GP
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import copy
 import functools
+import logging
 import math
 import random
 import warnings
@@ -31,6 +34,8 @@ from typing import Any, TypeVar
 from threadpoolctl import threadpool_limits
 
 from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace
+
+logger = logging.getLogger(__name__)
 
 PENALTY_RANGE_FRACTION = 0.5
 REFIT_GROWTH = 0.1
@@ -377,48 +382,70 @@ class Optimizer:
         return sorted(names, key=lambda name: shortest[name])[:limit]
 
     @_one_blas_thread
-    def save_plots(self, directory: str, *, maximize: bool = False, title: str = "") -> list[str]:
+    def save_plots(self, directory: str, *, maximize: bool = False, title: str = "",
+                   submit: Callable[..., cf.Future[bool]] | None = None) -> list[str]:
         """Save skopt's plots of the search: convergence, partial dependence of the objective, evaluations.
 
         Values are shown as minimized (a maximized metric appears negated; the axis label says so). A plot that
         skopt cannot draw for this search (too few points, no fitted GP yet) is skipped; paths of the saved ones
         are returned. The grid plots show the :meth:`relevant_dimensions` only.
+
+        ``submit`` (an executor's, e.g. the study's warm worker pool): the evaluations grid, which needs no GP, is
+        drawn there while this process draws the other two — the two 6x6 grids are ~2 s each on a 2-vCPU machine,
+        on the critical path at the study's end.
         """
         if not self._opt.yi:
             return []
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from skopt.plots import plot_convergence, plot_evaluations, plot_objective
-
         result = self._opt.get_result()
         shown = self.relevant_dimensions(MAX_PLOT_DIMS)
-        saved: list[str] = []
-        plots: list[tuple[str, Callable[[], Any]]] = [
-            ("convergence.png", lambda: plot_convergence(result)),
-            ("evaluations.png", lambda: plot_evaluations(result, plot_dims=shown)),
-        ]
-        if self._opt.models:
-            plots.append(("objective.png", lambda: plot_objective(result, n_points=12, n_samples=100,
-                                                                  plot_dims=shown)))
-        for name, draw in plots:
+        names = ["convergence.png", "evaluations.png"] + (["objective.png"] if self._opt.models else [])
+        offloaded: dict[str, cf.Future[bool]] = {}
+        if submit is not None:
+            without_models = copy.copy(result)
+            without_models.models = []  # the GP's class is local to this module's factory and would not pickle
+            path = f"{directory}/evaluations.png"
+            offloaded["evaluations.png"] = submit(draw_search_plot, without_models, "evaluations.png", shown, path,
+                                                  maximize, title)
+        drawn = {name: draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title)
+                 for name in names if name not in offloaded}
+        for name, future in offloaded.items():
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    axes = draw()
-            except Exception:  # a plot skopt cannot draw for this space/history is skipped, not fatal
-                plt.close("all")
-                continue
-            first = axes.flat[0] if hasattr(axes, "flat") else axes
-            figure = first.figure
-            if name == "convergence.png":
-                first.set_title(f"{title}: convergence" if title else "Convergence")
-                if maximize:
-                    first.set_ylabel("min of -metric after n trials")
-            path = f"{directory}/{name}"
-            # A tight bounding box renders the figure twice: ~1.5 s more for the two 6x6 grids at the study's end.
-            figure.savefig(path, dpi=90, bbox_inches="tight" if name == "convergence.png" else None)
-            plt.close(figure)
-            saved.append(path)
-        return saved
+                drawn[name] = future.result()
+            except Exception as exc:  # the worker died or could not draw it: draw it here after all
+                logger.debug("the %s plot was not drawn by a worker (%s)", name, exc)
+                drawn[name] = draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title)
+        return [f"{directory}/{name}" for name in names if drawn[name]]
+
+
+def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximize: bool, title: str) -> bool:
+    """Draw one of skopt's plots of an optimisation ``result`` into ``path`` (``name``: convergence.png,
+    evaluations.png or objective.png); False when skopt cannot draw it for this search. Module-level, so a worker
+    process can draw it (``result`` must then pickle)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skopt.plots import plot_convergence, plot_evaluations, plot_objective
+
+    draw: Callable[[], Any] = {
+        "convergence.png": lambda: plot_convergence(result),
+        "evaluations.png": lambda: plot_evaluations(result, plot_dims=shown),
+        "objective.png": lambda: plot_objective(result, n_points=12, n_samples=100, plot_dims=shown),
+    }[name]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            axes = draw()
+    except Exception:  # a plot skopt cannot draw for this space/history is skipped, not fatal
+        plt.close("all")
+        return False
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    figure = first.figure
+    if name == "convergence.png":
+        first.set_title(f"{title}: convergence" if title else "Convergence")
+        if maximize:
+            first.set_ylabel("min of -metric after n trials")
+    # A tight bounding box renders the figure twice: ~1.5 s more for the two 6x6 grids at the study's end.
+    figure.savefig(path, dpi=90, bbox_inches="tight" if name == "convergence.png" else None)
+    plt.close(figure)
+    return True

@@ -163,12 +163,13 @@ class _Study:
     plot_dir: tempfile.TemporaryDirectory[str] | None = None
     plot_paths: list[str] = field(default_factory=list)
 
-    def render_plots(self) -> None:
-        """Draw the search plots (skopt) into a temporary folder; :func:`_finish_parent` logs them."""
+    def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
+        """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
+        worker); :func:`_finish_parent` logs them."""
         if self.plot_dir is None:
             self.plot_dir = tempfile.TemporaryDirectory(prefix="bo_tuner-plots-")
             self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
-                                                        title=self.label)
+                                                        title=self.label, submit=submit)
 
     @property
     def best(self) -> TrialOutcome | None:
@@ -687,12 +688,12 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         with _sigterm_as_interrupt():
             study.execute(executor)
             best = study.best
-            # Load the best model back and score the test split in a warm worker; draw the search plots here
-            # meanwhile.
+            # Load the best model back and score the test split in a warm worker; draw the search plots
+            # meanwhile, here and (one of them, after the scoring) in a worker.
             scoring: cf.Future[dict[str, float]] | None = None
             if best is not None and best.model_uri is not None:
                 scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config)
-            study.render_plots()
+            study.render_plots(executor.submit if isinstance(executor, WorkerPool) else None)
             test_scores = _scores(scoring)
             executor.shutdown(wait=False)  # workers finish their after-work and exit during the registry step
     except KeyboardInterrupt:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import concurrent.futures as cf
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bo_tuner.optimizer import MAX_PLOT_DIMS, Optimizer, penalty
+from bo_tuner.pool import WorkerDied, WorkerPool
 from bo_tuner.space import SearchSpace
 
 SPACE = SearchSpace.from_dict({
@@ -205,3 +208,34 @@ def test_plots_show_the_dimensions_the_objective_depends_on(tmp_path: Path) -> N
     assert opt.relevant_dimensions(20) == list(spec)  # everything fits: space order
     saved = opt.save_plots(str(tmp_path))
     assert sorted(Path(p).name for p in saved) == ["convergence.png", "evaluations.png", "objective.png"]
+
+
+def test_a_worker_draws_the_evaluations_plot_and_a_failed_one_is_drawn_here(tmp_path: Path) -> None:
+    """The study's end: one grid plot is drawn by a warm worker (a real process: the result must pickle) while
+    this process draws the others; if the worker cannot, it is drawn here."""
+    opt = Optimizer(SearchSpace.from_dict({"x": {"type": "real", "low": -2.0, "high": 2.0},
+                                           "kind": {"type": "categorical", "choices": ["a", "b"]}}),
+                    n_initial_points=4, seed=1)
+    for _ in range(8):
+        p = opt.ask()
+        opt.tell(p, float(p["x"]) ** 2 + (p["kind"] == "b"))
+    submitted: list[str] = []
+    with WorkerPool(1, max_tasks=10) as pool:
+        def submit(fn: Any, *args: Any) -> cf.Future[bool]:
+            submitted.append(args[1])
+            return pool.submit(fn, *args)
+
+        saved = opt.save_plots(str(tmp_path), submit=submit)
+    assert submitted == ["evaluations.png"]
+    assert [Path(p).name for p in saved] == ["convergence.png", "evaluations.png", "objective.png"]
+    assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in saved)
+
+    def broken(fn: Any, *args: Any) -> cf.Future[bool]:
+        future: cf.Future[bool] = cf.Future()
+        future.set_exception(WorkerDied("worker process 1 exited with code -9"))
+        return future
+
+    (tmp_path / "again").mkdir()
+    again = opt.save_plots(str(tmp_path / "again"), submit=broken)
+    assert [Path(p).name for p in again] == ["convergence.png", "evaluations.png", "objective.png"]
+    assert all(Path(p).stat().st_size > 0 for p in again)
