@@ -104,16 +104,21 @@ def _exit_with(owner: int) -> None:
 
     try:
         process = psutil.Process(owner)  # remembers its start time: a reused pid is not the owner
-    except psutil.Error:
+    except psutil.NoSuchProcess:
         os._exit(1)
+    except psutil.Error as exc:  # e.g. /proc hidden from this user: the pipe's EOF after the task must do
+        logger.debug("worker %d cannot watch process %d (%s)", os.getpid(), owner, exc)
+        return
 
     def watch() -> None:
         while True:
             try:
                 if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
                     break
-            except psutil.Error:
+            except psutil.NoSuchProcess:  # ZombieProcess included
                 break
+            except psutil.Error:  # cannot tell: never end a worker on a guess
+                return
             time.sleep(_OWNER_POLL_SECONDS)
         os._exit(1)
 

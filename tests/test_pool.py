@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from bo_tuner.errors import ConfigError
-from bo_tuner.pool import WorkerDied, WorkerPool, defer, keras_backend, start_context
+from bo_tuner.pool import WorkerDied, WorkerPool, _exit_with, defer, keras_backend, start_context
 
 from .conftest import REPO, subprocess_env
 
@@ -236,6 +236,15 @@ def test_workers_end_when_the_pool_process_is_killed(preload: list[str]) -> None
     while _still_running(descendants) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _still_running(descendants) == [], [p.cmdline()[-3:] for p in _still_running(descendants)]
+
+
+def test_a_worker_that_cannot_see_the_study_process_keeps_working(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where /proc hides processes psutil raises AccessDenied: the worker must not take that for a dead study."""
+    def hidden(pid: int) -> psutil.Process:
+        raise psutil.AccessDenied(pid)
+
+    monkeypatch.setattr(psutil, "Process", hidden)
+    _exit_with(os.getpid())  # returns: no watch, and this (test) process lives on
 
 
 def test_start_method_spawn_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
