@@ -87,6 +87,17 @@ def test_cnn_on_square_inputs_and_regression_scale() -> None:
     assert abs(float(predictions.mean()) - float(target.mean())) < 100  # outputs in the target's units
 
 
+def test_predict_in_one_batch_or_in_many_matches_keras_predict() -> None:
+    x, y = _toy(features=8)
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=x, y_train=y, x_val=x, y_val=y,
+                       task="classification", n_outputs=3, metric="val_accuracy", maximize=True, max_epochs=1,
+                       seed=0)
+    rows = np.resize(x, (models.PREDICT_BATCH_ROWS + 100, x.shape[1]))
+    expected = fit.model.predict(rows, verbose=0)
+    np.testing.assert_allclose(models.predict(fit.model, rows), expected, rtol=1e-5, atol=1e-7)  # in batches
+    np.testing.assert_allclose(models.predict(fit.model, rows[:5]), expected[:5], rtol=1e-5, atol=1e-7)  # one
+
+
 def test_cnn_rejects_non_square_inputs() -> None:
     x, y = _toy(features=10)
     with pytest.raises(TrialFailedError, match="not a square image"):
