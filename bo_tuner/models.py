@@ -555,6 +555,24 @@ def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
     return np.asarray(model.predict(x, verbose=0, batch_size=PREDICT_BATCH_ROWS))
 
 
+def gpu_count() -> int:
+    """How many GPUs the Keras backend sees in this process (lists its devices, which initialises the backend)."""
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return sum(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    return 0
+
+
 def backend_name() -> str:
     """The Keras backend this process trains with ("tensorflow", "jax", "torch")."""
     import keras

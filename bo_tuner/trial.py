@@ -14,6 +14,7 @@ import signal
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 from bo_tuner import data as data_mod
 from bo_tuner import models, plots, pool, tracking
 from bo_tuner.config import StudyConfig
-from bo_tuner.errors import RegistryError, TrialFailedError, first_line
+from bo_tuner.errors import BoTunerWarning, RegistryError, TrialFailedError, first_line
 from bo_tuner.space import Scalar
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "KILLED"]
@@ -209,6 +210,15 @@ def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: Trial
                         seconds=seconds)
 
 
+def warn_without_gpu(gpu: str) -> None:
+    """``--gpus`` dealt this worker GPU ``gpu``, but its Keras backend sees none (a CPU-only TensorFlow, no driver,
+    an index that does not exist): say so once, as the worker starts, rather than train on the CPU unannounced."""
+    if models.gpu_count() == 0:
+        warnings.warn(f"gpus: worker {os.getpid()} was given GPU {gpu} but Keras' {models.backend_name()} backend sees "
+                      "no GPU (CPU-only install, no driver, or no such device); its trials train on the CPU",
+                      BoTunerWarning, stacklevel=2)
+
+
 def init_worker(intra_op_threads: int | None, gpu: str | None = None,
                 data_key: tuple[str, str | None, str | None, float, float, int] | None = None,
                 tracking_uri: str | None = None) -> None:
@@ -228,6 +238,8 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
             os.environ[var] = str(intra_op_threads)
     models.configure_runtime(intra_op_threads)
     models.import_backend()
+    if gpu is not None:
+        warn_without_gpu(gpu)
     if data_key is not None:
         with contextlib.suppress(Exception):  # best effort: the study reports bad data; a trial would re-raise it
             data_mod.prepare(*data_key)

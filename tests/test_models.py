@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from bo_tuner import models
-from bo_tuner.errors import ConfigError, TrialFailedError
+from bo_tuner import models, trial
+from bo_tuner.errors import BoTunerWarning, ConfigError, TrialFailedError
 
 
 def test_median_prune_rule() -> None:
@@ -206,3 +206,10 @@ def test_a_cpu_worker_trains_without_grappler() -> None:
     no_gpu, disabled, threads = out.stdout.split()
     assert threads == "1"
     assert disabled == no_gpu  # off exactly when there is no GPU
+
+
+def test_a_worker_given_a_gpu_it_cannot_see_says_so() -> None:
+    if models.gpu_count():
+        pytest.skip("this machine has a GPU")
+    with pytest.warns(BoTunerWarning, match=r"was given GPU 3 but Keras' \w+ backend sees no GPU .* train on the CPU"):
+        trial.warn_without_gpu("3")
