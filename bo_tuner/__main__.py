@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, load_config, parse_hparams
-from bo_tuner.errors import BoTunerError
+from bo_tuner.errors import BoTunerError, show_warnings_as_lines
 from bo_tuner.pool import WorkerPool, study_pool
 
 
@@ -200,6 +200,7 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    show_warnings_as_lines()
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 
 class BoTunerError(Exception):
     """Base class of every error bo_tuner raises on purpose. Its message is one line: line breaks that a value
@@ -72,3 +74,21 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 class BoTunerWarning(UserWarning):
     """Category of warnings emitted by bo_tuner."""
+
+
+_python_formatwarning = warnings.formatwarning
+
+
+def _formatwarning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:
+    if issubclass(category, BoTunerWarning):
+        return f"bo-tuner: warning: {' '.join(str(message).split())}\n"
+    return _python_formatwarning(message, category, filename, lineno, line)
+
+
+def show_warnings_as_lines() -> None:
+    """In a process bo_tuner runs (the command line, its worker processes): print a ``BoTunerWarning`` as one line,
+    ``bo-tuner: warning: ...`` like its errors, not as Python's ``file:line: BoTunerWarning: ...`` plus a line of
+    bo_tuner's source. Other warnings keep Python's format. Not done on ``import bo_tuner``: a program that uses
+    the Python API keeps its own warning format."""
+    warnings.formatwarning = _formatwarning

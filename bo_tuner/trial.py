@@ -25,7 +25,7 @@ import numpy as np
 from bo_tuner import data as data_mod
 from bo_tuner import models, plots, pool, tracking
 from bo_tuner.config import StudyConfig
-from bo_tuner.errors import BoTunerWarning, RegistryError, TrialFailedError, first_line
+from bo_tuner.errors import BoTunerWarning, RegistryError, TrialFailedError, first_line, show_warnings_as_lines
 from bo_tuner.space import Scalar
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "KILLED"]
@@ -229,6 +229,7 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     ``gpu``: the device this worker uses (``CUDA_VISIBLE_DEVICES``); on a GPU no worker grabs all of its memory.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    show_warnings_as_lines()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX backend: share the GPU
@@ -241,7 +242,10 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     if gpu is not None:
         warn_without_gpu(gpu)
     if data_key is not None:
-        with contextlib.suppress(Exception):  # best effort: the study reports bad data; a trial would re-raise it
+        # Best effort, and quiet: the study has reported bad data and the data's warnings already; a trial would
+        # re-raise an error.
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore", BoTunerWarning)
             data_mod.prepare(*data_key)
     tracking.preload_store(tracking_uri)
     # What the imports created lives as long as the process: move it out of the collector's sight, so the

@@ -6,12 +6,14 @@ import multiprocessing
 import sqlite3
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bo_tuner.__main__ import main
+from bo_tuner.errors import BoTunerWarning, show_warnings_as_lines
 
 from .conftest import subprocess_env
 
@@ -154,3 +156,12 @@ def test_every_mlproject_parameter_reaches_a_flag() -> None:
             for param, value in values.items():
                 if value == "" and hasattr(parsed, param):
                     assert getattr(parsed, param) in (None, False), (name, param)
+
+
+def test_bo_tuner_warnings_print_as_one_line_others_as_python_prints_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored afterwards
+    show_warnings_as_lines()  # what the command line and every worker process do
+    text = warnings.formatwarning(BoTunerWarning("class 'x' has\n2 rows"), BoTunerWarning, "data.py", 3, "src")
+    assert text == "bo-tuner: warning: class 'x' has 2 rows\n"
+    other = warnings.formatwarning(UserWarning("other"), UserWarning, "m.py", 7, "x = 1")
+    assert other.startswith("m.py:7: UserWarning: other") and "x = 1" in other
