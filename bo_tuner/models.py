@@ -47,7 +47,7 @@ ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "
 TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8, "epochs": None}
 #: Smallest values the training hyperparameters accept (checked before any run is created).
 TRAINING_MINIMUMS: dict[str, int] = {"batch_size": 1, "patience": 0, "epochs": 1}
-VALIDATION_BATCH_ROWS = 1024  # validation is scored in batches of up to this many rows (see validation_batch_size)
+INFERENCE_BATCH_ROWS = 1024  # rows scored at once in inference mode: each epoch's validation, and predict()
 #: Training batches per call into the compiled step (Keras' ``steps_per_execution``; TensorFlow and JAX). The same
 #: updates in the same order, fewer trips through Python: 5-20 % less fit time for small-batch MLPs on 2 CPUs.
 STEPS_PER_EXECUTION = 16
@@ -382,14 +382,14 @@ def median_prune_epoch(curve: list[float], reference: list[list[float]], maximiz
 
 def validation_batch_size(batch_size: int, n_val: int) -> int:
     """Rows per batch when a trial scores its validation split after each epoch: the whole split up to
-    ``VALIDATION_BATCH_ROWS`` rows, never fewer than the training batch.
+    ``INFERENCE_BATCH_ROWS`` rows, never fewer than the training batch.
 
     Keras' default, the training batch size, spends most of a small-batch trial's epoch on validation steps'
     overhead (digits, batch 32: 12 evaluation steps an epoch, ~1/3 of the fit on 2 CPUs) and compiles a second
     evaluation step for the last, smaller batch (JAX; TensorFlow with XLA). Evaluation runs in inference mode, so the
     values are the same up to the order of summation.
     """
-    return max(batch_size, min(n_val, VALIDATION_BATCH_ROWS))
+    return max(batch_size, min(n_val, INFERENCE_BATCH_ROWS))
 
 
 def stop_on_non_finite_loss() -> Any:
@@ -539,20 +539,17 @@ def load_model(path: str) -> Any:
     return keras.models.load_model(path, compile=False)
 
 
-PREDICT_BATCH_ROWS = 1024
-
-
 def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
-    """The model's outputs for ``x``: up to ``PREDICT_BATCH_ROWS`` rows in one ``predict_on_batch`` call, more
+    """The model's outputs for ``x``: up to ``INFERENCE_BATCH_ROWS`` rows in one ``predict_on_batch`` call, more
     with ``predict`` in batches of that size. Both run the model's ``predict_step``; for one batch ``predict``
     costs 40-60 ms more per call on 2 vCPUs (it builds a data pipeline each time: a warm digits MLP answers 5 rows
     in 0.7 ms with ``predict_on_batch``, 63 ms with ``predict``): paid for each logged model's signature sample,
     the champion check and every small request to a served model."""
     import numpy as np
 
-    if len(x) <= PREDICT_BATCH_ROWS:
+    if len(x) <= INFERENCE_BATCH_ROWS:
         return np.asarray(model.predict_on_batch(x))
-    return np.asarray(model.predict(x, verbose=0, batch_size=PREDICT_BATCH_ROWS))
+    return np.asarray(model.predict(x, verbose=0, batch_size=INFERENCE_BATCH_ROWS))
 
 
 def gpu_count() -> int:

@@ -92,7 +92,7 @@ def test_predict_in_one_batch_or_in_many_matches_keras_predict() -> None:
     fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=x, y_train=y, x_val=x, y_val=y,
                        task="classification", n_outputs=3, metric="val_accuracy", maximize=True, max_epochs=1,
                        seed=0)
-    rows = np.resize(x, (models.PREDICT_BATCH_ROWS + 100, x.shape[1]))
+    rows = np.resize(x, (models.INFERENCE_BATCH_ROWS + 100, x.shape[1]))
     expected = fit.model.predict(rows, verbose=0)
     np.testing.assert_allclose(models.predict(fit.model, rows), expected, rtol=1e-5, atol=1e-7)  # in batches
     np.testing.assert_allclose(models.predict(fit.model, rows[:5]), expected[:5], rtol=1e-5, atol=1e-7)  # one
@@ -174,7 +174,7 @@ def test_the_nan_stop_is_checked_per_epoch_so_batches_are_dispatched_asynchronou
 
 def test_validation_is_scored_in_few_large_batches() -> None:
     assert models.validation_batch_size(32, 360) == 360  # a small split: one batch, one compiled step
-    assert models.validation_batch_size(32, 50_000) == models.VALIDATION_BATCH_ROWS  # memory stays bounded
+    assert models.validation_batch_size(32, 50_000) == models.INFERENCE_BATCH_ROWS  # memory stays bounded
     assert models.validation_batch_size(4096, 360) == 4096  # never below the training batch (Keras' default)
 
 
