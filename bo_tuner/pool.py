@@ -8,7 +8,7 @@ slots owns one process and a thread that feeds it:
 - processes are started when the pool is made, so their imports overlap the study's own set-up; with ``preload``
   (Linux) they are forked from multiprocessing's *forkserver*, a process that imported those modules (TensorFlow,
   MLflow) once, so a second worker, a recycled worker's spare or the next study in the same Python session is ready
-  in ~1.5-4 s (on 2 vCPUs: the fork, the data split, thread set-up) instead of repeating 10-15 s of imports (see
+  in ~0.5-4 s (on 2 vCPUs: the fork, the data split, thread set-up) instead of repeating 10-15 s of imports (see
   :func:`start_context`);
 - a worker is recycled after ``max_tasks`` tasks, or sooner once its memory grew by more than ``max_growth_mb``
   since its second task began (the way Celery's ``worker_max_memory_per_child`` works: TensorFlow keeps ~10-15 MB per
