@@ -256,9 +256,8 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
     if frame.shape[1] == 0 or frame.shape[0] == 0:
         raise DataError(f"data: ({data!r}) has no rows or no columns")
     frame.columns = [str(c) for c in frame.columns]
-    for column in frame.columns:  # pandas categoricals (Parquet) → their plain values: the served model's schema
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):  # takes what a JSON request or a CSV carries
-            frame[column] = np.asarray(frame[column].astype(object))
+    for column in frame.columns:
+        frame[column] = _plain_column(frame[column])
     if target is None:
         if "target" in frame.columns:
             target = "target"
@@ -267,6 +266,32 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
     if target not in frame.columns:
         raise DataError(f"target: ({target!r}) is not a column of {data}; columns are {list(frame.columns)}")
     return frame, target
+
+
+def _plain_column(column: pd.Series) -> pd.Series:
+    """A Parquet file's pandas-only column types → the NumPy types a CSV of the same table reads as.
+
+    The served model's signature is inferred from a few rows and MLflow enforces it on every request, so a column
+    must have the type a JSON request or a CSV carries: categoricals → their plain values; nullable integers and
+    floats (``Int64``, ``Float64``) → int64 without missing values, else float64 with NaN (as ``read_csv`` gives);
+    nullable booleans with missing values → objects with NaN; ``pd.NA`` strings → ``str`` with NaN; Arrow types
+    likewise. Without this an ``Int64`` column whose sample rows had no gap was signed ``long`` and the champion
+    check failed on the first row with ``<NA>``.
+    """
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return pd.Series(np.asarray(column.astype(object)), index=column.index, name=column.name)
+    if not isinstance(dtype, pd.api.extensions.ExtensionDtype) or _is_csv_text(dtype):
+        return column
+    if isinstance(dtype, pd.DatetimeTZDtype) or getattr(dtype, "kind", "") in "mM":
+        return column  # datetimes: MLflow's schema has a type for them
+    values = column.to_numpy(dtype=object, na_value=np.nan)
+    return pd.Series(values, index=column.index, name=column.name).infer_objects()
+
+
+def _is_csv_text(dtype: Any) -> bool:
+    """pandas' default text type (what ``read_csv`` gives: ``str``, missing values are NaN)."""
+    return isinstance(dtype, pd.StringDtype) and dtype.na_value is not pd.NA
 
 
 def detect_task(y: pd.Series) -> Task:

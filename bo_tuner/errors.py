@@ -63,13 +63,20 @@ class RegistryError(BoTunerError):
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """What a one-line message quotes of a foreign exception: its first line, cut at ``limit`` characters (some
-    libraries put a whole data frame in their message), or its type when it has no text."""
-    text = str(exc).strip()
-    if not text:
+    """What a one-line message quotes of a foreign exception, at most ``limit`` characters, or its type when it has no
+    text. Some libraries put a whole data frame in their message and the reason after it (MLflow's schema check:
+    "Failed to enforce schema of data '<frame>' with schema '<schema>'. Error: cannot convert NA to integer"), so a
+    message of several lines is quoted as its first line … the end of its last line."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
         return type(exc).__name__
-    line = text.splitlines()[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    if len(lines) == 1:
+        return lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1] + "…"
+    half = (limit - 3) // 2
+    head, tail = lines[0].strip(), lines[-1].strip()
+    head = head if len(head) <= half else head[: half - 1] + "…"
+    tail = tail if len(tail) <= half else "…" + tail[-(half - 1):]
+    return f"{head} … {tail}"
 
 
 class BoTunerWarning(UserWarning):

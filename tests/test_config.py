@@ -100,10 +100,14 @@ def test_fuzz_config_is_valid_or_config_error(values: dict, space: dict) -> None
 
 
 def test_foreign_errors_are_quoted_on_one_short_line() -> None:
-    """Some libraries put a whole data frame in their message (MLflow's schema check did): one line, cut."""
-    frame_dump = "Failed to enforce schema of data '   a  b\n0  1  2\n1  3  4' with schema " + "x" * 500
+    """Some libraries put a whole data frame in their message and the reason last (MLflow's schema check): one
+    line, cut, keeping the start and the reason."""
+    frame_dump = ("Failed to enforce schema of data '   a  b\n0  1  2\n1  3  4' with schema " + "x" * 500
+                  + ". Error: cannot convert NA to integer")
     quoted = first_line(ValueError(frame_dump))
     assert quoted.startswith("Failed to enforce schema of data '") and "\n" not in quoted and len(quoted) <= 300
+    assert quoted.endswith("Error: cannot convert NA to integer")
+    assert first_line(ValueError("y" * 400)) == "y" * 299 + "…"
     assert first_line(KeyError()) == "KeyError"
     assert first_line(ValueError("short")) == "short"
     assert "\n" not in str(RegistryError("line one\nline two"))

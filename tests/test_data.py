@@ -103,6 +103,33 @@ def test_parquet_categoricals_become_plain_values_and_text_columns_are_capped(tm
     assert d.pipeline.transform(d.test_frame).shape == (len(d.test_frame), d.x_train.shape[1])
 
 
+@pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer:UserWarning")
+def test_parquet_nullable_types_read_as_a_csv_would_so_the_signature_holds_for_every_row(tmp_path: Path) -> None:
+    """``Int64``/``boolean``/``string``/``Float64`` columns with gaps after the sample rows: the model's signature is
+    inferred from 5 rows, then MLflow enforces it on each request (the champion check scores the whole test split).
+    An ``Int64`` column was signed ``long`` and failed on the first ``<NA>``: "cannot convert NA to integer"."""
+    from mlflow.models import infer_signature, validate_schema
+
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"count": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+                          "member": pd.array(rng.choice([True, False], n), dtype="boolean"),
+                          "city": pd.array(rng.choice(["Oslo", "Lima"], n), dtype="string"),
+                          "score": pd.array(rng.random(n), dtype="Float64"),
+                          "full": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+                          "label": pd.array(rng.integers(0, 2, n), dtype="Int64")})
+    for column in ("count", "member", "city", "score"):
+        frame.loc[150::7, column] = pd.NA  # gaps only late in the file: not in the sample rows
+    path = tmp_path / "nullable.parquet"
+    frame.to_parquet(path)
+    loaded, _ = data.load_frame(str(path), "label")
+    assert {c: str(t) for c, t in loaded.dtypes.items()} == {
+        "count": "float64", "member": "object", "city": "str", "score": "float64", "full": "int64", "label": "int64"}
+    d = prepare(str(path), "label")
+    assert d.pipeline.classes == [0, 1] and d.pipeline.numeric == ["count", "score", "full"]
+    assert d.test_frame.head(5)["count"].notna().all() and d.test_frame["count"].isna().any()
+    validate_schema(d.test_frame, infer_signature(d.test_frame.head(5)).inputs)
+
 def test_regression_detected_for_float_target(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "r.parquet"
