@@ -199,8 +199,20 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
     return 0
 
 
+def _import_from_working_directory() -> None:
+    """``--model mymodels:build`` finds ``./mymodels.py`` under ``bo-tuner`` as under ``python -m bo_tuner``.
+
+    A console script's ``sys.path`` starts with its own ``bin/`` folder, not the working directory. Done before the
+    worker pool starts: its processes take this ``sys.path`` with them.
+    """
+    here = os.getcwd()
+    if "" not in sys.path and here not in (os.path.abspath(p) for p in sys.path):
+        sys.path.insert(0, here)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     show_warnings_as_lines()
+    _import_from_working_directory()
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

@@ -165,3 +165,19 @@ def test_bo_tuner_warnings_print_as_one_line_others_as_python_prints_them(monkey
     assert text == "bo-tuner: warning: class 'x' has 2 rows\n"
     other = warnings.formatwarning(UserWarning("other"), UserWarning, "m.py", 7, "x = 1")
     assert other.startswith("m.py:7: UserWarning: other") and "x = 1" in other
+
+
+def test_the_console_script_imports_a_builder_from_the_working_directory(tmp_path: Path) -> None:
+    """``bo-tuner tune --model mymodels:build`` beside ``mymodels.py``: a console script's sys.path starts with its
+    bin/ folder, so this failed with "cannot import 'mymodels'" while ``python -m bo_tuner`` worked. The builder is
+    found, then its declared hyperparameters reject the space's unknown one (before any run or import of Keras)."""
+    (tmp_path / "mymodels.py").write_text(
+        "def build(hparams, input_shape, n_outputs, task):\n    raise NotImplementedError\n\n"
+        "build.hyperparameters = {'units': 16}\n")
+    (tmp_path / "study.yaml").write_text("space:\n  bogus: {type: int, low: 1, high: 4}\n")
+    out = subprocess.run([str(Path(sys.executable).parent / "bo-tuner"), "tune", "--config", "study.yaml",
+                          "--model", "mymodels:build", "--data", "iris", "--tracking-uri", "sqlite:///m.db"],
+                         capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(), timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "bogus" in out.stderr and "cannot import" not in out.stderr
+    assert _runs_in(tmp_path / "m.db") == 0
