@@ -73,7 +73,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", type=_opt, help="MLflow experiment name [bo_tuner]")
     p.add_argument("--seed", type=_opt_int, help="seed for splits, proposals and training [42]")
     p.add_argument("--tracking-uri", type=_opt, help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", type=_opt_bool, nargs="?", const=True, default=False, metavar="true|false",
+                   help="no progress bar (for logs and CI)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ def test_mlflow_run_main_entry_point(workdir: Path) -> None:
     client.search_experiments()  # create the store before the launcher and its workers open it (FACTS.md)
     cmd = ["mlflow", "run", str(REPO), "--env-manager", "local", "--experiment-name", "mlproject",
            "-P", "n_calls=2", "-P", "n_initial_points=1", "-P", "max_epochs=2",
-           "-P", "registered_model=digits-mlproject"]
+           "-P", "registered_model=digits-mlproject", "-P", "quiet=true"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600,
                          env=subprocess_env(MLFLOW_TRACKING_URI=uri))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -38,6 +38,7 @@ def test_mlflow_run_main_entry_point(workdir: Path) -> None:
     version = client.get_model_version_by_alias("digits-mlproject", "champion")
     assert version.tags["bo_tuner.study_run_id"] == parent.info.run_id
     assert "registered digits-mlproject v1: now @champion" in out.stdout
+    assert "trial/s" not in out.stderr  # -P quiet=true: no progress bar
 
 
 def test_mlflow_run_train_entry_point(workdir: Path) -> None:
