@@ -24,7 +24,7 @@ import yaml
 
 from bo_tuner import data as data_mod
 from bo_tuner import models, registry, tracking
-from bo_tuner.config import BUILTIN_METRICS, StudyConfig, metric_is_maximized
+from bo_tuner.config import BUILTIN_METRICS, StudyConfig, load_config, metric_is_maximized
 from bo_tuner.errors import (
     BoTunerError,
     ConfigError,
@@ -567,9 +567,26 @@ def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool,
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True,
-         callbacks: Sequence[Callable[[TrialOutcome], Any]] = (), executor: cf.Executor | None = None) -> StudyResult:
+def _as_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None,
+               resume: str | None) -> StudyConfig | None:
+    if isinstance(config, StudyConfig):
+        return config
+    if isinstance(config, Mapping):
+        return StudyConfig.from_mapping(config)
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(os.fspath(config))
+    if config is None:
+        return None if resume is not None else StudyConfig()
+    raise ConfigError(f"config: ({type(config).__name__}) must be a StudyConfig, a mapping or a YAML file's path")
+
+
+def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *, resume: str | None = None,
+         progress: bool = True, callbacks: Sequence[Callable[[TrialOutcome], Any]] = (),
+         executor: cf.Executor | None = None) -> StudyResult:
     """Run a Bayesian search over a Keras model, tracked in MLflow; register the best model as ``@champion``.
+
+    ``config``: a :class:`StudyConfig`, a mapping of the same keys as ``study.yaml`` (``{"data": "iris",
+    "n_calls": 10, "space": {...}}``), or the path of such a YAML file; None: the defaults (the digits demo).
 
     ``callbacks`` are called in this process with each finished :class:`TrialOutcome`, in order.
     ``executor``: the workers to run trials on, already started from ``config`` (``pool.study_pool(config)``: the
@@ -586,10 +603,9 @@ def tune(config: StudyConfig | None = None, *, resume: str | None = None, progre
         RegistryError: the best model could not be registered or promoted; the previous champion stays.
     """
     started = time.perf_counter()
-    if config is None and resume is None:
-        config = StudyConfig()
     stored: StudyConfig | None = None
     try:
+        config = _as_config(config, resume)
         if resume is not None:
             tracking.connect(config.tracking_uri if config else None)
             stored = stored_config(resume)

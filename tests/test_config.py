@@ -111,3 +111,14 @@ def test_foreign_errors_are_quoted_on_one_short_line() -> None:
     assert first_line(KeyError()) == "KeyError"
     assert first_line(ValueError("short")) == "short"
     assert "\n" not in str(RegistryError("line one\nline two"))
+
+
+def test_tune_takes_a_mapping_or_a_path_and_checks_it_before_anything_starts(tmp_path: Path) -> None:
+    import bo_tuner
+
+    with pytest.raises(ConfigError, match=r"unknown key \('n_call'\); did you mean 'n_calls'"):
+        bo_tuner.tune({"data": "iris", "n_call": 2})
+    with pytest.raises(ConfigError, match=r"config: \(int\) must be a StudyConfig, a mapping or a YAML file"):
+        bo_tuner.tune(42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
+        bo_tuner.tune(tmp_path / "missing.yaml")

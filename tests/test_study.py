@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 import bo_tuner
@@ -108,9 +109,10 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     frame = frame.rename(columns={target: "progression"})
     path = directory / "diabetes.csv"
     frame.to_csv(path, index=False)
-    config = StudyConfig(data=str(path), target="progression", n_calls=2, max_epochs=5, experiment="csv",
-                         space={"n_neurons": {"type": "int", "low": 16, "high": 64}}, tracking_uri=uri)
-    result = bo_tuner.tune(config, progress=False)
+    (directory / "csv-study.yaml").write_text(yaml.safe_dump({  # tune() also takes a YAML file's path
+        "data": str(path), "target": "progression", "n_calls": 2, "max_epochs": 5, "experiment": "csv",
+        "space": {"n_neurons": {"type": "int", "low": 16, "high": 64}}, "tracking_uri": uri}))
+    result = bo_tuner.tune(directory / "csv-study.yaml", progress=False)
     assert result.metric == "val_rmse" and not result.maximize
     assert result.promotion is not None and result.promotion.name == "diabetes-mlp"
     assert result.test_metrics["test_rmse"] < 150  # target std is ~77; a broken scale would be far off
@@ -204,8 +206,9 @@ def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
         bo_tuner.tune(StudyConfig(data="iris", model="tests.user_builder:build", tracking_uri=uri,
                                   space={"depth": {"type": "int", "low": 1, "high": 2}}), progress=False)
 
-    cnn = bo_tuner.tune(StudyConfig(data="digits", model="cnn", n_calls=2, max_epochs=2, experiment="builders",
-                                    tracking_uri=uri, fixed={"n_conv_blocks": 1, "epochs": 1}), progress=False)
+    cnn = bo_tuner.tune({"data": "digits", "model": "cnn", "n_calls": 2, "max_epochs": 2,  # a mapping: same keys
+                         "experiment": "builders", "tracking_uri": uri, "fixed": {"n_conv_blocks": 1, "epochs": 1}},
+                        progress=False)
     assert cnn.promotion is not None and cnn.promotion.name == "digits-cnn"
     assert cnn.best_value is not None and cnn.best_value > 0.5
     assert [t.metrics["epochs_run"] for t in cnn.trials] == [1, 1]  # fixed epochs beat max_epochs
