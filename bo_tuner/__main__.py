@@ -169,8 +169,9 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
 
         report = lr_find(config, parse_hparams(args.params), steps=args.steps or 500, min_lr=args.min_lr,
                          max_lr=args.max_lr)
-        diverged = f"{report.diverged_at:.3g}" if report.diverged_at else "not within the sweep"
-        print(f"suggested learning_rate: {report.suggestion:.3g} (loss diverged at {diverged}; "
+        diverged = (f"loss diverged at {report.diverged_at:.3g}" if report.diverged_at
+                    else "loss did not diverge within the sweep: 10x below its lowest point")
+        print(f"suggested learning_rate: {report.suggestion:.3g} ({diverged}; "
               f"{report.steps} steps); run {report.run_id}")
         return 0
     if args.command == "train":

@@ -623,8 +623,9 @@ def suggest_learning_rate(learning_rates: list[float], losses: list[float], *,
     """About 10x below where the smoothed loss diverges.
 
     Divergence is the first step after the minimum whose smoothed loss exceeds ``divergence`` x the minimum, or
-    whose loss is not finite. Without divergence the sweep's last rate stands in. Returns (suggestion, rate at
-    divergence or None, smoothed losses).
+    whose loss is not finite. Without divergence (the loss rose and plateaued, or the sweep stopped short of
+    diverging) the rate at the smoothed loss's minimum stands in — the last rate when the loss still fell at the end.
+    Returns (suggestion, rate at divergence or None, smoothed losses).
     """
     smoothed = smooth(losses)
     if not smoothed:
@@ -635,7 +636,7 @@ def suggest_learning_rate(learning_rates: list[float], losses: list[float], *,
         if i >= len(smoothed) or smoothed[i] > divergence * smoothed[best]:
             diverged = learning_rates[i]
             break
-    reference = diverged if diverged is not None else learning_rates[-1]
+    reference = diverged if diverged is not None else learning_rates[best]
     return reference / 10.0, diverged, smoothed
 
 

@@ -28,6 +28,20 @@ def test_suggestion_is_ten_times_below_divergence() -> None:
     assert diverged == rates[50] and suggestion == pytest.approx(rates[50] / 10)
 
 
+def test_without_divergence_the_suggestion_is_ten_times_below_the_lowest_loss() -> None:
+    """A loss that rises after its minimum and plateaus below 4x it (a CNN stuck at chance level) used to get 10x
+    below the sweep's last rate — 1.0 for a sweep to 10; a loss still falling at the end gets the last rate / 10."""
+    rates = list(np.geomspace(1e-5, 10, 300))
+    plateau = [1.0 - 0.7 * math.log10(r / 1e-5) / 3 if r <= 1e-2 else min(1.0, 0.3 + (r / 1e-2 - 1) * 0.1)
+               for r in rates]
+    suggestion, diverged, _ = suggest_learning_rate(rates, plateau)
+    assert diverged is None
+    assert 3e-4 < suggestion < 3e-3  # 10x below ~1e-2, where the smoothed loss is lowest
+    falling = [1.0 / (1 + i) for i in range(len(rates))]
+    suggestion, diverged, _ = suggest_learning_rate(rates, falling)
+    assert diverged is None and suggestion == pytest.approx(rates[-1] / 10)
+
+
 @pytest.mark.slow
 def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
