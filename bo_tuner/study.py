@@ -716,7 +716,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         message = f"interrupted after {len(study.trials)} finished trials; the champion is untouched"
         _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, message),
                        "KILLED", time.perf_counter() - started)
-        raise StudyInterrupted(f"study {label} ({parent_id}) {message}") from None
+        raise StudyInterrupted(f"study {label} ({parent_id}) {message}; continue it with "
+                               f"`bo-tuner tune --resume {parent_id}`") from None
     except BoTunerError as exc:
         _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, str(exc)),
                        "FAILED", time.perf_counter() - started)

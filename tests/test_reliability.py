@@ -130,6 +130,7 @@ def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, h
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err.decode()[-2000:]
     assert "interrupted" in err.decode()
+    assert f"continue it with `bo-tuner tune --resume {parent}`" in err.decode()
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == [], [(p.pid, p.status(), p.cmdline()[-3:]) for p in alive]  # no worker outlives the study
     assert client.get_run(parent).info.status == "KILLED"
