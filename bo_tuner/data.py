@@ -13,6 +13,8 @@ import codecs
 import contextlib
 import functools
 import gzip
+import hashlib
+import json
 import lzma
 import math
 import warnings
@@ -172,6 +174,15 @@ class PreparedData:
     @property
     def n_rows(self) -> int:
         return len(self.x_train) + len(self.x_val) + len(self.test_frame)
+
+    @property
+    def interface(self) -> str:
+        """A short hash of what a served model's callers depend on: the input columns (each numeric or not), the
+        target and the task. Models of one registered name with different interfaces cannot stand in for each
+        other behind the ``champion`` alias."""
+        described = {"columns": self.pipeline.columns, "numeric": self.pipeline.numeric, "target": self.target,
+                     "task": self.task}
+        return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _header_bytes(path: Path) -> bytes:

@@ -13,6 +13,7 @@ CHAMPION = "champion"
 METRIC_TAG = "bo_tuner.metric"
 OBJECTIVE_TAG = "bo_tuner.objective"
 DIRECTION_TAG = "bo_tuner.direction"
+INTERFACE_TAG = "bo_tuner.interface"  # hash of input columns, target and task (data.PreparedData.interface)
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,23 @@ class Promotion:
 
 
 def should_promote(value: float, metric: str, maximize: bool, policy: str,
-                   champion_tags: Mapping[str, str] | None) -> tuple[bool, str]:
-    """Decide whether a new version with ``value`` on ``metric`` replaces the current champion."""
+                   champion_tags: Mapping[str, str] | None, interface: str | None = None) -> tuple[bool, str]:
+    """Decide whether a new version with ``value`` on ``metric`` replaces the current champion.
+
+    A version whose ``interface`` (input columns, target, task) differs from the champion's is not compared: its
+    score is on other data, and moving the alias would break the champion's callers (e.g. two projects' ``train.csv``
+    both defaulting to the name ``train-mlp``).
+    """
     if policy == "never":
         return False, "--promote never"
     if policy == "always":
         return True, "--promote always"
     if champion_tags is None:
         return True, "no champion yet"
+    theirs = champion_tags.get(INTERFACE_TAG)
+    if interface is not None and theirs is not None and theirs != interface:
+        return False, ("the champion takes other inputs (its columns, target or task differ); pass --promote always "
+                       "to replace it, or --registered-model to register under another name")
     if champion_tags.get(METRIC_TAG) != metric:
         return False, (f"the champion was chosen on {champion_tags.get(METRIC_TAG)!r}, not {metric!r}; "
                        "pass --promote always to replace it")
@@ -51,7 +61,7 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
 
 
 def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
-                  tags: Mapping[str, object]) -> Promotion:
+                  tags: Mapping[str, object], interface: str | None = None) -> Promotion:
     """Register ``model_uri`` as a new version of ``name`` and move ``champion`` to it if it wins.
 
     The model was already loaded back and scored by the study before this is called, so the alias never points
@@ -61,9 +71,12 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
         RegistryError: registration or the alias update failed; the previous champion is untouched.
     """
     current = tracking.alias_version(name, CHAMPION)
+    interface_tag = {INTERFACE_TAG: interface} if interface is not None else {}
     version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
-                                                  DIRECTION_TAG: "maximize" if maximize else "minimize"})
-    promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None)
+                                                  DIRECTION_TAG: "maximize" if maximize else "minimize",
+                                                  **interface_tag})
+    promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None,
+                                     interface)
     if promote:
         try:
             tracking.set_alias(name, CHAMPION, version.version)

@@ -733,7 +733,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                        time.perf_counter() - started)
         raise StudyFailedError(f"study {label}: {message}")
     try:
-        return _champion_step(study, best, test_scores, config, registered_name, started)
+        return _champion_step(study, best, test_scores, config, registered_name, prepared.interface, started)
     except KeyboardInterrupt:
         _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
         raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
@@ -752,7 +752,7 @@ def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | Re
 
 
 def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, float] | RegistryError,
-                   config: StudyConfig, registered_name: str, started: float) -> StudyResult:
+                   config: StudyConfig, registered_name: str, interface: str, started: float) -> StudyResult:
     """Register the best model (already loaded back and scored once on the test split) and move the champion
     if it wins."""
     assert best.value is not None
@@ -770,7 +770,8 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
             best.model_uri, name=registered_name, metric=study.metric, maximize=study.maximize, value=best.value,
             policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,
                                          "bo_tuner.trial_run_id": best.run_id,
-                                         "bo_tuner.trial_number": best.number, **test_metrics})
+                                         "bo_tuner.trial_number": best.number, **test_metrics},
+            interface=interface)
         tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,
                                             "bo_tuner.promoted": promotion.promoted})
     except RegistryError as exc:

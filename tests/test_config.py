@@ -122,3 +122,16 @@ def test_tune_takes_a_mapping_or_a_path_and_checks_it_before_anything_starts(tmp
         bo_tuner.tune(42)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"missing\.yaml"):
         bo_tuner.tune(tmp_path / "missing.yaml")
+
+
+def test_a_champion_with_other_inputs_is_not_compared() -> None:
+    from bo_tuner.registry import INTERFACE_TAG, should_promote
+
+    champion = {"bo_tuner.metric": "val_accuracy", "bo_tuner.objective": "0.9", INTERFACE_TAG: "aaaa"}
+    assert should_promote(0.95, "val_accuracy", True, "if-better", champion, "aaaa") == (
+        True, "val_accuracy 0.95 beats the champion's 0.9")
+    promoted, reason = should_promote(0.99, "val_accuracy", True, "if-better", champion, "bbbb")
+    assert not promoted and "other inputs" in reason and "--promote always" in reason
+    assert should_promote(0.5, "val_accuracy", True, "always", champion, "bbbb")[0]
+    legacy = {k: v for k, v in champion.items() if k != INTERFACE_TAG}  # registered before the tag existed
+    assert should_promote(0.95, "val_accuracy", True, "if-better", legacy, "bbbb")[0]

@@ -186,3 +186,15 @@ def test_score_in_target_terms() -> None:
     assert scores["test_accuracy"] == pytest.approx(2 / 3)
     reg = data.score("regression", pd.Series([1.0, 2.0]), np.array([1.0, 4.0]))
     assert reg["test_rmse"] == pytest.approx(np.sqrt(2.0))
+
+
+def test_interface_hash_follows_columns_target_and_task_not_the_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.choice(["x", "y"], 60), "y": rng.choice([0, 1], 60)})
+    first = _csv(tmp_path, frame)
+    base = prepare(first, "y").interface
+    (tmp_path / "more.csv").write_text(pd.concat([frame, frame]).to_csv(index=False))  # more rows, same table
+    assert prepare(str(tmp_path / "more.csv"), "y").interface == base
+    assert prepare(first, "y", task="regression").interface != base
+    (tmp_path / "renamed.csv").write_text(frame.rename(columns={"b": "c"}).to_csv(index=False))
+    assert prepare(str(tmp_path / "renamed.csv"), "y").interface != base

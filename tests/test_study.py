@@ -71,6 +71,7 @@ def test_champion_loads_by_alias_and_predicts_labels_from_raw_rows(digits_study:
     assert str(version.version) == digits_study.promotion.version
     assert version.tags["bo_tuner.study_run_id"] == digits_study.study_run_id
     assert version.tags["bo_tuner.metric"] == "val_accuracy"
+    assert len(version.tags["bo_tuner.interface"]) == 16  # inputs, target and task, hashed
     model = mlflow.pyfunc.load_model("models:/digits-it@champion")
     frame, target = load_frame("digits", None)
     rows = frame.drop(columns=[target]).head(50)
@@ -98,6 +99,13 @@ def test_champion_moves_only_when_better(digits_study: bo_tuner.StudyResult, sto
     assert str(client.get_model_version_by_alias("digits-it", "champion").version) == forced.promotion.version
     # rolling back is moving the alias
     client.set_registered_model_alias("digits-it", "champion", digits_study.promotion.version)
+    assert str(client.get_model_version_by_alias("digits-it", "champion").version) == digits_study.promotion.version
+
+    # another table under the same name (two projects' train.csv): its score is not comparable and its inputs
+    # would break the champion's callers, whatever the score
+    other = bo_tuner.tune(worse.replace(data="iris", fixed={"n_hidden": 1}), progress=False)
+    assert other.promotion is not None and not other.promotion.promoted
+    assert "the champion takes other inputs" in other.promotion.reason
     assert str(client.get_model_version_by_alias("digits-it", "champion").version) == digits_study.promotion.version
 
 
