@@ -64,7 +64,8 @@ def connect(tracking_uri: str | None) -> str:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
     try:
-        MlflowClient().search_experiments(max_results=1)
+        with _sqlite_creation_lock(uri):
+            MlflowClient().search_experiments(max_results=1)
     except Exception as exc:
         raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) cannot be reached: "
                                        f"{first_line(exc)}") from None
@@ -75,6 +76,37 @@ def connect(tracking_uri: str | None) -> str:
             else:
                 os.environ[key] = value
     return uri
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a sqlite store's folder while MLflow opens it (creating or migrating its tables).
+
+    Several studies started at once on a new database (a shell loop with ``&``, a job array) raced MLflow's schema
+    migrations: 3 of 4 failed with "duplicate column name" or "table experiments already exists". The lock is
+    advisory (``flock`` on the folder: no file is left behind) and only taken where ``fcntl`` exists.
+    """
+    match = re.match(r"sqlite:///([^?]+)", uri)
+    folder = Path(match.group(1)).parent if match and match.group(1) != ":memory:" else None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None  # type: ignore[assignment]
+    if folder is None or fcntl is None or not folder.is_dir():
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            with contextlib.suppress(OSError):  # e.g. ENOLCK on a network filesystem: go on unlocked, as before
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def set_tracking_uri(uri: str) -> None:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 from bo_tuner.tracking import connect, trial_run
+
+from .conftest import subprocess_env
 
 SYSTEM = {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"}
 
@@ -46,3 +53,34 @@ def test_system_metrics_off_logs_none(tracking_uri: str) -> None:
         status.status = "KILLED"
     assert client.get_run(run_id).info.status == "KILLED"
     assert _system_metrics(client, run_id) == set()
+
+
+
+_CONNECT_AT_ONCE = """
+import os, sys, time
+from pathlib import Path
+from bo_tuner.tracking import connect
+folder = Path(sys.argv[2])
+(folder / f"ready-{os.getpid()}").touch()
+while not (folder / "go").exists():
+    time.sleep(0.005)
+connect(sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_studies_started_at_once_on_a_new_sqlite_store_all_connect(tmp_path: Path) -> None:
+    """Four studies started together on a database that does not exist yet (a shell loop with ``&``): MLflow's
+    table creation and migrations raced, and 3 of 4 failed ("duplicate column name: step", "table experiments
+    already exists"). Each process now opens the store under a lock on its folder."""
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    uri = f"sqlite:///{tmp_path / 'new.db'}"
+    processes = [subprocess.Popen([sys.executable, "-c", _CONNECT_AT_ONCE, uri, str(signals)],
+                                  stderr=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(4)]
+    deadline = time.monotonic() + 120
+    while len(list(signals.glob("ready-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)  # every process has imported MLflow: they open the store at the same moment
+    (signals / "go").touch()
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], [e[-400:] for e in errors if e]
