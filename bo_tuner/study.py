@@ -50,6 +50,8 @@ from bo_tuner.trial import (
 
 ROLE_TAG = "bo_tuner.role"
 STUDY_TAG = "bo_tuner.study_run_id"
+MODEL_TAG = "bo_tuner.model"
+INTERFACE_TAG = registry.INTERFACE_TAG
 # Which process runs a study: --resume refuses a study whose process is still alive on this host.
 HOST_TAG, PID_TAG, PID_STARTED_TAG = "bo_tuner.host", "bo_tuner.pid", "bo_tuner.pid_started"
 
@@ -162,6 +164,7 @@ class _Study:
     prune: bool = False
     plot_dir: tempfile.TemporaryDirectory[str] | None = None
     plot_paths: list[str] = field(default_factory=list)
+    trial_tags: dict[str, str] = field(default_factory=dict)  # on every trial run (what warm starts check)
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
         """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
@@ -198,7 +201,7 @@ class _Study:
                     run_id = tracking.create_run(
                         self.experiment_id, f"trial-{number}", parent_id=self.parent_id,
                         tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id,
-                              "bo_tuner.metric": self.metric})
+                              "bo_tuner.metric": self.metric, **self.trial_tags})
                     tracking.log_batch(run_id, params=params)
                     best = self.best
                     reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
@@ -539,11 +542,14 @@ def _history(parent_id: str, experiment: str, space: SearchSpace) -> tuple[list[
     return sorted(outcomes, key=lambda t: t.number), last
 
 
-def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool,
-                exclude: str | None) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
+def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool, exclude: str | None,
+                same: Mapping[str, str]) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
     """Finished trials of earlier studies (a study's run id, or every study in an experiment) that fit the space.
 
-    Returns the points, their signed values (what the optimizer minimizes) and how many trials were skipped.
+    A trial counts only if it was measured on the same problem: the same metric and, where its run records them
+    (the tags in ``same``: data interface and model), the same values — an objective measured on other data would
+    mislead the GP as if it were this study's. Returns the points, their signed values (what the optimizer
+    minimizes) and how many trials were skipped.
     """
     runs = tracking.trial_runs(source)
     if runs is None:
@@ -555,8 +561,10 @@ def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool,
         if exclude and run.data.tags.get("mlflow.parentRunId") == exclude:
             continue
         outcome = _outcome_from_run(run, space)
-        same_metric = run.data.tags.get("bo_tuner.metric", metric) == metric
-        if outcome is None or outcome.value is None or not same_metric or not space.contains(outcome.params):
+        tags = run.data.tags
+        same_problem = tags.get("bo_tuner.metric", metric) == metric and all(
+            tags.get(key, value) == value for key, value in same.items())
+        if outcome is None or outcome.value is None or not same_problem or not space.contains(outcome.params):
             skipped += 1
             continue
         points.append(outcome.params)
@@ -649,10 +657,12 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
     process = _this_process()
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
-            "minimize", **process, "bo_tuner.data": prepared.name, "bo_tuner.model": config.model,
-            "bo_tuner.registered_model": registered_name}
+            "minimize", **process, "bo_tuner.data": prepared.name, MODEL_TAG: config.model,
+            INTERFACE_TAG: prepared.interface, "bo_tuner.registered_model": registered_name}
+    trial_tags = {INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
     warm_points, warm_values, warm_skipped = (
-        _warm_start(config.warm_start, space, metric, maximize, exclude=resume) if config.warm_start
+        _warm_start(config.warm_start, space, metric, maximize, exclude=resume, same=trial_tags)
+        if config.warm_start
         else ([], [], 0))
     history: list[TrialOutcome] = []
     last_number = 0
@@ -669,6 +679,10 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     if progress:  # the one thing needed to continue after a crash or kill -9, printed before anything can fail
         print(f"study {label}: run {parent_id} (experiment {exp_id}); if it stops early, continue it with "
               f"`bo-tuner tune --resume {parent_id}`", file=sys.stderr, flush=True)
+        if config.warm_start:
+            print(f"warm start from {config.warm_start!r}: {len(warm_points)} finished trials told first, "
+                  f"{warm_skipped} skipped (other data, model or metric, or outside the space)", file=sys.stderr,
+                  flush=True)
     if config.lr_find:
         if resume is not None:  # the finder already ran; its centred range is in the stored space.yaml
             space = SearchSpace.from_dict(yaml.safe_load(tracking.read_text(parent_id, "space.yaml")))
@@ -691,7 +705,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         make_job=lambda number, params, run_id, best, reference: TrialJob(
             number, params, run_id, tracking_uri, config, metric, maximize, best, reference),
         run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1,
-        callbacks=tuple(callbacks), prune=config.pruner == "median")
+        callbacks=tuple(callbacks), prune=config.pruner == "median", trial_tags=trial_tags)
     for outcome in history:
         study.trials.append(outcome)
     optimizer.tell_many([t.params for t in history], [study._signed(t.value) for t in history])

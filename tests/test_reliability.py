@@ -110,6 +110,11 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
     metrics = client.get_run(result.study_run_id).data.metrics
     assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
     assert len(result.trials) == 1
+    # ... but not one measured on other data: its objective would mislead the GP as if it were this study's
+    other = bo_tuner.tune(warm.replace(data="wine", max_epochs=1, experiment="warm-wine",
+                                       registered_model="wine-warm"), progress=False)
+    metrics = client.get_run(other.study_run_id).data.metrics
+    assert metrics["warm_start_points"] == 0 and metrics["warm_start_skipped"] == 6
 
 
 @pytest.mark.slow
