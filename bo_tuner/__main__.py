@@ -215,7 +215,11 @@ def _import_from_working_directory() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     show_warnings_as_lines()
     _import_from_working_directory()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # `bo-tuner` alone: what it can do, not a missing argument
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return _run(args)
     except BoTunerError as exc:

@@ -181,3 +181,9 @@ def test_the_console_script_imports_a_builder_from_the_working_directory(tmp_pat
     assert out.returncode == 2, out.stderr
     assert "bogus" in out.stderr and "cannot import" not in out.stderr
     assert _runs_in(tmp_path / "m.db") == 0
+
+
+def test_no_command_prints_what_the_tool_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "tune" in err and "lr-find" in err and "train" in err and "required" not in err
