@@ -70,19 +70,27 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
     Raises:
         RegistryError: registration or the alias update failed; the previous champion is untouched.
     """
-    current = tracking.alias_version(name, CHAMPION)
     interface_tag = {INTERFACE_TAG: interface} if interface is not None else {}
-    version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
-                                                  DIRECTION_TAG: "maximize" if maximize else "minimize",
-                                                  **interface_tag})
-    promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None,
-                                     interface)
-    if promote:
-        try:
-            tracking.set_alias(name, CHAMPION, version.version)
-        except RegistryError as exc:
-            raise RegistryError(f"{exc}; the champion stays at "
-                                f"{'v' + current.version if current else 'no version'}") from None
+    with tracking.sqlite_lock():  # studies ending together on one sqlite store: one compares and moves at a time
+        current = tracking.alias_version(name, CHAMPION)
+        version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
+                                                      DIRECTION_TAG: "maximize" if maximize else "minimize",
+                                                      **interface_tag})
+        promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None,
+                                         interface)
+        if promote and policy != "always":
+            # On a server another study may have moved the alias while this version registered: compare again
+            latest = tracking.alias_version(name, CHAMPION)
+            if (latest.version if latest else None) != (current.version if current else None):
+                current = latest
+                promote, reason = should_promote(value, metric, maximize, policy,
+                                                 current.tags if current else None, interface)
+        if promote:
+            try:
+                tracking.set_alias(name, CHAMPION, version.version)
+            except RegistryError as exc:
+                raise RegistryError(f"{exc}; the champion stays at "
+                                    f"{'v' + current.version if current else 'no version'}") from None
     tracking.set_version_tags(name, version.version, {"bo_tuner.promoted": promote,
                                                       "bo_tuner.promotion_reason": reason})
     return Promotion(name, version.version, promote, reason, current.version if current else None)

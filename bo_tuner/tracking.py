@@ -64,7 +64,7 @@ def connect(tracking_uri: str | None) -> str:
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
     try:
-        with _sqlite_creation_lock(uri):
+        with sqlite_lock(uri):
             MlflowClient().search_experiments(max_results=1)
     except Exception as exc:
         raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) cannot be reached: "
@@ -79,13 +79,16 @@ def connect(tracking_uri: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _sqlite_creation_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive lock on a sqlite store's folder while MLflow opens it (creating or migrating its tables).
+def sqlite_lock(uri: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on a sqlite store's folder (``uri``, else the current tracking URI); for any other
+    store, do nothing.
 
-    Several studies started at once on a new database (a shell loop with ``&``, a job array) raced MLflow's schema
-    migrations: 3 of 4 failed with "duplicate column name" or "table experiments already exists". The lock is
-    advisory (``flock`` on the folder: no file is left behind) and only taken where ``fcntl`` exists.
+    Taken while MLflow opens the store (creating or migrating its tables: several studies started at once on a new
+    database — a shell loop with ``&``, a job array — raced MLflow's schema migrations, and 3 of 4 failed with
+    "duplicate column name" or "table experiments already exists") and around the registry's read-compare-move of
+    the champion alias. Advisory (``flock`` on the folder: no file is left behind), only where ``fcntl`` exists.
     """
+    uri = uri or mlflow.get_tracking_uri()
     match = re.match(r"sqlite:///([^?]+)", uri)
     folder = Path(match.group(1)).parent if match and match.group(1) != ":memory:" else None
     try:

@@ -1,0 +1,85 @@
+"""The champion's read-compare-move against a real sqlite registry, with another study acting at the same time."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bo_tuner import registry, tracking
+from bo_tuner.registry import CHAMPION, METRIC_TAG, OBJECTIVE_TAG
+
+
+def _new_version(client: MlflowClient, name: str, tags: dict[str, str]) -> str:
+    """A version as a study registers it (the source need not hold a model for the alias logic)."""
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name)
+    return str(client.create_model_version(name, "file:///nowhere/model", tags=tags).version)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> MlflowClient:
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    tracking.connect(uri)
+    return MlflowClient(uri)
+
+
+def _register_as(client: MlflowClient, meanwhile: Callable[[], None]) -> Callable[..., tracking.VersionInfo]:
+    """tracking.register without a logged model; ``meanwhile`` runs while this version registers."""
+
+    def register(model_uri: str, name: str, tags: Mapping[str, Any]) -> tracking.VersionInfo:
+        meanwhile()
+        number = _new_version(client, name, {k: str(v) for k, v in tags.items()})
+        return tracking.VersionInfo(name, number, {k: str(v) for k, v in tags.items()}, None)
+
+    return register
+
+
+def test_a_champion_moved_by_another_study_while_registering_is_compared_again(
+        client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two studies ending together: the other one's 0.99 became champion while this one's 0.9 registered. Comparing
+    against the champion read before registering ("no champion yet") would hand the alias to the worse model."""
+    other: list[str] = []
+
+    def another_study_finishes() -> None:
+        other.append(_new_version(client, "m", {METRIC_TAG: "val_accuracy", OBJECTIVE_TAG: "0.99"}))
+        client.set_registered_model_alias("m", CHAMPION, other[0])
+
+    monkeypatch.setattr(tracking, "register", _register_as(client, another_study_finishes))
+    promotion = registry.register_best("file:///nowhere/mine", name="m", metric="val_accuracy", maximize=True,
+                                       value=0.9, policy="if-better", tags={})
+    assert not promotion.promoted and "does not beat the champion's 0.99" in promotion.reason
+    assert str(client.get_model_version_by_alias("m", CHAMPION).version) == other[0]
+
+
+def test_on_sqlite_one_study_at_a_time_compares_and_moves_the_champion(
+        client: MlflowClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-compare-move runs under the store folder's lock (as another process would hold it)."""
+    released = threading.Event()
+    held = threading.Event()
+
+    def other_process_holds_the_lock() -> None:
+        fd = os.open(tmp_path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held.set()
+        time.sleep(0.5)
+        released.set()
+        os.close(fd)
+
+    seen: list[bool] = []
+    monkeypatch.setattr(tracking, "register", _register_as(client, lambda: seen.append(released.is_set())))
+    holder = threading.Thread(target=other_process_holds_the_lock)
+    holder.start()
+    assert held.wait(10)
+    promotion = registry.register_best("file:///nowhere/mine", name="n", metric="val_accuracy", maximize=True,
+                                       value=0.9, policy="if-better", tags={})
+    holder.join()
+    assert seen == [True]  # registered only once the other holder let go
+    assert promotion.promoted and promotion.reason == "no champion yet"
