@@ -24,7 +24,6 @@ import mlflow
 import mlflow.pyfunc
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 
 from bo_tuner.config import SQL_STORE_MODULE, uses_database
@@ -334,6 +333,10 @@ def trial_run(run_id: str, *, system_metrics: bool = False) -> Iterator[RunStatu
 
 
 def _start_system_metrics(run_id: str) -> Any:
+    # Imported here: it needs psutil, which the served champion's environment (its pip requirements) lacks, and
+    # this module is part of the model's code.
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     monitor_class: Any = SystemMetricsMonitor  # untyped in MLflow
     monitor = monitor_class(run_id, sampling_interval=2)  # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides

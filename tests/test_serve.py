@@ -74,3 +74,76 @@ def test_served_champion_answers_raw_rows(digits_study: bo_tuner.StudyResult, st
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+_LOAD_WITH_ONLY = """
+import importlib.abc, importlib.metadata, json, sys
+
+blocked = set(json.loads(sys.argv[2]))
+
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the model's requirements)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NotInstalled())
+import mlflow
+import pandas as pd
+
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model("models:/digits-it@champion")
+columns = [c.name for c in model.metadata.get_input_schema().inputs]
+print(json.dumps(model.predict(pd.DataFrame([[0.0] * len(columns)], columns=columns)).tolist()))
+"""
+
+
+def _requirement_closure(requirements: list[str]) -> set[str]:
+    """The distributions pip installs for ``requirements``: them and, transitively, what they require."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
+    closure: set[str] = set()
+    todo = [Requirement(r).name for r in requirements]
+    while todo:
+        name = norm(todo.pop())
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            needs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [r.name for r in map(Requirement, needs) if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return closure
+
+
+def test_the_champion_loads_with_only_its_own_requirements(digits_study: bo_tuner.StudyResult,
+                                                           store: tuple[Path, str]) -> None:
+    """`mlflow models serve` (virtualenv, uv, conda) and `mlflow models build-docker` install the model's
+    requirements.txt only. The model's code imported MLflow's system-metrics monitor, which needs psutil — not
+    among them — so serving it with `--env-manager uv` failed at start. Here every installed package outside the
+    requirements' closure is made unimportable while the champion loads and predicts."""
+    import sys
+    from importlib import metadata
+
+    import mlflow
+
+    _, uri = store
+    folder = Path(mlflow.artifacts.download_artifacts("models:/digits-it@champion", tracking_uri=uri))
+    requirements = (folder / "requirements.txt").read_text().split()
+    closure = _requirement_closure(requirements)
+    blocked = sorted(module for module, dists in metadata.packages_distributions().items()
+                     if module != "bo_tuner" and module not in sys.stdlib_module_names
+                     and not {d.lower().replace("_", "-") for d in dists} & closure)
+    assert "psutil" in blocked and "skopt" in blocked  # installed here, not needed by the served model
+    out = subprocess.run([sys.executable, "-c", _LOAD_WITH_ONLY, uri, json.dumps(blocked)], capture_output=True,
+                         text=True, env=subprocess_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(json.loads(out.stdout.strip().splitlines()[-1])) == 1
