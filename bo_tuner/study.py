@@ -542,6 +542,15 @@ def _history(parent_id: str, experiment: str, space: SearchSpace) -> tuple[list[
     return sorted(outcomes, key=lambda t: t.number), last
 
 
+def _stored_space(parent_id: str) -> SearchSpace | None:
+    """The space a study drew its trials from (its ``space.yaml``), or None when it was never stored."""
+    try:
+        text = tracking.read_text(parent_id, "space.yaml")
+    except Exception:  # MLflow raises its own error for a missing artifact
+        return None
+    return SearchSpace.from_dict(yaml.safe_load(text))
+
+
 def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool, exclude: str | None,
                 same: Mapping[str, str]) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
     """Finished trials of earlier studies (a study's run id, or every study in an experiment) that fit the space.
@@ -683,10 +692,15 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             print(f"warm start from {config.warm_start!r}: {len(warm_points)} finished trials told first, "
                   f"{warm_skipped} skipped (other data, model or metric, or outside the space)", file=sys.stderr,
                   flush=True)
+    # What --resume needs, stored before anything can die: the config now, the space once it is final (after the
+    # LR finder). A study killed during the finder or its first trials could not be resumed ("no study.yaml",
+    # then a traceback for the missing space.yaml: both were logged only later).
+    tracking.log_text(parent_id, config_yaml, "study.yaml")
+    stored_space = _stored_space(parent_id) if resume is not None and config.lr_find else None
     if config.lr_find:
-        if resume is not None:  # the finder already ran; its centred range is in the stored space.yaml
-            space = SearchSpace.from_dict(yaml.safe_load(tracking.read_text(parent_id, "space.yaml")))
-        else:
+        if stored_space is not None:  # the finder already ran; its centred range is in the stored space.yaml
+            space = stored_space
+        else:  # a new study, or one killed while the finder ran (its run was marked KILLED with the trials')
             try:
                 report = _run_lr_finder(config, {}, prepared, exp_id, parent_id=parent_id)
             except BaseException as exc:
@@ -695,6 +709,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             space = centred_space(space, report.suggestion)
             tracking.set_tags(parent_id, {"bo_tuner.lr_find_run_id": report.run_id,
                                           "bo_tuner.lr_find_suggestion": report.suggestion})
+    tracking.log_text(parent_id, yaml.safe_dump(space.to_dict(), sort_keys=False), "space.yaml")
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
@@ -714,7 +729,6 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         if config.warm_start:
             tracking.log_batch(parent_id, metrics={"warm_start_points": len(warm_points),
                                                    "warm_start_skipped": warm_skipped})
-        tracking.log_text(parent_id, config_yaml, "study.yaml")
         with _sigterm_as_interrupt():
             study.execute(executor)
             best = study.best

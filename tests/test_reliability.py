@@ -118,6 +118,31 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
 
 
 @pytest.mark.slow
+def test_a_study_with_the_lr_finder_killed_after_its_first_trial_resumes_in_the_finders_range(
+        workdir: Path) -> None:
+    """The finder's centred learning-rate range (space.yaml) and study.yaml were logged only as the study ended or
+    after the finder, so a study run with --lr-find could not be resumed after a kill -9 (a traceback for the
+    missing space.yaml). Now both are stored before any trial; the resume does not run the finder again."""
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    process = _start_study(workdir, uri, "--lr-find", "--n-calls", "4", "--n-initial-points", "2",
+                           "--max-epochs", "40", "--experiment", "lr-crash", "--registered-model", "iris-lr-crash")
+    parent = _wait_for(client, "lr-crash", process, finished=2, running=False)  # the finder's run and a trial
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    suggestion = float(client.get_run(parent).data.tags["bo_tuner.lr_find_suggestion"])
+
+    assert main(["tune", "--resume", parent, "--tracking-uri", uri, "--quiet"]) == 0
+
+    _, after = _children(client, "lr-crash")
+    trials = [c for c in after if c.info.status == "FINISHED" and "bo_tuner.trial_number" in c.data.tags]
+    assert len(trials) == 4
+    assert all(suggestion / 10 <= float(c.data.params["learning_rate"]) <= suggestion * 10 for c in trials)
+    assert [c.info.run_name for c in after].count("lr-find") == 1
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, how: str) -> None:
     """Ctrl-C in a terminal signals the whole foreground group; a batch scheduler's SIGTERM (``kill PID``) reaches
