@@ -59,6 +59,8 @@ def connect(tracking_uri: str | None) -> str:
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     uri = mlflow.get_tracking_uri()
+    if _launcher_run_missing(uri, connected=False):
+        raise _elsewhere(uri)  # before a new, empty store is made in the wrong folder
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
@@ -74,7 +76,37 @@ def connect(tracking_uri: str | None) -> str:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if _launcher_run_missing(uri, connected=True):
+        raise _elsewhere(uri)
     return uri
+
+
+def _launcher_run_missing(uri: str, *, connected: bool) -> bool:
+    """Under ``mlflow run`` from another folder, a relative sqlite URI names another file.
+
+    ``mlflow run <path or git URL>`` creates its run in the store as seen from where it was started and runs us in
+    the project's folder (a temporary clone for a git URL) with the same URI text: ``sqlite:///mlflow.db`` then
+    means the project folder's file, and the study would land there, beside the launcher's empty run. Before
+    connecting: the file does not even exist here; after: the launcher's run is not in it.
+    """
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    match = re.match(r"sqlite:///(?!/)([^?]+)", uri)
+    if not run_id or not match or match.group(1) == ":memory:":
+        return False
+    if not connected:
+        return not Path(match.group(1)).exists()
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return True
+    return False
+
+
+def _elsewhere(uri: str) -> TrackingUnavailableError:
+    return TrackingUnavailableError(
+        f"tracking_uri: ({redact_uri(uri)!r}) is a relative path, here resolved in {os.getcwd()}, but the run "
+        f"`mlflow run` started ({os.environ.get('MLFLOW_RUN_ID')}) is not in that store: mlflow run was started in "
+        "another folder. Give an absolute URI (sqlite:////path/to/mlflow.db) or run from the project's folder")
 
 
 @contextlib.contextmanager

@@ -41,6 +41,27 @@ def test_mlflow_run_main_entry_point(workdir: Path) -> None:
     assert "trial/s" not in out.stderr  # -P quiet=true: no progress bar
 
 
+def test_mlflow_run_from_another_folder_with_a_relative_sqlite_uri_stops_before_writing_elsewhere(
+        workdir: Path) -> None:
+    """`mlflow run /path/to/project` (or a git URL: a temporary clone) from the user's folder with
+    MLFLOW_TRACKING_URI=sqlite:///mlflow.db: MLflow makes its run in the user's folder's store, then runs the study
+    in the project's folder with the same URI text — the study, trials and champion went into a store in the
+    project's folder (for a git URL, one deleted afterwards). It now stops with one line, creating nothing there."""
+    name = f"elsewhere-{workdir.name}.db"
+    cmd = ["mlflow", "run", str(REPO), "--env-manager", "local", "-P", "data=iris", "-P", "n_calls=1",
+           "-P", "max_epochs=1", "-P", "quiet=true"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600,
+                             env=subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{name}"))
+        assert out.returncode != 0
+        assert f"tracking_uri: ('sqlite:///{name}') is a relative path, here resolved in {REPO}" in out.stderr
+        assert not (REPO / name).exists()
+    finally:
+        (REPO / name).unlink(missing_ok=True)
+    runs = MlflowClient(f"sqlite:///{workdir / name}").search_runs(["0"])
+    assert [r.info.status for r in runs] == ["FAILED"]  # only the launcher's own run, which it marked FAILED
+
+
 def test_mlflow_run_train_entry_point(workdir: Path) -> None:
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
