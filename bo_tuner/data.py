@@ -249,9 +249,9 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
         if _table_format(path)[0] or "/" in data or "\\" in data:
             raise DataError(f"data: ({data!r}) no such file")
         raise DataError(f"data: ({data!r}) is neither a bundled dataset ({known}) nor an existing file")
-    if path.is_dir():
-        raise DataError(f"data: ({data!r}) is a directory, not a CSV or Parquet file")
-    kind, _ = _table_format(path)
+    if path.is_dir() and not any(path.rglob("*.parquet")):
+        raise DataError(f"data: ({data!r}) is a directory without Parquet files, not a CSV or Parquet file")
+    kind = "parquet" if path.is_dir() else _table_format(path)[0]  # a folder: a partitioned dataset (Spark, Dask)
     try:
         if kind == "parquet":
             frame = pd.read_parquet(path)

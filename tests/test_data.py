@@ -198,3 +198,17 @@ def test_interface_hash_follows_columns_target_and_task_not_the_rows(tmp_path: P
     assert prepare(first, "y", task="regression").interface != base
     (tmp_path / "renamed.csv").write_text(frame.rename(columns={"b": "c"}).to_csv(index=False))
     assert prepare(str(tmp_path / "renamed.csv"), "y").interface != base
+
+
+def test_a_partitioned_parquet_folder_is_one_table(tmp_path: Path) -> None:
+    """Spark and Dask write a table as a folder of Parquet files (here partitioned by a column)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "zone": rng.choice(["n", "s"], 60), "y": rng.choice([0, 1], 60)})
+    frame.to_parquet(tmp_path / "sales", partition_cols=["zone"])
+    loaded, _ = data.load_frame(str(tmp_path / "sales"), "y")
+    assert len(loaded) == 60 and set(loaded.columns) == {"a", "zone", "y"}
+    assert set(loaded["zone"]) == {"n", "s"} and not isinstance(loaded["zone"].dtype, pd.CategoricalDtype)
+    assert data.dataset_label(str(tmp_path / "sales")) == "sales"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="is a directory without Parquet files"):
+        data.load_frame(str(tmp_path / "empty"), "y")
