@@ -243,7 +243,7 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
         if target not in (None, target_col):
             raise DataError(f"target: ({target!r}) is not a column of {data}; its target is {target_col!r}")
         return frame, target_col
-    path = Path(data)
+    path = Path(data).expanduser()  # "~/data.csv" in a config file (a shell expands it on the command line)
     if not path.exists():
         known = ", ".join(BUNDLED)
         if _table_format(path)[0] or "/" in data or "\\" in data:

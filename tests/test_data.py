@@ -212,3 +212,10 @@ def test_a_partitioned_parquet_folder_is_one_table(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="is a directory without Parquet files"):
         data.load_frame(str(tmp_path / "empty"), "y")
+
+
+def test_a_home_relative_path_in_a_config_file_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pd.DataFrame({"a": range(20), "y": [0, 1] * 10}).to_csv(tmp_path / "t.csv", index=False)
+    loaded, target = data.load_frame("~/t.csv", "y")
+    assert target == "y" and len(loaded) == 20
