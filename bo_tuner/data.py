@@ -90,6 +90,14 @@ def dataset_label(data: str) -> str:
     return Path(path.stem).stem if compressed and kind else path.stem
 
 
+def _finite_or_nan(frame: Any) -> npt.NDArray[np.float64]:
+    """±inf in a numeric column (a division by zero upstream) → missing, imputed like a gap; the scaler refused it
+    ("Input X contains infinity") in training and in every served request that carried one."""
+    values = np.array(pd.DataFrame(frame).to_numpy(dtype=float))
+    values[np.isinf(values)] = np.nan
+    return values
+
+
 def _as_text(frame: Any) -> npt.NDArray[Any]:
     """Turn categorical columns into plain strings (missing → 'missing') before one-hot encoding."""
     frame = pd.DataFrame(frame)
@@ -117,8 +125,9 @@ class FeaturePipeline:
         self.classes = classes
         parts: list[tuple[str, Any, list[str]]] = []
         if numeric:
-            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                                                   StandardScaler()), numeric))
+            parts.append(("numeric", make_pipeline(
+                FunctionTransformer(_finite_or_nan, feature_names_out="one-to-one"),
+                SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), numeric))
         if categorical:
             parts.append(("categorical", make_pipeline(
                 FunctionTransformer(_as_text, feature_names_out="one-to-one"),
@@ -346,6 +355,11 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
     """
     frame, target_col = load_frame(data, target)
     before = len(frame)
+    if pd.api.types.is_float_dtype(frame[target_col]):
+        rows = np.flatnonzero(np.isinf(frame[target_col].to_numpy(dtype=float)))
+        if len(rows):
+            raise DataError(f"target: ({target_col!r}) has {len(rows)} infinite values (the first in row "
+                            f"{int(rows[0]) + 1}, header not counted); remove those rows or leave the target empty")
     frame = frame[frame[target_col].notna()].reset_index(drop=True)
     if len(frame) == 0:
         raise DataError(f"target: ({target_col!r}) has no values; all {before} rows are missing it")

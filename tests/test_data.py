@@ -219,3 +219,20 @@ def test_a_home_relative_path_in_a_config_file_is_expanded(tmp_path: Path, monke
     pd.DataFrame({"a": range(20), "y": [0, 1] * 10}).to_csv(tmp_path / "t.csv", index=False)
     loaded, target = data.load_frame("~/t.csv", "y")
     assert target == "y" and len(loaded) == 20
+
+
+def test_infinite_numbers_are_imputed_in_features_and_refused_in_the_target(tmp_path: Path) -> None:
+    """A feature's ±inf (a division by zero upstream) made the scaler refuse the whole table ("Input X contains
+    infinity") and every trial fail; an infinite target did too. Now the feature's are imputed like gaps, in
+    training and in served requests, and the target's are bad input, named before anything runs."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": rng.normal(size=60)})
+    frame.loc[[3, 9], "a"] = [np.inf, -np.inf]
+    d = prepare(_csv(tmp_path, frame), "y")
+    assert np.isfinite(d.x_train).all() and np.isfinite(d.x_val).all()
+    request = pd.DataFrame({"a": [np.inf, 1.0], "b": [0.0, -np.inf]})
+    assert np.isfinite(d.pipeline.transform(request)).all()
+    frame.loc[[5, 20], "y"] = np.inf
+    (tmp_path / "bad.csv").write_text(frame.to_csv(index=False))
+    with pytest.raises(DataError, match=r"target: \('y'\) has 2 infinite values \(the first in row 6"):
+        prepare(str(tmp_path / "bad.csv"), "y")
