@@ -61,7 +61,7 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
 
 
 def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
-                  tags: Mapping[str, object], interface: str | None = None) -> Promotion:
+                  tags: Mapping[str, object], interface: str | None = None, description: str = "") -> Promotion:
     """Register ``model_uri`` as a new version of ``name`` and move ``champion`` to it if it wins.
 
     The model was already loaded back and scored by the study before this is called, so the alias never points
@@ -93,4 +93,6 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
                                     f"{'v' + current.version if current else 'no version'}") from None
     tracking.set_version_tags(name, version.version, {"bo_tuner.promoted": promote,
                                                       "bo_tuner.promotion_reason": reason})
+    decision = f"now @{CHAMPION}: {reason}" if promote else f"not promoted: {reason}"
+    tracking.describe_version(name, version.version, f"{description} {decision[0].upper()}{decision[1:]}.".strip())
     return Promotion(name, version.version, promote, reason, current.version if current else None)

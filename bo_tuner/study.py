@@ -779,6 +779,14 @@ def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | Re
                              "nothing was registered")
 
 
+def _version_description(study: _Study, best: TrialOutcome, test_metrics: Mapping[str, float]) -> str:
+    """What the registry's version page says about where the model came from."""
+    assert best.value is not None
+    tested = ", ".join(f"{k}={v:.4g}" for k, v in test_metrics.items())
+    return (f"Best of study {study.label} (run {study.parent_id}): trial {best.number} of {len(study.trials)}, "
+            f"{study.metric}={best.value:.4g}" + (f"; on the held-out test split {tested}" if tested else "") + ".")
+
+
 def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, float] | RegistryError,
                    config: StudyConfig, registered_name: str, interface: str, started: float) -> StudyResult:
     """Register the best model (already loaded back and scored once on the test split) and move the champion
@@ -799,7 +807,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
             policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,
                                          "bo_tuner.trial_run_id": best.run_id,
                                          "bo_tuner.trial_number": best.number, **test_metrics},
-            interface=interface)
+            interface=interface, description=_version_description(study, best, test_metrics))
         tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,
                                             "bo_tuner.promoted": promotion.promoted})
     except RegistryError as exc:

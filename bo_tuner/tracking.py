@@ -534,6 +534,11 @@ def set_alias(name: str, alias: str, version: str) -> None:
         raise RegistryError(f"setting alias {alias!r} on {name} v{version} failed: {exc.message}") from None
 
 
+def describe_version(name: str, version: str, text: str) -> None:
+    """The description the registry's version page shows."""
+    MlflowClient().update_model_version(name, version, description=text)
+
+
 def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
     client = MlflowClient()
     for key, value in tags.items():

@@ -72,6 +72,8 @@ def test_champion_loads_by_alias_and_predicts_labels_from_raw_rows(digits_study:
     assert version.tags["bo_tuner.study_run_id"] == digits_study.study_run_id
     assert version.tags["bo_tuner.metric"] == "val_accuracy"
     assert len(version.tags["bo_tuner.interface"]) == 16  # inputs, target and task, hashed
+    assert version.description.startswith(f"Best of study digits-mlp (run {digits_study.study_run_id}): trial ")
+    assert "test_accuracy=" in version.description and version.description.endswith("no champion yet.")
     model = mlflow.pyfunc.load_model("models:/digits-it@champion")
     frame, target = load_frame("digits", None)
     rows = frame.drop(columns=[target]).head(50)
