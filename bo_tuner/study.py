@@ -544,11 +544,8 @@ def _history(parent_id: str, experiment: str, space: SearchSpace) -> tuple[list[
 
 def _stored_space(parent_id: str) -> SearchSpace | None:
     """The space a study drew its trials from (its ``space.yaml``), or None when it was never stored."""
-    try:
-        text = tracking.read_text(parent_id, "space.yaml")
-    except Exception:  # MLflow raises its own error for a missing artifact
-        return None
-    return SearchSpace.from_dict(yaml.safe_load(text))
+    text = tracking.read_text_if_logged(parent_id, "space.yaml")
+    return None if text is None else SearchSpace.from_dict(yaml.safe_load(text))
 
 
 def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool, exclude: str | None,

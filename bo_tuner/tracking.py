@@ -283,6 +283,13 @@ def read_text(run_id: str, artifact_file: str) -> str:
         return Path(path).read_text(encoding="utf-8")
 
 
+def read_text_if_logged(run_id: str, artifact_file: str) -> str | None:
+    """The artifact's text, or None when the run has no such artifact."""
+    if not any(a.path == artifact_file for a in MlflowClient().list_artifacts(run_id)):
+        return None
+    return read_text(run_id, artifact_file)
+
+
 def trial_runs(source: str) -> list[Any] | None:
     """Trial runs of a study (``source`` = its parent run id) or of every study in experiment ``source``."""
     client = MlflowClient()
