@@ -14,6 +14,7 @@ METRIC_TAG = "bo_tuner.metric"
 OBJECTIVE_TAG = "bo_tuner.objective"
 DIRECTION_TAG = "bo_tuner.direction"
 INTERFACE_TAG = "bo_tuner.interface"  # hash of input columns, target and task (data.PreparedData.interface)
+TRIAL_RUN_TAG = "bo_tuner.trial_run_id"  # the trial whose model a version is
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,18 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
     interface_tag = {INTERFACE_TAG: interface} if interface is not None else {}
     with tracking.sqlite_lock():  # studies ending together on one sqlite store: one compares and moves at a time
         current = tracking.alias_version(name, CHAMPION)
-        version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
-                                                      DIRECTION_TAG: "maximize" if maximize else "minimize",
-                                                      **interface_tag})
+        trial = str(tags.get(TRIAL_RUN_TAG, ""))
+        already = tracking.version_tagged(name, TRIAL_RUN_TAG, trial) if trial else None
+        if already is not None:  # a resumed or extended study whose best trial is unchanged: no second copy
+            if current is not None and current.version == already.version:
+                return Promotion(name, already.version, False,
+                                 f"unchanged: v{already.version}, this best trial's model, is already the champion",
+                                 current.version)
+            version = already
+        else:
+            version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
+                                                          DIRECTION_TAG: "maximize" if maximize else "minimize",
+                                                          **interface_tag})
         promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None,
                                          interface)
         if promote and policy != "always":

@@ -802,7 +802,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
         promotion = registry.register_best(
             best.model_uri, name=registered_name, metric=study.metric, maximize=study.maximize, value=best.value,
             policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,
-                                         "bo_tuner.trial_run_id": best.run_id,
+                                         registry.TRIAL_RUN_TAG: best.run_id,
                                          "bo_tuner.trial_number": best.number, **test_metrics},
             interface=interface, description=_version_description(study, best, test_metrics))
         tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,

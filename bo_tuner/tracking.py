@@ -524,6 +524,20 @@ def register(model_uri: str, name: str, tags: Mapping[str, Any]) -> VersionInfo:
     return VersionInfo(name, str(version.version), dict(version.tags or {}), version.run_id)
 
 
+def version_tagged(name: str, key: str, value: str) -> VersionInfo | None:
+    """The newest version of registered model ``name`` whose tag ``key`` is ``value``, if any."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    found = [v for v in versions if (v.tags or {}).get(key) == value]
+    if not found:
+        return None
+    newest = max(found, key=lambda v: int(v.version))
+    return VersionInfo(name, str(newest.version), dict(newest.tags or {}), newest.run_id)
+
+
 def alias_version(name: str, alias: str) -> VersionInfo | None:
     """The version ``alias`` points to, or None when the model or the alias does not exist."""
     client = MlflowClient()

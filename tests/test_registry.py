@@ -83,3 +83,18 @@ def test_on_sqlite_one_study_at_a_time_compares_and_moves_the_champion(
     holder.join()
     assert seen == [True]  # registered only once the other holder let go
     assert promotion.promoted and promotion.reason == "no champion yet"
+
+
+def test_a_resumed_study_with_the_same_best_trial_registers_no_second_copy(
+        client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Extending a finished study (--resume with a larger --n-calls) whose best trial did not change registered
+    the same model again as a new version."""
+    monkeypatch.setattr(tracking, "register", _register_as(client, lambda: None))
+    tags = {registry.TRIAL_RUN_TAG: "abc123"}
+    first = registry.register_best("file:///nowhere/best", name="r", metric="val_accuracy", maximize=True,
+                                   value=0.9, policy="if-better", tags=tags)
+    again = registry.register_best("file:///nowhere/best", name="r", metric="val_accuracy", maximize=True,
+                                   value=0.9, policy="if-better", tags=tags)
+    assert first.promoted and not again.promoted and again.version == first.version
+    assert "already the champion" in again.reason
+    assert len(client.search_model_versions("name = 'r'")) == 1
