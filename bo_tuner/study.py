@@ -399,7 +399,6 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
         "fit_seconds_total": fit_total,
         "overhead_fraction": max(0.0, 1.0 - fit_total / (wall * study.parallel)) if wall > 0 else 0.0,
     }, tags={tracking.NOTE_TAG: note})
-    tracking.log_text(parent, yaml.safe_dump(study.space.to_dict(), sort_keys=False), "space.yaml")
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
     study.render_plots()
@@ -542,20 +541,25 @@ def _history(parent_id: str, experiment: str, space: SearchSpace) -> tuple[list[
     return sorted(outcomes, key=lambda t: t.number), last
 
 
+def _log_space(parent_id: str, space: SearchSpace) -> None:
+    """The space the study draws its trials from, stored before the first trial (``--resume`` reads it back)."""
+    tracking.log_text(parent_id, yaml.safe_dump(space.to_dict(), sort_keys=False), "space.yaml")
+
+
 def _stored_space(parent_id: str) -> SearchSpace | None:
     """The space a study drew its trials from (its ``space.yaml``), or None when it was never stored."""
     text = tracking.read_text_if_logged(parent_id, "space.yaml")
     return None if text is None else SearchSpace.from_dict(yaml.safe_load(text))
 
 
-def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool, exclude: str | None,
+def _warm_start(source: str, space: SearchSpace, maximize: bool, exclude: str | None,
                 same: Mapping[str, str]) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
     """Finished trials of earlier studies (a study's run id, or every study in an experiment) that fit the space.
 
-    A trial counts only if it was measured on the same problem: the same metric and, where its run records them
-    (the tags in ``same``: data interface and model), the same values — an objective measured on other data would
-    mislead the GP as if it were this study's. Returns the points, their signed values (what the optimizer
-    minimizes) and how many trials were skipped.
+    A trial counts only if it was measured on the same problem: where its run records them, the tags in ``same``
+    (metric, data interface, model) have the same values — an objective measured on other data would mislead the
+    GP as if it were this study's. Returns the points, their signed values (what the optimizer minimizes) and how
+    many trials were skipped.
     """
     runs = tracking.trial_runs(source)
     if runs is None:
@@ -567,9 +571,7 @@ def _warm_start(source: str, space: SearchSpace, metric: str, maximize: bool, ex
         if exclude and run.data.tags.get("mlflow.parentRunId") == exclude:
             continue
         outcome = _outcome_from_run(run, space)
-        tags = run.data.tags
-        same_problem = tags.get("bo_tuner.metric", metric) == metric and all(
-            tags.get(key, value) == value for key, value in same.items())
+        same_problem = all(run.data.tags.get(key, value) == value for key, value in same.items())
         if outcome is None or outcome.value is None or not same_problem or not space.contains(outcome.params):
             skipped += 1
             continue
@@ -667,7 +669,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             INTERFACE_TAG: prepared.interface, "bo_tuner.registered_model": registered_name}
     trial_tags = {INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
     warm_points, warm_values, warm_skipped = (
-        _warm_start(config.warm_start, space, metric, maximize, exclude=resume, same=trial_tags)
+        _warm_start(config.warm_start, space, maximize, exclude=resume,
+                    same={"bo_tuner.metric": metric, **trial_tags})
         if config.warm_start
         else ([], [], 0))
     history: list[TrialOutcome] = []
@@ -706,7 +709,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             space = centred_space(space, report.suggestion)
             tracking.set_tags(parent_id, {"bo_tuner.lr_find_run_id": report.run_id,
                                           "bo_tuner.lr_find_suggestion": report.suggestion})
-    tracking.log_text(parent_id, yaml.safe_dump(space.to_dict(), sort_keys=False), "space.yaml")
+    _log_space(parent_id, space)
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
@@ -855,6 +858,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                                  sort_keys=False)
     try:
         tracking.log_text(parent_id, config_yaml, "study.yaml")
+        _log_space(parent_id, space)
         tracking.log_batch(parent_id, params={"n_calls": n_calls, "n_initial_points": checked.initial_points,
                                               "acq_func": acq_func, "seed": seed, "metric": metric,
                                               **{f"space.{k}": v for k, v in space.describe().items()}})

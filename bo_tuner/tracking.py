@@ -81,6 +81,13 @@ def connect(tracking_uri: str | None) -> str:
     return uri
 
 
+def _sqlite_file(uri: str) -> str | None:
+    """The database file a ``sqlite:///`` URI names (relative, or absolute after a fourth slash); None for an
+    in-memory database or any other store."""
+    match = re.match(r"sqlite:///([^?]+)", uri)
+    return match.group(1) if match and match.group(1) != ":memory:" else None
+
+
 def _launcher_run_missing(uri: str, *, connected: bool) -> bool:
     """Under ``mlflow run`` from another folder, a relative sqlite URI names another file.
 
@@ -90,11 +97,11 @@ def _launcher_run_missing(uri: str, *, connected: bool) -> bool:
     connecting: the file does not even exist here; after: the launcher's run is not in it.
     """
     run_id = os.environ.get("MLFLOW_RUN_ID")
-    match = re.match(r"sqlite:///(?!/)([^?]+)", uri)
-    if not run_id or not match or match.group(1) == ":memory:":
+    database = _sqlite_file(uri)
+    if not run_id or database is None or Path(database).is_absolute():
         return False
     if not connected:
-        return not Path(match.group(1)).exists()
+        return not Path(database).exists()
     try:
         MlflowClient().get_run(run_id)
     except MlflowException:
@@ -119,9 +126,8 @@ def sqlite_lock(uri: str | None = None) -> Iterator[None]:
     "duplicate column name" or "table experiments already exists") and around the registry's read-compare-move of
     the champion alias. Advisory (``flock`` on the folder: no file is left behind), only where ``fcntl`` exists.
     """
-    uri = uri or mlflow.get_tracking_uri()
-    match = re.match(r"sqlite:///([^?]+)", uri)
-    folder = Path(match.group(1)).parent if match and match.group(1) != ":memory:" else None
+    database = _sqlite_file(uri or mlflow.get_tracking_uri())
+    folder = Path(database).parent if database is not None else None
     try:
         import fcntl
     except ImportError:  # not POSIX
