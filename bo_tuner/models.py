@@ -15,8 +15,11 @@ import contextlib
 import importlib
 import math
 import os
+import re
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +165,13 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
     allowed = _CHOICES.get(name) if is_builtin(model) else None
     if allowed is not None and value not in allowed:
         raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)}")
+    if name == "dense_layer_sizes" and is_builtin(model):
+        try:
+            sizes = _layer_sizes(value)
+        except TrialFailedError:
+            sizes = [0]
+        if any(size < 1 for size in sizes):
+            raise ConfigError(f"{where}: ({value!r}) must be layer sizes such as '64,32' or [64, 32]")
     check_training_value(name, value, where)
 
 
@@ -334,13 +344,16 @@ def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_output
 
 
 def _layer_sizes(spec: Any) -> list[int]:
-    if isinstance(spec, int | float):
-        return [int(spec)]
-    if isinstance(spec, list | tuple):
-        return [int(s) for s in spec]
+    """'64,32' (also '64-32', 64, [64, 32]) → [64, 32]; '' or [] → no dense layers."""
     try:
+        if isinstance(spec, bool):
+            raise ValueError(spec)
+        if isinstance(spec, int | float):
+            return [int(spec)]
+        if isinstance(spec, list | tuple):
+            return [int(s) for s in spec]
         return [int(s) for s in str(spec).replace("-", ",").split(",") if s.strip()]
-    except ValueError:
+    except (TypeError, ValueError):
         raise TrialFailedError(f"dense_layer_sizes ({spec!r}) must look like '64,32'") from None
 
 
@@ -443,6 +456,7 @@ def configure_runtime(intra_op_threads: int | None) -> None:
     than it saves (digits MLP: fit 2.1-2.4 s → 1.6-1.7 s without it; a 2-block 64-filter CNN on 28x28 inputs: no
     slower; losses equal or within float rounding); on a GPU its layout and fusion passes matter, so it stays on.
     """
+    import_backend()
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
     import tensorflow as tf
@@ -461,9 +475,58 @@ def configure_runtime(intra_op_threads: int | None) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+# absl's log line prefix: severity (Info, Warning, Error, Fatal), MMDD, time: "I0000 00:00:1795725829.413213 ..."
+_NATIVE_LOG_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d")
+_NATIVE_LOG_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def native_log_lines_kept(text: str, min_level: int) -> str:
+    """``text`` without the native log lines ``TF_CPP_MIN_LOG_LEVEL=min_level`` hides (1: info, 2: also warnings,
+    3: also errors), nor absl's preamble about them; every other line (Python warnings, tracebacks) stays."""
+    kept = []
+    for line in text.splitlines(keepends=True):
+        match = _NATIVE_LOG_LINE.match(line)
+        if line.rstrip("\r\n") == _NATIVE_LOG_PREAMBLE or (match and "IWEF".index(match[1]) < min_level):
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def _native_log_level_kept() -> Iterator[None]:
+    """Hold TensorFlow's import to ``TF_CPP_MIN_LOG_LEVEL`` (the CLI sets 2): since 2.19 its import writes lines
+    through absl that ignore it (tensorflow/tensorflow#100442: "oneDNN custom operations are on", twice, with absl's
+    preamble), before a bad-input error that should be one line or above a study's progress. The process's stderr
+    (fd 2) goes to a file while the import runs; what the level lets through is written back after it."""
+    try:
+        min_level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        min_level = 0
+    if min_level <= 0 or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = native_log_lines_kept(captured.read().decode(errors="replace"), min_level)
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
 def import_backend() -> None:
-    """Import Keras and its backend now (a worker's warm-up), so the first trial does not pay for it."""
-    import keras  # noqa: F401
+    """Import Keras and its backend now (a worker's warm-up), so the first trial does not pay for it; TensorFlow's
+    import-time log lines are held to ``TF_CPP_MIN_LOG_LEVEL``."""
+    with _native_log_level_kept():
+        import keras  # noqa: F401
 
 
 def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,
@@ -534,6 +597,7 @@ def save_model(model: Any, path: str) -> None:
 
 
 def load_model(path: str) -> Any:
+    import_backend()
     import keras
 
     return keras.models.load_model(path, compile=False)

@@ -462,7 +462,7 @@ def study_pool(config: StudyConfig) -> WorkerPool:
     if uses_database(config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:"):  # MLflow's default
         preload.append(SQL_STORE_MODULE)
     if keras_backend() in {"tensorflow", "jax"}:
-        preload.append("keras")
+        preload.append("bo_tuner._backend")
     return WorkerPool(parallel, max_tasks=config.worker_max_trials, max_growth_mb=config.worker_max_growth_mb,
                       initializer=call_by_name, preload=preload,
                       initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,

@@ -135,9 +135,18 @@ class Real:
         return f"real[{self.low:g}, {self.high:g}]" + (" log" if self.prior == "log-uniform" else "")
 
 
+def _layer_list(choice: Any) -> Any:
+    """A list of integers as a choice (layer sizes such as ``[64, 32]``) → its comma-joined string ``'64,32'``,
+    the form MLflow logs as a param and the built-in builders read (``dense_layer_sizes``). Anything else as is."""
+    if isinstance(choice, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in choice):
+        return ",".join(str(v) for v in choice)
+    return choice
+
+
 @dataclass(frozen=True)
 class Categorical:
-    """A categorical hyperparameter taking one of ``choices`` (strings, numbers or booleans)."""
+    """A categorical hyperparameter taking one of ``choices`` (strings, numbers or booleans; a list of integers,
+    such as layer sizes ``[64, 32]``, is kept as the string ``'64,32'``)."""
 
     name: str
     choices: tuple[Scalar, ...]
@@ -146,14 +155,14 @@ class Categorical:
         where = f"space.{self.name}"
         if isinstance(self.choices, str | bytes) or not hasattr(self.choices, "__iter__"):
             raise ConfigError(f"{where}: choices ({self.choices!r}) must be a list")
-        choices = tuple(self.choices)
+        choices = tuple(_layer_list(c) for c in self.choices)
         if not choices:
             raise ConfigError(f"{where}: choices ([]) must not be empty")
         for choice in choices:
             if not isinstance(choice, int | float | str | bool) or (
                 isinstance(choice, float) and not math.isfinite(choice)
             ):
-                raise ConfigError(f"{where}: choice ({choice!r}) must be a string, number or boolean")
+                raise ConfigError(f"{where}: choice ({choice!r}) must be a string, number, boolean or list of integers")
         if len({(type(c), c) for c in choices}) != len(choices):
             raise ConfigError(f"{where}: choices ({list(choices)!r}) must not repeat a value")
         object.__setattr__(self, "choices", choices)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import logging
 import math
 import os
@@ -524,7 +525,10 @@ class VersionInfo:
 
 def register(model_uri: str, name: str, tags: Mapping[str, Any]) -> VersionInfo:
     try:
-        version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        # MLflow prints "Successfully registered model …" / "Created version …" to stderr (not through logging, so
+        # --quiet could not hold them back); the study reports the registration in its own words.
+        with contextlib.redirect_stderr(io.StringIO()):
+            version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
     except MlflowException as exc:
         raise RegistryError(f"registering {model_uri} as {name!r} failed: {exc.message}") from None
     return VersionInfo(name, str(version.version), dict(version.tags or {}), version.run_id)

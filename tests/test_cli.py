@@ -183,6 +183,34 @@ def test_the_console_script_imports_a_builder_from_the_working_directory(tmp_pat
     assert _runs_in(tmp_path / "m.db") == 0
 
 
+@pytest.mark.slow
+def test_a_bad_data_file_found_after_the_workers_started_is_still_one_line(tmp_path: Path) -> None:
+    """The data file is read while the workers import TensorFlow, whose import writes absl log lines
+    ("oneDNN custom operations are on", twice) that ignore TF_CPP_MIN_LOG_LEVEL: they came before the error."""
+    (tmp_path / "empty.csv").write_text("a,b,y\n")
+    env = {k: v for k, v in subprocess_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-m", "bo_tuner", "tune", "--data", "empty.csv", "--target", "y",
+                          "--tracking-uri", "sqlite:///m.db"], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == "bo-tuner: error: data: ('empty.csv') has no rows or no columns\n"
+    assert _runs_in(tmp_path / "m.db") == 0
+
+
+def test_native_log_lines_are_held_to_the_level_and_other_lines_kept() -> None:
+    from bo_tuner.models import native_log_lines_kept
+
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1795725829.413213    3506 port.cc:153] oneDNN custom operations are on.\n"
+            "W0000 00:00:1795725829.5    3506 x.cc:1] a warning\n"
+            "E0000 00:00:1795725829.6    3506 x.cc:2] an error\n"
+            "/x.py:3: UserWarning: a Python warning\n")
+    assert native_log_lines_kept(text, 2) == ("E0000 00:00:1795725829.6    3506 x.cc:2] an error\n"
+                                             "/x.py:3: UserWarning: a Python warning\n")
+    assert native_log_lines_kept(text, 1).count("\n") == 3
+    assert native_log_lines_kept(text, 3) == "/x.py:3: UserWarning: a Python warning\n"
+
+
 def test_no_command_prints_what_the_tool_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     err = capsys.readouterr().err

@@ -39,6 +39,8 @@ def test_mlflow_run_main_entry_point(workdir: Path) -> None:
     assert version.tags["bo_tuner.study_run_id"] == parent.info.run_id
     assert "registered digits-mlproject v1: now @champion" in out.stdout
     assert "trial/s" not in out.stderr  # -P quiet=true: no progress bar
+    assert "oneDNN" not in out.stderr and "absl" not in out.stderr  # TensorFlow's import held to its log level
+    assert "Successfully registered" not in out.stderr  # MLflow's own print; the study says it on stdout
 
 
 def test_mlflow_run_from_another_folder_with_a_relative_sqlite_uri_stops_before_writing_elsewhere(

@@ -29,6 +29,11 @@ def test_builder_info_and_value_checks() -> None:
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
     models.check_value("mlp", "epochs", None, "fixed.epochs")  # None: the study's max_epochs
+    for sizes in ("64,32", "", [64, 32], 64):
+        models.check_value("cnn", "dense_layer_sizes", sizes, "fixed.dense_layer_sizes")
+    for bad in ("64,x", "0", True, ["a"]):
+        with pytest.raises(ConfigError, match=r"space.dense_layer_sizes: .* must be layer sizes such as '64,32'"):
+            models.check_value("cnn", "dense_layer_sizes", bad, "space.dense_layer_sizes")
     for name, bad in (("epochs", 0), ("epochs", 2.5), ("batch_size", True), ("patience", -1), ("batch_size", "8"),
                       ("epochs", float("inf")), ("patience", float("nan"))):
         with pytest.raises(ConfigError, match=rf"fixed.{name}: .* must be a whole number >= "):

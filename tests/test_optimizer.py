@@ -110,9 +110,10 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
     assert every.hyperparameter_fits == 28  # a GP from the 3rd point on, hyperparameters optimised each time
     assert 10 < scheduled.hyperparameter_fits <= 18  # every step up to 10 points, then each 10 % of growth
     assert len(scheduled._opt.models) == 1  # only the newest GP is kept
-    # Between re-optimisations the GP keeps the last fitted length scales, and still finds the optimum's region.
-    best = min(scheduled._opt.yi)
-    assert best < 2.5
+    # Between re-optimisations the GP keeps the last fitted length scales, and searches as well as refitting each
+    # step. (Not a fixed threshold: which local optimum a 30-step search ends in turns on float rounding, which
+    # differs between CPUs and BLAS kernels.)
+    assert min(scheduled._opt.yi) <= min(every._opt.yi) + 0.5
 
 
 def _searched(steps: int = 12) -> Optimizer:
@@ -122,6 +123,15 @@ def _searched(steps: int = 12) -> Optimizer:
         point = opt.ask()
         opt.tell(point, objective(point))
     return opt
+
+
+def _variance_tolerance(gp: Any) -> float:
+    """How far two float64 computations of one predicted variance may differ: k** - k*'(K + s2 I)^-1 k* cancels,
+    leaving rounding of ~eps * cond(K + s2 I) * the prior variance (measured: 0.2 of that; the bound has 10x)."""
+    import numpy as np
+
+    prior_variance = float(gp.kernel_.diag(gp.X_train_[:1])[0]) * float(gp._y_train_std) ** 2
+    return 10 * float(np.finfo(float).eps) * float(np.linalg.cond(gp.L_)) ** 2 * prior_variance
 
 
 def test_fast_variance_gp_predicts_what_skopt_predicts() -> None:
@@ -139,7 +149,7 @@ def test_fast_variance_gp_predicts_what_skopt_predicts() -> None:
     mean, std = fitted.predict(candidates, return_std=True)
     plain_mean, plain_std = plain.predict(candidates, return_std=True)
     np.testing.assert_allclose(mean, plain_mean, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(std, plain_std, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(std**2, plain_std**2, rtol=0, atol=_variance_tolerance(fitted))
 
 
 def test_fast_gp_one_point_gradients_match_skopt() -> None:
@@ -152,15 +162,21 @@ def test_fast_gp_one_point_gradients_match_skopt() -> None:
     assert fitted._matern52() is not None  # the fast path applies to this kernel
     candidates = opt._opt.space.transform(opt._opt.space.rvs(n_samples=40, random_state=2))
     candidates[0] = opt._opt.space.transform([opt._opt.Xi[0]])[0]  # a training point: zero std, zero std-gradient
+    tolerance = _variance_tolerance(fitted)
     for x in candidates:
         for kwargs in ({"return_std": True, "return_mean_grad": True, "return_std_grad": True},
                        {"return_std": True, "return_mean_grad": True}, {"return_mean_grad": True}):
             fast = fitted.predict(x[None], **kwargs)
             slow = GaussianProcessRegressor.predict(fitted, x[None], **kwargs)
             assert len(fast) == len(slow)
-            for got, want in zip(fast, slow, strict=True):
-                assert np.shape(got) == np.shape(want)
-                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+            assert all(np.shape(got) == np.shape(want) for got, want in zip(fast, slow, strict=True))
+            np.testing.assert_allclose(fast[0], slow[0], rtol=1e-8, atol=1e-10)  # mean
+            np.testing.assert_allclose(fast[-1 if len(fast) == 2 else 2], slow[-1 if len(slow) == 2 else 2],
+                                       rtol=1e-8, atol=1e-10)  # mean gradient
+            if len(fast) > 2:  # std, and maybe its gradient: compared as the variance and its gradient
+                np.testing.assert_allclose(fast[1] ** 2, slow[1] ** 2, rtol=0, atol=tolerance)
+            if len(fast) > 3:
+                np.testing.assert_allclose(2 * fast[1] * fast[3], 2 * slow[1] * slow[3], rtol=0, atol=tolerance)
 
 
 @pytest.mark.parametrize("n_dims", [1, 4])  # one length scale (isotropic in sklearn's terms) and several

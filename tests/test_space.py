@@ -77,3 +77,12 @@ def test_dimension_objects_validate_directly() -> None:
     assert Categorical("c", ("x", 1, True)).choices == ("x", 1, True)
     with pytest.raises(ConfigError, match="duplicate"):
         SearchSpace((Int("a", 1, 3), Int("a", 2, 4)))
+
+
+def test_layer_size_lists_are_choices_kept_as_their_param_strings() -> None:
+    space = SearchSpace.from_dict({"dense_layer_sizes": {"type": "categorical", "choices": [[64], [128, 64], []]}})
+    assert space["dense_layer_sizes"] == Categorical("dense_layer_sizes", ("64", "128,64", ""))
+    assert space.cast({"dense_layer_sizes": "128,64"}) == {"dense_layer_sizes": "128,64"}  # as MLflow logs it
+    assert SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(space.to_dict()))) == space
+    with pytest.raises(ConfigError, match=r"space.a: choice \(\['x'\]\) must be a string, number, boolean or list"):
+        SearchSpace.from_dict({"a": {"type": "categorical", "choices": [["x"]]}})
