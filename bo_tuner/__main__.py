@@ -177,8 +177,9 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
     if args.command == "train":
         from bo_tuner.study import train_one
 
-        outcome = train_one(config, parse_hparams(args.params))
-        print(f"trained: objective={outcome.value:.5g} in {outcome.fit_seconds:.1f} s; run {outcome.run_id}")
+        trained = train_one(config, parse_hparams(args.params))
+        outcome = trained.outcome
+        print(f"trained: {trained.metric}={outcome.value:.5g} in {outcome.fit_seconds:.1f} s; run {outcome.run_id}")
         print(f"model: {outcome.model_uri}")
         return 0
     from bo_tuner.study import load_resume_config, tune

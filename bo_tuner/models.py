@@ -360,6 +360,7 @@ def _layer_sizes(spec: Any) -> list[int]:
 def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
           target_mean: float, target_scale: float, image_shape: tuple[int, ...] | None) -> Any:
     """Build and compile the model named by ``model`` (mlp, cnn or module:function)."""
+    import_backend()
     if model == "mlp":
         return build_mlp(hparams, input_shape, n_outputs, task, target_mean=target_mean, target_scale=target_scale)
     if model == "cnn":
@@ -522,11 +523,18 @@ def _native_log_level_kept() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+_backend_imported = False
+
+
 def import_backend() -> None:
-    """Import Keras and its backend now (a worker's warm-up), so the first trial does not pay for it; TensorFlow's
-    import-time log lines are held to ``TF_CPP_MIN_LOG_LEVEL``."""
+    """Import Keras and its backend (a worker's warm-up, so the first trial does not pay for it; and first thing in
+    every public function here that uses Keras), TensorFlow's import-time log lines held to ``TF_CPP_MIN_LOG_LEVEL``."""
+    global _backend_imported
+    if _backend_imported:
+        return
     with _native_log_level_kept():
         import keras  # noqa: F401
+    _backend_imported = True
 
 
 def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,
@@ -542,6 +550,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     Raises:
         TrialFailedError: the loss became NaN/inf, or the model does not report ``metric``.
     """
+    import_backend()
     import keras
     import numpy as np
 
@@ -618,6 +627,7 @@ def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
 
 def gpu_count() -> int:
     """How many GPUs the Keras backend sees in this process (lists its devices, which initialises the backend)."""
+    import_backend()
     backend = backend_name()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -636,6 +646,7 @@ def gpu_count() -> int:
 
 def backend_name() -> str:
     """The Keras backend this process trains with ("tensorflow", "jax", "torch")."""
+    import_backend()
     import keras
 
     return str(keras.backend.backend())
@@ -643,6 +654,7 @@ def backend_name() -> str:
 
 def keras_versions() -> dict[str, str]:
     """Versions of keras and its backend, for the served model's pip requirements."""
+    import_backend()
     import keras
 
     out = {"keras": keras.__version__}
@@ -710,6 +722,7 @@ def find_learning_rate(model_name: str, hparams: Mapping[str, Any], *, x_train: 
                        image_shape: tuple[int, ...] | None = None) -> LRFinderResult:
     """Train one model for ``steps`` batches while the learning rate grows exponentially from ``min_lr`` to
     ``max_lr``; stop early once the loss diverges."""
+    import_backend()
     import keras
     import numpy as np
 

@@ -887,7 +887,15 @@ def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:
         models.check_value(config.model, name, value, f"params.{name}")
 
 
-def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
+@dataclass(frozen=True)
+class TrainReport:
+    """``bo-tuner train``'s result: the trial and the name of the metric its ``value`` is in."""
+
+    metric: str
+    outcome: TrialOutcome
+
+
+def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrainReport:
     """Train and log one configuration (``bo-tuner train``, MLproject entry point ``train``) as a single run.
 
     ``params`` override the builder's defaults and ``config.fixed``; the model is logged with its preprocessing.
@@ -908,7 +916,7 @@ def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrialOutcome:
     outcome = run_keras_trial(TrialJob(0, plain, run_id, tracking_uri, config, metric, maximize, None))
     if outcome.state != "COMPLETE":
         raise StudyFailedError(f"training failed: {outcome.error}")
-    return outcome
+    return TrainReport(metric, outcome)
 
 
 

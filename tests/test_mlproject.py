@@ -79,6 +79,8 @@ def test_mlflow_run_train_entry_point(workdir: Path) -> None:
     assert run.data.params["n_neurons"] == "16" and run.data.params["optimizer"] == "adam"
     assert "val_accuracy" in run.data.metrics
     assert "models:/m-" in out.stdout
+    assert f"trained: val_accuracy={run.data.metrics['objective']:.5g} in " in out.stdout
+    assert "oneDNN" not in out.stderr  # TensorFlow's import is held to its log level here too
 
 
 def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
