@@ -36,6 +36,7 @@ import importlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.spawn
 import os
 import queue
 import sys
@@ -166,12 +167,32 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
         _run_deferred()
 
 
+_starting = threading.local()  # .without_main: this thread is starting a worker that does not re-run __main__
+_preparation_data = multiprocessing.spawn.get_preparation_data
+
+
+def _preparation_data_for(name: str) -> dict[str, Any]:
+    """What a new forkserver/spawn child sets itself up from (multiprocessing's own), less the parent's ``__main__``
+    when a pool starts a worker that runs only code importable by name (see :class:`WorkerPool`'s ``main``)."""
+    data: dict[str, Any] = _preparation_data(name)
+    if getattr(_starting, "without_main", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
 class _Process:
-    def __init__(self, context: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+    def __init__(self, context: Any, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],
+                 main: bool = True) -> None:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, name="bo_tuner-worker",
                                        args=(child, initializer, initargs, dict(os.environ), os.getpid()))
-        self.process.start()
+        multiprocessing.spawn.get_preparation_data = _preparation_data_for  # the same for every other caller
+        _starting.without_main = not main
+        try:
+            self.process.start()
+        finally:
+            _starting.without_main = False
         child.close()
         self.tasks = 0
         self.baseline_mb: float | None = None  # resident memory as its second task began
@@ -265,12 +286,18 @@ class WorkerPool(cf.Executor):
     ``initargs(slot)`` gives each slot's initializer arguments (e.g. which GPU it uses); a slot's replacements get
     the same ones. ``preload``: modules every worker imports; given, workers are forked from a forkserver that
     imported them once (:func:`start_context`), else spawned.
+
+    ``main=False``: the workers do not run the parent's ``__main__`` script first. multiprocessing runs it in every
+    forkserver or spawn child, to find functions defined there, so a user's script without an
+    ``if __name__ == "__main__":`` guard started its study again inside each worker, whose trials then all failed.
+    Without it, what a worker runs must be importable by name (a study's are: bo_tuner's own functions and a builder
+    given as ``module:function``), as with joblib's loky workers.
     """
 
     def __init__(self, size: int, *, max_tasks: int, max_growth_mb: float | None = None,
                  initializer: Callable[..., Any] | None = None,
                  initargs: Callable[[int], tuple[Any, ...]] = lambda slot: (),
-                 preload: Sequence[str] | None = None) -> None:
+                 preload: Sequence[str] | None = None, main: bool = True) -> None:
         if size < 1 or max_tasks < 1:
             raise ValueError(f"size ({size}) and max_tasks ({max_tasks}) must be >= 1")
         if max_growth_mb is not None and max_growth_mb < 0:
@@ -278,6 +305,7 @@ class WorkerPool(cf.Executor):
         self._context = start_context(preload)
         self._initializer = initializer
         self._initargs = initargs
+        self._main = main
         self._max_tasks = max_tasks
         self._max_growth_mb = max_growth_mb
         self._queue: queue.SimpleQueue[tuple[cf.Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
@@ -300,7 +328,7 @@ class WorkerPool(cf.Executor):
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             self._all = [p for p in self._all if p.process.is_alive()]  # reaps retired workers
-        process = _Process(self._context, self._initializer, self._initargs(slot))
+        process = _Process(self._context, self._initializer, self._initargs(slot), self._main)
         with self._lock:
             self._all.append(process)
             closed = self._closed
@@ -464,7 +492,7 @@ def study_pool(config: StudyConfig) -> WorkerPool:
     if keras_backend() in {"tensorflow", "jax"}:
         preload.append("bo_tuner._backend")
     return WorkerPool(parallel, max_tasks=config.worker_max_trials, max_growth_mb=config.worker_max_growth_mb,
-                      initializer=call_by_name, preload=preload,
+                      initializer=call_by_name, preload=preload, main=config.model.startswith("__main__:"),
                       initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,
                                              gpus[slot % len(gpus)] if gpus else None, config.data_key,
                                              config.tracking_uri))

@@ -247,3 +247,27 @@ def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResu
                               order_by=["attributes.start_time DESC"], max_results=1)
     assert runs[0].info.status == "FINISHED"  # the trials and their results are kept
     assert "Registry step failed" in runs[0].data.tags["mlflow.note.content"]
+
+
+def test_a_script_without_a_main_guard_runs_its_study_once(tmp_path: Path) -> None:
+    """multiprocessing re-runs the parent's ``__main__`` script in each forkserver child: a plain script calling
+    ``bo_tuner.tune`` started its study again inside every worker, whose trials all failed ("no trial finished")."""
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    (tmp_path / "study.py").write_text(
+        "import bo_tuner\n"
+        "print('script ran')\n"
+        f"result = bo_tuner.tune({{'data': 'iris', 'n_calls': 2, 'n_initial_points': 2, 'max_epochs': 2, "
+        f"'tracking_uri': {uri!r}}}, progress=False)\n"
+        "print('failed trials', result.n_failed)\n")
+    out = subprocess.run([sys.executable, "study.py"], capture_output=True, text=True, cwd=tmp_path,
+                         env=subprocess_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == ["script ran", "failed trials 0"]
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # one study, two trials
