@@ -681,8 +681,11 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         tracking.reopen_run(parent_id)
         tracking.set_tags(parent_id, {"bo_tuner.resumed": len(history), **process})
         launched = tracking.launcher_run()
-        if launched is not None and launched[0] != parent_id:
-            tracking.set_tags(launched[0], {STUDY_TAG: parent_id, ROLE_TAG: "resume"})
+        if launched is not None and launched[0] != parent_id:  # `mlflow run -P resume=...` made a run of its own
+            tracking.set_tags(launched[0], {
+                STUDY_TAG: parent_id, ROLE_TAG: "resume", tracking.RUN_NAME_TAG: f"{label}-resume",
+                tracking.NOTE_TAG: f"`mlflow run` resuming study {label} (run {parent_id}): its trials, metrics "
+                                   "and model are logged there."})
     else:
         parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
     if progress:  # the one thing needed to continue after a crash or kill -9, printed before anything can fail

@@ -61,8 +61,8 @@ def _wait_for(client: MlflowClient, experiment: str, process: subprocess.Popen[b
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
     process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "40",
@@ -80,7 +80,14 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path,
     assert any(c.info.status == "RUNNING" for c in before)  # left behind by the dead process
     finished_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}
 
+    # resumed as `mlflow run . -P resume=<id>` would: under a run the launcher made, which points to the study
+    launcher = client.create_run(client.get_experiment_by_name("crash").experiment_id).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
     assert main(["tune", "--resume", parent, "--tracking-uri", uri, "--quiet"]) == 0
+    monkeypatch.delenv("MLFLOW_RUN_ID")
+    launcher_tags = client.get_run(launcher).data.tags
+    assert launcher_tags["bo_tuner.role"] == "resume" and launcher_tags["bo_tuner.study_run_id"] == parent
+    assert launcher_tags["mlflow.runName"].endswith("-resume") and parent in launcher_tags["mlflow.note.content"]
 
     _, after = _children(client, "crash")
     complete = [c for c in after if c.info.status == "FINISHED"]
