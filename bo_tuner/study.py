@@ -712,6 +712,9 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             space = centred_space(space, report.suggestion)
             tracking.set_tags(parent_id, {"bo_tuner.lr_find_run_id": report.run_id,
                                           "bo_tuner.lr_find_suggestion": report.suggestion})
+            if progress:
+                print(f"learning-rate finder: suggested {report.suggestion:.3g}; learning_rate is tuned in "
+                      f"{space['learning_rate'].describe()}", file=sys.stderr, flush=True)
     _log_space(parent_id, space)
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)

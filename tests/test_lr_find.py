@@ -59,9 +59,11 @@ def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.Ca
 
     config = bo_tuner.StudyConfig(data="iris", n_calls=2, max_epochs=3, lr_find=True, experiment="lr-tune",
                                   tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 8, "high": 16}})
-    result = bo_tuner.tune(config, progress=False)
+    capsys.readouterr()
+    result = bo_tuner.tune(config, progress=True)
     parent = client.get_run(result.study_run_id)
     centre = float(parent.data.tags["bo_tuner.lr_find_suggestion"])
+    assert f"learning-rate finder: suggested {centre:.3g}; learning_rate is tuned in real[" in capsys.readouterr().err
     space = yaml.safe_load(Path(client.download_artifacts(result.study_run_id, "space.yaml")).read_text())
     assert space["learning_rate"]["low"] == pytest.approx(centre / 10)
     assert space["learning_rate"]["high"] == pytest.approx(min(centre * 10, 10.0))
