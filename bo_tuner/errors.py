@@ -65,15 +65,19 @@ class RegistryError(BoTunerError):
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """What a one-line message quotes of a foreign exception, at most ``limit`` characters, or its type when it has no
     text. Some libraries put a whole data frame in their message and the reason after it (MLflow's schema check:
-    "Failed to enforce schema of data '<frame>' with schema '<schema>'. Error: cannot convert NA to integer"), so a
-    message of several lines is quoted as its first line … the end of its last line."""
+    "Failed to enforce schema of data '<frame>' with schema '<schema>'. Error: cannot convert NA to integer"), or
+    the way out at the end of a long line (MLflow refusing a file store: "... set `MLFLOW_ALLOW_FILE_STORE=true` to
+    opt out"), so a message of several lines is quoted as its first line … the end of its last line, and a long
+    line as its start … its end."""
     lines = str(exc).strip().splitlines()
     if not lines:
         return type(exc).__name__
-    if len(lines) == 1:
-        return lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1] + "…"
+    if len(lines) == 1 and len(lines[0]) <= limit:
+        return lines[0]
     half = (limit - 3) // 2
     head, tail = lines[0].strip(), lines[-1].strip()
+    if len(lines) == 1:
+        return f"{head[:half]} … {tail[-half:]}"
     head = head if len(head) <= half else head[: half - 1] + "…"
     tail = tail if len(tail) <= half else "…" + tail[-(half - 1):]
     return f"{head} … {tail}"

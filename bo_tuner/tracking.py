@@ -69,8 +69,8 @@ def connect(tracking_uri: str | None) -> str:
         with sqlite_lock(uri):
             MlflowClient().search_experiments(max_results=1)
     except Exception as exc:
-        raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) cannot be reached: "
-                                       f"{first_line(exc)}") from None
+        failure = "cannot be reached" if uri.startswith(("http://", "https://")) else "cannot be used"
+        raise TrackingUnavailableError(f"tracking_uri: ({redact_uri(uri)!r}) {failure}: {first_line(exc)}") from None
     finally:
         for key, value in saved.items():
             if value is None:
