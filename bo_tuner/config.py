@@ -188,6 +188,9 @@ class StudyConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: ({self.backend!r}) must be one of {', '.join(BACKENDS)}")
         set_("ray_address", _optional_str("ray_address", self.ray_address))
+        if self.ray_address is not None and self.backend != "ray":
+            raise ConfigError(f"ray_address: ({self.ray_address!r}) is used only with backend ray "
+                              f"(backend is {self.backend!r}); add --backend ray")
         if not isinstance(self.lr_find, bool):
             raise ConfigError(f"lr_find: ({self.lr_find!r}) must be true or false")
         if self.lr_find and "learning_rate" in self.fixed:
