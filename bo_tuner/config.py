@@ -302,10 +302,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+def _data_beside(values: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """A config file's relative ``data`` path that names no file from the working directory, but one beside the
+    config file, means that one (``bo-tuner tune --config exp/study.yaml`` with ``data: train.csv`` in exp/)."""
+    data = values.get("data")
+    if not isinstance(data, str) or not data or Path(data).expanduser().is_absolute() or Path(data).exists():
+        return values
+    beside = config_file.parent / data
+    return {**values, "data": str(beside)} if beside.exists() else values
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig:
     """Defaults ← YAML file ← overrides (``None`` overrides are ignored, so unset CLI flags change nothing)."""
     values: dict[str, Any] = read_yaml(path) if path else {}
     if path:
+        values = _data_beside(values, Path(path))
         StudyConfig.from_mapping(values, source="config")  # report file errors against the file first
     values.update({k: v for k, v in overrides.items() if v is not None})
     return StudyConfig.from_mapping(values)

@@ -138,3 +138,17 @@ def test_a_champion_with_other_inputs_is_not_compared() -> None:
     assert should_promote(0.5, "val_accuracy", True, "always", champion, "bbbb")[0]
     legacy = {k: v for k, v in champion.items() if k != INTERFACE_TAG}  # registered before the tag existed
     assert should_promote(0.95, "val_accuracy", True, "if-better", legacy, "bbbb")[0]
+
+
+def test_a_data_file_beside_the_config_file_is_found_from_another_folder(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "train.csv").write_text("a,y\n1,0\n")
+    (tmp_path / "exp" / "study.yaml").write_text("data: train.csv\ntarget: y\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config("exp/study.yaml").data == str(Path("exp") / "train.csv")
+    assert load_config("exp/study.yaml", data="iris").data == "iris"  # a flag wins
+    (tmp_path / "train.csv").write_text("a,y\n1,0\n")
+    assert load_config("exp/study.yaml").data == "train.csv"  # the working directory's file first
+    (tmp_path / "exp" / "study.yaml").write_text("data: digits\n")
+    assert load_config("exp/study.yaml").data == "digits"
