@@ -11,6 +11,8 @@ Front door::
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bo_tuner.config import StudyConfig, load_config
@@ -54,9 +56,11 @@ __all__ = [
 ]
 
 
-def tune(config: StudyConfig | None = None, *, resume: str | None = None, progress: bool = True,
-         callbacks: Any = ()) -> StudyResult:
+def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
+         resume: str | None = None, progress: bool = True, callbacks: Any = ()) -> StudyResult:
     """Run (or with ``resume=<parent run id>`` continue) a study; see :func:`bo_tuner.study.tune`.
+
+    ``config``: a :class:`StudyConfig`, a mapping of the keys of ``study.yaml``, or the path of such a file.
 
     Heavy libraries load on the first call.
     """
