@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import math
 import os
 import re
@@ -137,12 +138,19 @@ def _import_user_builder(model: str) -> Builder:
     if not module_name or not attr:
         raise ConfigError(f"model: ({model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        with _native_log_level_kept():  # a builder's module usually imports Keras (TensorFlow) at its top
+            module = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
     builder = getattr(module, attr, None)
     if not callable(builder):
         raise ConfigError(f"model: ({model!r}) {module_name!r} has no callable {attr!r}")
+    try:
+        inspect.signature(builder).bind({}, (1,), 2, "classification")
+    except TypeError as exc:
+        raise ConfigError(f"model: ({model!r}) must take (hparams, input_shape, n_outputs, task): {exc}") from None
+    except ValueError:  # no signature to inspect (a C function): the first trial will tell
+        pass
     return builder  # type: ignore[no-any-return]
 
 

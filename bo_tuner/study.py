@@ -762,7 +762,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
 
     best = study.best
     if best is None or best.value is None:
-        message = f"no trial finished: {len(study.trials)} failed; nothing was registered"
+        message = (f"no trial finished: {len(study.trials)} failed ({_failure_reasons(study.trials)}); "
+                   "nothing was registered")
         _finish_parent(study, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
                        time.perf_counter() - started)
         raise StudyFailedError(f"study {label}: {message}")
@@ -771,6 +772,17 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     except KeyboardInterrupt:
         _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
         raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
+
+
+def _failure_reasons(trials: Sequence[TrialOutcome], most: int = 3) -> str:
+    """The distinct errors of failed trials, each with the trials it failed: "trial-1, trial-3: TypeError: …"."""
+    by_error: dict[str, list[int]] = {}
+    for trial in trials:
+        if trial.state == "FAILED":
+            by_error.setdefault(trial.error or "unknown error", []).append(trial.number)
+    shown = [f"{', '.join(f'trial-{n}' for n in numbers)}: {error}" for error, numbers in list(by_error.items())[:most]]
+    more = len(by_error) - most
+    return "; ".join(shown) + (f"; and {more} other errors" if more > 0 else "")
 
 
 def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | RegistryError:
@@ -838,6 +850,10 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
     this process, inside its trial's child run: ``mlflow.log_*`` calls in it land in that run. An exception or a
     NaN/inf marks the trial FAILED and the search goes on.
+
+    Raises:
+        StudyFailedError: ``max_consecutive_failures`` failures in a row, or no trial finished (the message says
+            which trials failed and why; the parent run ends FAILED).
     """
     if not isinstance(space, SearchSpace):
         space = SearchSpace.from_dict(space)
@@ -879,8 +895,11 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         raise
     wall = time.perf_counter() - started
     best = study.best
-    _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None),
-                   "FINISHED" if best else "FAILED", wall)
+    if best is None or best.value is None:
+        message = f"no trial finished: {len(study.trials)} failed ({_failure_reasons(study.trials)})"
+        _finish_parent(study, _note(study_name, metric, study.trials, None, {}, None, message), "FAILED", wall)
+        raise StudyFailedError(f"study {study_name}: {message}")
+    _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None), "FINISHED", wall)
     return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall)
 
 

@@ -28,6 +28,8 @@ def test_builder_info_and_value_checks() -> None:
         models.check_value("mlp", "optimizer", "adagrad", "fixed.optimizer")
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
+    with pytest.raises(ConfigError, match=r"wrong_signature'\) must take \(hparams, input_shape, n_outputs, task\)"):
+        models.builder_info("tests.user_builder:wrong_signature")
     models.check_value("mlp", "epochs", None, "fixed.epochs")  # None: the study's max_epochs
     for sizes in ("64,32", "", [64, 32], 64):
         models.check_value("cnn", "dense_layer_sizes", sizes, "fixed.dense_layer_sizes")

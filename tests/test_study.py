@@ -181,6 +181,22 @@ def test_too_many_failures_stop_the_study(store: tuple[Path, str]) -> None:
     assert len(runs) == 4  # the parent and the three failed trials, nothing more
 
 
+def test_a_study_whose_every_trial_failed_says_why(store: tuple[Path, str]) -> None:
+    def objective(params: dict) -> float:
+        raise ValueError("boom" if params["x"] < 0.5 else "bang")
+
+    with pytest.raises(bo_tuner.StudyFailedError) as info:
+        bo_tuner.minimize(objective, {"x": {"type": "categorical", "choices": [0.1, 0.9]}}, n_calls=3,
+                          n_initial_points=3, tracking_uri=store[1], experiment="all-failed", seed=1)
+    message = str(info.value)
+    assert message.startswith("study minimize: no trial finished: 3 failed (trial-")
+    assert ": ValueError: boom" in message and ": ValueError: bang" in message and "\n" not in message
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("all-failed").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FAILED" and "ValueError: boom" in parent.data.tags["mlflow.note.content"]
+
+
 def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) -> None:
     _, uri = store
     config = StudyConfig(data="iris", n_calls=6, n_initial_points=3, parallel=2, pruner="median",

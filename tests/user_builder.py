@@ -45,3 +45,7 @@ def build_crashing_once(hparams: dict[str, Any], input_shape: tuple[int, ...], n
 
 build_crashing_once.hyperparameters = build.hyperparameters  # type: ignore[attr-defined]
 build_crashing_once.default_space = build.default_space  # type: ignore[attr-defined]
+
+
+def wrong_signature(hparams: dict[str, Any]) -> keras.Model:
+    raise AssertionError("a builder that cannot take the study's arguments is refused before any run")
