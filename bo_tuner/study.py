@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from bo_tuner import data as data_mod
-from bo_tuner import models, registry, tracking
+from bo_tuner import interrupts, models, registry, tracking
 from bo_tuner.config import BUILTIN_METRICS, StudyConfig, load_config, metric_is_maximized
 from bo_tuner.errors import (
     BoTunerError,
@@ -196,6 +196,7 @@ class _Study:
                    disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
         try:
             while True:
+                interrupts.check()
                 while len(self.trials) + len(pending) < self.n_calls and len(pending) < self.parallel:
                     params = self.optimizer.ask([job.params for job in pending.values()])
                     run_id = tracking.create_run(
@@ -737,6 +738,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                                                    "warm_start_skipped": warm_skipped})
         with _sigterm_as_interrupt():
             study.execute(executor)
+            interrupts.check()
             best = study.best
             # Load the best model back and score the test split in a warm worker; draw the search plots
             # meanwhile, here and (one of them, after the scoring) in a worker.

@@ -186,8 +186,11 @@ def test_ctrl_c_while_the_workers_still_import_ends_quietly(workdir: Path) -> No
     started = psutil.Process(process.pid).children(recursive=True)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err.decode()[-2000:]
-    assert err.decode().strip() == "bo-tuner: interrupted"
+    assert process.returncode == 130, err.decode()[-2000:]  # not -2: see bo_tuner.__main__._exit_interrupted
+    # one line: "bo-tuner: interrupted" while it sets up, or the study's own once its parent run exists (a fast
+    # machine gets there within 2 s)
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bo-tuner: ") and "interrupted" in lines[0], lines
     _, alive = psutil.wait_procs(started, timeout=10)
     assert alive == [], [(p.pid, p.status(), p.cmdline()[-3:]) for p in alive]
 

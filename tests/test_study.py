@@ -197,6 +197,23 @@ def test_a_study_whose_every_trial_failed_says_why(store: tuple[Path, str]) -> N
     assert parent.info.status == "FAILED" and "ValueError: boom" in parent.data.tags["mlflow.note.content"]
 
 
+def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_study(store: tuple[Path, str]) -> None:
+    """A KeyboardInterrupt raised inside a callback is printed as "Exception ignored" and dropped by Python (seen:
+    the import system's module-lock cleanup); the command line's handler also records it, and the study stops."""
+    from bo_tuner import interrupts
+
+    interrupts._requested.set()  # what interrupts._on_sigint does before its KeyboardInterrupt is lost
+    try:
+        with pytest.raises(bo_tuner.StudyInterrupted):
+            bo_tuner.minimize(lambda p: p["x"], {"x": {"type": "real", "low": 0, "high": 1}}, n_calls=3,
+                              tracking_uri=store[1], experiment="swallowed")
+    finally:
+        interrupts._requested.clear()
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("swallowed").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"]  # the parent; no trial was started
+
+
 def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) -> None:
     _, uri = store
     config = StudyConfig(data="iris", n_calls=6, n_initial_points=3, parallel=2, pruner="median",
