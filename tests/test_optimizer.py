@@ -110,10 +110,15 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
     assert every.hyperparameter_fits == 28  # a GP from the 3rd point on, hyperparameters optimised each time
     assert 10 < scheduled.hyperparameter_fits <= 18  # every step up to 10 points, then each 10 % of growth
     assert len(scheduled._opt.models) == 1  # only the newest GP is kept
-    # Between re-optimisations the GP keeps the last fitted length scales, and searches as well as refitting each
-    # step. (Not a fixed threshold: which local optimum a 30-step search ends in turns on float rounding, which
-    # differs between CPUs and BLAS kernels.)
-    assert min(scheduled._opt.yi) <= min(every._opt.yi) + 0.5
+    # Between re-optimisations the GP keeps the last fitted length scales and still locates the continuous
+    # optimum (x = 1.5). Which local optimum of the discrete part (n, act) a 30-step search ends in turns on float
+    # rounding, which differs between CPUs and BLAS kernels, so no threshold on the value itself (bench.gp_cost
+    # measures regret).
+    for search in (every, scheduled):
+        values = list(search._opt.yi)
+        best = search._opt.Xi[values.index(min(values))]
+        assert abs(best[0] - 1.5) < 0.1, best
+        assert min(values) < min(values[:3])  # better than its random start
 
 
 def _searched(steps: int = 12) -> Optimizer:
