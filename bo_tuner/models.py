@@ -175,10 +175,10 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)}")
     if name == "dense_layer_sizes" and is_builtin(model):
         try:
-            sizes = _layer_sizes(value)
+            valid = all(size >= 1 for size in _layer_sizes(value))
         except TrialFailedError:
-            sizes = [0]
-        if any(size < 1 for size in sizes):
+            valid = False
+        if not valid:
             raise ConfigError(f"{where}: ({value!r}) must be layer sizes such as '64,32' or [64, 32]")
     check_training_value(name, value, where)
 

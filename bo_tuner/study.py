@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -764,16 +764,19 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
 
     best = study.best
     if best is None or best.value is None:
-        message = (f"no trial finished: {len(study.trials)} failed ({_failure_reasons(study.trials)}); "
-                   "nothing was registered")
-        _finish_parent(study, _note(label, metric, study.trials, None, {}, None, message), "FAILED",
-                       time.perf_counter() - started)
-        raise StudyFailedError(f"study {label}: {message}")
+        _fail_without_a_finished_trial(study, time.perf_counter() - started, "; nothing was registered")
     try:
         return _champion_step(study, best, test_scores, config, registered_name, prepared.interface, started)
     except KeyboardInterrupt:
         _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
         raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
+
+
+def _fail_without_a_finished_trial(study: _Study, wall: float, after: str = "") -> NoReturn:
+    """End the parent FAILED and raise: every trial failed; the message names their errors."""
+    message = f"no trial finished: {len(study.trials)} failed ({_failure_reasons(study.trials)}){after}"
+    _finish_parent(study, _note(study.label, study.metric, study.trials, None, {}, None, message), "FAILED", wall)
+    raise StudyFailedError(f"study {study.label}: {message}")
 
 
 def _failure_reasons(trials: Sequence[TrialOutcome], most: int = 3) -> str:
@@ -898,9 +901,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     wall = time.perf_counter() - started
     best = study.best
     if best is None or best.value is None:
-        message = f"no trial finished: {len(study.trials)} failed ({_failure_reasons(study.trials)})"
-        _finish_parent(study, _note(study_name, metric, study.trials, None, {}, None, message), "FAILED", wall)
-        raise StudyFailedError(f"study {study_name}: {message}")
+        _fail_without_a_finished_trial(study, wall)
     _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None), "FINISHED", wall)
     return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall)
 
