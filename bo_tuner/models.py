@@ -531,6 +531,13 @@ def _native_log_level_kept() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+def quiet_worker_logs() -> None:
+    """In a study's worker process, before TensorFlow is imported: its native log lines at level 2 (errors only)
+    unless the user chose a ``TF_CPP_MIN_LOG_LEVEL``, as the command line does for its own process. The workers are
+    bo_tuner's; a Python caller's own process keeps its environment."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 _backend_imported = False
 
 

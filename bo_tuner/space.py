@@ -101,6 +101,9 @@ class Int:
         return f"int[{self.low}, {self.high}]" + (" log" if self.prior == "log-uniform" else "")
 
 
+_BOUND_TOLERANCE = 1e-12  # relative: float rounding through log/exp, far below any hyperparameter's meaning
+
+
 @dataclass(frozen=True)
 class Real:
     """A real hyperparameter in ``[low, high]``, sampled uniformly or log-uniformly."""
@@ -123,7 +126,13 @@ class Real:
         return self.low <= number <= self.high
 
     def cast(self, value: Any) -> float:
-        return float(value)
+        """``float(value)``, and a bound itself for a value within float rounding of it: skopt's log-uniform
+        transform gives back 0.03 as 0.029999999999999995, which is what MLflow would show."""
+        number = float(value)
+        for bound in (self.low, self.high):
+            if math.isclose(number, bound, rel_tol=_BOUND_TOLERANCE, abs_tol=0.0):
+                return float(bound)
+        return number
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "real", "low": self.low, "high": self.high}

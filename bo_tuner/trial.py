@@ -237,6 +237,7 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     if intra_op_threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(intra_op_threads)
+    models.quiet_worker_logs()
     models.configure_runtime(intra_op_threads)
     models.import_backend()
     if gpu is not None:

@@ -23,6 +23,21 @@ def objective(p: dict) -> float:
     return (p["x"] - 1.5) ** 2 + (p["n"] - 3) ** 2 + (0.0 if p["act"] == "tanh" else 2.0)
 
 
+def test_proposals_at_a_log_uniform_bound_are_the_bound_itself() -> None:
+    # The GP's acquisition optimum often sits on a bound; through skopt's log transform [3e-5, 0.05] comes back
+    # as [3.000000000000001e-05, 0.049999999999999996], which was logged and printed so.
+    space = SearchSpace.from_dict({"lr": {"type": "real", "low": 3e-5, "high": 0.05, "prior": "log-uniform"}})
+    opt = Optimizer(space, n_initial_points=3, acq_func="EI", seed=0)
+    proposals = []
+    for _ in range(10):
+        point = opt.ask()
+        proposals.append(point["lr"])
+        opt.tell(point, -math.log10(point["lr"]))  # lower for larger rates: the optimum is the upper bound
+    assert 0.05 in proposals
+    assert all(p in (3e-5, 0.05) or not (math.isclose(p, 3e-5, rel_tol=1e-9) or math.isclose(p, 0.05, rel_tol=1e-9))
+               for p in proposals), proposals
+
+
 def test_points_are_plain_python_values_inside_the_space() -> None:
     opt = Optimizer(SPACE, n_initial_points=3, seed=0)
     for _ in range(6):

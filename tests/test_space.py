@@ -62,6 +62,16 @@ def test_cast_converts_numpy_scalars_and_mlflow_strings() -> None:
     assert [type(v) for v in point.values()] == [int, float, str, bool, int]
 
 
+def test_a_real_within_float_rounding_of_a_bound_is_the_bound() -> None:
+    # skopt's log-uniform transform gives back 0.03 as 0.029999999999999995; MLflow would log that
+    lr = Real("lr", 1e-4, 0.03, "log-uniform")
+    assert lr.cast(0.029999999999999995) == 0.03
+    assert lr.cast(np.float64(1.0000000000000002e-4)) == 1e-4
+    assert lr.cast("0.029999999999999995") == 0.03  # a resumed study's MLflow param
+    assert lr.cast(0.0299999) == 0.0299999  # a value near the bound is kept
+    assert lr.cast(0.01) == 0.01
+
+
 def test_contains() -> None:
     space = SearchSpace.from_dict(SPEC)
     assert space.contains({"n_hidden": 2, "learning_rate": 0.01, "activation": "tanh"})
