@@ -7,6 +7,7 @@ Parses flags, calls the API, maps errors to one-line messages and exit codes (2:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -151,6 +152,7 @@ def _quiet_libraries() -> None:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(None if getattr(args, "resume", None) else args.config, **_overrides(args))
     _set_environment()
+    interrupts.stop_with_launcher()
     executor = None
     if args.command == "tune" and not args.resume and config.backend == "local":
         # Workers spawn before this process imports MLflow, skopt and pandas (~2 s): their own imports (Keras,
@@ -232,6 +234,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bo-tuner: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if interrupts.launcher_ended():
+            _end_launcher_run()
+
+
+def _end_launcher_run() -> None:
+    """The ``mlflow run`` process is gone: end the run it made for us (if the study has not) KILLED."""
+    from bo_tuner import tracking
+
+    with contextlib.suppress(Exception):  # best effort: the study's own runs are already ended
+        tracking.end_launcher_run("KILLED")
 
 
 def _exit_interrupted() -> None:

@@ -1,16 +1,27 @@
-"""Ctrl-C that is never lost: the command line's SIGINT handler remembers the interrupt as well as raising it.
+"""How the command line's study stops from outside: Ctrl-C that is never lost, and the end of ``mlflow run``.
 
 Python raises KeyboardInterrupt wherever the main thread happens to be, and in a few places it cannot propagate:
 a Ctrl-C landing in a callback (e.g. the import system's module-lock cleanup, while MLflow is being imported) is
 printed as "Exception ignored in ..." and dropped, and the study then ran to its end. With :func:`install`, the
 interrupt is also recorded, and :func:`check` — called by the study before and between trials — raises it again.
+
+:func:`stop_with_launcher`: a study started by ``mlflow run`` ends, as on SIGTERM, when that process is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import logging
+import os
 import signal
+import sys
 import threading
+import time
 from types import FrameType
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 _requested = threading.Event()
 
@@ -32,3 +43,70 @@ def check() -> None:
     """Raise KeyboardInterrupt if a Ctrl-C arrived and was swallowed on its way."""
     if _requested.is_set():
         raise KeyboardInterrupt
+
+
+_LAUNCHER_POLL_SECONDS = 0.5
+_launcher_ended = threading.Event()
+_SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ksh"})
+
+
+def _launcher() -> Any:
+    """The ``mlflow run`` process that started this one (a psutil Process), or None. MLflow runs the entry point
+    with ``bash -c``, which stays between us when the command is compound (an environment's activation first)."""
+    import psutil
+
+    process = psutil.Process().parent()
+    while process is not None and process.pid > 1 and process.name() in _SHELLS:
+        process = process.parent()
+    if process is None or process.pid <= 1:
+        return None
+    args = process.cmdline()
+    mlflow = any(os.path.basename(a) == "mlflow" for a in args) or any(
+        a == "-m" and b == "mlflow" for a, b in itertools.pairwise(args))
+    return process if mlflow and "run" in args else None
+
+
+def stop_with_launcher() -> None:
+    """Under ``mlflow run`` (``MLFLOW_RUN_ID`` set): when that process is gone, SIGTERM this one.
+
+    ``kill PID`` of ``mlflow run`` (a scheduler's time-out, a user) ends the launcher at once and leaves its child
+    running — the study trained on without anyone watching, finished runs MLflow showed as the launcher's, and
+    refused ``mlflow run . -P resume=<id>`` while it lived. A thread watches the launcher (by pid and start time);
+    once it has gone, the study stops as on SIGTERM: the trial in flight and the study end KILLED, resumable.
+    The command line then ends the launcher's own run (``<study>-resume`` under a resume) KILLED too
+    (:func:`launcher_ended`): nobody else would.
+    """
+    if not os.environ.get("MLFLOW_RUN_ID") or sys.platform == "win32":
+        return
+    try:
+        import psutil
+
+        launcher = _launcher()
+    except Exception as exc:  # no psutil, /proc hidden: the launcher is not watched
+        logger.debug("the mlflow run process is not watched (%s)", exc)
+        return
+    if launcher is None:
+        return
+
+    def watch() -> None:
+        while True:
+            try:
+                if not launcher.is_running() or launcher.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            except psutil.Error:  # cannot tell: never stop a study on a guess
+                return
+            time.sleep(_LAUNCHER_POLL_SECONDS)
+        _launcher_ended.set()
+        with contextlib.suppress(OSError, ValueError):  # stderr may have gone with the launcher
+            print(f"bo-tuner: the `mlflow run` process that started this study (pid {launcher.pid}) has ended; "
+                  "stopping the study", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="bo_tuner-launcher-watch").start()
+
+
+def launcher_ended() -> bool:
+    """Whether :func:`stop_with_launcher` saw the ``mlflow run`` process end."""
+    return _launcher_ended.is_set()

@@ -326,6 +326,14 @@ def end_run(run_id: str, status: str) -> None:
     MlflowClient().set_terminated(run_id, status=status)
 
 
+def end_launcher_run(status: str) -> None:
+    """End the run ``mlflow run`` made for this process with ``status``, unless it has ended (the study's parent
+    has): for when the launcher, which would have ended it, is gone."""
+    launched = launcher_run()
+    if launched is not None and get_run(launched[0]).info.status == "RUNNING":
+        end_run(launched[0], status)
+
+
 def get_run(run_id: str) -> Any:
     return MlflowClient().get_run(run_id)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -99,3 +101,61 @@ def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
     assert parent.info.status == "FINISHED" and parent.data.tags["mlflow.project.env"] == "uv"
     assert client.get_model_version_by_alias("iris-uv", "champion").tags["bo_tuner.study_run_id"] == \
         parent.info.run_id
+
+
+def test_killing_mlflow_run_stops_its_study_which_then_resumes(workdir: Path) -> None:
+    """`kill` or `kill -9` of the `mlflow run` process alone (a scheduler's time-out, a user) left the study it
+    started training on as an orphan, and `mlflow run . -P resume=<id>` was refused while it lived. The study now
+    stops as on SIGTERM once its launcher is gone; under a resume, the launcher's own run is ended KILLED too."""
+    import signal
+    import time
+
+    import psutil
+
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    client.search_experiments()
+    base = ["mlflow", "run", str(REPO), "--env-manager", "local", "--experiment-name", "orphan", "-P", "data=iris",
+            "-P", "n_initial_points=2", "-P", "max_epochs=60", "-P", "quiet=true",
+            "-P", "registered_model=iris-orphan"]
+
+    def kill_launcher_after(finished: int, *args: str) -> tuple[str, str]:
+        launcher = subprocess.Popen([*base, *args], cwd=workdir, env=subprocess_env(MLFLOW_TRACKING_URI=uri),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                assert launcher.poll() is None, launcher.communicate()[1].decode()[-2000:]
+                exp = client.get_experiment_by_name("orphan")
+                runs = client.search_runs([exp.experiment_id]) if exp else []
+                if sum(r.info.status == "FINISHED" and "mlflow.parentRunId" in r.data.tags for r in runs) >= finished:
+                    break
+                time.sleep(0.3)
+            study = psutil.Process(launcher.pid).children(recursive=True)
+            os.kill(launcher.pid, signal.SIGKILL)  # the launcher alone, not its process group
+            launcher.wait(timeout=30)
+            _gone, alive = psutil.wait_procs(study, timeout=60)
+            assert not alive, f"left running after the launcher was killed: {alive}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(launcher.pid, signal.SIGKILL)
+        err = launcher.stderr.read().decode() if launcher.stderr else ""
+        run_id = next(line.split("run with ID '")[1].split("'")[0] for line in err.splitlines()
+                      if "run with ID '" in line)
+        assert "`mlflow run` process that started this study" in err and "has ended; stopping" in err, err[-2000:]
+        return run_id, err
+
+    parent, _ = kill_launcher_after(1, "-P", "n_calls=30")
+    assert client.get_run(parent).info.status == "KILLED"
+    trials = client.search_runs([client.get_experiment_by_name("orphan").experiment_id],
+                                f"tags.mlflow.parentRunId = '{parent}'")
+    assert {t.info.status for t in trials} <= {"FINISHED", "KILLED"}
+    assert sum(t.info.status == "FINISHED" for t in trials) >= 1
+    finished = sum(t.info.status == "FINISHED" for t in trials)
+
+    resumer, _ = kill_launcher_after(finished + 1, "-P", f"resume={parent}")
+    assert client.get_run(resumer).info.status == "KILLED"  # its launcher is gone: no run stays RUNNING
+    assert client.get_run(resumer).data.tags["bo_tuner.role"] == "resume"
+    assert client.get_run(parent).info.status == "KILLED"
+    runs = client.search_runs([client.get_experiment_by_name("orphan").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
