@@ -433,6 +433,18 @@ def stop_on_non_finite_loss() -> Any:
     return StopOnNonFiniteLoss()
 
 
+def _epoch_callback(on_epoch: Callable[[dict[str, float]], None]) -> Any:
+    import keras
+
+    class EpochMetrics(keras.callbacks.Callback):  # type: ignore[misc]
+        """Hand each epoch's metrics (plain floats) to ``on_epoch``."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            on_epoch({str(k): float(v) for k, v in (logs or {}).items()})
+
+    return EpochMetrics()
+
+
 def _pruning_callback(metric: str, maximize: bool, warmup: int, reference: list[list[float]]) -> Any:
     import keras
 
@@ -556,8 +568,11 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
           x_val: npt.NDArray[np.float32], y_val: Any, task: str, n_outputs: int, metric: str, maximize: bool,
           max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
           image_shape: tuple[int, ...] | None = None, prune_reference: list[list[float]] | None = None,
-          prune_warmup: int = 5, mixed_precision: bool = False, jit_compile: bool | None = None) -> FitResult:
+          prune_warmup: int = 5, mixed_precision: bool = False, jit_compile: bool | None = None,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
     """Build and fit one model with EarlyStopping on ``metric`` (best weights restored).
+
+    ``on_epoch`` is called after each epoch with its metrics (the values ``FitResult.history`` will hold).
 
     With ``prune_reference`` (earlier trials' per-epoch ``metric`` curves) the median pruner may stop the trial
     early; ``FitResult.pruned_at`` says when, and ``objective`` is then the metric's value at that epoch.
@@ -585,6 +600,8 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
         keras.callbacks.EarlyStopping(monitor=metric, mode="max" if maximize else "min", patience=patience,
                                       restore_best_weights=True),
     ]
+    if on_epoch is not None:
+        callbacks.append(_epoch_callback(on_epoch))
     pruner = None
     if prune_reference is not None:
         pruner = _pruning_callback(metric, maximize, prune_warmup, prune_reference)

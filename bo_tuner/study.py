@@ -11,12 +11,11 @@ import concurrent.futures as cf
 import contextlib
 import os
 import re
-import signal
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -113,29 +112,6 @@ def _terminate(executor: cf.Executor) -> None:
         executor.terminate()
         return
     executor.shutdown(wait=False, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """A SIGTERM (e.g. a batch scheduler) ends the study like Ctrl-C does."""
-    if sys.platform == "win32" or not _in_main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -736,7 +712,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         if config.warm_start:
             tracking.log_batch(parent_id, metrics={"warm_start_points": len(warm_points),
                                                    "warm_start_skipped": warm_skipped})
-        with _sigterm_as_interrupt():
+        with interrupts.sigterm_as_interrupt():
             study.execute(executor)
             interrupts.check()
             best = study.best

@@ -16,7 +16,7 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -253,13 +253,14 @@ def log_new_params(run_id: str, params: Mapping[str, Any]) -> None:
     log_batch(run_id, params={k: v for k, v in params.items() if k not in existing})
 
 
-def log_curves(run_id: str, curves: Mapping[str, list[float]]) -> None:
-    """Per-epoch series (``loss``, ``val_accuracy``…) stepped by epoch (1-based)."""
+def log_curves(run_id: str, curves: Mapping[str, Sequence[float]], first_epoch: int = 1) -> None:
+    """Per-epoch series (``loss``, ``val_accuracy``…) stepped by epoch (1-based), the lists beginning at
+    ``first_epoch``."""
     now = int(time.time() * 1000)
     metrics = [
         Metric(name, float(v), now, epoch)
         for name, values in curves.items()
-        for epoch, v in enumerate(values, start=1)
+        for epoch, v in enumerate(values, start=first_epoch)
         if math.isfinite(float(v))
     ]
     client = MlflowClient()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import math
 import os
 import signal
@@ -105,12 +106,45 @@ def _fail(job_number: int, params: dict[str, Scalar], run_id: str, exc: BaseExce
                         error=error_text(exc))
 
 
+LIVE_CURVE_SECONDS = 10.0  # a trial's per-epoch metrics reach its run at least this often while it trains
+
+
+class _LiveCurves:
+    """Each epoch's metrics, sent to the trial's run once ``LIVE_CURVE_SECONDS`` have passed since the trial began
+    or since the last send, so a long trial's learning curve grows in the MLflow UI as it trains. A trial shorter
+    than that sends nothing here (its curves go in one request at its end: a request per epoch would cost more
+    than a small trial's epoch). A send that fails is retried with the next one; the trial goes on."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.curves: dict[str, list[float]] = {}
+        self.logged = 0  # epochs already in the run
+        self._last = time.monotonic()
+
+    def __call__(self, logs: Mapping[str, float]) -> None:
+        for name, value in logs.items():
+            self.curves.setdefault(name, []).append(value)
+        if time.monotonic() - self._last >= LIVE_CURVE_SECONDS:
+            self._last = time.monotonic()
+            try:
+                self.finish(self.curves)
+            except Exception as exc:
+                logging.getLogger(__name__).warning("trial run %s: epoch metrics not sent yet (%s)", self.run_id,
+                                                    first_line(exc, 200))
+
+    def finish(self, history: Mapping[str, list[float]]) -> None:
+        """Send the epochs of ``history`` (the fit's record so far, or its whole record) not sent yet."""
+        tracking.log_curves(self.run_id, {k: v[self.logged:] for k, v in history.items()}, self.logged + 1)
+        self.logged = max((len(v) for v in history.values()), default=0)
+
+
 def run_keras_trial(job: TrialJob) -> TrialOutcome:
     """Train one configuration and log it into its child run; log the served model if it beats the best so far."""
     started = time.perf_counter()
     tracking.set_tracking_uri(job.tracking_uri)
     config = job.config
     with tracking.trial_run(job.run_id, system_metrics=config.system_metrics) as status:
+        live = _LiveCurves(job.run_id)
         try:
             hp = hyperparameters(config, job.params)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items() if k not in job.params})
@@ -122,10 +156,10 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
                                target_mean=prepared.target_mean, target_scale=prepared.target_scale,
                                image_shape=prepared.image_shape, prune_reference=job.prune_reference,
                                prune_warmup=config.pruner_warmup_epochs, mixed_precision=config.mixed_precision,
-                               jit_compile=config.jit_compile)
+                               jit_compile=config.jit_compile, on_epoch=live)
         except Exception as exc:
             return _fail(job.number, job.params, job.run_id, exc, started, status)
-        tracking.log_curves(job.run_id, fit.history)
+        live.finish(fit.history)
         summary = {"objective": fit.objective, "fit_seconds": fit.fit_seconds, "best_epoch": fit.best_epoch,
                    "epochs_run": fit.epochs_run}
         state: TrialState = "COMPLETE" if fit.pruned_at is None else "PRUNED"

@@ -178,6 +178,32 @@ def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, h
 
 
 @pytest.mark.slow
+def test_sigterm_ends_a_train_run_killed(workdir: Path) -> None:
+    """``bo-tuner train`` (and ``lr-find``) run in the command's own process: a SIGTERM killed it on the spot and
+    left its run RUNNING for ever; it now ends the run KILLED and exits 130, as a study does."""
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    client.search_experiments()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bo_tuner", "train", "--data", "iris", "--max-epochs", "2000", "--experiment", "term",
+         "--tracking-uri", uri, "--params", '{"patience": 2000, "batch_size": 4}'],
+        cwd=workdir, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 150
+    runs: list = []
+    while not runs and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        exp = client.get_experiment_by_name("term")
+        # training for some seconds: its epochs reach the run as it trains (every 10 s, trial.LIVE_CURVE_SECONDS)
+        runs = client.search_runs([exp.experiment_id], "metrics.loss > 0") if exp else []
+        time.sleep(0.3)
+    assert runs, "the train run did not start training"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert client.get_run(runs[0].info.run_id).info.status == "KILLED"
+
+
+@pytest.mark.slow
 def test_ctrl_c_while_the_workers_still_import_ends_quietly(workdir: Path) -> None:
     """Ctrl-C two seconds in, while the workers' forkserver (or a spawned worker) is still importing TensorFlow:
     the study's one line, exit 130, no traceback from any process, and none of them left running."""

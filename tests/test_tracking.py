@@ -84,3 +84,40 @@ def test_studies_started_at_once_on_a_new_sqlite_store_all_connect(tmp_path: Pat
     (signals / "go").touch()
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0, 0], [e[-400:] for e in errors if e]
+
+
+def _steps(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_a_trial_s_epochs_reach_its_run_while_it_trains_each_once(tracking_uri: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from bo_tuner import tracking, trial
+
+    client = MlflowClient(tracking_uri)
+    run_id = _new_run(client)
+    history = {"loss": [0.9, 0.7, 0.6, 0.55, 0.5], "val_accuracy": [0.5, 0.6, 0.7, 0.72, 0.71]}
+    epochs = [{k: v[i] for k, v in history.items()} for i in range(5)]
+
+    monkeypatch.setattr(trial, "LIVE_CURVE_SECONDS", 0.0)  # a long trial: every epoch is due
+    live = trial._LiveCurves(run_id)
+    for logs in epochs[:3]:
+        live(logs)
+    assert _steps(client, run_id, "loss") == [(1, 0.9), (2, 0.7), (3, 0.6)]  # visible before the trial ends
+    live(epochs[3])
+    real = tracking.log_curves
+    monkeypatch.setattr(tracking, "log_curves", lambda *a, **k: (_ for _ in ()).throw(OSError("server busy")))
+    live(epochs[4])  # this send fails: the trial goes on, the epoch is sent later
+    monkeypatch.setattr(tracking, "log_curves", real)
+    live.finish(history)
+    assert _steps(client, run_id, "loss") == list(enumerate(history["loss"], start=1))
+    assert _steps(client, run_id, "val_accuracy") == list(enumerate(history["val_accuracy"], start=1))
+
+    monkeypatch.setattr(trial, "LIVE_CURVE_SECONDS", 3600.0)  # a short trial: one request, at its end
+    other = str(client.create_run(client.get_run(run_id).info.experiment_id).info.run_id)
+    live = trial._LiveCurves(other)
+    for logs in epochs:
+        live(logs)
+    assert _steps(client, other, "loss") == []
+    live.finish(history)
+    assert _steps(client, other, "loss") == list(enumerate(history["loss"], start=1))
