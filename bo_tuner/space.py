@@ -206,8 +206,10 @@ class Categorical:
 
 
 Dimension = Int | Real | Categorical
-_KEYS = {"int": {"type", "low", "high", "prior"}, "real": {"type", "low", "high", "prior"},
+_KEYS = {"int": {"type", "low", "high", "prior", "log"}, "real": {"type", "low", "high", "prior", "log"},
          "categorical": {"type", "choices"}}
+# The words KerasTuner (hp.Int, hp.Float, hp.Choice) and Optuna (suggest_int/float/categorical, log=True) use
+_TYPE_ALIASES = {"integer": "int", "float": "real", "choice": "categorical"}
 
 
 def dimension_from_dict(name: str, spec: Any) -> Dimension:
@@ -218,8 +220,10 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}")
     kind = spec.get("type")
+    kind = _TYPE_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
     if kind not in _KEYS:
-        raise ConfigError(f"{where}: type ({kind!r}) must be one of int, real, categorical")
+        raise ConfigError(f"{where}: type ({spec.get('type')!r}) must be one of int, real, categorical "
+                          "(or integer, float, choice)")
     unknown = sorted(str(k) for k in spec if k not in _KEYS[kind])
     if unknown:
         raise ConfigError(f"{where}: unknown key ({unknown[0]!r}) for type {kind}; "
@@ -235,6 +239,12 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
         if field not in spec:
             raise ConfigError(f"{where}: {field} (missing) must be given for type {kind}")
     prior = spec.get("prior", "uniform")
+    if "log" in spec:  # Optuna's and KerasTuner's way to say it
+        if not isinstance(spec["log"], bool):
+            raise ConfigError(f"{where}: log ({spec['log']!r}) must be true or false")
+        if "prior" in spec:
+            raise ConfigError(f"{where}: log ({spec['log']!r}) and prior ({prior!r}) say the same thing; give one")
+        prior = "log-uniform" if spec["log"] else "uniform"
     if kind == "int":
         return Int(name, spec["low"], spec["high"], prior)
     return Real(name, spec["low"], spec["high"], prior)

@@ -34,7 +34,11 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"lr": {"type": "real", "low": 0.5, "high": 0.1}}, "space.lr: low (0.5) must be < high (0.1)"),
         ({"lr": {"type": "real", "low": 0, "high": 1, "prior": "log-uniform"}}, "space.lr: low (0.0) must be > 0"),
         ({"a": {"type": "categorical", "choices": []}}, "space.a: choices ([]) must not be empty"),
-        ({"a": {"type": "float", "low": 0, "high": 1}}, "space.a: type ('float') must be one of"),
+        ({"a": {"type": "double", "low": 0, "high": 1}}, "space.a: type ('double') must be one of"),
+        ({"a": {"type": "float", "low": 0, "high": 1, "log": "yes"}}, "space.a: log ('yes') must be true or false"),
+        ({"a": {"type": "real", "low": 1e-3, "high": 1, "log": True, "prior": "log-uniform"}},
+         "space.a: log (True) and prior ('log-uniform') say the same thing"),
+        ({"a": {"type": "choice", "values": [1, 2]}}, "space.a: unknown key ('values') for type categorical"),
         ({"a": {"type": "int", "low": 1.5, "high": 3}}, "space.a: low (1.5) must be an integer"),
         ({"a": {"type": "int", "low": 1, "high": 3, "step": 1}}, "space.a: unknown key ('step')"),
         ({"a": {"type": "int", "high": 3}}, "space.a: low (missing)"),
@@ -50,6 +54,19 @@ def test_bad_spaces_name_field_and_value(spec: dict, message: str) -> None:
         SearchSpace.from_dict(spec)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_keras_tuner_and_optuna_words_are_understood() -> None:
+    space = SearchSpace.from_dict({
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "units": {"type": "integer", "low": 16, "high": 256, "log": True},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5, "log": False},
+        "act": {"type": "choice", "choices": ["relu", "tanh"]}})
+    assert space["lr"] == Real("lr", 1e-4, 1e-1, "log-uniform")
+    assert space["units"] == Int("units", 16, 256, "log-uniform")
+    assert space["dropout"] == Real("dropout", 0.0, 0.5)
+    assert space["act"] == Categorical("act", ("relu", "tanh"))
+    assert SearchSpace.from_dict(space.to_dict()) == space  # stored (space.yaml) in the canonical words
 
 
 def test_cast_converts_numpy_scalars_and_mlflow_strings() -> None:
