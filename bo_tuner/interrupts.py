@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -63,7 +62,6 @@ def check() -> None:
         raise KeyboardInterrupt
 
 
-_LAUNCHER_POLL_SECONDS = 0.5
 _launcher_ended = threading.Event()
 _SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ksh"})
 
@@ -97,8 +95,6 @@ def stop_with_launcher() -> None:
     if not os.environ.get("MLFLOW_RUN_ID") or sys.platform == "win32":
         return
     try:
-        import psutil
-
         launcher = _launcher()
     except Exception as exc:  # no psutil, /proc hidden: the launcher is not watched
         logger.debug("the mlflow run process is not watched (%s)", exc)
@@ -106,23 +102,16 @@ def stop_with_launcher() -> None:
     if launcher is None:
         return
 
-    def watch() -> None:
-        while True:
-            try:
-                if not launcher.is_running() or launcher.status() == psutil.STATUS_ZOMBIE:
-                    break
-            except psutil.NoSuchProcess:
-                break
-            except psutil.Error:  # cannot tell: never stop a study on a guess
-                return
-            time.sleep(_LAUNCHER_POLL_SECONDS)
+    def stop() -> None:
         _launcher_ended.set()
         with contextlib.suppress(OSError, ValueError):  # stderr may have gone with the launcher
             print(f"bo-tuner: the `mlflow run` process that started this study (pid {launcher.pid}) has ended; "
                   "stopping the study", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=watch, daemon=True, name="bo_tuner-launcher-watch").start()
+    from bo_tuner.pool import when_gone
+
+    when_gone(launcher, stop, name="bo_tuner-launcher-watch")
 
 
 def launcher_ended() -> bool:

@@ -111,6 +111,14 @@ def _exit_with(owner: int) -> None:
         logger.debug("worker %d cannot watch process %d (%s)", os.getpid(), owner, exc)
         return
 
+    when_gone(process, lambda: os._exit(1), name="bo_tuner-owner-watch")
+
+
+def when_gone(process: Any, action: Callable[[], Any], *, name: str) -> None:
+    """Call ``action`` from a daemon thread once the psutil ``process`` has ended (exited, killed, a zombie);
+    polled every 0.5 s. Never on a guess: when psutil cannot tell (permissions), the thread stops watching."""
+    import psutil
+
     def watch() -> None:
         while True:
             try:
@@ -118,12 +126,12 @@ def _exit_with(owner: int) -> None:
                     break
             except psutil.NoSuchProcess:  # ZombieProcess included
                 break
-            except psutil.Error:  # cannot tell: never end a worker on a guess
+            except psutil.Error:
                 return
             time.sleep(_OWNER_POLL_SECONDS)
-        os._exit(1)
+        action()
 
-    threading.Thread(target=watch, daemon=True, name="bo_tuner-owner-watch").start()
+    threading.Thread(target=watch, daemon=True, name=name).start()
 
 
 def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...],

@@ -24,8 +24,9 @@ IRIS_SPACE = {"n_neurons": {"type": "int", "low": 8, "high": 32},
               "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}
 
 
-def _start_study(workdir: Path, uri: str, *args: str, quiet: bool = True) -> subprocess.Popen[bytes]:
-    (workdir / "space.yaml").write_text(yaml.safe_dump({"space": IRIS_SPACE, "fixed": {"patience": 3}}))
+def _start_study(workdir: Path, uri: str, *args: str, quiet: bool = True, patience: int = 3
+                 ) -> subprocess.Popen[bytes]:
+    (workdir / "space.yaml").write_text(yaml.safe_dump({"space": IRIS_SPACE, "fixed": {"patience": patience}}))
     MlflowClient(uri).search_experiments()  # create the store first (FACTS.md: racing migrations)
     cmd = [sys.executable, "-m", "bo_tuner", "tune", *(["--quiet"] if quiet else []), "--data", "iris",
            "--config", "space.yaml", "--tracking-uri", uri, *args]
@@ -156,8 +157,9 @@ def test_an_interrupt_marks_runs_killed_and_leaves_the_champion(workdir: Path, h
     the study's process only, which must then stop its workers itself."""
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
+    # trials of 200 epochs (no early stop): a trial is still in flight when the signal lands
     process = _start_study(workdir, uri, "--n-calls", "6", "--n-initial-points", "2", "--max-epochs", "200",
-                           "--experiment", how, "--registered-model", f"iris-{how}")
+                           "--experiment", how, "--registered-model", f"iris-{how}", patience=200)
     parent = _wait_for(client, how, process, finished=1, running=True)
     workers = psutil.Process(process.pid).children(recursive=True)
     if how == "ctrl-c":
