@@ -239,6 +239,20 @@ def _read_csv(path: Path, kind: str, first: bytes, encoding: str) -> pd.DataFram
     return frame
 
 
+def _without_saved_index(frame: pd.DataFrame, data: str, target: str | None) -> pd.DataFrame:
+    """``frame`` without a first column that is a pandas index written along (``df.to_csv(path)``, no
+    ``index=False``): no header (pandas names it "Unnamed: 0") and unique integers. As a feature it would carry
+    only the row order — which, in a file sorted by its target, predicts the target (a score too good to be true,
+    then a served model that wants row numbers)."""
+    first = frame.columns[0]
+    if (first != "Unnamed: 0" or first == target or frame.shape[1] < 3
+            or not pd.api.types.is_integer_dtype(frame[first]) or not frame[first].is_unique):
+        return frame
+    warnings.warn(f"data: ({data!r}) its first column has no name and unique integers, a saved pandas index: it "
+                  "is not used as a feature (give it a name in the header to use it)", BoTunerWarning, stacklevel=4)
+    return frame.drop(columns=first)
+
+
 def _n_numeric(frame: pd.DataFrame) -> int:
     return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
 
@@ -265,7 +279,7 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
         if kind == "parquet":
             frame = pd.read_parquet(path)
         elif kind:
-            frame = _read_text_table(path, kind)
+            frame = _without_saved_index(_read_text_table(path, kind), data, target)
         else:
             raise DataError(f"data: ({data!r}) must be a .csv, .tsv or .parquet file (a .csv or .tsv may be "
                             f"compressed: {', '.join(_COMPRESSIONS)})")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bo_tuner import data
-from bo_tuner.errors import DataError
+from bo_tuner.errors import BoTunerWarning, DataError
 
 
 def prepare(source: str, target: str | None = None, task: str | None = None, seed: int = 0) -> data.PreparedData:
@@ -236,3 +236,21 @@ def test_infinite_numbers_are_imputed_in_features_and_refused_in_the_target(tmp_
     (tmp_path / "bad.csv").write_text(frame.to_csv(index=False))
     with pytest.raises(DataError, match=r"target: \('y'\) has 2 infinite values \(the first in row 6"):
         prepare(str(tmp_path / "bad.csv"), "y")
+
+
+def test_a_pandas_index_saved_with_the_csv_is_not_a_feature(tmp_path: Path) -> None:
+    """`df.to_csv(path)` writes the index as a first column without a name; in a file sorted by its target, the
+    row number predicts the target."""
+    import sklearn.datasets
+
+    frame = sklearn.datasets.load_iris(as_frame=True).frame  # sorted by species
+    path = tmp_path / "iris.csv"
+    frame.to_csv(path)
+    with pytest.warns(BoTunerWarning, match=r"first column has no name and unique integers"):
+        d = prepare(str(path))
+    assert d.pipeline.columns == [c for c in frame.columns if c != "target"]
+    assert list(d.test_frame.columns) == d.pipeline.columns  # what the served model's signature asks for
+
+    repeated = frame.assign(**{"": frame["target"] * 0}).iloc[:, [-1, *range(frame.shape[1])]]
+    repeated.to_csv(path, index=False)  # an unnamed first column that is not an index: kept
+    assert prepare(str(path)).pipeline.columns[0] == "Unnamed: 0"
