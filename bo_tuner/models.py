@@ -30,21 +30,45 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-OPTIMIZERS = ("sgd", "sgd+momentum", "nesterov", "rmsprop", "adam", "adamw", "nadam")
+#: optimizer name → (Keras class, takes ``momentum``, nesterov)
+_OPTIMIZER_CLASSES: dict[str, tuple[str, bool, bool]] = {
+    "sgd": ("SGD", False, False),
+    "sgd+momentum": ("SGD", True, False),
+    "nesterov": ("SGD", True, True),
+    "rmsprop": ("RMSprop", False, False),
+    "adam": ("Adam", False, False),
+    "adamw": ("AdamW", False, False),
+    "nadam": ("Nadam", False, False),
+    "adamax": ("Adamax", False, False),
+    "adagrad": ("Adagrad", False, False),
+    "adadelta": ("Adadelta", False, False),
+    "adafactor": ("Adafactor", False, False),
+    "ftrl": ("Ftrl", False, False),
+    "lion": ("Lion", False, False),
+    "lamb": ("Lamb", False, False),
+}
+OPTIMIZERS = tuple(_OPTIMIZER_CLASSES)
 KERNEL_INITIALIZERS = {
     "uniform": "random_uniform",
     "normal": "random_normal",
     "zero": "zeros",
     "zeros": "zeros",
+    "ones": "ones",
+    "random_uniform": "random_uniform",
+    "random_normal": "random_normal",
+    "truncated_normal": "truncated_normal",
     "lecun_uniform": "lecun_uniform",
     "lecun_normal": "lecun_normal",
     "glorot_normal": "glorot_normal",
     "glorot_uniform": "glorot_uniform",
     "he_normal": "he_normal",
     "he_uniform": "he_uniform",
+    "orthogonal": "orthogonal",
+    "variance_scaling": "variance_scaling",
 }
 ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "swish", "softplus",
-               "linear")
+               "linear", "softmax", "softsign", "hard_sigmoid", "hard_silu", "hard_swish", "mish",
+               "relu6", "celu", "log_sigmoid")
 
 #: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture. ``epochs`` is the
 #: most a trial trains (EarlyStopping on the metric may stop it sooner); None: the study's ``max_epochs``.
@@ -171,8 +195,8 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
     """Reject values the builder cannot use: for a built-in builder an unknown optimizer, activation or
     initializer; for any builder a training hyperparameter below its minimum."""
     allowed = _CHOICES.get(name) if is_builtin(model) else None
-    if allowed is not None and value not in allowed:
-        raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)}")
+    if allowed is not None and (not isinstance(value, str) or value.lower() not in allowed):
+        raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)} (any case)")
     if name == "dense_layer_sizes" and is_builtin(model):
         try:
             valid = all(size >= 1 for size in _layer_sizes(value))
@@ -196,31 +220,30 @@ def check_training_value(name: str, value: Any, where: str) -> None:
 # --------------------------------------------------------------------------------------------- building
 
 
+def _choice(hp: Mapping[str, Any], name: str) -> str:
+    """An optimizer, activation or initializer name as Keras spells it (the space may say "SGD", "ReLU")."""
+    return str(hp[name]).lower()
+
+
 def _optimizer(name: str, learning_rate: float, momentum: float) -> Any:
     import keras
 
-    lr = float(learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr)
-    if name == "sgd+momentum":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=float(momentum))
-    if name == "nesterov":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=float(momentum), nesterov=True)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=lr)
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr)
-    if name == "nadam":
-        return keras.optimizers.Nadam(learning_rate=lr)
-    raise TrialFailedError(f"optimizer ({name!r}) must be one of {', '.join(OPTIMIZERS)}")
+    if name not in _OPTIMIZER_CLASSES:
+        raise TrialFailedError(f"optimizer ({name!r}) must be one of {', '.join(OPTIMIZERS)}")
+    class_name, with_momentum, nesterov = _OPTIMIZER_CLASSES[name]
+    optimizer_class = getattr(keras.optimizers, class_name, None)
+    if optimizer_class is None:
+        raise TrialFailedError(f"optimizer ({name!r}) is not in Keras {keras.__version__}")
+    kwargs: dict[str, Any] = {"learning_rate": float(learning_rate)}
+    if with_momentum:
+        kwargs.update(momentum=float(momentum), nesterov=nesterov)
+    return optimizer_class(**kwargs)
 
 
 def _dense_kwargs(hp: Mapping[str, Any]) -> dict[str, Any]:
     import keras
 
-    kwargs: dict[str, Any] = {"kernel_initializer": KERNEL_INITIALIZERS[str(hp["kernel_initializer"])]}
+    kwargs: dict[str, Any] = {"kernel_initializer": KERNEL_INITIALIZERS[_choice(hp, "kernel_initializer")]}
     if float(hp["max_norm"]) > 0:
         kwargs["kernel_constraint"] = keras.constraints.MaxNorm(float(hp["max_norm"]))
     if float(hp["l1"]) > 0 or float(hp["l2"]) > 0:
@@ -233,10 +256,10 @@ def _hidden_block(x: Any, units: int, hp: Mapping[str, Any]) -> Any:
     from keras import layers
 
     batch_norm = bool(hp["batch_norm"])
-    x = layers.Dense(int(units), activation=None if batch_norm else str(hp["activation"]), **_dense_kwargs(hp))(x)
+    x = layers.Dense(int(units), activation=None if batch_norm else _choice(hp, "activation"), **_dense_kwargs(hp))(x)
     if batch_norm:
         x = layers.BatchNormalization()(x)
-        x = layers.Activation(str(hp["activation"]))(x)
+        x = layers.Activation(_choice(hp, "activation"))(x)
     if float(hp["dropout"]) > 0:
         x = layers.Dropout(float(hp["dropout"]))(x)
     return x
@@ -259,7 +282,7 @@ def _output_and_compile(inputs: Any, x: Any, hp: Mapping[str, Any], n_outputs: i
         loss = "mse"
         metrics = [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=_optimizer(str(hp["optimizer"]), hp["learning_rate"], hp["momentum"]),
+    model.compile(optimizer=_optimizer(_choice(hp, "optimizer"), hp["learning_rate"], hp["momentum"]),
                   loss=loss, metrics=metrics)
     return model
 
@@ -338,11 +361,11 @@ def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_output
     pool = int(hp["pool_size"])
     for block in range(int(hp["n_conv_blocks"])):
         x = layers.Conv2D(int(hp["filters"]) * 2**block, int(hp["kernel_size"]), padding="same",
-                          activation=None if hp["batch_norm"] else str(hp["activation"]),
-                          kernel_initializer=KERNEL_INITIALIZERS[str(hp["kernel_initializer"])])(x)
+                          activation=None if hp["batch_norm"] else _choice(hp, "activation"),
+                          kernel_initializer=KERNEL_INITIALIZERS[_choice(hp, "kernel_initializer")])(x)
         if hp["batch_norm"]:
             x = layers.BatchNormalization()(x)
-            x = layers.Activation(str(hp["activation"]))(x)
+            x = layers.Activation(_choice(hp, "activation"))(x)
         if pool > 1 and min(x.shape[1], x.shape[2]) >= pool:
             x = layers.MaxPooling2D(pool)(x)
     x = layers.Flatten()(x)

@@ -24,8 +24,13 @@ def test_builder_info_and_value_checks() -> None:
     assert "n_hidden" in models.builder_info("mlp").defaults
     assert "filters" in models.builder_info("cnn").defaults
     models.check_value("mlp", "optimizer", "nesterov", "fixed.optimizer")
-    with pytest.raises(ConfigError, match=r"fixed.optimizer: \('adagrad'\) must be one of"):
-        models.check_value("mlp", "optimizer", "adagrad", "fixed.optimizer")
+    for name, value in (("optimizer", "Adagrad"), ("optimizer", "SGD"), ("activation", "hard_sigmoid"),
+                        ("activation", "softmax"), ("kernel_initializer", "orthogonal")):  # the classic tutorials'
+        models.check_value("mlp", name, value, f"space.{name}")
+    with pytest.raises(ConfigError, match=r"fixed.optimizer: \('adagradd'\) must be one of .* \(any case\)"):
+        models.check_value("mlp", "optimizer", "adagradd", "fixed.optimizer")
+    with pytest.raises(ConfigError, match=r"fixed.activation: \(3\) must be one of"):
+        models.check_value("mlp", "activation", 3, "fixed.activation")
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
     with pytest.raises(ConfigError, match=r"wrong_signature'\) must take \(hparams, input_shape, n_outputs, task\)"):
@@ -78,6 +83,16 @@ def test_every_optimizer_trains(optimizer: str) -> None:
                        metric="val_accuracy", maximize=True, max_epochs=2, seed=0)
     assert fit.epochs_run == 2 and 0.0 <= fit.objective <= 1.0
     assert set(fit.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+@pytest.mark.parametrize(("name", "values"), [("activation", models.ACTIVATIONS),
+                                             ("kernel_initializer", tuple(models.KERNEL_INITIALIZERS))])
+def test_every_activation_and_initializer_builds_and_predicts(name: str, values: tuple[str, ...]) -> None:
+    x, _ = _toy()
+    for value in values:
+        model = models.build("mlp", {**models.MLP_DEFAULTS, "n_neurons": 8, name: value.upper()}, (16,), 3,
+                             "classification", target_mean=0.0, target_scale=1.0, image_shape=None)
+        assert np.isfinite(models.predict(model, x[:4])).all(), value
 
 
 def test_cnn_on_square_inputs_and_regression_scale() -> None:
