@@ -265,6 +265,25 @@ def _safe_name(text: str) -> str:
     return cleaned[:200]
 
 
+#: Names other tools and tutorials use (scikeras grid searches, KerasTuner examples) → ours, for the error hint
+_SYNONYMS = {"lr": "learning_rate", "learn_rate": "learning_rate", "init_mode": "kernel_initializer",
+             "init": "kernel_initializer", "initializer": "kernel_initializer", "weight_constraint": "max_norm",
+             "dropout_rate": "dropout", "neurons": "n_neurons", "units": "n_neurons", "n_units": "n_neurons",
+             "hidden_layers": "n_hidden", "n_layers": "n_hidden", "num_layers": "n_hidden", "layers": "n_hidden",
+             "activation_function": "activation", "batchnorm": "batch_norm", "conv_blocks": "n_conv_blocks"}
+
+
+def _name_hint(name: str, names: list[str]) -> str:
+    """"; did you mean 'x'?" for a misspelt or another tool's name, else the names the builder takes."""
+    import difflib
+
+    synonym = _SYNONYMS.get(name.lower())
+    close = [synonym] if synonym in names else difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; it takes {', '.join(names)}"
+
+
 def _validate_space(config: StudyConfig) -> SearchSpace:
     """Resolve the space (default if none) and check the builder takes every hyperparameter named."""
     info = models.builder_info(config.model)
@@ -278,12 +297,8 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
         for section, names in (("space", space.names), ("fixed", list(config.fixed))):
             for name in names:
                 if name not in info.defaults:
-                    import difflib
-
-                    close = difflib.get_close_matches(name, list(info.defaults), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model "
-                                      f"{config.model!r}{hint}")
+                                      f"{config.model!r}{_name_hint(name, list(info.defaults))}")
     for d in space:
         if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
             raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "

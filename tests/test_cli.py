@@ -58,8 +58,11 @@ def _runs_in(db: Path) -> int:
         (["--config", "{bad_key}"], "config: unknown key ('n_call'); did you mean 'n_calls'?"),
         (["--config", "{not_yaml}"], "is not valid YAML"),
         (["--config", "nope.yaml"], "config: ('nope.yaml') no such file"),
-        (["--config", "{unknown_hp}"], "space.n_layers: ('n_layers') is not a hyperparameter of model 'mlp'"),
-        (["--config", "{bad_optimizer}"], "fixed.optimizer: ('adagrad') must be one of"),
+        (["--config", "{unknown_hp}"],
+         "space.n_layers: ('n_layers') is not a hyperparameter of model 'mlp'; did you mean 'n_hidden'?"),
+        (["--config", "{other_hp}"], "fixed.width: ('width') is not a hyperparameter of model 'mlp'; it takes "
+                                     "n_hidden, n_neurons, learning_rate, optimizer"),
+        (["--config", "{bad_optimizer}"], "fixed.optimizer: ('adagard') must be one of"),
         (["--config", "{zero_epochs}"], "space.epochs: (0) must be a whole number >= 1"),
         (["--data", "breast_cancer", "--model", "cnn"],
          "model: ('cnn') 30 input features are not a square image; set fixed.image_shape, e.g. '5x6x1'"),
@@ -85,7 +88,8 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
         frame.to_csv(paths[name], index=False)
     configs = {"bad_key": "n_call: 3\n", "not_yaml": "space: [\n",
                "unknown_hp": "space: {n_layers: {type: int, low: 1, high: 3}}\n",
-               "bad_optimizer": "fixed: {optimizer: adagrad}\n",
+               "other_hp": "fixed: {width: 3}\n",
+               "bad_optimizer": "fixed: {optimizer: adagard}\n",
                "zero_epochs": "space: {epochs: {type: int, low: 0, high: 20}}\n",
                "small_image": "fixed: {image_shape: 4x4x1}\n",
                "real_batch": "space: {batch_size: {type: real, low: 8, high: 64}}\n"}
