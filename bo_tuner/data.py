@@ -162,6 +162,29 @@ class FeaturePipeline:
 
 
 @dataclass(frozen=True)
+class DatasetInfo:
+    """The table a study trains on as MLflow's dataset tracking shows it (a run's "Datasets used"): its name, where
+    it came from, a digest of its content and its size."""
+
+    name: str
+    source: str  # the file's absolute path, or "sklearn.datasets.load_<name>" for a bundled dataset
+    digest: str
+    n_rows: int
+    n_columns: int
+
+
+def dataset_info(data: str, frame: pd.DataFrame) -> DatasetInfo:
+    """``frame`` as loaded from ``data`` (before anything is dropped) described for MLflow."""
+    try:
+        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    except TypeError:  # unhashable cells (lists in a Parquet column): hash their text
+        hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
+    digest = hashlib.sha256(json.dumps(list(frame.columns)).encode() + hashed).hexdigest()[:16]
+    source = f"sklearn.datasets.load_{data}" if is_bundled(data) else str(Path(data).expanduser().resolve())
+    return DatasetInfo(dataset_label(data), source, digest, int(frame.shape[0]), int(frame.shape[1]))
+
+
+@dataclass(frozen=True)
 class PreparedData:
     """The split, transformed data one trial trains on, and the raw rows the champion is checked on."""
 
@@ -179,6 +202,7 @@ class PreparedData:
     image_shape: tuple[int, ...] | None
     target_mean: float
     target_scale: float
+    dataset: DatasetInfo
 
     @property
     def n_rows(self) -> int:
@@ -368,6 +392,7 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
         DataError: naming the field and bad value (file, target, rows, classes).
     """
     frame, target_col = load_frame(data, target)
+    dataset = dataset_info(data, frame)
     before = len(frame)
     if pd.api.types.is_float_dtype(frame[target_col]):
         rows = np.flatnonzero(np.isinf(frame[target_col].to_numpy(dtype=float)))
@@ -423,6 +448,7 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
         image_shape=BUNDLED[data][1] if is_bundled(data) else None,
         target_mean=target_mean,
         target_scale=target_scale,
+        dataset=dataset,
     )
 
 

@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -26,6 +27,7 @@ from bo_tuner import interrupts, models, registry, tracking
 from bo_tuner.config import BUILTIN_METRICS, StudyConfig, load_config, metric_is_maximized
 from bo_tuner.errors import (
     BoTunerError,
+    BoTunerWarning,
     ConfigError,
     RegistryError,
     StudyFailedError,
@@ -254,6 +256,16 @@ class _Study:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _log_dataset(run_id: str, prepared: data_mod.PreparedData) -> None:
+    """The data as the run's input in MLflow's dataset tracking; a store that cannot take it costs a warning."""
+    sample = prepared.test_frame.head(20).assign(**{prepared.target: prepared.test_target.head(20)})
+    try:
+        tracking.log_dataset(run_id, prepared.dataset, sample, prepared.target)
+    except Exception as exc:
+        warnings.warn(f"the dataset was not recorded as the run's input ({first_line(exc, 200)})", BoTunerWarning,
+                      stacklevel=2)
 
 
 def _model_label(model: str) -> str:
@@ -680,6 +692,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                                    "and model are logged there."})
     else:
         parent_id, exp_id = _start_parent(config.experiment, label, tags, allow_launcher=True)
+        _log_dataset(parent_id, prepared)
     if progress:  # the one thing needed to continue after a crash or kill -9, printed before anything can fail
         print(f"study {label}: run {parent_id} (experiment {exp_id}); if it stops early, continue it with "
               f"`bo-tuner tune --resume {parent_id}`", file=sys.stderr, flush=True)
@@ -928,6 +941,7 @@ def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrainReport:
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}-train"
     run_id, _ = _start_parent(config.experiment, label, {ROLE_TAG: "train", "bo_tuner.metric": metric},
                               allow_launcher=True)
+    _log_dataset(run_id, prepared)
     tracking.log_new_params(run_id, {"data": prepared.name, "model": config.model, "metric": metric,
                                 "max_epochs": config.max_epochs, "seed": config.seed})
     plain = {str(k): (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in params.items()}

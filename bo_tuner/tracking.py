@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from bo_tuner.data import FeaturePipeline
+    from bo_tuner.data import DatasetInfo, FeaturePipeline
 
 TAG_PREFIX = "bo_tuner."
 PARENT_TAG = "mlflow.parentRunId"
@@ -266,6 +267,38 @@ def log_curves(run_id: str, curves: Mapping[str, Sequence[float]], first_epoch: 
     client = MlflowClient()
     for i in range(0, len(metrics), _BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
+
+
+def log_dataset(run_id: str, dataset: DatasetInfo, sample: pd.DataFrame, target: str) -> None:
+    """Record ``dataset`` as the run's training input (MLflow's "Datasets used": name, digest, source, schema,
+    rows). Only its description is logged, not the rows; ``sample`` (a few rows with the ``target`` column) gives
+    the schema."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.models import infer_signature
+
+    class TableDataset(MetaDataset):  # type: ignore[misc]  # MetaDataset has no profile; the UI shows its rows
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": dataset.n_rows, "num_elements": dataset.n_rows * dataset.n_columns}
+
+        def to_dict(self) -> dict[str, str]:
+            return {**super().to_dict(), "profile": json.dumps(self.profile)}
+
+    if dataset.source.startswith("sklearn.datasets."):
+        source: Any = CodeDatasetSource({"sklearn.datasets": dataset.source.rsplit(".", 1)[-1]})
+    else:
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local file either way
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(dataset.source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # infer_signature's notes on integer columns: the schema is informative here
+        schema = infer_signature(sample).inputs
+    table = TableDataset(source=source, name=dataset.name, digest=dataset.digest, schema=schema)
+    MlflowClient().log_inputs(run_id, datasets=[DatasetInput(table._to_mlflow_entity(),
+                                                              tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def set_tags(run_id: str, tags: Mapping[str, Any]) -> None:

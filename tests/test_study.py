@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -131,6 +132,13 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     predictions = np.asarray(model.predict(raw), dtype=float)
     assert predictions.shape == (5,) and np.all(np.isfinite(predictions))
     assert 25 < predictions.mean() < 350
+    # the table is the study's input in MLflow's dataset tracking: described, not copied
+    (used,) = MlflowClient().get_run(result.study_run_id).inputs.dataset_inputs
+    assert used.dataset.name == "diabetes" and str(path) in used.dataset.source
+    assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "training"
+    assert json.loads(used.dataset.profile)["num_rows"] == len(frame)
+    assert {c["name"] for c in json.loads(used.dataset.schema)["mlflow_colspec"]} == set(frame.columns)
+    assert len(used.dataset.digest) == 16
 
 
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
