@@ -7,6 +7,7 @@ worker processes (``mlflow.start_run(nested=True)`` from another process or thre
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -205,6 +206,16 @@ def _param_text(value: Any) -> str:
     return str(_plain(value))[:_MAX_PARAM_LEN]
 
 
+@functools.cache
+def _context_tags() -> dict[str, str]:
+    from mlflow.tracking.context.registry import resolve_tags
+
+    try:
+        return {str(k): str(v) for k, v in resolve_tags({}).items()}
+    except Exception:  # a context provider failing costs the tags, never the run
+        return {}
+
+
 def create_run(
     experiment: str,
     name: str,
@@ -213,8 +224,10 @@ def create_run(
     tags: Mapping[str, Any] | None = None,
     description: str | None = None,
 ) -> str:
-    """Create a RUNNING run; a child when ``parent_id`` is given (the real parent/child relation)."""
-    all_tags = {RUN_NAME_TAG: name, **{k: str(v) for k, v in (tags or {}).items()}}
+    """Create a RUNNING run; a child when ``parent_id`` is given (the real parent/child relation). It carries the
+    tags ``mlflow.start_run`` would add (user, source name and type, git commit), so the MLflow UI's User and
+    Source columns say who ran it and from what."""
+    all_tags = {**_context_tags(), RUN_NAME_TAG: name, **{k: str(v) for k, v in (tags or {}).items()}}
     if parent_id:
         all_tags[PARENT_TAG] = parent_id
     if description:

@@ -139,6 +139,12 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert json.loads(used.dataset.profile)["num_rows"] == len(frame)
     assert {c["name"] for c in json.loads(used.dataset.schema)["mlflow_colspec"]} == set(frame.columns)
     assert len(used.dataset.digest) == 16
+    # who ran it and from what, as mlflow.start_run records it (the UI's User and Source columns)
+    parent = MlflowClient().get_run(result.study_run_id)
+    child = MlflowClient().get_run(result.trials[0].run_id)
+    for run in (parent, child):
+        assert run.info.user_id == run.data.tags["mlflow.user"] != "unknown"
+        assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.source.name"]
 
 
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
