@@ -828,7 +828,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
         assert best.model_uri is not None
         test_metrics = test_scores
         tracking.log_batch(study.parent_id, metrics=test_metrics)
-        tracking.log_batch(best.run_id, metrics=test_metrics)
+        tracking.log_batch(best.run_id, metrics=test_metrics, model_uri=best.model_uri)
         promotion = registry.register_best(
             best.model_uri, name=registered_name, metric=study.metric, maximize=study.maximize, value=best.value,
             policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,

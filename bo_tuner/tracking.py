@@ -243,11 +243,16 @@ def log_batch(
     metrics: Mapping[str, float] | None = None,
     step: int = 0,
     tags: Mapping[str, Any] | None = None,
+    model_uri: str | None = None,
 ) -> None:
-    """Log params, metrics (at ``step``) and tags in as few requests as possible; non-finite metrics skipped."""
+    """Log params, metrics (at ``step``) and tags in as few requests as possible; non-finite metrics skipped.
+
+    ``model_uri``: a model logged in this run (``models:/m-<id>``); the metrics are also the logged model's, which
+    MLflow shows on its page and on the registered versions made from it."""
     now = int(time.time() * 1000)
+    model_id = model_uri.removeprefix("models:/") if model_uri and model_uri.startswith("models:/m-") else None
     m = [
-        Metric(k, float(_plain(v)), now, step)
+        Metric(k, float(_plain(v)), now, step, model_id=model_id)
         for k, v in (metrics or {}).items()
         if v is not None and math.isfinite(float(_plain(v)))
     ]

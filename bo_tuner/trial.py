@@ -171,7 +171,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
             model_uri = _log_model(fit.model, prepared)
             tags["bo_tuner.model_uri"] = model_uri
         tags["bo_tuner.model_logged"] = model_uri is not None
-        tracking.log_batch(job.run_id, metrics=summary, step=job.number, tags=tags)
+        tracking.log_batch(job.run_id, metrics=summary, step=job.number, tags=tags, model_uri=model_uri)
     # After the result is back with the study (in a pool worker), while it proposes the next point:
     pool.defer(lambda: _log_learning_curve(job, fit.history))
     pool.defer(gc.collect)  # the previous model's graph; Keras' clear_session(free_memory=True) would block on it

@@ -55,6 +55,11 @@ def test_study_over_http_on_postgres(server: str, server_study: bo_tuner.StudyRe
     assert len(client.get_metric_history(children[0].info.run_id, "val_loss")) >= 1
     version = client.get_model_version_by_alias("iris-team", "champion")
     assert version.tags["bo_tuner.study_run_id"] == server_study.study_run_id
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))  # its scores, over HTTP
+    assert {"objective", "test_accuracy"} <= {m.key for m in logged.metrics}
+    (used,) = parent.inputs.dataset_inputs
+    assert used.dataset.name == "iris" and "load_iris" in used.dataset.source
+    assert parent.info.user_id != "unknown"
     mlflow.set_tracking_uri(server)
     model = mlflow.pyfunc.load_model("models:/iris-team@champion")  # artifacts proxied by the server
     frame = __import__("sklearn.datasets").datasets.load_iris(as_frame=True).frame

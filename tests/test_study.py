@@ -145,6 +145,11 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     for run in (parent, child):
         assert run.info.user_id == run.data.tags["mlflow.user"] != "unknown"
         assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.source.name"]
+    # the champion's logged model carries its trial's scores, shown on its page and its registered version's
+    version = MlflowClient().get_model_version_by_alias("diabetes-mlp", "champion")
+    logged = MlflowClient().get_logged_model(version.source.removeprefix("models:/"))
+    scores = {m.key: m.value for m in logged.metrics}
+    assert scores["objective"] == result.best_value and scores["test_rmse"] == result.test_metrics["test_rmse"]
 
 
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
