@@ -44,9 +44,12 @@ def _one_of(*values: str) -> dict[str, Any]:
 
     def parse(text: str) -> str | None:
         value = _opt(text)
-        if value is not None and value not in values:
+        if value is None:
+            return None
+        same = [v for v in values if v.lower() == value.lower()]  # any case: --acq-func ei, --task Regression
+        if not same:
             raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(values)})")
-        return value
+        return same[0]
 
     parse.__name__ = "choice"
     return {"type": parse, "metavar": "{" + ",".join(values) + "}"}

@@ -163,8 +163,10 @@ class StudyConfig:
         set_("n_initial_points", _int("n_initial_points", self.n_initial_points, minimum=1))
         if self.initial_points > self.n_calls:
             raise ConfigError(f"n_initial_points: ({self.n_initial_points}) must be <= n_calls ({self.n_calls})")
-        if self.acq_func not in ACQ_FUNCS:
-            raise ConfigError(f"acq_func: ({self.acq_func!r}) must be one of {', '.join(ACQ_FUNCS)}")
+        acq_func = next((a for a in ACQ_FUNCS if str(self.acq_func).lower() == a.lower()), None)
+        if acq_func is None:
+            raise ConfigError(f"acq_func: ({self.acq_func!r}) must be one of {', '.join(ACQ_FUNCS)} (any case)")
+        set_("acq_func", acq_func)
         set_("max_epochs", _int("max_epochs", self.max_epochs, minimum=1))
         metric = _optional_str("metric", self.metric)
         if metric is not None and not re.match(r"^[A-Za-z_][\w./-]*$", metric):

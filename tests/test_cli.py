@@ -219,3 +219,11 @@ def test_no_command_prints_what_the_tool_does(capsys: pytest.CaptureFixture[str]
     assert main([]) == 2
     err = capsys.readouterr().err
     assert "tune" in err and "lr-find" in err and "train" in err and "required" not in err
+
+
+def test_choice_flags_take_any_case() -> None:
+    from bo_tuner.__main__ import build_parser
+
+    args = build_parser().parse_args(["tune", "--acq-func", "ei", "--task", "Regression", "--promote", "ALWAYS",
+                                      "--pruner", "Median"])
+    assert (args.acq_func, args.task, args.promote, args.pruner) == ("EI", "regression", "always", "median")

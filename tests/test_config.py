@@ -16,6 +16,7 @@ def test_defaults_are_the_demo() -> None:
     assert (config.data, config.model, config.n_calls, config.acq_func) == ("digits", "mlp", 20, "gp_hedge")
     assert config.metric_for("classification") == "val_accuracy"
     assert config.metric_for("regression") == "val_rmse"
+    assert StudyConfig(acq_func="ei").acq_func == "EI" and StudyConfig(acq_func="GP_HEDGE").acq_func == "gp_hedge"
 
 
 def test_flags_override_file(tmp_path: Path) -> None:
