@@ -656,6 +656,13 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
                      epochs_run=len(values), fit_seconds=fit_seconds)
 
 
+def summary_text(model: Any) -> str:
+    """``model.summary()`` as text: layers, output shapes, parameter counts."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    return "\n".join(lines) + "\n"
+
+
 def save_model(model: Any, path: str) -> None:
     model.save(path)
 

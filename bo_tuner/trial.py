@@ -174,6 +174,8 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         tracking.log_batch(job.run_id, metrics=summary, step=job.number, tags=tags, model_uri=model_uri)
     # After the result is back with the study (in a pool worker), while it proposes the next point:
     pool.defer(lambda: _log_learning_curve(job, fit.history))
+    if model_uri is not None:  # the architecture of a model worth keeping, as Keras prints it
+        pool.defer(lambda: tracking.log_text(job.run_id, models.summary_text(fit.model), "model_summary.txt"))
     pool.defer(gc.collect)  # the previous model's graph; Keras' clear_session(free_memory=True) would block on it
     return TrialOutcome(job.number, job.params, job.run_id, state, fit.objective, summary,
                         fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri,

@@ -150,6 +150,8 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     logged = MlflowClient().get_logged_model(version.source.removeprefix("models:/"))
     scores = {m.key: m.value for m in logged.metrics}
     assert scores["objective"] == result.best_value and scores["test_rmse"] == result.test_metrics["test_rmse"]
+    summary = mlflow.artifacts.load_text(f"runs:/{result.best.run_id}/model_summary.txt")
+    assert "Param #" in summary and "Total params" in summary  # the architecture, as Keras prints it
 
 
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
