@@ -262,7 +262,7 @@ def _log_dataset(run_id: str, prepared: data_mod.PreparedData) -> None:
     """The data as the run's input in MLflow's dataset tracking; a store that cannot take it costs a warning."""
     sample = prepared.test_frame.head(20).assign(**{prepared.target: prepared.test_target.head(20)})
     try:
-        tracking.log_dataset(run_id, prepared.dataset, sample, prepared.target)
+        tracking.log_dataset(run_id, prepared.dataset, sample)
     except Exception as exc:
         warnings.warn(f"the dataset was not recorded as the run's input ({first_line(exc, 200)})", BoTunerWarning,
                       stacklevel=2)

@@ -287,10 +287,10 @@ def log_curves(run_id: str, curves: Mapping[str, Sequence[float]], first_epoch: 
         client.log_batch(run_id, metrics=metrics[i : i + _BATCH])
 
 
-def log_dataset(run_id: str, dataset: DatasetInfo, sample: pd.DataFrame, target: str) -> None:
+def log_dataset(run_id: str, dataset: DatasetInfo, sample: pd.DataFrame) -> None:
     """Record ``dataset`` as the run's training input (MLflow's "Datasets used": name, digest, source, schema,
-    rows). Only its description is logged, not the rows; ``sample`` (a few rows with the ``target`` column) gives
-    the schema."""
+    rows). Only its description is logged, not the rows; ``sample`` (a few rows, target included) gives the
+    schema."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
