@@ -24,10 +24,19 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _requested = threading.Event()
+_stopping = threading.Event()  # an interrupt is being handled: a SIGTERM must not cut its clean-up short
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     _requested.set()
+    _stopping.set()
+    raise KeyboardInterrupt  # a second Ctrl-C during the clean-up too: the user insists
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _stopping.is_set():  # `mlflow run` answers a Ctrl-C that reached us both with a SIGTERM to us
+        return
+    _stopping.set()
     raise KeyboardInterrupt
 
 
@@ -46,14 +55,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    if previous is not _on_sigterm and signal.getsignal(signal.SIGINT) is not _on_sigint:
+        _stopping.clear()  # a Python caller's study (a notebook) after an interrupted one
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """The clean-up after an interrupt (stop workers, mark runs KILLED, end the study's run): from here on a
+    SIGTERM no longer interrupts — ``mlflow run`` sends its child one right after a Ctrl-C reached them both, which
+    cut the clean-up short and left runs RUNNING. A signal handled here sets this itself, so the moments before
+    the block are covered too. A second Ctrl-C still interrupts: the user insists."""
+    _stopping.set()
+    yield
 
 
 def check() -> None:

@@ -212,9 +212,10 @@ class _Study:
                     raise StudyFailedError(f"max_consecutive_failures ({self.max_consecutive_failures}) reached: "
                                            f"{reasons}")
         except KeyboardInterrupt:
-            _terminate(executor)
-            for job in pending.values():
-                self._kill(job, "interrupted")
+            with interrupts.shielded():
+                _terminate(executor)
+                for job in pending.values():
+                    self._kill(job, "interrupted")
             raise
         finally:
             bar.close()
@@ -650,7 +651,8 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
                        callbacks=callbacks, started=started)
     except (KeyboardInterrupt, StudyInterrupted):
-        _terminate(executor)
+        with interrupts.shielded():
+            _terminate(executor)
         raise
     except BaseException:
         executor.shutdown(wait=True, cancel_futures=True)  # workers finish logging the last trial
@@ -754,8 +756,9 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             executor.shutdown(wait=False)  # workers finish their after-work and exit during the registry step
     except KeyboardInterrupt:
         message = f"interrupted after {len(study.trials)} finished trials; the champion is untouched"
-        _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, message),
-                       "KILLED", time.perf_counter() - started)
+        with interrupts.shielded():
+            _finish_parent(study, _note(label, metric, study.trials, study.best, {}, None, message),
+                           "KILLED", time.perf_counter() - started)
         raise StudyInterrupted(f"study {label} ({parent_id}) {message}; continue it with "
                                f"`bo-tuner tune --resume {parent_id}`") from None
     except BoTunerError as exc:
@@ -772,7 +775,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     try:
         return _champion_step(study, best, test_scores, config, registered_name, prepared.interface, started)
     except KeyboardInterrupt:
-        _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
+        with interrupts.shielded():
+            _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
         raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
 
 
@@ -895,8 +899,9 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                                               **{f"space.{k}": v for k, v in space.describe().items()}})
         study.execute(_InlineExecutor())
     except KeyboardInterrupt:
-        _finish_parent(study, _note(study_name, metric, study.trials, study.best, {}, None,
-                                                 "interrupted"), "KILLED", time.perf_counter() - started)
+        with interrupts.shielded():
+            _finish_parent(study, _note(study_name, metric, study.trials, study.best, {}, None,
+                                        "interrupted"), "KILLED", time.perf_counter() - started)
         raise StudyInterrupted(f"study {study_name} ({parent_id}) interrupted") from None
     except BoTunerError as exc:
         _finish_parent(study, _note(study_name, metric, study.trials, study.best, {}, None, str(exc)),
