@@ -27,8 +27,13 @@ _requested = threading.Event()
 _stopping = threading.Event()  # an interrupt is being handled: a SIGTERM must not cut its clean-up short
 
 
+_atomic_depth = 0  # inside :func:`atomic`: a signal is recorded, and raised by :func:`check` after the block
+
+
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     _requested.set()
+    if _atomic_depth:
+        return
     _stopping.set()
     raise KeyboardInterrupt  # a second Ctrl-C during the clean-up too: the user insists
 
@@ -36,8 +41,25 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _stopping.is_set():  # `mlflow run` answers a Ctrl-C that reached us both with a SIGTERM to us
         return
+    _requested.set()
+    if _atomic_depth:
+        return
     _stopping.set()
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def atomic() -> Iterator[None]:
+    """A block an interrupt handled here must not cut in two — creating a trial's run and handing it to a worker,
+    recording a result: a KeyboardInterrupt in between left a run RUNNING that no one would end, or one inside an
+    MLflow write left its sqlite transaction open, so the clean-up's own writes failed with "database is locked".
+    The interrupt is recorded and :func:`check` (called right after) raises it."""
+    global _atomic_depth
+    _atomic_depth += 1
+    try:
+        yield
+    finally:
+        _atomic_depth -= 1
 
 
 def install() -> None:
@@ -58,6 +80,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     if previous is not _on_sigterm and signal.getsignal(signal.SIGINT) is not _on_sigint:
         _stopping.clear()  # a Python caller's study (a notebook) after an interrupted one
+        _requested.clear()
     try:
         yield
     finally:

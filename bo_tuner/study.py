@@ -176,31 +176,35 @@ class _Study:
             while True:
                 interrupts.check()
                 while len(self.trials) + len(pending) < self.n_calls and len(pending) < self.parallel:
-                    params = self.optimizer.ask([job.params for job in pending.values()])
-                    run_id = tracking.create_run(
-                        self.experiment_id, f"trial-{number}", parent_id=self.parent_id,
-                        tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id,
-                              "bo_tuner.metric": self.metric, **self.trial_tags})
-                    tracking.log_batch(run_id, params=params)
-                    best = self.best
-                    reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
-                    job = self.make_job(number, params, run_id, best.value if best else None, reference)
-                    if len(self.trials) + len(pending) + 1 >= self.n_calls and isinstance(executor, WorkerPool):
-                        executor.wind_down()  # the last trial: no worker is replaced for the few tasks left
-                    pending[self._submit(executor, job)] = job
-                    number += 1
+                    with interrupts.atomic():  # a run created is a run handed to a worker (or none is created)
+                        params = self.optimizer.ask([job.params for job in pending.values()])
+                        run_id = tracking.create_run(
+                            self.experiment_id, f"trial-{number}", parent_id=self.parent_id,
+                            tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id,
+                                  "bo_tuner.metric": self.metric, **self.trial_tags})
+                        tracking.log_batch(run_id, params=params)
+                        best = self.best
+                        reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
+                        job = self.make_job(number, params, run_id, best.value if best else None, reference)
+                        if len(self.trials) + len(pending) + 1 >= self.n_calls and isinstance(executor, WorkerPool):
+                            executor.wind_down()  # the last trial: no worker is replaced for the few tasks left
+                        pending[self._submit(executor, job)] = job
+                        number += 1
+                    interrupts.check()
                 if not pending:
                     break
-                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: pending[f].number):
-                    job = pending.pop(future)
-                    outcome = self._outcome(future, job)
-                    self._record(outcome)
-                    consecutive = consecutive + 1 if outcome.state == "FAILED" else 0
-                    bar.update(1)
-                    best = self.best
-                    if best is not None:
-                        bar.set_postfix_str(f"best {self.metric}={best.value:.4g} (trial {best.number})")
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)  # where an interrupt lands
+                with interrupts.atomic():  # a result is recorded whole (optimizer, MLflow, callbacks)
+                    for future in sorted(done, key=lambda f: pending[f].number):
+                        job = pending.pop(future)
+                        outcome = self._outcome(future, job)
+                        self._record(outcome)
+                        consecutive = consecutive + 1 if outcome.state == "FAILED" else 0
+                        bar.update(1)
+                        best = self.best
+                        if best is not None:
+                            bar.set_postfix_str(f"best {self.metric}={best.value:.4g} (trial {best.number})")
+                interrupts.check()
                 if consecutive >= self.max_consecutive_failures:
                     failed = self.trials[-consecutive:]
                     if pending:

@@ -291,3 +291,40 @@ def test_no_secret_reaches_mlflow(tracking_uri: str, monkeypatch: pytest.MonkeyP
     study_yaml = client.download_artifacts(result.study_run_id, "study.yaml")
     assert "tracking_uri" not in Path(study_yaml).read_text()
     assert redact_uri("postgresql://bob:hunter2@db:5432/mlflow") == "postgresql://bob:***@db:5432/mlflow"
+
+
+def test_an_interrupt_waits_for_the_end_of_an_atomic_block_and_a_sigterm_spares_the_clean_up() -> None:
+    """Signals as the study's handlers take them: within ``atomic()`` (a trial's run being created and handed to a
+    worker, a result being recorded) a SIGTERM is recorded and raised by ``check()`` after the block; once the
+    clean-up began (``shielded()``), a SIGTERM — `mlflow run` sends one after a Ctrl-C — is ignored. In a fresh
+    process: signal handlers belong to the main thread, which a pytest-xdist worker's tests may not run in."""
+    script = """
+import os, signal, time
+from bo_tuner import interrupts
+
+def term():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.05)  # the handler runs here
+
+with interrupts.sigterm_as_interrupt():
+    with interrupts.atomic():
+        term()  # recorded, not raised inside the block
+    try:
+        interrupts.check()
+        raise SystemExit("check() did not raise the recorded SIGTERM")
+    except KeyboardInterrupt:
+        pass
+    with interrupts.shielded():
+        term()  # ignored during the clean-up
+with interrupts.sigterm_as_interrupt():  # a Python caller's next study starts afresh
+    interrupts.check()
+    try:
+        term()
+        raise SystemExit("SIGTERM did not interrupt")
+    except KeyboardInterrupt:
+        pass
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         env=subprocess_env())
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
