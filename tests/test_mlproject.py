@@ -103,12 +103,27 @@ def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
         parent.info.run_id
 
 
+def _wait_for_finished_trials(client: MlflowClient, experiment: str, launcher: subprocess.Popen[bytes],
+                              finished: int) -> None:
+    """Until ``finished`` trial runs of ``experiment`` are FINISHED, while ``launcher`` runs."""
+    import time
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert launcher.poll() is None, launcher.communicate()[1].decode()[-2000:]
+        exp = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        if sum(r.info.status == "FINISHED" and "mlflow.parentRunId" in r.data.tags for r in runs) >= finished:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{finished} trials did not finish in time")
+
+
 def test_killing_mlflow_run_stops_its_study_which_then_resumes(workdir: Path) -> None:
     """`kill` or `kill -9` of the `mlflow run` process alone (a scheduler's time-out, a user) left the study it
     started training on as an orphan, and `mlflow run . -P resume=<id>` was refused while it lived. The study now
     stops as on SIGTERM once its launcher is gone; under a resume, the launcher's own run is ended KILLED too."""
     import signal
-    import time
 
     import psutil
 
@@ -123,14 +138,7 @@ def test_killing_mlflow_run_stops_its_study_which_then_resumes(workdir: Path) ->
         launcher = subprocess.Popen([*base, *args], cwd=workdir, env=subprocess_env(MLFLOW_TRACKING_URI=uri),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         try:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline:
-                assert launcher.poll() is None, launcher.communicate()[1].decode()[-2000:]
-                exp = client.get_experiment_by_name("orphan")
-                runs = client.search_runs([exp.experiment_id]) if exp else []
-                if sum(r.info.status == "FINISHED" and "mlflow.parentRunId" in r.data.tags for r in runs) >= finished:
-                    break
-                time.sleep(0.3)
+            _wait_for_finished_trials(client, "orphan", launcher, finished)
             study = psutil.Process(launcher.pid).children(recursive=True)
             os.kill(launcher.pid, signal.SIGKILL)  # the launcher alone, not its process group
             launcher.wait(timeout=30)
@@ -167,7 +175,6 @@ def test_ctrl_c_under_mlflow_run_ends_the_study_with_its_clean_up_whole(workdir:
     without the resume command). MLflow itself marks its run FAILED afterwards whatever status the study set
     (its status check compares a string with an enum), so the status is not asserted here."""
     import signal
-    import time
 
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
@@ -178,14 +185,7 @@ def test_ctrl_c_under_mlflow_run_ends_the_study_with_its_clean_up_whole(workdir:
         cwd=workdir, env=subprocess_env(MLFLOW_TRACKING_URI=uri), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert launcher.poll() is None, launcher.communicate()[1].decode()[-2000:]
-            exp = client.get_experiment_by_name("ctrlc")
-            runs = client.search_runs([exp.experiment_id]) if exp else []
-            if sum(r.info.status == "FINISHED" for r in runs) >= 1:
-                break
-            time.sleep(0.3)
+        _wait_for_finished_trials(client, "ctrlc", launcher, 1)
         os.killpg(launcher.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         _, err = launcher.communicate(timeout=120)
     finally:
