@@ -99,7 +99,12 @@ def test_ui_shows_trials_nested_and_the_champion(server: str, server_study: bo_t
 
         page.goto(f"{server}/#/models/iris-team", wait_until="domcontentloaded")
         champion = page.locator('[data-component-type="tag"][title="champion"]').first
-        champion.wait_for(timeout=60_000)
+        try:
+            champion.wait_for(timeout=45_000)
+        except Exception:  # the page stalled once on a loaded 2-vCPU CI run (its first view passed): load it again
+            page.screenshot(path=str(shots / "ui-model-champion-stalled.png"))
+            page.reload(wait_until="domcontentloaded")
+            champion.wait_for(timeout=60_000)
         assert "champion" in champion.inner_text()
         page.screenshot(path=str(shots / "ui-model-champion.png"))
     finally:
