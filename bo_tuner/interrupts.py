@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 _requested = threading.Event()
 _stopping = threading.Event()  # an interrupt is being handled: a SIGTERM must not cut its clean-up short
-
-
 _atomic_depth = 0  # inside :func:`atomic`: a signal is recorded, and raised by :func:`check` after the block
 
 
@@ -98,7 +96,8 @@ def shielded() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if a Ctrl-C arrived and was swallowed on its way."""
+    """Raise KeyboardInterrupt if a Ctrl-C (or SIGTERM) arrived and was swallowed on its way or held by
+    :func:`atomic`."""
     if _requested.is_set():
         raise KeyboardInterrupt
 
