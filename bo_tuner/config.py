@@ -6,7 +6,6 @@ No heavy imports here: validating a config must be instant.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
@@ -17,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bo_tuner.errors import ConfigError
+from bo_tuner.errors import ConfigError, name_hint
 from bo_tuner.space import SearchSpace
 
 ACQ_FUNCS = ("gp_hedge", "EI", "PI", "LCB")
@@ -268,9 +267,7 @@ class StudyConfig:
         names = cls.field_names()
         for key in mapping:
             if not isinstance(key, str) or key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
-                raise ConfigError(f"{source}: unknown key ({key!r}){hint}")
+                raise ConfigError(f"{source}: unknown key ({key!r}){name_hint(str(key), names, listed='valid keys:')}")
         values = dict(mapping)
         if "space" in values and values["space"] is not None and not isinstance(values["space"], SearchSpace):
             values["space"] = SearchSpace.from_dict(values["space"])

@@ -16,7 +16,9 @@
 
 from __future__ import annotations
 
+import difflib
 import warnings
+from collections.abc import Mapping, Sequence
 
 
 class BoTunerError(Exception):
@@ -60,6 +62,16 @@ class StudyInterrupted(BoTunerError):
 
 class RegistryError(BoTunerError):
     """Registering the best model or moving the champion alias failed; the previous champion stays."""
+
+
+def name_hint(name: str, names: Sequence[str], *, listed: str, synonyms: Mapping[str, str] | None = None) -> str:
+    """What an error about an unknown ``name`` adds: "; did you mean 'x'?" for a misspelling of one of ``names``
+    (or another tool's word for it, from ``synonyms``), else "; <listed> a, b, c"."""
+    synonym = (synonyms or {}).get(name.lower())
+    close = [synonym] if synonym in names else difflib.get_close_matches(name, list(names), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; {listed} {', '.join(names)}"
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

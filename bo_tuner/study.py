@@ -33,6 +33,7 @@ from bo_tuner.errors import (
     StudyFailedError,
     StudyInterrupted,
     first_line,
+    name_hint,
 )
 from bo_tuner.optimizer import Optimizer
 from bo_tuner.pool import WorkerPool, study_pool
@@ -290,17 +291,6 @@ _SYNONYMS = {"lr": "learning_rate", "learn_rate": "learning_rate", "init_mode": 
              "activation_function": "activation", "batchnorm": "batch_norm", "conv_blocks": "n_conv_blocks"}
 
 
-def _name_hint(name: str, names: list[str]) -> str:
-    """"; did you mean 'x'?" for a misspelt or another tool's name, else the names the builder takes."""
-    import difflib
-
-    synonym = _SYNONYMS.get(name.lower())
-    close = [synonym] if synonym in names else difflib.get_close_matches(name, names, n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; it takes {', '.join(names)}"
-
-
 def _validate_space(config: StudyConfig) -> SearchSpace:
     """Resolve the space (default if none) and check the builder takes every hyperparameter named."""
     info = models.builder_info(config.model)
@@ -315,7 +305,8 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
             for name in names:
                 if name not in info.defaults:
                     raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model "
-                                      f"{config.model!r}{_name_hint(name, list(info.defaults))}")
+                                      f"{config.model!r}"
+                                      f"{name_hint(name, list(info.defaults), listed='it takes', synonyms=_SYNONYMS)}")
     for d in space:
         if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
             raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "
