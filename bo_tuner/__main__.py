@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         # TensorFlow) are the study's critical path. A resumed study's config is read from MLflow first.
         executor = study_pool(config)
     try:
-        with interrupts.sigterm_as_interrupt():  # train and lr-find end their runs KILLED; a study does so itself
+        with interrupts.signals_as_interrupt():  # train and lr-find end their runs KILLED; a study does so itself
             return _command(args, config, executor)
     finally:
         if executor is not None:

@@ -68,21 +68,41 @@ def install() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
 
 
+def begin() -> None:
+    """A Python caller's study starts: an interrupt that ended an earlier study in this process (a notebook's) is
+    forgotten, so :func:`check` does not stop this one at once. The command line's (:func:`install`) is kept: it
+    may have come while the study was being set up."""
+    if signal.getsignal(signal.SIGINT) is not _on_sigint:
+        _stopping.clear()
+        _requested.clear()
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """A SIGTERM (a batch scheduler, ``kill PID``, :func:`stop_with_launcher`) ends the block like Ctrl-C does."""
+def signals_as_interrupt() -> Iterator[None]:
+    """A SIGTERM (a batch scheduler, ``kill PID``, :func:`stop_with_launcher`) ends the block like Ctrl-C does, and
+    both wait for the end of an :func:`atomic` block.
+
+    The command line took over Ctrl-C at its start (:func:`install`). A Python caller's study (a script, a
+    notebook's interrupt button) had Python's own handler, which raised inside an :func:`atomic` block too — a trial's
+    run left RUNNING, a sqlite write left open: Python's handler is replaced for the block and put back after it.
+    Someone else's handler, or an ignored SIGINT, is left alone.
+    """
     if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    if previous is not _on_sigterm and signal.getsignal(signal.SIGINT) is not _on_sigint:
-        _stopping.clear()  # a Python caller's study (a notebook) after an interrupted one
-        _requested.clear()
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous is not _on_sigterm:
+        begin()
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 @contextlib.contextmanager

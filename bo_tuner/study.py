@@ -737,7 +737,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         if config.warm_start:
             tracking.log_batch(parent_id, metrics={"warm_start_points": len(warm_points),
                                                    "warm_start_skipped": warm_skipped})
-        with interrupts.sigterm_as_interrupt():
+        with interrupts.signals_as_interrupt():
             study.execute(executor)
             interrupts.check()
             best = study.best
@@ -892,7 +892,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         tracking.log_batch(parent_id, params={"n_calls": n_calls, "n_initial_points": checked.initial_points,
                                               "acq_func": acq_func, "seed": seed, "metric": metric,
                                               **{f"space.{k}": v for k, v in space.describe().items()}})
-        study.execute(_InlineExecutor())
+        interrupts.begin()
+        study.execute(_InlineExecutor())  # Python's own Ctrl-C handler: the objective runs inside atomic() blocks
     except KeyboardInterrupt:
         with interrupts.shielded():
             _finish_parent(study, _note(study_name, metric, study.trials, study.best, {}, None,

@@ -296,7 +296,8 @@ def test_no_secret_reaches_mlflow(tracking_uri: str, monkeypatch: pytest.MonkeyP
 def test_an_interrupt_waits_for_the_end_of_an_atomic_block_and_a_sigterm_spares_the_clean_up() -> None:
     """Signals as the study's handlers take them: within ``atomic()`` (a trial's run being created and handed to a
     worker, a result being recorded) a SIGTERM is recorded and raised by ``check()`` after the block; once the
-    clean-up began (``shielded()``), a SIGTERM — `mlflow run` sends one after a Ctrl-C — is ignored. In a fresh
+    clean-up began (``shielded()``), a SIGTERM — `mlflow run` sends one after a Ctrl-C — is ignored; a Python
+    caller's Ctrl-C (Python's own handler outside the study) is held by ``atomic()`` as well. In a fresh
     process: signal handlers belong to the main thread, which a pytest-xdist worker's tests may not run in."""
     script = """
 import os, signal, time
@@ -306,7 +307,7 @@ def term():
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.05)  # the handler runs here
 
-with interrupts.sigterm_as_interrupt():
+with interrupts.signals_as_interrupt():
     with interrupts.atomic():
         term()  # recorded, not raised inside the block
     try:
@@ -316,13 +317,27 @@ with interrupts.sigterm_as_interrupt():
         pass
     with interrupts.shielded():
         term()  # ignored during the clean-up
-with interrupts.sigterm_as_interrupt():  # a Python caller's next study starts afresh
+with interrupts.signals_as_interrupt():  # a Python caller's next study starts afresh
     interrupts.check()
     try:
         term()
         raise SystemExit("SIGTERM did not interrupt")
     except KeyboardInterrupt:
         pass
+# A Python caller (Python's own Ctrl-C handler): Ctrl-C waits for the atomic block too, and the handler is back after
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+with interrupts.signals_as_interrupt():
+    with interrupts.atomic():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    try:
+        interrupts.check()
+        raise SystemExit("check() did not raise the recorded Ctrl-C")
+    except KeyboardInterrupt:
+        pass
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)
+interrupts.begin()  # minimize() after an interrupted tune(): not stopped by the old interrupt
+interrupts.check()
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
