@@ -9,7 +9,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,15 @@ def _optional_str(name: str, value: Any) -> str | None:
     return str(value)
 
 
+def _choice(name: str, value: Any, options: Sequence[str]) -> str:
+    """One of ``options`` in any case, as the command line takes it (``acq_func: ei``, ``task: Regression``),
+    stored as spelled in ``options``."""
+    match = next((o for o in options if str(value).lower() == o.lower()), None)
+    if match is None or isinstance(value, bool):
+        raise ConfigError(f"{name}: ({value!r}) must be one of {', '.join(options)} (any case)")
+    return match
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything a study needs. Validated on construction; every error names the field and the bad value.
@@ -132,9 +141,7 @@ class StudyConfig:
             raise ConfigError(f"data: ({self.data!r}) must be a bundled dataset name or a file path")
         set_("target", _optional_str("target", self.target))
         task = _optional_str("task", self.task)
-        if task is not None and task not in TASKS:
-            raise ConfigError(f"task: ({task!r}) must be one of {', '.join(TASKS)}")
-        set_("task", task)
+        set_("task", None if task is None else _choice("task", task, TASKS))
         if not isinstance(self.model, str) or not _MODEL_RE.match(self.model):
             raise ConfigError(f"model: ({self.model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
         if self.space is not None and not isinstance(self.space, SearchSpace):
@@ -162,10 +169,7 @@ class StudyConfig:
         set_("n_initial_points", _int("n_initial_points", self.n_initial_points, minimum=1))
         if self.initial_points > self.n_calls:
             raise ConfigError(f"n_initial_points: ({self.n_initial_points}) must be <= n_calls ({self.n_calls})")
-        acq_func = next((a for a in ACQ_FUNCS if str(self.acq_func).lower() == a.lower()), None)
-        if acq_func is None:
-            raise ConfigError(f"acq_func: ({self.acq_func!r}) must be one of {', '.join(ACQ_FUNCS)} (any case)")
-        set_("acq_func", acq_func)
+        set_("acq_func", _choice("acq_func", self.acq_func, ACQ_FUNCS))
         set_("max_epochs", _int("max_epochs", self.max_epochs, minimum=1))
         metric = _optional_str("metric", self.metric)
         if metric is not None and not re.match(r"^[A-Za-z_][\w./-]*$", metric):
@@ -186,8 +190,7 @@ class StudyConfig:
         if gpus is not None and not re.fullmatch(r"\d+(,\d+)*", gpus.replace(" ", "")):
             raise ConfigError(f"gpus: ({gpus!r}) must be GPU indices such as '0' or '0,1'")
         set_("gpus", gpus.replace(" ", "") if gpus else None)
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend: ({self.backend!r}) must be one of {', '.join(BACKENDS)}")
+        set_("backend", _choice("backend", self.backend, BACKENDS))
         set_("ray_address", _optional_str("ray_address", self.ray_address))
         if self.ray_address is not None and self.backend != "ray":
             raise ConfigError(f"ray_address: ({self.ray_address!r}) is used only with backend ray "
@@ -199,16 +202,14 @@ class StudyConfig:
                               "which tunes learning_rate around the finder's suggestion")
         if not isinstance(self.system_metrics, bool):
             raise ConfigError(f"system_metrics: ({self.system_metrics!r}) must be true or false")
-        if self.pruner not in PRUNERS:
-            raise ConfigError(f"pruner: ({self.pruner!r}) must be one of {', '.join(PRUNERS)}")
+        set_("pruner", _choice("pruner", self.pruner, PRUNERS))
         set_("pruner_warmup_epochs", _int("pruner_warmup_epochs", self.pruner_warmup_epochs, minimum=1))
         registered = _optional_str("registered_model", self.registered_model)
         if registered is not None and not _REGISTERED_NAME_RE.match(registered):
             raise ConfigError(f"registered_model: ({registered!r}) must start with a letter or digit and use "
                               "only letters, digits, '_', '.', '-' (at most 256 characters)")
         set_("registered_model", registered)
-        if self.promote not in PROMOTE:
-            raise ConfigError(f"promote: ({self.promote!r}) must be one of {', '.join(PROMOTE)}")
+        set_("promote", _choice("promote", self.promote, PROMOTE))
         set_("seed", _int("seed", self.seed, minimum=0))
         set_("tracking_uri", _optional_str("tracking_uri", self.tracking_uri))
         set_("max_consecutive_failures", _int("max_consecutive_failures", self.max_consecutive_failures,

@@ -48,6 +48,7 @@ def _number(where: str, field: str, value: Any, *, integer: bool) -> int | float
 
 
 def _check_prior(where: str, prior: Any, low: float) -> Prior:
+    prior = prior.lower() if isinstance(prior, str) else prior  # Log-Uniform, as skopt's own names are any case
     if prior not in _PRIORS:
         raise ConfigError(f"{where}: prior ({prior!r}) must be one of {', '.join(_PRIORS)}")
     if prior == "log-uniform" and low <= 0:
@@ -64,7 +65,7 @@ def _validate_bounds(dimension: Int | Real, *, integer: bool) -> None:
     object.__setattr__(dimension, "high", high)
     if low >= high:
         raise ConfigError(f"{where}: low ({low}) must be < high ({high})")
-    _check_prior(where, dimension.prior, low)
+    object.__setattr__(dimension, "prior", _check_prior(where, dimension.prior, low))
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}")
     kind = spec.get("type")
-    kind = _TYPE_ALIASES.get(kind, kind) if isinstance(kind, str) else kind
+    kind = _TYPE_ALIASES.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
     if kind not in _KEYS:
         raise ConfigError(f"{where}: type ({spec.get('type')!r}) must be one of int, real, categorical "
                           "(or integer, float, choice)")

@@ -17,6 +17,9 @@ def test_defaults_are_the_demo() -> None:
     assert config.metric_for("classification") == "val_accuracy"
     assert config.metric_for("regression") == "val_rmse"
     assert StudyConfig(acq_func="ei").acq_func == "EI" and StudyConfig(acq_func="GP_HEDGE").acq_func == "gp_hedge"
+    # a study file's choices in any case, as on the command line (--task Regression)
+    loose = StudyConfig(task="Regression", promote="ALWAYS", pruner="Median", backend="Local")
+    assert (loose.task, loose.promote, loose.pruner, loose.backend) == ("regression", "always", "median", "local")
 
 
 def test_flags_override_file(tmp_path: Path) -> None:

@@ -67,6 +67,9 @@ def test_keras_tuner_and_optuna_words_are_understood() -> None:
     assert space["dropout"] == Real("dropout", 0.0, 0.5)
     assert space["act"] == Categorical("act", ("relu", "tanh"))
     assert SearchSpace.from_dict(space.to_dict()) == space  # stored (space.yaml) in the canonical words
+    any_case = SearchSpace.from_dict({"lr": {"type": "Real", "low": 1e-4, "high": 1e-1, "prior": "Log-Uniform"},
+                                      "units": {"type": "INT", "low": 16, "high": 256}})
+    assert any_case["lr"] == Real("lr", 1e-4, 1e-1, "log-uniform") and any_case["units"] == Int("units", 16, 256)
 
 
 def test_cast_converts_numpy_scalars_and_mlflow_strings() -> None:
