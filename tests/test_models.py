@@ -109,6 +109,21 @@ def test_cnn_on_square_inputs_and_regression_scale() -> None:
     assert abs(float(predictions.mean()) - float(target.mean())) < 100  # outputs in the target's units
 
 
+def test_regression_learns_the_standardized_target_so_sgd_trains_on_large_units() -> None:
+    """The loss is the MSE of the standardized target; rmse/mae stay in the target's units. A target in the
+    thousands (scale ~ 80, gradients x 6,400 with an MSE in its units) made plain SGD at 0.0015 diverge to NaN in
+    its first epoch (seen on diabetes), where Adam trained."""
+    x, y = _toy(n=200, features=8)
+    target = (y * 80.0 + 150.0 + np.random.default_rng(1).normal(0, 20, len(y))).astype(np.float32)
+    mean, scale = float(target.mean()), float(target.std())
+    fit = models.train("mlp", {"optimizer": "sgd", "learning_rate": 0.0015, "n_hidden": 2, "n_neurons": 64},
+                       x_train=x, y_train=target, x_val=x, y_val=target, task="regression", n_outputs=1,
+                       metric="val_rmse", maximize=False, max_epochs=3, seed=0, target_mean=mean, target_scale=scale)
+    last = {k: v[-1] for k, v in fit.history.items()}
+    assert np.isfinite(last["loss"]) and last["val_rmse"] < scale  # learned something, in the target's units
+    assert last["val_loss"] == pytest.approx((last["val_rmse"] / scale) ** 2, rel=1e-3)
+
+
 def test_predict_in_one_batch_or_in_many_matches_keras_predict() -> None:
     x, y = _toy(features=8)
     fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=x, y_train=y, x_val=x, y_val=y,
