@@ -120,6 +120,48 @@ def _terminate(executor: cf.Executor) -> None:
 # ------------------------------------------------------------------------------------------------ the loop
 
 
+def _interactive(stream: Any) -> bool:
+    """A terminal, or a notebook (which draws a bar's carriage returns) — not a log file, a pipe or CI."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
+
+class _Progress:
+    """Trial n/N and the best value so far: tqdm's bar on a terminal or in a notebook; where stderr is a file or a
+    pipe (``nohup … > log``, CI, a scheduler's log), one line per finished trial instead — a bar's carriage returns
+    made the whole study one endless line there."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, label: str, metric: str) -> None:
+        from tqdm import tqdm
+
+        self.lines = enabled and not _interactive(sys.stderr)
+        self.total, self.label, self.metric = total, label, metric
+        self.bar = tqdm(total=total, initial=initial, desc=label, unit="trial", disable=not enabled or self.lines,
+                        file=sys.stderr, dynamic_ncols=True)
+
+    def finished(self, outcome: TrialOutcome, done: int, best: TrialOutcome | None) -> None:
+        self.bar.update(1)
+        best_text = f"best {self.metric}={best.value:.4g} (trial {best.number})" if best is not None else ""
+        if best is not None:
+            self.bar.set_postfix_str(best_text)
+        if not self.lines:
+            return
+        if outcome.state == "FAILED":
+            result = " ".join(f"FAILED: {outcome.error}".split())
+            result = result if len(result) <= 120 else result[:119] + "…"
+        else:
+            result = outcome.state
+            if "pruned_at_epoch" in outcome.metrics:
+                result += f" at epoch {outcome.metrics['pruned_at_epoch']:.0f}"
+            if outcome.value is not None:
+                result += f" {self.metric}={outcome.value:.4g}"
+        print(f"{self.label}: trial {outcome.number} ({done}/{self.total}) {result} in {outcome.seconds:.1f} s"
+              f"{'; ' + best_text if best_text else ''}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 @dataclass
 class _Study:
     """State of one running study; shared by :func:`tune` and :func:`minimize`."""
@@ -166,13 +208,10 @@ class _Study:
         return None if value is None else (-value if self.maximize else value)
 
     def execute(self, executor: cf.Executor) -> None:
-        from tqdm import tqdm
-
         pending: dict[cf.Future[TrialOutcome], TrialJob] = {}
         number = self.first_number
         consecutive = 0
-        bar = tqdm(total=self.n_calls, initial=len(self.trials), desc=self.label, unit="trial",
-                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        bar = _Progress(self.progress, self.n_calls, len(self.trials), self.label, self.metric)
         try:
             while True:
                 interrupts.check()
@@ -201,10 +240,7 @@ class _Study:
                         outcome = self._outcome(future, job)
                         self._record(outcome)
                         consecutive = consecutive + 1 if outcome.state == "FAILED" else 0
-                        bar.update(1)
-                        best = self.best
-                        if best is not None:
-                            bar.set_postfix_str(f"best {self.metric}={best.value:.4g} (trial {best.number})")
+                        bar.finished(outcome, len(self.trials), self.best)
                 interrupts.check()
                 if consecutive >= self.max_consecutive_failures:
                     failed = self.trials[-consecutive:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,10 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, cap
     os.killpg(process.pid, signal.SIGKILL)
     _, killed_stderr = process.communicate(timeout=30)
     assert f"`bo-tuner tune --resume {parent}`" in killed_stderr.decode()  # printed as the study began
+    # stderr is a pipe, not a terminal: a line per finished trial, no progress bar's carriage returns
+    assert re.search(r"^iris-mlp: trial \d \(\d/6\) COMPLETE val_accuracy=\S+ in \S+ s; best val_accuracy=",
+                     killed_stderr.decode(), re.MULTILINE), killed_stderr.decode()[-2000:]
+    assert "trial/s" not in killed_stderr.decode()
     _, before = _children(client, "crash")
     assert any(c.info.status == "RUNNING" for c in before)  # left behind by the dead process
     finished_before = {c.info.run_id for c in before if c.info.status == "FINISHED"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import mlflow
@@ -328,3 +329,38 @@ def test_a_script_without_a_main_guard_runs_its_study_once(tmp_path: Path) -> No
     client = MlflowClient(uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # one study, two trials
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nohup bo-tuner tune > log``, CI, a scheduler: a bar's carriage returns made the study one endless line."""
+    import io
+
+    from bo_tuner import study as study_mod
+    from bo_tuner.trial import TrialOutcome
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    trials = [TrialOutcome(1, {}, "r1", "COMPLETE", 0.91, {}, seconds=2.04),
+              TrialOutcome(2, {}, "r2", "FAILED", None, {}, seconds=0.5, error="TrialFailedError: loss became nan"),
+              TrialOutcome(3, {}, "r3", "PRUNED", 0.5, {"pruned_at_epoch": 6.0}, seconds=1.0)]
+    for stream, lines in ((io.StringIO(), True), (Terminal(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+        progress = study_mod._Progress(True, 5, 0, "iris-mlp", "val_accuracy")
+        for done, outcome in enumerate(trials, start=1):
+            progress.finished(outcome, done, trials[0])
+        progress.close()
+        text = stream.getvalue()
+        assert ("\r" not in text) is lines and ("trial/s" in text) is not lines
+        if lines:
+            assert text.splitlines() == [
+                "iris-mlp: trial 1 (1/5) COMPLETE val_accuracy=0.91 in 2.0 s; best val_accuracy=0.91 (trial 1)",
+                "iris-mlp: trial 2 (2/5) FAILED: TrialFailedError: loss became nan in 0.5 s; best val_accuracy=0.91 "
+                "(trial 1)",
+                "iris-mlp: trial 3 (3/5) PRUNED at epoch 6 val_accuracy=0.5 in 1.0 s; best val_accuracy=0.91 (trial 1)"]
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    study_mod._Progress(False, 5, 0, "iris-mlp", "val_accuracy").finished(trials[0], 1, trials[0])
+    assert quiet.getvalue() == ""
