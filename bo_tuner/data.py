@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from bo_tuner.errors import BoTunerWarning, DataError, first_line
+from bo_tuner.errors import BoTunerWarning, DataError, first_line, name_hint
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[str, ...] = ("classification", "regression")
@@ -322,7 +322,8 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
         else:
             raise DataError(f"target: (None) must name the column to predict; columns are {list(frame.columns)}")
     if target not in frame.columns:
-        raise DataError(f"target: ({target!r}) is not a column of {data}; columns are {list(frame.columns)}")
+        raise DataError(f"target: ({target!r}) is not a column of {data}"
+                        f"{name_hint(target, [str(c) for c in frame.columns], listed='columns are')}")
     return frame, target
 
 

@@ -68,7 +68,8 @@ def name_hint(name: str, names: Sequence[str], *, listed: str, synonyms: Mapping
     """What an error about an unknown ``name`` adds: "; did you mean 'x'?" for a misspelling of one of ``names``
     (or another tool's word for it, from ``synonyms``), else "; <listed> a, b, c"."""
     synonym = (synonyms or {}).get(name.lower())
-    close = [synonym] if synonym in names else difflib.get_close_matches(name, list(names), n=1)
+    same = [n for n in names if n.lower() == name.lower()]  # another case: "Churn" for "churn"
+    close = same or ([synonym] if synonym in names else difflib.get_close_matches(name, list(names), n=1))
     if close:
         return f"; did you mean {close[0]!r}?"
     return f"; {listed} {', '.join(names)}"
