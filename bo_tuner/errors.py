@@ -69,7 +69,8 @@ def name_hint(name: str, names: Sequence[str], *, listed: str, synonyms: Mapping
     (or another tool's word for it, from ``synonyms``), else "; <listed> a, b, c"."""
     synonym = (synonyms or {}).get(name.lower())
     same = [n for n in names if n.lower() == name.lower()]  # another case: "Churn" for "churn"
-    close = same or ([synonym] if synonym is not None and synonym in names else difflib.get_close_matches(name, list(names), n=1))
+    close = same or ([synonym] if synonym is not None and synonym in names
+                     else difflib.get_close_matches(name, list(names), n=1))
     if close:
         return f"; did you mean {close[0]!r}?"
     return f"; {listed} {', '.join(names)}"
