@@ -27,7 +27,7 @@ PROMOTE = ("if-better", "always", "never")
 TASKS = ("classification", "regression")
 DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_rmse"}
 BUILTIN_METRICS = {
-    "classification": ("val_accuracy", "val_loss", "accuracy", "loss"),
+    "classification": ("val_accuracy", "val_loss", "val_auc", "accuracy", "loss"),
     "regression": ("val_rmse", "val_mae", "val_loss", "rmse", "mae", "loss"),
 }
 _MAXIMIZED = ("accuracy", "auc", "precision", "recall", "f1", "r2")

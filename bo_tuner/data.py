@@ -19,7 +19,7 @@ import lzma
 import math
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -151,6 +151,11 @@ class FeaturePipeline:
         assert self.classes is not None
         index = {c: i for i, c in enumerate(self.classes)}
         return np.asarray([index[v] for v in y], dtype=np.int32)
+
+    def class_names(self) -> list[str]:
+        """The class labels as column names of a probability table, in the model's output order."""
+        assert self.classes is not None
+        return [str(c) for c in self.classes]
 
     def decode(self, outputs: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Model outputs → class labels (classification) or numbers (regression)."""
@@ -453,17 +458,24 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
     )
 
 
-def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any]) -> dict[str, float]:
-    """Test-set metrics in the target's own terms, computed once for the best trial."""
+def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
+          probabilities: pd.DataFrame | None = None) -> dict[str, float]:
+    """Test-set metrics in the target's own terms, computed once for the best trial. With a classifier's class
+    ``probabilities`` (a column per class, named as :meth:`FeaturePipeline.class_names`), also ``test_auc``."""
     from sklearn import metrics
 
     if task == "classification":
-        truth = np.asarray(y_true, dtype=object)
-        pred = np.asarray(y_pred, dtype=object)
-        return {
-            "test_accuracy": float(metrics.accuracy_score(truth.astype(str), pred.astype(str))),
-            "test_f1_macro": float(metrics.f1_score(truth.astype(str), pred.astype(str), average="macro")),
+        truth = np.asarray(y_true, dtype=object).astype(str)
+        pred = np.asarray(y_pred, dtype=object).astype(str)
+        scores = {
+            "test_accuracy": float(metrics.accuracy_score(truth, pred)),
+            "test_f1_macro": float(metrics.f1_score(truth, pred, average="macro")),
         }
+        auc = None if probabilities is None else roc_auc(truth, probabilities.to_numpy(),
+                                                         [str(c) for c in probabilities.columns])
+        if auc is not None:
+            scores["test_auc"] = auc
+        return scores
     truth_f = np.asarray(y_true, dtype=float)
     pred_f = np.asarray(y_pred, dtype=float)
     return {
@@ -471,3 +483,20 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any]) -> dict[str, f
         "test_mae": float(metrics.mean_absolute_error(truth_f, pred_f)),
         "test_r2": float(metrics.r2_score(truth_f, pred_f)),
     }
+
+
+def roc_auc(truth: npt.NDArray[Any], probabilities: npt.NDArray[Any], classes: Sequence[str]) -> float | None:
+    """ROC AUC of class ``probabilities`` (a column per class of ``classes``) against the true labels (strings):
+    of the second class for two classes, else one-vs-rest, macro-averaged. None where it is undefined: the labels
+    hold one class, or (more than two classes) not every class."""
+    from sklearn import metrics
+
+    columns = list(classes)
+    present = set(np.asarray(truth).tolist())
+    if len(present) < 2 or not present <= set(columns) or (len(columns) > 2 and present != set(columns)):
+        return None
+    values = np.asarray(probabilities, dtype=float)
+    if len(columns) == 2:
+        return float(metrics.roc_auc_score(np.asarray(truth) == columns[1], values[:, 1]))
+    values = values / values.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+    return float(metrics.roc_auc_score(truth, values, multi_class="ovr", average="macro", labels=columns))

@@ -596,10 +596,13 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
           max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
           image_shape: tuple[int, ...] | None = None, prune_reference: list[list[float]] | None = None,
           prune_warmup: int = 5, mixed_precision: bool = False, jit_compile: bool | None = None,
-          on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+          on_epoch: Callable[[dict[str, float]], None] | None = None,
+          epoch_scores: Mapping[str, Callable[[npt.NDArray[np.float32]], float]] | None = None) -> FitResult:
     """Build and fit one model with EarlyStopping on ``metric`` (best weights restored).
 
     ``on_epoch`` is called after each epoch with its metrics (the values ``FitResult.history`` will hold).
+    ``epoch_scores``: metrics Keras does not compute (``val_auc``), each a function of the model's outputs on
+    ``x_val``, added to the epoch's metrics before EarlyStopping, the pruner and ``on_epoch`` read them.
 
     With ``prune_reference`` (earlier trials' per-epoch ``metric`` curves) the median pruner may stop the trial
     early; ``FitResult.pruned_at`` says when, and ``objective`` is then the metric's value at that epoch.
@@ -623,6 +626,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
         model.steps_per_execution = STEPS_PER_EXECUTION  # no batch-level callbacks here: see stop_on_non_finite_loss
     patience = int(hparams.get("patience", TRAINING_DEFAULTS["patience"]))
     callbacks = [
+        *([_scoring_callback(x_val, epoch_scores)] if epoch_scores else []),
         stop_on_non_finite_loss(),
         keras.callbacks.EarlyStopping(monitor=metric, mode="max" if maximize else "min", patience=patience,
                                       restore_best_weights=True),
@@ -658,6 +662,21 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
                          pruned_at=pruner.pruned_at)
     return FitResult(model=model, history=curves, objective=float(values[best]), best_epoch=best + 1,
                      epochs_run=len(values), fit_seconds=fit_seconds)
+
+
+def _scoring_callback(x_val: npt.NDArray[np.float32],
+                      scores: Mapping[str, Callable[[npt.NDArray[np.float32]], float]]) -> Any:
+    """A callback adding each of ``scores`` (a function of the outputs on ``x_val``) to an epoch's metrics; first
+    in the list, so the callbacks after it (EarlyStopping, History) see them."""
+    import keras
+
+    class EpochScores(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is not None:
+                outputs = predict(self.model, x_val)
+                logs.update({name: float(score(outputs)) for name, score in scores.items()})
+
+    return EpochScores()
 
 
 def summary_text(model: Any) -> str:

@@ -470,6 +470,11 @@ def _end_trial_run(status: str, monitor: Any) -> None:
 # ------------------------------------------------------------------------------------------ served model
 
 
+#: What the served model answers: ``labels`` (class labels, or numbers for regression; the default) or a
+#: classifier's class ``probabilities``.
+SERVED_OUTPUTS = ("labels", "probabilities")
+
+
 class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """The served model: raw rows → feature pipeline → Keras → labels or numbers in the target's own terms."""
 
@@ -492,13 +497,22 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
 
     # No type hints on predict: MLflow would try to derive a schema from them; the signature is logged instead.
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        """Labels (classification) or numbers (regression); with ``params={"output": "probabilities"}`` a
+        classifier's class probabilities, one column per class label (a served request's ``"params"``)."""
         import numpy as np
         import pandas as pd
 
         from bo_tuner import models
 
+        output = str((params or {}).get("output") or SERVED_OUTPUTS[0])
+        if output not in SERVED_OUTPUTS or (output == "probabilities" and self._pipeline.task != "classification"):
+            allowed = SERVED_OUTPUTS if self._pipeline.task == "classification" else SERVED_OUTPUTS[:1]
+            raise MlflowException.invalid_parameter_value(
+                f"output: ({output!r}) must be one of {', '.join(allowed)} for this {self._pipeline.task} model")
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         outputs = models.predict(self._model, self._pipeline.transform(frame))
+        if output == "probabilities":  # served as {"predictions": [{"<label>": p, ...}, ...]}
+            return pd.DataFrame(np.asarray(outputs, dtype=float), columns=self._pipeline.class_names())
         # A plain array (typed from the labels) serves as {"predictions": [label, ...]}.
         return np.asarray(self._pipeline.decode(outputs).tolist())
 
@@ -553,7 +567,9 @@ def log_served_model(
         joblib.dump(pipeline, pipeline_path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow suggests an input example; the signature carries the schema
-            signature = infer_signature(sample, sample_output)
+            # "params": {"output": "probabilities"} in a request (or predict(..., params=...)) for a classifier's
+            # class probabilities; the default answers labels / numbers.
+            signature = infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no input example" advice: the signature is explicit
             info = mlflow.pyfunc.log_model(

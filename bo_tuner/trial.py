@@ -156,7 +156,8 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
                                target_mean=prepared.target_mean, target_scale=prepared.target_scale,
                                image_shape=prepared.image_shape, prune_reference=job.prune_reference,
                                prune_warmup=config.pruner_warmup_epochs, mixed_precision=config.mixed_precision,
-                               jit_compile=config.jit_compile, on_epoch=live)
+                               jit_compile=config.jit_compile, on_epoch=live,
+                               epoch_scores=_epoch_scores(job.metric, config.model, prepared))
         except Exception as exc:
             return _fail(job.number, job.params, job.run_id, exc, started, status)
         live.finish(fit.history)
@@ -180,6 +181,26 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
     return TrialOutcome(job.number, job.params, job.run_id, state, fit.objective, summary,
                         fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri,
                         curve=tuple(fit.history.get(job.metric, ())))
+
+
+def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
+                  ) -> dict[str, Callable[[np.ndarray[Any, Any]], float]] | None:
+    """The validation metrics a built-in model reports beside Keras' own, when the study optimises one:
+    ``val_auc`` (ROC AUC of the class probabilities; one-vs-rest, macro, for more than two classes). A user
+    builder reports its own (``keras.metrics.AUC(name="auc")`` gives ``val_auc``)."""
+    if metric != "val_auc" or prepared.task != "classification" or not models.is_builtin(model):
+        return None
+    classes = prepared.pipeline.class_names()
+    truth = np.asarray(classes, dtype=object)[np.asarray(prepared.y_val)]
+
+    def val_auc(outputs: np.ndarray[Any, Any]) -> float:
+        auc = data_mod.roc_auc(truth, outputs, classes)
+        if auc is None:
+            raise TrialFailedError("val_auc is undefined: the validation split does not hold every class; "
+                                   "optimise val_accuracy, or give the data more rows of the rare classes")
+        return auc
+
+    return {"val_auc": val_auc}
 
 
 def _log_learning_curve(job: TrialJob, history: Mapping[str, list[float]]) -> None:
@@ -211,11 +232,14 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -
     tracking.set_tracking_uri(tracking_uri)
     prepared = data_mod.prepare(*config.data_key)
     try:
-        predictions = tracking.load_pyfunc(model_uri).predict(prepared.test_frame)
+        model = tracking.load_pyfunc(model_uri)
+        predictions = model.predict(prepared.test_frame)
+        probabilities = (model.predict(prepared.test_frame, params={"output": "probabilities"})
+                         if prepared.task == "classification" else None)
     except Exception as exc:
         raise RegistryError(f"the best model ({model_uri}) did not load back and predict: {first_line(exc)}; "
                             "nothing was registered") from None
-    return data_mod.score(prepared.task, prepared.test_target, predictions)
+    return data_mod.score(prepared.task, prepared.test_target, predictions, probabilities)
 
 
 def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: TrialJob) -> TrialOutcome:

@@ -256,3 +256,19 @@ def test_a_pandas_index_saved_with_the_csv_is_not_a_feature(tmp_path: Path) -> N
     repeated = frame.assign(**{"": frame["target"] * 0}).iloc[:, [-1, *range(frame.shape[1])]]
     repeated.to_csv(path, index=False)  # an unnamed first column that is not an index: kept
     assert prepare(str(path)).pipeline.columns[0] == "Unnamed: 0"
+
+
+def test_roc_auc_of_two_classes_of_many_and_where_it_is_undefined() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from bo_tuner.data import roc_auc
+
+    truth = np.array(["no", "yes", "yes", "no", "yes"], dtype=object)
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6], [0.2, 0.8]], dtype=np.float32)
+    assert roc_auc(truth, probs, ["no", "yes"]) == pytest.approx(roc_auc_score([0, 1, 1, 0, 1], probs[:, 1]))
+    three = np.array(["a", "b", "c", "a", "c", "b"], dtype=object)
+    scores = np.random.default_rng(0).dirichlet([1, 1, 1], size=6).astype(np.float32)
+    assert roc_auc(three, scores, ["a", "b", "c"]) == pytest.approx(
+        roc_auc_score(three, scores / scores.sum(axis=1, keepdims=True), multi_class="ovr", labels=["a", "b", "c"]))
+    assert roc_auc(np.array(["a", "a"], dtype=object), scores[:2], ["a", "b", "c"]) is None  # one class
+    assert roc_auc(np.array(["a", "b"], dtype=object), scores[:2], ["a", "b", "c"]) is None  # "c" absent

@@ -71,6 +71,15 @@ def test_served_champion_answers_raw_rows(digits_study: bo_tuner.StudyResult, st
         status, body = _post(f"{base}/invocations", {"dataframe_split": json.loads(
             rows.drop(columns=["pixel_0_1"]).to_json(orient="split", index=False))})
         assert status == 400 and "pixel_0_1" in json.dumps(body)
+        # a classifier's class probabilities on request: one column per class label, rows summing to 1
+        split = json.loads(rows.head(3).to_json(orient="split", index=False))
+        status, body = _post(f"{base}/invocations", {"dataframe_split": split, "params": {"output": "probabilities"}})
+        assert status == 200, body
+        assert [sorted(row, key=int) for row in body["predictions"]] == [[str(c) for c in range(10)]] * 3
+        assert all(abs(sum(row.values()) - 1) < 1e-4 for row in body["predictions"])
+        assert [max(row, key=row.get) for row in body["predictions"]] == [str(p) for p in predictions[:3]]
+        status, body = _post(f"{base}/invocations", {"dataframe_split": split, "params": {"output": "proba"}})
+        assert status == 400 and "output: ('proba') must be one of labels, probabilities" in json.dumps(body)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

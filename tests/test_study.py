@@ -133,6 +133,9 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     predictions = np.asarray(model.predict(raw), dtype=float)
     assert predictions.shape == (5,) and np.all(np.isfinite(predictions))
     assert 25 < predictions.mean() < 350
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"output: \('probabilities'\) must be one of labels "
+                       "for this regression model"):
+        model.predict(raw, params={"output": "probabilities"})
     # the table is the study's input in MLflow's dataset tracking: described, not copied
     (used,) = MlflowClient().get_run(result.study_run_id).inputs.dataset_inputs
     assert used.dataset.name == "diabetes" and str(path) in used.dataset.source
@@ -153,6 +156,31 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert scores["objective"] == result.best_value and scores["test_rmse"] == result.test_metrics["test_rmse"]
     summary = mlflow.artifacts.load_text(f"runs:/{result.best.run_id}/model_summary.txt")
     assert "Param #" in summary and "Total params" in summary  # the architecture, as Keras prints it
+
+
+def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple[Path, str]) -> None:
+    """``--metric val_auc`` on a built-in model (imbalanced classes: accuracy is not what people tune there): the
+    metric per epoch drives EarlyStopping and the objective; the champion's test scores add ``test_auc``, from the
+    class probabilities the registered model returns on request."""
+    _, uri = store
+    result = bo_tuner.tune({"data": "breast_cancer", "metric": "val_auc", "n_calls": 2, "n_initial_points": 2,
+                            "max_epochs": 3, "experiment": "auc", "tracking_uri": uri,
+                            "space": {"n_neurons": {"type": "int", "low": 8, "high": 32}}}, progress=False)
+    assert result.metric == "val_auc" and result.maximize and result.n_failed == 0
+    client = MlflowClient()
+    for trial in result.trials:
+        curve = [m.value for m in client.get_metric_history(trial.run_id, "val_auc")]
+        assert len(curve) == client.get_run(trial.run_id).data.metrics["epochs_run"] and 0.5 < max(curve) <= 1
+        assert trial.value == max(curve)
+    assert 0.5 < result.test_metrics["test_auc"] <= 1 and "test_accuracy" in result.test_metrics
+    model = mlflow.pyfunc.load_model(f"models:/{result.promotion.name}@champion")
+    frame, target = load_frame("breast_cancer", None)
+    rows = frame.drop(columns=[target]).head(4)
+    probabilities = model.predict(rows, params={"output": "probabilities"})
+    assert list(probabilities.columns) == ["0", "1"]  # the class labels, in the model's output order
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    labels = model.predict(rows)
+    assert [str(v) for v in labels] == list(probabilities.idxmax(axis=1))
 
 
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
