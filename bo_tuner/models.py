@@ -72,7 +72,10 @@ ACTIVATIONS = ("relu", "elu", "selu", "tanh", "sigmoid", "leaky_relu", "gelu", "
 
 #: Hyperparameters every builder understands: they drive ``fit`` rather than the architecture. ``epochs`` is the
 #: most a trial trains (EarlyStopping on the metric may stop it sooner); None: the study's ``max_epochs``.
-TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8, "epochs": None}
+TRAINING_DEFAULTS: dict[str, Any] = {"batch_size": 32, "patience": 8, "epochs": None, "class_weight": "none"}
+#: ``class_weight``: "balanced" weighs each class's rows in the loss by n_rows / (n_classes * its rows), so rare
+#: classes count as much as common ones (classification only).
+CLASS_WEIGHTS = ("none", "balanced")
 #: Smallest values the training hyperparameters accept (checked before any run is created).
 TRAINING_MINIMUMS: dict[str, int] = {"batch_size": 1, "patience": 0, "epochs": 1}
 INFERENCE_BATCH_ROWS = 1024  # rows scored at once in inference mode: each epoch's validation, and predict()
@@ -208,7 +211,12 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
 
 
 def check_training_value(name: str, value: Any, where: str) -> None:
-    """``batch_size``/``epochs`` >= 1 and ``patience`` >= 0, whole numbers (``epochs`` may be None: max_epochs)."""
+    """``batch_size``/``epochs`` >= 1 and ``patience`` >= 0, whole numbers (``epochs`` may be None: max_epochs);
+    ``class_weight`` none or balanced."""
+    if name == "class_weight":
+        if not isinstance(value, str) or value.lower() not in CLASS_WEIGHTS:
+            raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(CLASS_WEIGHTS)} (any case)")
+        return
     minimum = TRAINING_MINIMUMS.get(name)
     if minimum is None or (name == "epochs" and value is None):
         return
@@ -642,7 +650,8 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     epochs = int(hparams.get("epochs") or max_epochs)
     history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
                         batch_size=batch_size, validation_batch_size=validation_batch_size(batch_size, len(x_val)),
-                        callbacks=callbacks, verbose=0, shuffle=True)
+                        callbacks=callbacks, verbose=0, shuffle=True,
+                        class_weight=class_weights(hparams.get("class_weight"), task, y_train, n_outputs))
     fit_seconds = time.perf_counter() - started
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     losses = curves.get("loss", [])
@@ -662,6 +671,24 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
                          pruned_at=pruner.pruned_at)
     return FitResult(model=model, history=curves, objective=float(values[best]), best_epoch=best + 1,
                      epochs_run=len(values), fit_seconds=fit_seconds)
+
+
+def class_weights(setting: Any, task: str, y_train: Any, n_outputs: int) -> dict[int, float] | None:
+    """Keras' ``class_weight`` for the ``class_weight`` hyperparameter: None, or for "balanced" each class's
+    n_rows / (n_classes * its rows) on the training split (a class without rows there: 1).
+
+    Raises:
+        TrialFailedError: "balanced" for a regression (a user builder's trial; built-in studies check it first).
+    """
+    if setting is None or str(setting).lower() == "none":
+        return None
+    if task != "classification":
+        raise TrialFailedError(f"class_weight ({setting!r}) is for classification; this is a {task} task")
+    import numpy as np
+
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64).ravel(), minlength=n_outputs)
+    total = float(counts.sum())
+    return {i: (total / (n_outputs * float(c)) if c else 1.0) for i, c in enumerate(counts.tolist())}
 
 
 def _scoring_callback(x_val: npt.NDArray[np.float32],

@@ -356,10 +356,19 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
 
 def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace | None = None,
                   params: Mapping[str, Any] | None = None) -> None:
-    """What needs the data as well as the config: a CNN's image shape (every one it may be given)."""
+    """What needs the data as well as the config: a CNN's image shape (every one it may be given); class weights
+    only for classification."""
     shapes = next((d.choices for d in space or () if d.name == "image_shape" and isinstance(d, Categorical)), ())
-    models.check_image_inputs(config.model, {**config.fixed, **(params or {})}, shapes,
-                              int(prepared.x_train.shape[1]), prepared.image_shape)
+    given = {**config.fixed, **(params or {})}
+    models.check_image_inputs(config.model, given, shapes, int(prepared.x_train.shape[1]), prepared.image_shape)
+    if prepared.task != "classification":
+        weights = [(f"params.{k}" if k in (params or {}) else f"fixed.{k}", v) for k, v in given.items()
+                   if k == "class_weight"]
+        weights += [(f"space.{d.name}", c) for d in space or () if d.name == "class_weight"
+                    for c in (d.choices if isinstance(d, Categorical) else ())]
+        for where, value in weights:
+            if str(value).lower() != "none":
+                raise ConfigError(f"{where}: ({value!r}) is for classification; this is a {prepared.task} task")
 
 
 def _public_config(config: StudyConfig) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def _runs_in(db: Path) -> int:
         (["--tracking-uri", "http://127.0.0.1:9"], "tracking_uri: ('http://127.0.0.1:9') cannot be reached"),
         (["--metric", "val_rmse"], "metric: ('val_rmse') is not reported for classification"),
         (["--model", "no_such_module:build"], "model: ('no_such_module:build') cannot import"),
+        (["--config", "{bad_weights}"], "space.class_weight: ('equal') must be one of none, balanced (any case)"),
+        (["--data", "diabetes", "--config", "{balanced}"],
+         "space.class_weight: ('Balanced') is for classification; this is a regression task"),
     ],
 )
 def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str],
@@ -92,7 +95,9 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
                "bad_optimizer": "fixed: {optimizer: adagard}\n",
                "zero_epochs": "space: {epochs: {type: int, low: 0, high: 20}}\n",
                "small_image": "fixed: {image_shape: 4x4x1}\n",
-               "real_batch": "space: {batch_size: {type: real, low: 8, high: 64}}\n"}
+               "real_batch": "space: {batch_size: {type: real, low: 8, high: 64}}\n",
+               "bad_weights": "space: {class_weight: {type: categorical, choices: [none, equal]}}\n",
+               "balanced": "space: {class_weight: {type: categorical, choices: [none, Balanced]}}\n"}
     for name, text in configs.items():
         paths[name] = str(workdir / f"{name}.yaml")
         Path(paths[name]).write_text(text)
