@@ -48,7 +48,7 @@ def _number(where: str, field: str, value: Any, *, integer: bool) -> int | float
 
 
 def _check_prior(where: str, prior: Any, low: float) -> Prior:
-    prior = prior.lower() if isinstance(prior, str) else prior  # Log-Uniform, as skopt's own names are any case
+    prior = prior.lower() if isinstance(prior, str) else prior  # "Log-Uniform": names in any case, as the type
     if prior not in _PRIORS:
         raise ConfigError(f"{where}: prior ({prior!r}) must be one of {', '.join(_PRIORS)}")
     if prior == "log-uniform" and low <= 0:
