@@ -92,10 +92,28 @@ def dataset_label(data: str) -> str:
 
 def _finite_or_nan(frame: Any) -> npt.NDArray[np.float64]:
     """±inf in a numeric column (a division by zero upstream) → missing, imputed like a gap; the scaler refused it
-    ("Input X contains infinity") in training and in every served request that carried one."""
-    values = np.array(pd.DataFrame(frame).to_numpy(dtype=float))
+    ("Input X contains infinity") in training and in every served request that carried one. A date-time column
+    (a Parquet file's; MLflow parses a served request's strings by the signature) → days since 1970 (UTC), NaT →
+    missing: a point in time as a number, where one-hot encoding made every distinct timestamp its own category."""
+    frame = pd.DataFrame(frame)
+    dates = [c for c in frame.columns if _is_datetime(frame[c])]
+    if dates:
+        frame = frame.assign(**{str(c): _days(frame[c]) for c in dates})
+    values = np.array(frame.to_numpy(dtype=float))
     values[np.isinf(values)] = np.nan
     return values
+
+
+def _is_datetime(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column)
+
+
+def _days(column: pd.Series) -> pd.Series:
+    """Date-times → float days since 1970-01-01 UTC (time-zone aware ones converted to UTC; NaT → NaN)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    since = column - pd.Timestamp("1970-01-01")
+    return since.dt.total_seconds() / 86400.0
 
 
 def _as_text(frame: Any) -> npt.NDArray[Any]:
@@ -430,7 +448,8 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
             raise DataError(f"target: ({target_col!r}) has one class only ({classes[0]!r}); need at least two")
         classes = [c.item() if hasattr(c, "item") else c for c in classes]
     x = frame[features]
-    numeric = [c for c in features if pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c])]
+    numeric = [c for c in features if (pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c]))
+               or _is_datetime(x[c])]  # date-times as days since 1970 (see _finite_or_nan)
     categorical = [c for c in features if c not in numeric]
     train, val, test = _split(len(frame), y, resolved, val_fraction, test_fraction, seed)
     pipeline = FeaturePipeline(features, numeric, categorical, resolved, classes).fit(x.iloc[train])

@@ -130,6 +130,29 @@ def test_parquet_nullable_types_read_as_a_csv_would_so_the_signature_holds_for_e
     assert d.test_frame.head(5)["count"].notna().all() and d.test_frame["count"].isna().any()
     validate_schema(d.test_frame, infer_signature(d.test_frame.head(5)).inputs)
 
+def test_parquet_timestamps_are_days_since_1970_for_the_model(tmp_path: Path) -> None:
+    """A date-time column was one-hot encoded as text: every distinct timestamp its own category (the top 50, the
+    rest "infrequent"), which says nothing about time. It is a number now — and the label here depends on it."""
+    rng = np.random.default_rng(0)
+    n = 300
+    when = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D")
+    frame = pd.DataFrame({"signed_up": when, "spend": rng.normal(size=n),
+                          "churned": np.where(when > pd.Timestamp("2021-06-01"), "yes", "no")})
+    frame.loc[::13, "signed_up"] = pd.NaT
+    frame["seen"] = frame["signed_up"].dt.tz_localize("Europe/Oslo")  # time-zone aware too
+    path = tmp_path / "customers.parquet"
+    frame.to_parquet(path)
+    d = prepare(str(path), "churned")
+    assert d.pipeline.numeric == ["signed_up", "spend", "seen"] and d.x_train.shape[1] == 3
+    assert np.isfinite(d.x_train).all()  # NaT imputed like a gap
+    days = data._finite_or_nan(d.test_frame[["signed_up", "seen"]].head(3))
+    expected = (d.test_frame["signed_up"].head(3) - pd.Timestamp("1970-01-01")).dt.total_seconds() / 86400
+    assert np.allclose(days[:, 0], expected, equal_nan=True)
+    offsets = d.test_frame["seen"].head(3).map(lambda t: t.utcoffset().total_seconds() / 86400 if pd.notna(t) else 0)
+    assert np.allclose(days[:, 1], days[:, 0] - offsets, equal_nan=True)  # Oslo's wall clock, read as UTC
+    assert abs(np.corrcoef(d.x_train[:, 0], d.y_train)[0, 1]) > 0.5  # the model can see time
+
+
 def test_regression_detected_for_float_target(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "r.parquet"
