@@ -48,6 +48,8 @@ _OPTIMIZER_CLASSES: dict[str, tuple[str, bool, bool]] = {
     "lamb": ("Lamb", False, False),
 }
 OPTIMIZERS = tuple(_OPTIMIZER_CLASSES)
+#: The optimizers that use the ``momentum`` hyperparameter (plain ``sgd`` has none, as Keras' SGD by default).
+MOMENTUM_OPTIMIZERS = tuple(name for name, (_, with_momentum, _) in _OPTIMIZER_CLASSES.items() if with_momentum)
 KERNEL_INITIALIZERS = {
     "uniform": "random_uniform",
     "normal": "random_normal",

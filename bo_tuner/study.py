@@ -351,7 +351,22 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
             models.check_value(config.model, d.name, value, f"space.{d.name}")
     for name, value in config.fixed.items():
         models.check_value(config.model, name, value, f"fixed.{name}")
+    _warn_if_momentum_is_unused(config, space, info.defaults or {})
     return space
+
+
+def _warn_if_momentum_is_unused(config: StudyConfig, space: SearchSpace, defaults: Mapping[str, Any]) -> None:
+    """A built-in model's ``momentum`` tuned while no optimizer the study may use takes it (the default adam, or
+    plain sgd as in Keras): every trial's value would change nothing, and the GP would learn a flat dimension."""
+    if not models.is_builtin(config.model) or "momentum" not in space.names:
+        return
+    optimizer = next((d for d in space if d.name == "optimizer"), None)
+    choices = (list(optimizer.choices) if isinstance(optimizer, Categorical)
+               else [config.fixed.get("optimizer", defaults.get("optimizer"))])
+    if not any(str(c).lower() in models.MOMENTUM_OPTIMIZERS for c in choices):
+        warnings.warn(f"space.momentum: tuned, but optimizer {', '.join(map(str, choices))} does not use it (only "
+                      f"{' and '.join(models.MOMENTUM_OPTIMIZERS)} do); set optimizer to one of those, or take "
+                      "momentum out of the space", BoTunerWarning, stacklevel=2)
 
 
 def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace | None = None,

@@ -273,3 +273,23 @@ def test_balanced_class_weights_make_a_rare_class_count_and_are_for_classificati
         predicted = np.argmax(models.predict(fit.model, x[labels == 1]), axis=1)
         rare_found[setting] = int((predicted == 1).sum())
     assert rare_found["balanced"] > rare_found["none"], rare_found
+
+
+def test_tuning_momentum_for_an_optimizer_without_it_warns() -> None:
+    """The classic grid tunes SGD's momentum; here plain ``sgd`` (like Keras' default SGD) and adam take none, so
+    the tuned values would change nothing: say so before the study starts."""
+    import warnings
+
+    from bo_tuner.config import StudyConfig
+    from bo_tuner.study import _validate_space
+
+    momentum = {"momentum": {"type": "real", "low": 0.0, "high": 0.9}}
+    for config in (StudyConfig(space=momentum), StudyConfig(space=momentum, fixed={"optimizer": "SGD"}),
+                   StudyConfig(space={**momentum, "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}})):
+        with pytest.warns(BoTunerWarning, match=r"space.momentum: tuned, but optimizer .* does not use it"):
+            _validate_space(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _validate_space(StudyConfig(space=momentum, fixed={"optimizer": "Nesterov"}))
+        _validate_space(StudyConfig(space={**momentum, "optimizer": {"type": "categorical",
+                                                                      "choices": ["adam", "sgd+momentum"]}}))
