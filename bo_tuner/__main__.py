@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--parallel", type=_opt_int, help="trials at once, in worker processes [1]")
     tune.add_argument("--max-consecutive-failures", type=_opt_int, help="stop after this many failures in a row [5]")
     tune.add_argument("--study-name", type=_opt, help="parent run name [<data>-<model>]")
+    tune.add_argument("--timeout", type=_opt, metavar="DURATION",
+                      help="start no trial after this long (seconds, or 30m, 2h); running trials finish and the "
+                           "best is registered [none]")
     tune.add_argument("--pruner", **_one_of("none", "median"),
                       help="stop trials worse than the median of earlier trials at the same epoch [none]")
     tune.add_argument("--resume", type=_opt, metavar="RUN_ID",
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
                 "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
                 "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus", "backend",
-                "ray_address", "mixed_precision", "jit_compile")
+                "ray_address", "mixed_precision", "jit_compile", "timeout")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,6 +202,9 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
     assert best is not None
     print(f"study {result.study_run_id}: best {result.metric}={best.value:.5g} at trial {best.number} of "
           f"{len(result.trials)} ({result.n_failed} failed) in {result.wall_seconds:.1f} s")
+    if result.timed_out:
+        print(f"stopped by --timeout after {len(result.trials)} of {config.n_calls} trials; continue with "
+              f"`bo-tuner tune --resume {result.study_run_id}`")
     print("best params: " + ", ".join(f"{k}={v}" for k, v in best.params.items()))
     if result.test_metrics:
         print("test: " + ", ".join(f"{k}={v:.4g}" for k, v in result.test_metrics.items()))

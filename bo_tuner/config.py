@@ -85,6 +85,25 @@ def _optional_str(name: str, value: Any) -> str | None:
     return str(value)
 
 
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(name: str, value: Any) -> float | None:
+    """A duration: seconds as a number, or a number with a unit ("90s", "30m", "2.5h", "1d"); None or "" for none."""
+    if value is None or value == "":
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*", value) if isinstance(value, str) else None
+    if match:
+        seconds = float(match.group(1)) * _UNIT_SECONDS.get(match.group(2) or "s", 1)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigError(f"{name}: ({value!r}) must be seconds, or a number with s, m, h or d (e.g. 30m, 2h)")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name}: ({value!r}) must be a positive duration")
+    return seconds
+
+
 def _choice(name: str, value: Any, options: Sequence[str]) -> str:
     """One of ``options`` in any case, as the command line takes it (``acq_func: ei``, ``task: Regression``),
     stored as spelled in ``options``."""
@@ -134,6 +153,9 @@ class StudyConfig:
     ray_address: str | None = None  # an existing Ray cluster ("auto", "ray://host:10001"); None: start one here
     lr_find: bool = False  # run the learning-rate finder first and centre learning_rate's range on its suggestion
     pruner_warmup_epochs: int = 5
+    #: Seconds (or "90s", "30m", "2h", "1d"): no trial starts after this much study time; the running ones finish,
+    #: and the best is registered. None: only n_calls ends the study.
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         set_ = self._set
@@ -204,6 +226,7 @@ class StudyConfig:
             raise ConfigError(f"system_metrics: ({self.system_metrics!r}) must be true or false")
         set_("pruner", _choice("pruner", self.pruner, PRUNERS))
         set_("pruner_warmup_epochs", _int("pruner_warmup_epochs", self.pruner_warmup_epochs, minimum=1))
+        set_("timeout", _seconds("timeout", self.timeout))
         registered = _optional_str("registered_model", self.registered_model)
         if registered is not None and not _REGISTERED_NAME_RE.match(registered):
             raise ConfigError(f"registered_model: ({registered!r}) must start with a letter or digit and use "

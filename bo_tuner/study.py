@@ -71,6 +71,7 @@ class StudyResult:
     wall_seconds: float
     test_metrics: dict[str, float] = field(default_factory=dict)
     promotion: registry.Promotion | None = None
+    timed_out: bool = False  # the timeout stopped it before n_calls trials (``--resume`` continues it)
 
     @property
     def best_value(self) -> float | None:
@@ -186,6 +187,8 @@ class _Study:
     plot_dir: tempfile.TemporaryDirectory[str] | None = None
     plot_paths: list[str] = field(default_factory=list)
     trial_tags: dict[str, str] = field(default_factory=dict)  # on every trial run (what warm starts check)
+    deadline: float | None = None  # time.perf_counter() after which no trial starts (the timeout)
+    timed_out: bool = False
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
         """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
@@ -216,6 +219,10 @@ class _Study:
             while True:
                 interrupts.check()
                 while len(self.trials) + len(pending) < self.n_calls and len(pending) < self.parallel:
+                    if (self.deadline is not None and number > self.first_number
+                            and time.perf_counter() >= self.deadline):
+                        self.timed_out = True  # no new trial (past the first); the running ones finish
+                        break
                     with interrupts.atomic():  # a run created is a run handed to a worker (or none is created)
                         params = self.optimizer.ask([job.params for job in pending.values()])
                         run_id = tracking.create_run(
@@ -788,7 +795,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         make_job=lambda number, params, run_id, best, reference: TrialJob(
             number, params, run_id, tracking_uri, config, metric, maximize, best, reference),
         run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1,
-        callbacks=tuple(callbacks), prune=config.pruner == "median", trial_tags=trial_tags)
+        callbacks=tuple(callbacks), prune=config.pruner == "median", trial_tags=trial_tags,
+        deadline=None if config.timeout is None else started + config.timeout)
     for outcome in history:
         study.trials.append(outcome)
     optimizer.tell_many([t.params for t in history], [study._signed(t.value) for t in history])
@@ -800,6 +808,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         with interrupts.signals_as_interrupt():
             study.execute(executor)
             interrupts.check()
+            # what ended the trials (a resume that completes the study overwrites an earlier "timeout")
+            tracking.set_tags(parent_id, {"bo_tuner.stopped_by": "timeout" if study.timed_out else "n_calls"})
             best = study.best
             # Load the best model back and score the test split in a warm worker; draw the search plots
             # meanwhile, here and (one of them, after the scoring) in a worker.
@@ -899,20 +909,30 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
     except RegistryError as exc:
         error = exc
     wall = time.perf_counter() - started
+    extra = [f"Registry step failed: {error}" if error else "", _timeout_text(study, config)]
     note = _note(study.label, study.metric, study.trials, best, test_metrics, promotion,
-                 f"Registry step failed: {error}" if error else "")
+                 "\n\n".join(e for e in extra if e))
     _finish_parent(study, note, "FINISHED", wall)
     if error is not None:
         raise error
     return StudyResult(study.parent_id, study.experiment_id, study.metric, study.maximize, tuple(study.trials),
-                       best, wall, test_metrics, promotion)
+                       best, wall, test_metrics, promotion, timed_out=study.timed_out)
+
+
+def _timeout_text(study: _Study, config: StudyConfig, *, resumable: bool = True) -> str:
+    """What the study's note says when the timeout ended it before n_calls trials."""
+    if not study.timed_out:
+        return ""
+    hint = f"; continue it with `bo-tuner tune --resume {study.parent_id}`" if resumable else ""
+    return f"Stopped by the timeout ({config.timeout:g} s) after {len(study.trials)} of {config.n_calls} trials{hint}."
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,
              n_calls: int = 20, n_initial_points: int | None = None, acq_func: str = "gp_hedge", seed: int = 42,
              maximize: bool = False, metric: str = "objective", experiment: str | None = None,
              study_name: str = "minimize", tracking_uri: str | None = None, max_consecutive_failures: int = 5,
-             progress: bool = False, callbacks: Sequence[Callable[[TrialOutcome], Any]] = ()) -> StudyResult:
+             progress: bool = False, callbacks: Sequence[Callable[[TrialOutcome], Any]] = (),
+             timeout: float | str | None = None) -> StudyResult:
     """Tune any Python objective over ``space`` with the same loop and MLflow tracking as :func:`tune`.
 
     ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
@@ -927,7 +947,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         space = SearchSpace.from_dict(space)
     checked = StudyConfig(n_calls=n_calls, n_initial_points=n_initial_points, acq_func=acq_func, seed=seed,
                           experiment=experiment, tracking_uri=tracking_uri,
-                          max_consecutive_failures=max_consecutive_failures, space=space)
+                          max_consecutive_failures=max_consecutive_failures, space=space,
+                          timeout=timeout)  # type: ignore[arg-type]  # "30m" is read as seconds there
     started = time.perf_counter()
     tracking_uri = tracking.connect(checked.tracking_uri)
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
@@ -941,7 +962,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         make_job=lambda number, params, run_id, best, _: TrialJob(number, params, run_id, tracking_uri, checked,
                                                                   metric, maximize, best),
         run=lambda job: run_function_trial(objective, job), progress=progress, label=study_name,
-        callbacks=tuple(callbacks))
+        callbacks=tuple(callbacks), deadline=None if checked.timeout is None else started + checked.timeout)
     config_yaml = yaml.safe_dump({"objective": getattr(objective, "__qualname__", repr(objective)),
                                   **{k: v for k, v in _public_config(checked).items()
                                      if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space")}},
@@ -967,8 +988,11 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     best = study.best
     if best is None or best.value is None:
         _fail_without_a_finished_trial(study, wall)
-    _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None), "FINISHED", wall)
-    return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall)
+    _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None,
+                                      _timeout_text(study, checked, resumable=False)),
+                   "FINISHED", wall)
+    return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall,
+                       timed_out=study.timed_out)
 
 
 def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from bo_tuner.__main__ import main
 from bo_tuner.errors import BoTunerWarning, show_warnings_as_lines
@@ -232,3 +234,18 @@ def test_choice_flags_take_any_case() -> None:
     args = build_parser().parse_args(["tune", "--acq-func", "ei", "--task", "Regression", "--promote", "ALWAYS",
                                       "--pruner", "Median"])
     assert (args.acq_func, args.task, args.promote, args.pruner) == ("EI", "regression", "always", "median")
+
+
+@pytest.mark.slow
+def test_tune_with_a_timeout_registers_the_best_of_the_trials_it_ran(workdir: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    db = workdir / "mlflow.db"
+    assert main(["tune", "--data", "iris", "--n-calls", "30", "--max-epochs", "2", "--timeout", "1s", "--quiet",
+                 "--tracking-uri", f"sqlite:///{db}"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"stopped by --timeout after \d+ of 30 trials; continue with `bo-tuner tune --resume \w+`", out)
+    assert "now @champion" in out
+    client = MlflowClient(f"sqlite:///{db}")
+    (parent,) = client.search_runs(["1"], "tags.`bo_tuner.role` = 'study'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["bo_tuner.stopped_by"] == "timeout"
+    assert parent.data.params["timeout"] == "1.0" and parent.data.metrics["n_trials"] < 30

@@ -156,3 +156,15 @@ def test_a_data_file_beside_the_config_file_is_found_from_another_folder(tmp_pat
     assert load_config("exp/study.yaml").data == "train.csv"  # the working directory's file first
     (tmp_path / "exp" / "study.yaml").write_text("data: digits\n")
     assert load_config("exp/study.yaml").data == "digits"
+
+
+def test_timeout_is_seconds_or_a_duration_with_a_unit() -> None:
+    for text, seconds in (("90", 90.0), ("30m", 1800.0), ("2.5h", 9000.0), ("1d", 86400.0), (45, 45.0),
+                           (" 10 s ", 10.0), (None, None), ("", None)):
+        assert StudyConfig(timeout=text).timeout == seconds  # type: ignore[arg-type]
+    for bad in ("soon", "-3", "2 weeks", True):
+        with pytest.raises(ConfigError, match=r"timeout: .* must be seconds, or a number with s, m, h or d"):
+            StudyConfig(timeout=bad)  # type: ignore[arg-type]
+    for bad in ("0", 0, -5, float("inf")):
+        with pytest.raises(ConfigError, match=r"timeout: .* must be a positive duration"):
+            StudyConfig(timeout=bad)  # type: ignore[arg-type]

@@ -214,6 +214,32 @@ def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
             assert run.data.metrics["inside"] == 1.0
 
 
+def test_a_timeout_stops_starting_trials_and_the_study_ends_normally(store: tuple[Path, str]) -> None:
+    """Optuna's ``timeout``: once it has passed no trial starts (the first always does); the one running
+    finishes, the study ends FINISHED with its best, and says it was the timeout (a resume can add the rest)."""
+    import time
+
+    _, uri = store
+
+    def objective(params: dict) -> float:
+        time.sleep(0.3)
+        return (params["x"] - 1.0) ** 2
+
+    started = time.perf_counter()
+    result = bo_tuner.minimize(objective, {"x": {"type": "real", "low": -3, "high": 3}}, n_calls=40, seed=0,
+                               tracking_uri=uri, experiment="fn", study_name="timed", timeout="2s")
+    wall = time.perf_counter() - started
+    assert result.timed_out and 1 <= len(result.trials) <= 7, len(result.trials)  # 40 trials would take 12 s
+    assert all(t.state == "COMPLETE" for t in result.trials) and result.best is not None
+    assert wall < 10, wall  # not the 12 s of 40 trials
+    parent = MlflowClient().get_run(result.study_run_id)
+    assert parent.info.status == "FINISHED"
+    assert f"Stopped by the timeout (2 s) after {len(result.trials)} of 40 trials." in \
+        parent.data.tags["mlflow.note.content"]
+    assert not bo_tuner.minimize(objective, {"x": {"type": "real", "low": -3, "high": 3}}, n_calls=2, seed=0,
+                                 tracking_uri=uri, experiment="fn", timeout=60).timed_out
+
+
 def test_too_many_failures_stop_the_study(store: tuple[Path, str]) -> None:
     _, uri = store
 
