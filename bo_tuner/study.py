@@ -937,7 +937,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
 
     ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
     this process, inside its trial's child run: ``mlflow.log_*`` calls in it land in that run. An exception or a
-    NaN/inf marks the trial FAILED and the search goes on.
+    NaN/inf marks the trial FAILED and the search goes on. ``timeout`` (seconds, or "30m", "2h"): no trial starts
+    after it (the first always does); ``StudyResult.timed_out`` says it ended the study.
 
     Raises:
         StudyFailedError: ``max_consecutive_failures`` failures in a row, or no trial finished (the message says
@@ -988,9 +989,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     best = study.best
     if best is None or best.value is None:
         _fail_without_a_finished_trial(study, wall)
-    _finish_parent(study, _note(study_name, metric, study.trials, best, {}, None,
-                                      _timeout_text(study, checked, resumable=False)),
-                   "FINISHED", wall)
+    note = _note(study_name, metric, study.trials, best, {}, None, _timeout_text(study, checked, resumable=False))
+    _finish_parent(study, note, "FINISHED", wall)
     return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall,
                        timed_out=study.timed_out)
 
