@@ -29,11 +29,15 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], seconds: float, log: Path | None = None) -> None:
+    """Wait for ``url`` to answer 200; if ``process`` exits first, raise with its output (its pipe, or ``log``)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            if log is not None:
+                output = log.read_text(errors="replace")
+            else:
+                output = process.stdout.read().decode(errors="replace") if process.stdout else ""
             raise RuntimeError(f"{process.args!r} exited with {process.returncode}: {output[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -75,13 +79,17 @@ def postgres_server() -> Iterator[str]:
 def mlflow_server(backend_uri: str, artifacts: Path, env: dict[str, str]) -> Iterator[str]:
     """`mlflow server` with ``backend_uri`` and a local artifact destination; yields its http URI."""
     port = free_port()
-    process = subprocess.Popen(
-        ["mlflow", "server", "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # Its output goes to a file: a pipe nobody reads fills up (64 KiB, ~600 access-log lines: a study's requests
+    # and the UI's) and then blocks the server mid-request — the UI test's registry page stalled on exactly that.
+    log = artifacts.parent / f"mlflow-server-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["mlflow", "server", "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{uri}/health", process, 120)
+        wait_http(f"{uri}/health", process, 120, log)
         yield uri
     finally:
         os.killpg(process.pid, signal.SIGTERM)

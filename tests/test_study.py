@@ -273,19 +273,32 @@ def test_a_study_whose_every_trial_failed_says_why(store: tuple[Path, str]) -> N
     assert parent.info.status == "FAILED" and "ValueError: boom" in parent.data.tags["mlflow.note.content"]
 
 
-def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_study(store: tuple[Path, str]) -> None:
+def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_study(store: tuple[Path, str], tmp_path: Path) -> None:
     """A KeyboardInterrupt raised inside a callback is printed as "Exception ignored" and dropped by Python (seen:
-    the import system's module-lock cleanup); the command line's handler also records it, and the study stops."""
-    from bo_tuner import interrupts
+    the import system's module-lock cleanup); the command line's handler also records it, and the study stops.
+    In a fresh process with the command line's handler installed: a pytest-xdist worker's handler depends on the
+    tests it ran before (a Python caller's study forgets an interrupt of an earlier one, the CLI's keeps it)."""
+    import subprocess
+    import sys
 
-    interrupts._requested.set()  # what interrupts._on_sigint does before its KeyboardInterrupt is lost
-    try:
-        with pytest.raises(bo_tuner.StudyInterrupted):
-            bo_tuner.minimize(lambda p: p["x"], {"x": {"type": "real", "low": 0, "high": 1}}, n_calls=3,
-                              tracking_uri=store[1], experiment="swallowed")
-    finally:
-        interrupts._requested.clear()
-    client = MlflowClient()
+    from .conftest import subprocess_env
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    script = f"""
+import bo_tuner
+from bo_tuner import interrupts
+interrupts.install()  # what the command line does first
+interrupts._requested.set()  # what interrupts._on_sigint does before its KeyboardInterrupt is lost
+try:
+    bo_tuner.minimize(lambda p: p["x"], {{"x": {{"type": "real", "low": 0, "high": 1}}}}, n_calls=3,
+                      tracking_uri={uri!r}, experiment="swallowed")
+except bo_tuner.StudyInterrupted:
+    print("interrupted")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env=subprocess_env())
+    assert out.returncode == 0 and out.stdout.strip() == "interrupted", out.stdout + out.stderr[-2000:]
+    client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("swallowed").experiment_id])
     assert [r.info.status for r in runs] == ["KILLED"]  # the parent; no trial was started
 
