@@ -93,12 +93,16 @@ def dataset_label(data: str) -> str:
 def _finite_or_nan(frame: Any) -> npt.NDArray[np.float64]:
     """±inf in a numeric column (a division by zero upstream) → missing, imputed like a gap; the scaler refused it
     ("Input X contains infinity") in training and in every served request that carried one. A date-time column
-    (a Parquet file's; MLflow parses a served request's strings by the signature) → days since 1970 (UTC), NaT →
-    missing: a point in time as a number, where one-hot encoding made every distinct timestamp its own category."""
-    frame = pd.DataFrame(frame)
-    dates = [c for c in frame.columns if _is_datetime(frame[c])]
-    if dates:
-        frame = frame.assign(**{str(c): _days(frame[c]) for c in dates})
+    (a Parquet timestamp; a CSV's ISO 8601 dates, see :func:`_is_iso_dates`) → days since 1970 (UTC), missing or
+    unreadable → missing: a point in time as a number, where one-hot encoding made every distinct date its own
+    category."""
+    frame = pd.DataFrame(frame).copy()
+    for column in frame.columns:
+        values = frame[column]
+        if _is_datetime(values):
+            frame[column] = _days(values)
+        elif not pd.api.types.is_numeric_dtype(values):  # dates as text: a CSV's column, a served request's
+            frame[column] = _days(pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce"))
     values = np.array(frame.to_numpy(dtype=float))
     values[np.isinf(values)] = np.nan
     return values
@@ -106,6 +110,23 @@ def _finite_or_nan(frame: Any) -> npt.NDArray[np.float64]:
 
 def _is_datetime(column: pd.Series) -> bool:
     return isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column)
+
+
+#: A date, optionally with a time and a UTC offset, as ISO 8601 writes it (2024-03-01, 2024-03-01 12:30:00+01:00).
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+
+
+def _is_iso_dates(column: pd.Series) -> bool:
+    """A text column whose every value is an ISO 8601 date (or date-time) that pandas reads, with at least two
+    distinct ones: a CSV's dates. Other date spellings (01/02/2024: day or month first?) stay text."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column) or _is_datetime(column):
+        return False
+    present = column.dropna()
+    if present.nunique() < 2 or not present.map(lambda v: isinstance(v, str)).all():
+        return False
+    if not present.str.fullmatch(_ISO_DATE).all():
+        return False
+    return bool(pd.to_datetime(present, format="ISO8601", utc=True, errors="coerce").notna().all())
 
 
 def _days(column: pd.Series) -> pd.Series:
@@ -449,7 +470,7 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
         classes = [c.item() if hasattr(c, "item") else c for c in classes]
     x = frame[features]
     numeric = [c for c in features if (pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c]))
-               or _is_datetime(x[c])]  # date-times as days since 1970 (see _finite_or_nan)
+               or _is_datetime(x[c]) or _is_iso_dates(x[c])]  # dates as days since 1970 (see _finite_or_nan)
     categorical = [c for c in features if c not in numeric]
     train, val, test = _split(len(frame), y, resolved, val_fraction, test_fraction, seed)
     pipeline = FeaturePipeline(features, numeric, categorical, resolved, classes).fit(x.iloc[train])

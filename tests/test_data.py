@@ -153,6 +153,29 @@ def test_parquet_timestamps_are_days_since_1970_for_the_model(tmp_path: Path) ->
     assert abs(np.corrcoef(d.x_train[:, 0], d.y_train)[0, 1]) > 0.5  # the model can see time
 
 
+def test_a_csvs_iso_dates_are_days_too_and_other_spellings_stay_text(tmp_path: Path) -> None:
+    """A CSV has no date type: ISO 8601 text (2021-06-01, 2021-06-01T08:30:00+02:00) is read as dates, the model
+    sees days since 1970, and a served request's strings (a bad one included) go through the same parse."""
+    rng = np.random.default_rng(0)
+    n = 300
+    when = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), unit="D")
+    frame = pd.DataFrame({"signed_up": when.strftime("%Y-%m-%d"), "last_seen": when.strftime("%Y-%m-%dT08:30:00+02:00"),
+                          "us_style": when.strftime("%m/%d/%Y"), "churned": np.where(when > "2021-06-01", "y", "n")})
+    frame.loc[::11, "signed_up"] = None
+    path = tmp_path / "customers.csv"
+    frame.to_csv(path, index=False)
+    d = prepare(str(path), "churned")
+    assert d.pipeline.numeric == ["signed_up", "last_seen"] and d.pipeline.categorical == ["us_style"]
+    assert np.isfinite(d.x_train).all()
+    assert abs(np.corrcoef(d.x_train[:, 0], d.y_train)[0, 1]) > 0.5  # the model can see time
+    request = pd.DataFrame({"signed_up": ["2021-07-01", "not a date"], "last_seen": ["2021-07-01T08:30:00+02:00", None],
+                            "us_style": ["07/01/2021", "07/02/2021"]})
+    days = data._finite_or_nan(request[["signed_up", "last_seen"]])
+    assert days[0, 0] == (pd.Timestamp("2021-07-01") - pd.Timestamp("1970-01-01")).days
+    assert days[0, 1] == pytest.approx(days[0, 0] + 6.5 / 24) and np.isnan(days[1]).all()
+    assert np.isfinite(d.pipeline.transform(request)).all()  # unreadable and missing dates are imputed
+
+
 def test_regression_detected_for_float_target(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "r.parquet"
