@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from bo_tuner import interrupts
-from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, load_config, parse_hparams
+from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, canonical_choice, load_config, parse_hparams
 from bo_tuner.errors import BoTunerError, show_warnings_as_lines
 from bo_tuner.pool import WorkerPool, study_pool
 
@@ -46,10 +46,10 @@ def _one_of(*values: str) -> dict[str, Any]:
         value = _opt(text)
         if value is None:
             return None
-        same = [v for v in values if v.lower() == value.lower()]  # any case: --acq-func ei, --task Regression
-        if not same:
+        same = canonical_choice(value, values)  # any case: --acq-func ei, --task Regression
+        if same is None:
             raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(values)})")
-        return same[0]
+        return same
 
     parse.__name__ = "choice"
     return {"type": parse, "metavar": "{" + ",".join(values) + "}"}

@@ -104,11 +104,18 @@ def _seconds(name: str, value: Any) -> float | None:
     return seconds
 
 
+def canonical_choice(value: Any, options: Sequence[str]) -> str | None:
+    """The one of ``options`` that ``value`` names in any case (``ei`` → ``EI``, ``Regression`` → ``regression``),
+    or None: the study file's and the command line's choices are matched alike."""
+    if isinstance(value, bool):
+        return None
+    return next((o for o in options if str(value).lower() == o.lower()), None)
+
+
 def _choice(name: str, value: Any, options: Sequence[str]) -> str:
-    """One of ``options`` in any case, as the command line takes it (``acq_func: ei``, ``task: Regression``),
-    stored as spelled in ``options``."""
-    match = next((o for o in options if str(value).lower() == o.lower()), None)
-    if match is None or isinstance(value, bool):
+    """One of ``options`` in any case, stored as spelled in ``options``."""
+    match = canonical_choice(value, options)
+    if match is None:
         raise ConfigError(f"{name}: ({value!r}) must be one of {', '.join(options)} (any case)")
     return match
 
