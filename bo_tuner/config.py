@@ -148,7 +148,7 @@ class StudyConfig:
     parallel: int = 1
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    worker_max_trials: int = 20  # a worker process is recycled after this many trials (Ray: tasks) ...
+    worker_max_trials: int = 100  # a worker process is recycled after this many trials (Ray: tasks) ...
     worker_max_growth_mb: int = 384  # ... or sooner, once its resident memory grew by this many MB
     warm_start: str | None = None
     pruner: str = "none"

@@ -601,6 +601,40 @@ def import_backend() -> None:
     _backend_imported = True
 
 
+def _gradient_registry() -> dict[str, Any] | None:
+    """TensorFlow's global table of graph-mode gradient functions (a private attribute), or None (another backend,
+    or a TensorFlow that keeps it elsewhere)."""
+    if backend_name() != "tensorflow":
+        return None
+    try:
+        from tensorflow.python.framework import ops
+
+        table = ops.gradient_registry._registry
+    except (ImportError, AttributeError):
+        return None
+    return table if isinstance(table, dict) else None
+
+
+@contextlib.contextmanager
+def _custom_gradients_released() -> Iterator[None]:
+    """Drop the gradient functions TensorFlow registers while the block traces a training step.
+
+    Keras' TensorFlow optimizer sums the gradients with the replica context's ``all_reduce``, a
+    ``tf.custom_gradient``; each trace of a train step registers a ``CustomGradient-<n>`` entry in TensorFlow's
+    global gradient registry that is never removed, and its closure holds the traced graph: every trained model's
+    train-step graphs (~9,000 Python objects and their C++ graph on a digits MLP) stay alive for the life of the
+    process (tensorflow#97697; ``clear_session`` does not drop them). After the block they are only needed to trace
+    that model's train step again, which would register them anew. Not thread-safe: one training at a time."""
+    table = _gradient_registry()
+    before = set(table) if table is not None else set()
+    try:
+        yield
+    finally:
+        if table is not None:
+            for key in [k for k in table if k not in before and k.startswith("CustomGradient-")]:
+                table.pop(key, None)
+
+
 def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[np.float32], y_train: Any,
           x_val: npt.NDArray[np.float32], y_val: Any, task: str, n_outputs: int, metric: str, maximize: bool,
           max_epochs: int, seed: int, target_mean: float = 0.0, target_scale: float = 1.0,
@@ -650,10 +684,11 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     started = time.perf_counter()
     batch_size = int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"]))
     epochs = int(hparams.get("epochs") or max_epochs)
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
-                        batch_size=batch_size, validation_batch_size=validation_batch_size(batch_size, len(x_val)),
-                        callbacks=callbacks, verbose=0, shuffle=True,
-                        class_weight=class_weights(hparams.get("class_weight"), task, y_train, n_outputs))
+    with _custom_gradients_released():
+        history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
+                            validation_batch_size=validation_batch_size(batch_size, len(x_val)), callbacks=callbacks,
+                            verbose=0, shuffle=True,
+                            class_weight=class_weights(hparams.get("class_weight"), task, y_train, n_outputs))
     fit_seconds = time.perf_counter() - started
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     losses = curves.get("loss", [])

@@ -11,10 +11,11 @@ slots owns one process and a thread that feeds it:
   in ~0.5-4 s (on 2 vCPUs: the fork, the data split, thread set-up) instead of repeating 10-15 s of imports (see
   :func:`start_context`);
 - a worker is recycled after ``max_tasks`` tasks, or sooner once its memory grew by more than ``max_growth_mb``
-  since its second task began (the way Celery's ``worker_max_memory_per_child`` works: TensorFlow keeps ~10-15 MB per
-  trial even after ``clear_session``, more for bigger models, so a fixed count either recycles small models too
-  often — each recycle costs a warm-up's CPU — or lets big ones grow); each task's answer carries the worker's
-  resident memory as the task began, i.e. after the previous task's clean-up;
+  since its second task began (the way Celery's ``worker_max_memory_per_child`` works: whatever a task leaves
+  behind — TensorFlow kept ~10-15 MB per trial until :mod:`bo_tuner.models` dropped its gradient-registry entries,
+  a user's builder may keep its own — a fixed count either recycles too often, each recycle costing a warm-up's
+  CPU, or lets big models grow); each task's answer carries the worker's resident memory as the task began, i.e.
+  after the previous task's clean-up;
 - when a worker takes its last task before recycling, a spare is started for its slot and warms up meanwhile —
   unless the pool was told it is :meth:`~WorkerPool.wind_down` (no more trials will come), in which case the
   worker simply serves the few tasks left: a spare then would only compete for the CPUs with the last trials;

@@ -62,7 +62,7 @@ class RayExecutor(cf.Executor):
             gpus_per_trial = 1.0 / parallel if cluster_gpus > 0 else 0.0
         cpus = float(resources.get("CPU", 1.0))
         self._threads = max(1, int(cpus // parallel)) if parallel > 1 else None
-        # max_calls recycles a Ray worker process after that many trials (TensorFlow's memory creep).
+        # max_calls recycles a Ray worker process after that many trials (a backstop against memory growth).
         self._remote = ray.remote(max_calls=max_calls)(_run_in_ray_worker).options(
             num_cpus=min(1.0, cpus / parallel), num_gpus=gpus_per_trial, max_retries=0)
         self._refs: list[Any] = []

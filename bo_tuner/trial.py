@@ -66,6 +66,9 @@ class TrialOutcome:
     error: str | None = None
     model_uri: str | None = None
     curve: tuple[float, ...] = ()  # the metric per epoch (for the median pruner)
+    #: Every metric per epoch as the fit recorded it (empty for a function trial, a failed one, or one read back
+    #: from MLflow on resume); the study draws the trial's learning-curve plot from it.
+    history: dict[str, list[float]] = field(default_factory=dict)
 
 
 def is_better(value: float, than: float | None, maximize: bool) -> bool:
@@ -174,13 +177,12 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         tags["bo_tuner.model_logged"] = model_uri is not None
         tracking.log_batch(job.run_id, metrics=summary, step=job.number, tags=tags, model_uri=model_uri)
     # After the result is back with the study (in a pool worker), while it proposes the next point:
-    pool.defer(lambda: _log_learning_curve(job, fit.history))
     if model_uri is not None:  # the architecture of a model worth keeping, as Keras prints it
         pool.defer(lambda: tracking.log_text(job.run_id, models.summary_text(fit.model), "model_summary.txt"))
     pool.defer(gc.collect)  # the previous model's graph; Keras' clear_session(free_memory=True) would block on it
     return TrialOutcome(job.number, job.params, job.run_id, state, fit.objective, summary,
                         fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri,
-                        curve=tuple(fit.history.get(job.metric, ())))
+                        curve=tuple(fit.history.get(job.metric, ())), history=fit.history)
 
 
 def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
@@ -203,11 +205,13 @@ def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
     return {"val_auc": val_auc}
 
 
-def _log_learning_curve(job: TrialJob, history: Mapping[str, list[float]]) -> None:
+def log_learning_curve(outcome: TrialOutcome, metric: str) -> None:
+    """The trial's loss and ``metric`` per epoch as ``plots/learning_curve.png`` on its run (nothing to draw
+    without a history). The study draws it while its workers train the next trials."""
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "learning_curve.png")
-        if plots.learning_curve(history, job.metric, path, f"trial-{job.number}"):
-            tracking.log_artifact(job.run_id, path, "plots")
+        if plots.learning_curve(outcome.history, metric, path, f"trial-{outcome.number}"):
+            tracking.log_artifact(outcome.run_id, path, "plots")
 
 
 def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:

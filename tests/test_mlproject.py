@@ -80,6 +80,7 @@ def test_mlflow_run_train_entry_point(workdir: Path) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.params["n_neurons"] == "16" and run.data.params["optimizer"] == "adam"
     assert "val_accuracy" in run.data.metrics
+    assert "plots/learning_curve.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "models:/m-" in out.stdout
     assert f"trained: val_accuracy={run.data.metrics['objective']:.5g} in " in out.stdout
     assert "oneDNN" not in out.stderr  # TensorFlow's import is held to its log level here too

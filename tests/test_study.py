@@ -57,11 +57,14 @@ def test_parent_and_children_through_the_client(digits_study: bo_tuner.StudyResu
         assert {"objective", "fit_seconds", "val_accuracy", "loss"} <= set(child.data.metrics)
         epochs = client.get_metric_history(child.info.run_id, "val_loss")
         assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
-        assert "plots" in {a.path for a in client.list_artifacts(child.info.run_id)}
+        # drawn by the study while the next trial trains; the last one at the end
+        assert "plots/learning_curve.png" in {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
     assert {"plots/convergence.png", "plots/evaluations.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     system = {k for c in children for k in c.data.metrics if k.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    for outcome in digits_study.trials:  # every epoch's metrics, as the run's metric history has them
+        assert len(outcome.history["val_loss"]) == len(client.get_metric_history(outcome.run_id, "val_loss"))
     best_child = client.get_run(digits_study.best.run_id)
     assert best_child.data.metrics["objective"] == pytest.approx(digits_study.best_value)
     assert best_child.data.tags["bo_tuner.model_logged"] == "True"
