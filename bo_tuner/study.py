@@ -194,11 +194,16 @@ class _Study:
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
         """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
-        worker); :func:`_finish_parent` logs them."""
+        worker); :func:`_finish_parent` logs them. Plots that cannot be drawn cost a warning, never the study
+        (nor, after a Ctrl-C, the clean-up that ends its run KILLED)."""
         if self.plot_dir is None:
             self.plot_dir = tempfile.TemporaryDirectory(prefix="bo_tuner-plots-")
-            self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
-                                                        title=self.label, submit=submit)
+            try:
+                self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
+                                                            title=self.label, submit=submit)
+            except Exception as exc:
+                warnings.warn(f"the search plots were not drawn ({type(exc).__name__}: {first_line(exc, 200)})",
+                              BoTunerWarning, stacklevel=2)
 
     @property
     def best(self) -> TrialOutcome | None:
@@ -296,14 +301,18 @@ class _Study:
     def _draw_learning_curves(self) -> None:
         """Each finished trial's learning-curve plot, on its run. Drawn here, after the next trials were handed
         out, rather than in the worker after its trial: there it delayed the worker's next trial (~0.1 s each on
-        2 vCPUs), here it runs beside a fit, which keeps about one core busy. A plot that fails costs a warning."""
+        2 vCPUs), here it runs beside a fit, which keeps about one core busy. A plot that fails costs a warning.
+        Each is atomic: a Ctrl-C inside the first one's ``import matplotlib`` left a half-imported module that
+        failed the study's clean-up (the search plots) with an AttributeError instead of ending it KILLED."""
         while self.unplotted:
             outcome = self.unplotted.pop(0)
-            try:
-                log_learning_curve(outcome, self.metric)
-            except Exception as exc:
-                warnings.warn(f"trial-{outcome.number}: its learning-curve plot was not logged "
-                              f"({first_line(exc, 200)})", BoTunerWarning, stacklevel=2)
+            with interrupts.atomic():
+                try:
+                    log_learning_curve(outcome, self.metric)
+                except Exception as exc:
+                    warnings.warn(f"trial-{outcome.number}: its learning-curve plot was not logged "
+                                  f"({first_line(exc, 200)})", BoTunerWarning, stacklevel=2)
+            interrupts.check()
 
     def _record(self, outcome: TrialOutcome) -> None:
         self.trials.append(outcome)

@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 import bo_tuner
 from bo_tuner import StudyConfig
 from bo_tuner.data import load_frame
+from bo_tuner.errors import BoTunerWarning
+from bo_tuner.optimizer import Optimizer
 
 from .conftest import TINY
 
@@ -184,6 +186,23 @@ def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     labels = model.predict(rows)
     assert [str(v) for v in labels] == list(probabilities.idxmax(axis=1))
+
+
+def test_search_plots_that_cannot_be_drawn_cost_a_warning_not_the_study(store: tuple[Path, str],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """E.g. matplotlib left half-imported by a Ctrl-C: the clean-up must still end the study's run."""
+    _, uri = store
+
+    def broken(*args: object, **kwargs: object) -> list[str]:
+        raise AttributeError("module 'matplotlib' has no attribute '_docstring'")
+
+    monkeypatch.setattr(Optimizer, "save_plots", broken)
+    with pytest.warns(BoTunerWarning, match="search plots were not drawn .*_docstring"):
+        result = bo_tuner.minimize(lambda p: (p["x"] - 1.0) ** 2, {"x": {"type": "real", "low": -3, "high": 3}},
+                                   n_calls=3, n_initial_points=2, seed=0, tracking_uri=uri, experiment="noplots")
+    parent = MlflowClient().get_run(result.study_run_id)
+    assert parent.info.status == "FINISHED"
+    assert "trials.csv" in {a.path for a in MlflowClient().list_artifacts(result.study_run_id)}
 
 
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
