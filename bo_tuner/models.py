@@ -602,9 +602,9 @@ def import_backend() -> None:
 
 
 def _gradient_registry() -> dict[str, Any] | None:
-    """TensorFlow's global table of graph-mode gradient functions (a private attribute), or None (another backend,
-    or a TensorFlow that keeps it elsewhere)."""
-    if backend_name() != "tensorflow":
+    """TensorFlow's global table of graph-mode gradient functions (a private attribute), or None: TensorFlow not
+    imported (nothing to drop, and no reason to import it), or a TensorFlow that keeps it elsewhere."""
+    if "tensorflow" not in sys.modules:
         return None
     try:
         from tensorflow.python.framework import ops
@@ -616,15 +616,16 @@ def _gradient_registry() -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def _custom_gradients_released() -> Iterator[None]:
-    """Drop the gradient functions TensorFlow registers while the block traces a training step.
+def custom_gradients_released() -> Iterator[None]:
+    """Drop the gradient functions TensorFlow registers while the block traces a training step (a trial's ``fit``,
+    a :func:`bo_tuner.minimize` objective's whole call).
 
     Keras' TensorFlow optimizer sums the gradients with the replica context's ``all_reduce``, a
     ``tf.custom_gradient``; each trace of a train step registers a ``CustomGradient-<n>`` entry in TensorFlow's
     global gradient registry that is never removed, and its closure holds the traced graph: every trained model's
     train-step graphs (~9,000 Python objects and their C++ graph on a digits MLP) stay alive for the life of the
     process (tensorflow#97697; ``clear_session`` does not drop them). After the block they are only needed to trace
-    that model's train step again, which would register them anew. Not thread-safe: one training at a time."""
+    that model's train step again, which would register them anew. Not thread-safe: one block at a time."""
     table = _gradient_registry()
     before = set(table) if table is not None else set()
     try:
@@ -684,7 +685,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     started = time.perf_counter()
     batch_size = int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"]))
     epochs = int(hparams.get("epochs") or max_epochs)
-    with _custom_gradients_released():
+    with custom_gradients_released():
         history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
                             validation_batch_size=validation_batch_size(batch_size, len(x_val)), callbacks=callbacks,
                             verbose=0, shuffle=True,

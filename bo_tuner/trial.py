@@ -254,7 +254,8 @@ def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: Trial
     started = time.perf_counter()
     with tracking.trial_run(job.run_id) as status:
         try:
-            result = objective(dict(job.params))
+            with models.custom_gradients_released():  # an objective that trains Keras models on TensorFlow
+                result = objective(dict(job.params))
             extra: dict[str, float] = {}
             if isinstance(result, Mapping):
                 if "objective" not in result:

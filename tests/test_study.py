@@ -205,6 +205,30 @@ def test_search_plots_that_cannot_be_drawn_cost_a_warning_not_the_study(store: t
     assert "trials.csv" in {a.path for a in MlflowClient().list_artifacts(result.study_run_id)}
 
 
+def test_an_objective_that_trains_keras_models_does_not_keep_their_graphs(store: tuple[Path, str]) -> None:
+    """``minimize`` calls the objective in this process: TensorFlow's gradient registry kept each model it trained."""
+    import gc
+
+    import keras
+
+    _, uri = store
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 2, size=64)
+    tracked: list[int] = []
+
+    def objective(params: dict) -> float:
+        gc.collect()
+        tracked.append(len(gc.get_objects()))  # what the earlier trials left behind
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(int(params["units"]), activation="relu"),
+                                  keras.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return float(model.fit(x, y, epochs=1, verbose=0).history["loss"][-1])
+
+    bo_tuner.minimize(objective, {"units": {"type": "int", "low": 4, "high": 16}}, n_calls=5, n_initial_points=5,
+                      seed=0, tracking_uri=uri, experiment="keras-objective")
+    assert tracked[4] - tracked[2] < 1000, tracked  # ~5,800 per trial before
+
+
 def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
     _, uri = store
     calls: list[dict] = []
