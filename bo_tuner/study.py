@@ -745,7 +745,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     except BaseException:
         executor.shutdown(wait=True, cancel_futures=True)  # workers finish logging the last trial
         raise
-    executor.shutdown(wait=True)  # everything the workers log (the last learning curve) is in before we return
+    executor.shutdown(wait=True)  # everything the workers log (the best model's summary) is in before we return
     return result
 
 
