@@ -711,6 +711,11 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
                      epochs_run=len(values), fit_seconds=fit_seconds)
 
 
+def weighs_classes(setting: Any) -> bool:
+    """Whether a ``class_weight`` hyperparameter value asks for weights (anything but None or "none", any case)."""
+    return setting is not None and str(setting).lower() != "none"
+
+
 def class_weights(setting: Any, task: str, y_train: Any, n_outputs: int) -> dict[int, float] | None:
     """Keras' ``class_weight`` for the ``class_weight`` hyperparameter: None, or for "balanced" each class's
     n_rows / (n_classes * its rows) on the training split (a class without rows there: 1).
@@ -718,7 +723,7 @@ def class_weights(setting: Any, task: str, y_train: Any, n_outputs: int) -> dict
     Raises:
         TrialFailedError: "balanced" for a regression (a user builder's trial; built-in studies check it first).
     """
-    if setting is None or str(setting).lower() == "none":
+    if not weighs_classes(setting):
         return None
     if task != "classification":
         raise TrialFailedError(f"class_weight ({setting!r}) is for classification; this is a {task} task")

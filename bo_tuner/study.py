@@ -415,7 +415,7 @@ def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: S
         weights += [(f"space.{d.name}", c) for d in space or () if d.name == "class_weight"
                     for c in (d.choices if isinstance(d, Categorical) else ())]
         for where, value in weights:
-            if str(value).lower() != "none":
+            if models.weighs_classes(value):
                 raise ConfigError(f"{where}: ({value!r}) is for classification; this is a {prepared.task} task")
 
 
