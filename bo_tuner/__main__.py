@@ -71,6 +71,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=_opt, help="bundled dataset (digits, diabetes, breast_cancer, wine, iris) or a "
                                               "CSV/Parquet path [digits]")
     p.add_argument("--target", type=_opt, help="target column of a data file")
+    p.add_argument("--ignore-columns", type=_opt, metavar="COLS",
+                   help="comma-separated columns of a data file that are not features (ids, free text)")
     p.add_argument("--task", **_one_of(*TASKS), help="override task detection")
     p.add_argument("--model", type=_opt, help="mlp, cnn or package.module:build_fn [mlp]")
     p.add_argument("--max-epochs", type=_opt_int, help="epochs per trial, with EarlyStopping [100]")
@@ -129,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_FLAG_FIELDS = ("data", "target", "task", "model", "max_epochs", "metric", "experiment", "seed", "tracking_uri",
-                "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
+_FLAG_FIELDS = ("data", "target", "ignore_columns", "task", "model", "max_epochs", "metric", "experiment", "seed",
+                "tracking_uri", "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
                 "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus", "backend",
                 "ray_address", "mixed_precision", "jit_compile", "timeout")
 

@@ -37,6 +37,9 @@ _REGISTERED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
 _EXPERIMENT_RE = re.compile(r"^[^\x00-\x1f]{1,500}$")
 
 
+#: :func:`bo_tuner.data.prepare`'s arguments: data, target, task, val_fraction, test_fraction, seed, ignore_columns.
+DataKey = tuple[str, str | None, str | None, float, float, int, tuple[str, ...]]
+
 SQL_STORE_MODULE = "mlflow.store.tracking.sqlalchemy_store"  # what a database store's client imports (~0.5-2 s)
 
 
@@ -104,6 +107,26 @@ def _seconds(name: str, value: Any) -> float | None:
     return seconds
 
 
+def _column_names(name: str, value: Any) -> tuple[str, ...]:
+    """Column names from a list or one comma-separated string (``"id,signup"``, as the command line gives them);
+    ``()`` for none. Order kept, repeats dropped."""
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{name}: ({value!r}) must be a list of column names or one comma-separated string")
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise ConfigError(f"{name}: ({item!r}) must be a column name")
+        text = str(item).strip()
+        if not text:
+            raise ConfigError(f"{name}: ({value!r}) has an empty column name")
+        if text not in names:
+            names.append(text)
+    return tuple(names)
+
+
 def canonical_choice(value: Any, options: Sequence[str]) -> str | None:
     """The one of ``options`` that ``value`` names in any case (``ei`` → ``EI``, ``Regression`` → ``regression``),
     or None: the study file's and the command line's choices are matched alike."""
@@ -129,6 +152,9 @@ class StudyConfig:
 
     data: str = "digits"
     target: str | None = None
+    #: Columns of the data that are not features (identifiers, free text, leaks); the served model does not ask
+    #: for them (and ignores them when a request has them).
+    ignore_columns: tuple[str, ...] = ()
     task: str | None = None
     model: str = "mlp"
     space: SearchSpace | None = None
@@ -169,6 +195,9 @@ class StudyConfig:
         if not isinstance(self.data, str) or not self.data.strip():
             raise ConfigError(f"data: ({self.data!r}) must be a bundled dataset name or a file path")
         set_("target", _optional_str("target", self.target))
+        set_("ignore_columns", _column_names("ignore_columns", self.ignore_columns))
+        if self.target is not None and self.target in self.ignore_columns:
+            raise ConfigError(f"ignore_columns: ({self.target!r}) is the target; it cannot also be left out")
         task = _optional_str("task", self.task)
         set_("task", None if task is None else _choice("task", task, TASKS))
         if not isinstance(self.model, str) or not _MODEL_RE.match(self.model):
@@ -256,9 +285,10 @@ class StudyConfig:
     # ------------------------------------------------------------------------------------------------ derived
 
     @property
-    def data_key(self) -> tuple[str, str | None, str | None, float, float, int]:
+    def data_key(self) -> DataKey:
         """The arguments of :func:`bo_tuner.data.prepare`: everything that decides the split and the pipeline."""
-        return (self.data, self.target, self.task, self.val_fraction, self.test_fraction, self.seed)
+        return (self.data, self.target, self.task, self.val_fraction, self.test_fraction, self.seed,
+                self.ignore_columns)
 
     @property
     def gpu_list(self) -> tuple[str, ...]:
@@ -277,7 +307,8 @@ class StudyConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, SearchSpace) else value
+            out[f.name] = (value.to_dict() if isinstance(value, SearchSpace)
+                           else list(value) if isinstance(value, tuple) else value)
         return out
 
     def to_yaml(self) -> str:

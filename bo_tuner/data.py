@@ -34,6 +34,8 @@ Task = Literal["classification", "regression"]
 TASKS: tuple[str, ...] = ("classification", "regression")
 MIN_ROWS = 10
 _MAX_CLASSES_FOR_INT_TARGET = 20
+#: A whole-number or text column with a different value on every row of a table this long looks like an identifier.
+_MIN_ROWS_FOR_IDENTIFIER = 50
 
 
 def _bundled_loaders() -> dict[str, Callable[..., Any]]:
@@ -251,6 +253,7 @@ class PreparedData:
     target_mean: float
     target_scale: float
     dataset: DatasetInfo
+    dataset_sample: pd.DataFrame  # a few rows of the table as read, every column (ignored ones too): its schema
 
     @property
     def n_rows(self) -> int:
@@ -432,15 +435,50 @@ def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction:
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def _ignored(frame: pd.DataFrame, target: str, ignore_columns: Sequence[str], data: str) -> list[str]:
+    """The columns of ``ignore_columns``, each checked to be a column of ``frame`` and not its target."""
+    columns = [str(c) for c in frame.columns]
+    for name in ignore_columns:
+        if name == target:
+            raise DataError(f"ignore_columns: ({name!r}) is the target; it cannot also be left out")
+        if name not in columns:
+            raise DataError(f"ignore_columns: ({name!r}) is not a column of {data}"
+                            f"{name_hint(name, columns, listed='columns are')}")
+    return list(ignore_columns)
+
+
+def _warn_identifiers(x: pd.DataFrame, data: str) -> None:
+    """Warn of whole-number or text feature columns with a different value on every row (``customer_id``, an
+    e-mail, a free-text comment): nothing learnt from them carries over to new rows — as a number such a column
+    carries the row order, as text one-hot categories seen once."""
+    if len(x) < _MIN_ROWS_FOR_IDENTIFIER:
+        return
+    for column in x.columns:
+        values = x[column]
+        kind = values.dtype
+        if pd.api.types.is_bool_dtype(kind) or _is_datetime(values) or _is_iso_dates(values):
+            continue
+        if not (pd.api.types.is_integer_dtype(kind) or pd.api.types.is_object_dtype(kind)
+                or pd.api.types.is_string_dtype(kind)):
+            continue
+        if values.notna().all() and values.is_unique:
+            warnings.warn(f"data: ({data!r}) column {column!r} has a different value on each of its {len(x)} rows, "
+                          "like an identifier; nothing learnt from it carries over to new rows (leave it out with "
+                          f"--ignore-columns {column})", BoTunerWarning, stacklevel=3)
+
+
 @functools.lru_cache(maxsize=4)
 def prepare(data: str, target: str | None, task: str | None, val_fraction: float, test_fraction: float,
-            seed: int) -> PreparedData:
+            seed: int, ignore_columns: tuple[str, ...] = ()) -> PreparedData:
     """Load, split and transform the data; cached per process so each worker loads it once.
+
+    ``ignore_columns`` are not features: the pipeline (and so the served model) neither takes nor needs them.
 
     Raises:
         DataError: naming the field and bad value (file, target, rows, classes).
     """
     frame, target_col = load_frame(data, target)
+    ignored = _ignored(frame, target_col, ignore_columns, data)
     dataset = dataset_info(data, frame)
     before = len(frame)
     if pd.api.types.is_float_dtype(frame[target_col]):
@@ -463,9 +501,10 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
     if len(frame) < MIN_ROWS:
         raise DataError(f"data: ({data!r}) has {len(frame)} rows with a target; at least {MIN_ROWS} are needed "
                         "for train/validation/test splits")
-    features = [c for c in frame.columns if c != target_col]
+    features = [c for c in frame.columns if c != target_col and c not in ignored]
     if not features:
-        raise DataError(f"data: ({data!r}) has no feature columns besides the target {target_col!r}")
+        left_out = f" and the ignored columns {ignored}" if ignored else ""
+        raise DataError(f"data: ({data!r}) has no feature columns besides the target {target_col!r}{left_out}")
     classes: list[Any] | None = None
     if resolved == "classification":
         classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
@@ -473,6 +512,8 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
             raise DataError(f"target: ({target_col!r}) has one class only ({classes[0]!r}); need at least two")
         classes = [c.item() if hasattr(c, "item") else c for c in classes]
     x = frame[features]
+    if not is_bundled(data):
+        _warn_identifiers(x, data)
     numeric = [c for c in features if (pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c]))
                or _is_datetime(x[c]) or _is_iso_dates(x[c])]  # dates as days since 1970 (see _finite_or_nan)
     categorical = [c for c in features if c not in numeric]
@@ -499,6 +540,7 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
         target_mean=target_mean,
         target_scale=target_scale,
         dataset=dataset,
+        dataset_sample=frame.iloc[test[:20]].reset_index(drop=True),
     )
 
 

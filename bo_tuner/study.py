@@ -335,9 +335,8 @@ class _Study:
 
 def _log_dataset(run_id: str, prepared: data_mod.PreparedData) -> None:
     """The data as the run's input in MLflow's dataset tracking; a store that cannot take it costs a warning."""
-    sample = prepared.test_frame.head(20).assign(**{prepared.target: prepared.test_target.head(20)})
     try:
-        tracking.log_dataset(run_id, prepared.dataset, sample)
+        tracking.log_dataset(run_id, prepared.dataset, prepared.dataset_sample)
     except Exception as exc:
         warnings.warn(f"the dataset was not recorded as the run's input ({first_line(exc, 200)})", BoTunerWarning,
                       stacklevel=2)
@@ -430,7 +429,7 @@ def _flat_params(config: StudyConfig, space: SearchSpace, metric: str, task: str
     params.update({"metric": metric, "task": task})
     params.update({f"space.{k}": v for k, v in space.describe().items()})
     params.update({f"fixed.{k}": v for k, v in config.fixed.items()})
-    return {k: ("" if v is None else v) for k, v in params.items()}
+    return {k: ("" if v is None else ",".join(map(str, v)) if isinstance(v, list) else v) for k, v in params.items()}
 
 
 def _start_parent(experiment: str | None, name: str, tags: Mapping[str, Any], *, allow_launcher: bool) -> tuple[str,
@@ -511,7 +510,8 @@ def _abort_parent(parent_id: str, status: str, message: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ resume / warm start
 
-_SAME_STUDY_FIELDS = ("data", "target", "task", "model", "fixed", "seed", "val_fraction", "test_fraction")
+_SAME_STUDY_FIELDS = ("data", "target", "ignore_columns", "task", "model", "fixed", "seed", "val_fraction",
+                      "test_fraction")
 
 
 def _this_process() -> dict[str, str]:

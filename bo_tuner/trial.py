@@ -25,7 +25,7 @@ import numpy as np
 
 from bo_tuner import data as data_mod
 from bo_tuner import models, plots, pool, tracking
-from bo_tuner.config import StudyConfig
+from bo_tuner.config import DataKey, StudyConfig
 from bo_tuner.errors import BoTunerWarning, RegistryError, TrialFailedError, first_line, show_warnings_as_lines
 from bo_tuner.space import Scalar
 
@@ -285,7 +285,7 @@ def warn_without_gpu(gpu: str) -> None:
 
 
 def init_worker(intra_op_threads: int | None, gpu: str | None = None,
-                data_key: tuple[str, str | None, str | None, float, float, int] | None = None,
+                data_key: DataKey | None = None,
                 tracking_uri: str | None = None) -> None:
     """Worker-process start: leave Ctrl-C to the study, set thread counts, pick a GPU, GPU memory growth, and
     warm up (import Keras and its backend, load and split the data, import the tracking store's code) before the

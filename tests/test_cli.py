@@ -57,6 +57,11 @@ def _runs_in(db: Path) -> int:
         (["--data", "{one_class}", "--target", "y"], "target: ('y') has one class only"),
         (["--data", "{all_missing}", "--target", "y"], "target: ('y') has no values"),
         (["--data", "{tiny}", "--target", "y"], "rows with a target; at least 10"),
+        (["--data", "{csv}", "--target", "y", "--ignore-columns", "b"],
+         "ignore_columns: ('b') is not a column of {csv}; columns are a, y"),
+        (["--data", "{csv}", "--target", "y", "--ignore-columns", "a"],
+         "has no feature columns besides the target 'y' and the ignored columns ['a']"),
+        (["--data", "{csv}", "--target", "y", "--ignore-columns", "a,y"], "ignore_columns: ('y') is the target"),
         (["--config", "{bad_key}"], "config: unknown key ('n_call'); did you mean 'n_calls'?"),
         (["--config", "{not_yaml}"], "is not valid YAML"),
         (["--config", "nope.yaml"], "config: ('nope.yaml') no such file"),
@@ -109,7 +114,7 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
         raise SystemExit(main(argv))
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert message in err
+    assert message.format(**paths) in err
     assert len(err.splitlines()) == 1, err
     assert _runs_in(workdir / "mlflow.db") == 0
     assert not multiprocessing.active_children()  # workers started early for the study were stopped

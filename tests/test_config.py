@@ -168,3 +168,18 @@ def test_timeout_is_seconds_or_a_duration_with_a_unit() -> None:
     for bad in ("0", 0, -5, float("inf")):
         with pytest.raises(ConfigError, match=r"timeout: .* must be a positive duration"):
             StudyConfig(timeout=bad)  # type: ignore[arg-type]
+
+
+def test_ignore_columns_are_a_list_or_one_comma_separated_string() -> None:
+    assert StudyConfig(ignore_columns=" id, email ,id").ignore_columns == ("id", "email")  # type: ignore[arg-type]
+    assert StudyConfig(ignore_columns=["id", 2019]).ignore_columns == ("id", "2019")  # type: ignore[arg-type]
+    assert StudyConfig(ignore_columns="").ignore_columns == () == StudyConfig().ignore_columns  # type: ignore[arg-type]
+    config = StudyConfig(ignore_columns=("id",), data="t.csv", target="y")
+    assert StudyConfig.from_mapping(yaml.safe_load(config.to_yaml())) == config  # a list in study.yaml
+    assert config.data_key[-1] == ("id",)
+    for bad, message in (({"a": 1}, "must be a list of column names"), ("id,,x", "has an empty column name"),
+                         ([True], r"\(True\) must be a column name")):
+        with pytest.raises(ConfigError, match=r"ignore_columns: .*" + message):
+            StudyConfig(ignore_columns=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"ignore_columns: \('y'\) is the target"):
+        StudyConfig(target="y", ignore_columns="id,y")  # type: ignore[arg-type]

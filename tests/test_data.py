@@ -10,8 +10,9 @@ from bo_tuner import data
 from bo_tuner.errors import BoTunerWarning, DataError
 
 
-def prepare(source: str, target: str | None = None, task: str | None = None, seed: int = 0) -> data.PreparedData:
-    return data.prepare.__wrapped__(source, target, task, 0.2, 0.2, seed)
+def prepare(source: str, target: str | None = None, task: str | None = None, seed: int = 0,
+            ignore: tuple[str, ...] = ()) -> data.PreparedData:
+    return data.prepare.__wrapped__(source, target, task, 0.2, 0.2, seed, ignore)
 
 
 def test_digits_split_is_stratified_and_scaled() -> None:
@@ -97,7 +98,8 @@ def test_parquet_categoricals_become_plain_values_and_text_columns_are_capped(tm
     loaded, _ = data.load_frame(str(path), "label")
     assert not isinstance(loaded["colour"].dtype, pd.CategoricalDtype)
     assert set(loaded["colour"]) == {"red", "blue", "green"}
-    d = prepare(str(path), "label")
+    with pytest.warns(BoTunerWarning, match=r"column 'name' has a different value on each of its 200 rows"):
+        d = prepare(str(path), "label")
     assert not isinstance(d.test_frame["colour"].dtype, pd.CategoricalDtype)
     assert d.x_train.shape[1] == 1 + 3 + data.MAX_CATEGORIES  # size + colour + name (capped)
     assert d.pipeline.transform(d.test_frame).shape == (len(d.test_frame), d.x_train.shape[1])
@@ -318,3 +320,30 @@ def test_roc_auc_of_two_classes_of_many_and_where_it_is_undefined() -> None:
         roc_auc_score(three, scores / scores.sum(axis=1, keepdims=True), multi_class="ovr", labels=["a", "b", "c"]))
     assert roc_auc(np.array(["a", "a"], dtype=object), scores[:2], ["a", "b", "c"]) is None  # one class
     assert roc_auc(np.array(["a", "b"], dtype=object), scores[:2], ["a", "b", "c"]) is None  # "c" absent
+
+
+def test_ignored_columns_are_not_features_and_identifier_like_columns_are_pointed_out(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 80
+    frame = pd.DataFrame({"customer_id": rng.permutation(n) + 1000, "email": [f"u{i}@x.org" for i in range(n)],
+                          "spend": rng.normal(size=n), "visits": rng.integers(0, 5, n), "day": pd.date_range(
+                              "2024-01-01", periods=n).strftime("%Y-%m-%d"), "y": rng.choice(["a", "b"], n)})
+    path = tmp_path / "customers.csv"
+    frame.to_csv(path, index=False)
+    with pytest.warns(BoTunerWarning) as caught:
+        prepare(str(path), "y")
+    flagged = sorted(str(w.message).split("column ")[1].split(" ")[0] for w in caught)
+    assert flagged == ["'customer_id'", "'email'"]  # not the unique floats or the dates, nor the repeating counts
+    assert "leave it out with --ignore-columns customer_id" in str(caught[0].message)
+
+    d = prepare(str(path), "y", ignore=("customer_id", "email"))  # no warning left (BoTunerWarning is an error here)
+    assert d.pipeline.columns == ["spend", "visits", "day"]
+    assert list(d.test_frame.columns) == d.pipeline.columns  # what the served model's signature asks for
+    assert d.interface != prepare(str(path), "y", ignore=("customer_id", "email", "day")).interface
+    with pytest.raises(DataError, match=r"ignore_columns: \('emial'\) is not a column of .*; did you mean 'email'"):
+        prepare(str(path), "y", ignore=("customer_id", "emial"))
+    with pytest.raises(DataError, match=r"ignore_columns: \('target'\) is the target"):
+        prepare("iris", ignore=("target",))
+    small = frame.head(data._MIN_ROWS_FOR_IDENTIFIER - 1)
+    small.to_csv(path, index=False)
+    prepare(str(path), "y")  # too few rows to tell an identifier from a measurement: no warning

@@ -124,20 +124,24 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     frame["sex"] = np.where(frame["sex"] > 0, "M", "F")  # a text column, one-hot encoded inside the model
     frame.loc[::17, "bmi"] = np.nan  # gaps, imputed inside the model
     frame = frame.rename(columns={target: "progression"})
+    frame.insert(0, "patient_id", np.arange(len(frame)) * 7 + 100)  # not a feature: left out
     path = directory / "diabetes.csv"
     frame.to_csv(path, index=False)
     (directory / "csv-study.yaml").write_text(yaml.safe_dump({  # tune() also takes a YAML file's path
-        "data": str(path), "target": "progression", "n_calls": 2, "max_epochs": 5, "experiment": "csv",
+        "data": str(path), "target": "progression", "ignore_columns": ["patient_id"], "n_calls": 2, "max_epochs": 5,
+        "experiment": "csv",
         "space": {"n_neurons": {"type": "int", "low": 16, "high": 64}}, "tracking_uri": uri}))
     result = bo_tuner.tune(directory / "csv-study.yaml", progress=False)
     assert result.metric == "val_rmse" and not result.maximize
     assert result.promotion is not None and result.promotion.name == "diabetes-mlp"
     assert result.test_metrics["test_rmse"] < 150  # target std is ~77; a broken scale would be far off
     model = mlflow.pyfunc.load_model("models:/diabetes-mlp@champion")
+    assert "patient_id" not in model.metadata.get_input_schema().input_names()
     raw = pd.read_csv(path).drop(columns=["progression"]).head(5)
-    predictions = np.asarray(model.predict(raw), dtype=float)
+    predictions = np.asarray(model.predict(raw), dtype=float)  # rows with the ignored column: it is not read
     assert predictions.shape == (5,) and np.all(np.isfinite(predictions))
     assert 25 < predictions.mean() < 350
+    assert np.array_equal(predictions, np.asarray(model.predict(raw.drop(columns=["patient_id"])), dtype=float))
     with pytest.raises(mlflow.exceptions.MlflowException, match=r"output: \('probabilities'\) must be one of labels "
                        "for this regression model"):
         model.predict(raw, params={"output": "probabilities"})
@@ -147,6 +151,7 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert {t.key: t.value for t in used.tags}["mlflow.data.context"] == "training"
     assert json.loads(used.dataset.profile)["num_rows"] == len(frame)
     assert {c["name"] for c in json.loads(used.dataset.schema)["mlflow_colspec"]} == set(frame.columns)
+    assert MlflowClient().get_run(result.study_run_id).data.params["ignore_columns"] == "patient_id"
     assert len(used.dataset.digest) == 16
     # who ran it and from what, as mlflow.start_run records it (the UI's User and Source columns)
     parent = MlflowClient().get_run(result.study_run_id)
