@@ -311,7 +311,20 @@ def _read_csv(path: Path, kind: str, first: bytes, encoding: str) -> pd.DataFram
         comma = pd.read_csv(path, sep=sep, decimal=",", encoding=encoding)
         if _n_numeric(comma) > _n_numeric(frame):
             frame = comma
+    _warn_repeated_names(pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str),
+                         list(frame.columns), path)
     return frame
+
+
+def _warn_repeated_names(header: pd.DataFrame, columns: list[Any], path: Path) -> None:
+    """pandas reads a header that names a column twice (``a,a,b``) as ``a, a.1, b``: say so, since those are the
+    names the served model will ask for."""
+    names = [str(n) for n in header.iloc[0].tolist()] if len(header) else []
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1 and n != "nan"):
+        read_as = [str(columns[i]) for i, n in enumerate(names) if n == name and i < len(columns)]
+        warnings.warn(f"data: ({path.name!r}) its header names column {name!r} {names.count(name)} times; they are "
+                      f"read as {', '.join(map(repr, read_as))} (rename them in the header to choose the names)",
+                      BoTunerWarning, stacklevel=5)
 
 
 def _without_saved_index(frame: pd.DataFrame, data: str, target: str | None) -> pd.DataFrame:

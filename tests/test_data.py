@@ -347,3 +347,12 @@ def test_ignored_columns_are_not_features_and_identifier_like_columns_are_pointe
     small = frame.head(data._MIN_ROWS_FOR_IDENTIFIER - 1)
     small.to_csv(path, index=False)
     prepare(str(path), "y")  # too few rows to tell an identifier from a measurement: no warning
+
+
+def test_a_header_that_names_a_column_twice_is_read_with_pandas_suffixes_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv.gz"
+    pd.DataFrame([[i % 7, i % 5, i % 3, i % 2] for i in range(40)]).to_csv(
+        path, index=False, header=["a", "a", "b", "y"])
+    with pytest.warns(BoTunerWarning, match=r"header names column 'a' 2 times; they are read as 'a', 'a.1'"):
+        d = prepare(str(path), "y")
+    assert d.pipeline.columns == ["a", "a.1", "b"]  # the names the served model's signature asks for
