@@ -17,6 +17,7 @@ import hashlib
 import json
 import lzma
 import math
+import shlex
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -477,7 +478,7 @@ def _warn_identifiers(x: pd.DataFrame, data: str) -> None:
         if values.notna().all() and values.is_unique:
             warnings.warn(f"data: ({data!r}) column {column!r} has a different value on each of its {len(x)} rows, "
                           "like an identifier; nothing learnt from it carries over to new rows (leave it out with "
-                          f"--ignore-columns {column})", BoTunerWarning, stacklevel=3)
+                          f"--ignore-columns {shlex.quote(str(column))})", BoTunerWarning, stacklevel=3)
 
 
 @functools.lru_cache(maxsize=4)
