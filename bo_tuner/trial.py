@@ -151,7 +151,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         try:
             hp = hyperparameters(config, job.params)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items() if k not in job.params})
-            prepared = data_mod.prepare(*config.data_key)
+            prepared = prepared_data(config.data_key)
             fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
                                x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,
                                n_outputs=prepared.n_outputs, metric=job.metric, maximize=job.maximize,
@@ -227,6 +227,14 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
     return logged.uri
 
 
+def prepared_data(data_key: DataKey) -> data_mod.PreparedData:
+    """The study's data, prepared where a trial runs (once per process), without the data's warnings: the study
+    prepared it first and showed them (a worker — a Ray worker too — would only repeat them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BoTunerWarning)
+        return data_mod.prepare(*data_key)
+
+
 def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -> dict[str, float]:
     """Load a logged model back as MLflow will serve it and score the test split once (the champion check).
 
@@ -234,7 +242,7 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -
         RegistryError: the model does not load or predict; nothing must be registered.
     """
     tracking.set_tracking_uri(tracking_uri)
-    prepared = data_mod.prepare(*config.data_key)
+    prepared = prepared_data(config.data_key)
     try:
         model = tracking.load_pyfunc(model_uri)
         predictions = model.predict(prepared.test_frame)
@@ -308,11 +316,8 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     if gpu is not None:
         warn_without_gpu(gpu)
     if data_key is not None:
-        # Best effort, and quiet: the study has reported bad data and the data's warnings already; a trial would
-        # re-raise an error.
-        with contextlib.suppress(Exception), warnings.catch_warnings():
-            warnings.simplefilter("ignore", BoTunerWarning)
-            data_mod.prepare(*data_key)
+        with contextlib.suppress(Exception):  # best effort: the study has reported bad data; a trial would re-raise
+            prepared_data(data_key)
     tracking.preload_store(tracking_uri)
     # What the imports created lives as long as the process: move it out of the collector's sight, so the
     # collection after each trial (and automatic ones during fit) scan only the trial's objects (~0.2 s → ~0).

@@ -335,6 +335,10 @@ def test_ignored_columns_are_not_features_and_identifier_like_columns_are_pointe
     flagged = sorted(str(w.message).split("column ")[1].split(" ")[0] for w in caught)
     assert flagged == ["'customer_id'", "'email'"]  # not the unique floats or the dates, nor the repeating counts
     assert "leave it out with --ignore-columns customer_id" in str(caught[0].message)
+    from bo_tuner.trial import prepared_data
+
+    data.prepare.cache_clear()
+    prepared_data((str(path), "y", None, 0.2, 0.2, 0, ()))  # where trials run: the study has said it (no warning)
 
     d = prepare(str(path), "y", ignore=("customer_id", "email"))  # no warning left (BoTunerWarning is an error here)
     assert d.pipeline.columns == ["spend", "visits", "day"]
