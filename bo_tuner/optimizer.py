@@ -319,7 +319,16 @@ class Optimizer:
 
     @_one_blas_thread
     def ask(self, pending: Sequence[Mapping[str, Any]] = ()) -> dict[str, Scalar]:
-        """Propose the next point; ``pending`` points (still running) are told a lie so they are not repeated."""
+        """Propose the next point; ``pending`` points (still running) are told a lie so they are not repeated.
+
+        Where the GP's best candidate is a point already tried, skopt proposes a random one instead and warns in
+        two lines of Python's format about it, at every such step; a study over a small space says so once, up
+        front (``SearchSpace.size``)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The objective has been evaluated at point", UserWarning)
+            return self._ask(pending)
+
+    def _ask(self, pending: Sequence[Mapping[str, Any]]) -> dict[str, Scalar]:
         if not pending:
             return self._to_point(self._opt.ask())
         known_x, known_y = self._opt.Xi, self._opt.yi

@@ -63,7 +63,10 @@ def _validate_bounds(dimension: Int | Real, *, integer: bool) -> None:
     high = _number(where, "high", dimension.high, integer=integer)
     object.__setattr__(dimension, "low", low)
     object.__setattr__(dimension, "high", high)
-    if low >= high:
+    if low == high:
+        raise ConfigError(f"{where}: low ({low}) must be < high ({high}); to fix {dimension.name} at {low}, give it "
+                          "under fixed: instead")
+    if low > high:
         raise ConfigError(f"{where}: low ({low}) must be < high ({high})")
     object.__setattr__(dimension, "prior", _check_prior(where, dimension.prior, low))
 
@@ -298,6 +301,15 @@ class SearchSpace:
     def cast(self, params: Mapping[str, Any]) -> dict[str, Scalar]:
         """Convert a point (numpy scalars, strings from MLflow) to plain Python values of each dimension."""
         return {d.name: d.cast(params[d.name]) for d in self.dimensions}
+
+    def size(self) -> int | None:
+        """How many distinct points the space holds; None when a real dimension makes it a continuum."""
+        total = 1
+        for d in self.dimensions:
+            if isinstance(d, Real):
+                return None
+            total *= d.high - d.low + 1 if isinstance(d, Int) else len(d.choices)
+        return total
 
     def describe(self) -> dict[str, str]:
         """One short string per dimension, used as the parent run's ``space.<name>`` params."""

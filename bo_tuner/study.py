@@ -401,6 +401,15 @@ def _warn_if_momentum_is_unused(config: StudyConfig, space: SearchSpace, default
                       "momentum out of the space", BoTunerWarning, stacklevel=2)
 
 
+def _warn_if_space_is_small(space: SearchSpace, n_calls: int) -> None:
+    """Fewer distinct points than trials (only int and categorical dimensions): the later trials train points
+    already tried — skopt then proposes random ones, each trained with its own seed."""
+    size = space.size()
+    if size is not None and size < n_calls:
+        warnings.warn(f"space: ({size} distinct points) has fewer points than n_calls ({n_calls}); at least "
+                      f"{n_calls - size} trials will repeat a point already tried", BoTunerWarning, stacklevel=3)
+
+
 def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace | None = None,
                   params: Mapping[str, Any] | None = None) -> None:
     """What needs the data as well as the config: a CNN's image shape (every one it may be given); class weights
@@ -811,6 +820,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                 print(f"learning-rate finder: suggested {report.suggestion:.3g}; learning_rate is tuned in "
                       f"{space['learning_rate'].describe()}", file=sys.stderr, flush=True)
     _log_space(parent_id, space)
+    _warn_if_space_is_small(space, config.n_calls)
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
@@ -980,6 +990,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     tracking_uri = tracking.connect(checked.tracking_uri)
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
             "minimize"}
+    _warn_if_space_is_small(space, n_calls)
     parent_id, exp_id = _start_parent(checked.experiment, study_name, tags, allow_launcher=False)
     study = _Study(
         space=space, optimizer=Optimizer(space, n_initial_points=checked.initial_points, acq_func=acq_func,

@@ -32,6 +32,8 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
     ("spec", "message"),
     [
         ({"lr": {"type": "real", "low": 0.5, "high": 0.1}}, "space.lr: low (0.5) must be < high (0.1)"),
+        ({"n_hidden": {"type": "int", "low": 2, "high": 2}},
+         "space.n_hidden: low (2) must be < high (2); to fix n_hidden at 2, give it under fixed: instead"),
         ({"lr": {"type": "real", "low": 0, "high": 1, "prior": "log-uniform"}}, "space.lr: low (0.0) must be > 0"),
         ({"a": {"type": "categorical", "choices": []}}, "space.a: choices ([]) must not be empty"),
         ({"a": {"type": "double", "low": 0, "high": 1}}, "space.a: type ('double') must be one of"),
@@ -116,3 +118,11 @@ def test_layer_size_lists_are_choices_kept_as_their_param_strings() -> None:
     assert SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(space.to_dict()))) == space
     with pytest.raises(ConfigError, match=r"space.a: choice \(\['x'\]\) must be a string, number, boolean or list"):
         SearchSpace.from_dict({"a": {"type": "categorical", "choices": [["x"]]}})
+
+
+def test_size_counts_the_distinct_points_of_discrete_spaces() -> None:
+    discrete = SearchSpace.from_dict({"n": {"type": "int", "low": 1, "high": 4},
+                                      "act": {"type": "categorical", "choices": ["relu", "tanh", "elu"]}})
+    assert discrete.size() == 12
+    assert SearchSpace.from_dict({"lr": {"type": "real", "low": 0.1, "high": 1}, "n": {"type": "int", "low": 1,
+                                                                                      "high": 4}}).size() is None

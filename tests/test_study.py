@@ -210,6 +210,23 @@ def test_search_plots_that_cannot_be_drawn_cost_a_warning_not_the_study(store: t
     assert "trials.csv" in {a.path for a in MlflowClient().list_artifacts(result.study_run_id)}
 
 
+def test_a_space_smaller_than_n_calls_is_said_once_up_front_not_at_every_repeat(store: tuple[Path, str]) -> None:
+    """skopt warns in two lines of Python's format each time its proposal is a point already tried."""
+    import warnings
+
+    _, uri = store
+    space = {"k": {"type": "categorical", "choices": ["a", "b"]}, "n": {"type": "int", "low": 1, "high": 2}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bo_tuner.minimize(lambda p: p["n"] + (p["k"] == "b"), space, n_calls=8, n_initial_points=2,
+                                   seed=0, tracking_uri=uri, experiment="small-space")
+    messages = [str(w.message) for w in caught]
+    assert messages.count("space: (4 distinct points) has fewer points than n_calls (8); at least 4 trials will "
+                          "repeat a point already tried") == 1, messages
+    assert not [m for m in messages if "evaluated at point" in m], messages
+    assert len(result.trials) == 8 and result.best_value == 1.0
+
+
 def test_an_objective_that_trains_keras_models_does_not_keep_their_graphs(store: tuple[Path, str]) -> None:
     """``minimize`` calls the objective in this process: TensorFlow's gradient registry kept each model it trained."""
     import gc
