@@ -406,8 +406,10 @@ def _warn_if_space_is_small(space: SearchSpace, n_calls: int) -> None:
     already tried — skopt then proposes random ones, each trained with its own seed."""
     size = space.size()
     if size is not None and size < n_calls:
+        repeats = n_calls - size
         warnings.warn(f"space: ({size} distinct points) has fewer points than n_calls ({n_calls}); at least "
-                      f"{n_calls - size} trials will repeat a point already tried", BoTunerWarning, stacklevel=3)
+                      f"{repeats} trial{'s' if repeats > 1 else ''} will repeat a point already tried", BoTunerWarning,
+                      stacklevel=3)
 
 
 def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace | None = None,

@@ -329,7 +329,8 @@ def test_a_study_whose_every_trial_failed_says_why(store: tuple[Path, str]) -> N
     def objective(params: dict) -> float:
         raise ValueError("boom" if params["x"] < 0.5 else "bang")
 
-    with pytest.raises(bo_tuner.StudyFailedError) as info:
+    with pytest.raises(bo_tuner.StudyFailedError) as info, pytest.warns(BoTunerWarning, match="at least 1 trial "
+                                                                         "will repeat a point already tried"):
         bo_tuner.minimize(objective, {"x": {"type": "categorical", "choices": [0.1, 0.9]}}, n_calls=3,
                           n_initial_points=3, tracking_uri=store[1], experiment="all-failed", seed=1)
     message = str(info.value)
