@@ -261,17 +261,14 @@ class _Study:
                     failed = self.trials[-consecutive:]
                     if pending:
                         _terminate(executor)  # trials still running would otherwise finish after the study ended
-                    for job in pending.values():
-                        self._kill(job, "the study stopped after too many failures")
-                    pending.clear()
+                    self._settle(pending, "the study stopped after too many failures")
                     reasons = "; ".join(f"trial-{t.number}: {t.error}" for t in failed)
                     raise StudyFailedError(f"max_consecutive_failures ({self.max_consecutive_failures}) reached: "
                                            f"{reasons}")
         except KeyboardInterrupt:
             with interrupts.shielded():
                 _terminate(executor)
-                for job in pending.values():
-                    self._kill(job, "interrupted")
+                self._settle(pending, "interrupted")
             raise
         finally:
             bar.close()
@@ -292,6 +289,29 @@ class _Study:
                 record_failure(job.run_id, exc)
                 tracking.end_run(job.run_id, "FAILED")
             return TrialOutcome(job.number, job.params, job.run_id, "FAILED", None, error=error_text(exc))
+
+    def _settle(self, pending: dict[cf.Future[TrialOutcome], TrialJob], why: str) -> None:
+        """The trials in flight when the study stops (its workers already stopped): a trial whose result came back,
+        or whose run its worker ended just before it was stopped (the result still on its way), is recorded as it
+        finished; the others are ended KILLED with ``why``. Marking every one KILLED turned a trial that had
+        finished a moment before the Ctrl-C into a killed one, which a resume then trained again."""
+        for future, job in sorted(pending.items(), key=lambda item: item[1].number):
+            outcome = None
+            if future.done() and not future.cancelled() and future.exception() is None:
+                outcome = future.result()
+            else:
+                with contextlib.suppress(Exception):
+                    run = tracking.get_run(job.run_id)
+                    if run.info.status != "RUNNING":
+                        outcome = _outcome_from_run(run, self.space)
+                        if outcome is None:
+                            continue  # ended in a state of its own: left as its worker wrote it
+            if outcome is None:
+                self._kill(job, why)
+                continue
+            with contextlib.suppress(Exception):
+                self._record(outcome)
+        pending.clear()
 
     def _kill(self, job: TrialJob, why: str) -> None:
         with contextlib.suppress(Exception):

@@ -348,3 +348,49 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                          env=subprocess_env())
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_a_trial_that_finished_just_before_a_ctrl_c_stays_finished_and_is_counted(tmp_path: Path) -> None:
+    """The race a CI run hit: the worker ends its trial's run FINISHED, the Ctrl-C lands before the result is back
+    with the study, and the clean-up marked that finished trial KILLED (a resume then trained it again) and left
+    it out of the summary. Here a stand-in worker does exactly that; the real trial code, MLflow and data run.
+    In a fresh process: signal handlers belong to the main thread."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    script = f"""
+import concurrent.futures as cf, os, signal, threading
+import bo_tuner
+from bo_tuner import tracking
+from bo_tuner.study import tune  # the package's tune() makes its own workers
+from bo_tuner.trial import STATE_TAG
+
+class FinishesThenCtrlC(cf.Executor):
+    def submit(self, fn, job):
+        def work():
+            tracking.log_batch(job.run_id, metrics={{"objective": 0.9}}, tags={{STATE_TAG: "COMPLETE"}})
+            tracking.end_run(job.run_id, "FINISHED")
+            os.kill(os.getpid(), signal.SIGINT)  # before the result reaches the study: its future never completes
+        threading.Thread(target=work).start()
+        return cf.Future()
+
+    def terminate(self):
+        pass
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        pass
+
+try:
+    tune({{"data": "iris", "n_calls": 3, "tracking_uri": {uri!r}, "experiment": "race",
+          "space": {{"n_neurons": {{"type": "int", "low": 4, "high": 64}}}}}},
+         executor=FinishesThenCtrlC(), progress=False)
+except bo_tuner.StudyInterrupted:
+    print("interrupted")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env=subprocess_env())
+    assert out.returncode == 0 and out.stdout.strip() == "interrupted", out.stdout + out.stderr[-2000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (trial,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert trial.info.status == "FINISHED" and trial.data.tags["bo_tuner.trial_state"] == "COMPLETE"
+    assert parent.info.status == "KILLED" and parent.data.metrics["n_trials"] == 1
