@@ -62,6 +62,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def interrupted_in_a_fresh_python(script: str) -> None:
+    """Run ``script``, whose study must end in ``StudyInterrupted`` (it prints "interrupted" then), in a fresh
+    Python: signal handlers belong to the main thread, which a pytest-xdist worker's tests may not run in."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env=subprocess_env())
+    assert out.returncode == 0 and out.stdout.strip() == "interrupted", out.stdout + out.stderr[-2000:]
+
+
 TINY = {"n_hidden": {"type": "int", "low": 1, "high": 2},
         "n_neurons": {"type": "int", "low": 16, "high": 64},
         "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}

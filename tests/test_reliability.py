@@ -19,7 +19,7 @@ import bo_tuner
 from bo_tuner.__main__ import main
 from bo_tuner.tracking import redact_uri
 
-from .conftest import sqlite_uri, subprocess_env
+from .conftest import interrupted_in_a_fresh_python, sqlite_uri, subprocess_env
 
 IRIS_SPACE = {"n_neurons": {"type": "int", "low": 8, "high": 32},
               "learning_rate": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"}}
@@ -385,9 +385,7 @@ try:
 except bo_tuner.StudyInterrupted:
     print("interrupted")
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env=subprocess_env())
-    assert out.returncode == 0 and out.stdout.strip() == "interrupted", out.stdout + out.stderr[-2000:]
+    interrupted_in_a_fresh_python(script)
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]

@@ -347,10 +347,7 @@ def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_study(store: tuple[Path, 
     the import system's module-lock cleanup); the command line's handler also records it, and the study stops.
     In a fresh process with the command line's handler installed: a pytest-xdist worker's handler depends on the
     tests it ran before (a Python caller's study forgets an interrupt of an earlier one, the CLI's keeps it)."""
-    import subprocess
-    import sys
-
-    from .conftest import subprocess_env
+    from .conftest import interrupted_in_a_fresh_python
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     script = f"""
@@ -364,9 +361,7 @@ try:
 except bo_tuner.StudyInterrupted:
     print("interrupted")
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env=subprocess_env())
-    assert out.returncode == 0 and out.stdout.strip() == "interrupted", out.stdout + out.stderr[-2000:]
+    interrupted_in_a_fresh_python(script)
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("swallowed").experiment_id])
     assert [r.info.status for r in runs] == ["KILLED"]  # the parent; no trial was started
