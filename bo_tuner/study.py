@@ -285,6 +285,9 @@ class _Study:
         try:
             return future.result()
         except Exception as exc:  # the worker died (killed, out of memory) or could not run the trial
+            ended = self._as_its_worker_ended_it(job)
+            if ended is not None:  # it died after finishing the trial
+                return ended
             with contextlib.suppress(Exception):
                 record_failure(job.run_id, exc)
                 tracking.end_run(job.run_id, "FAILED")
@@ -296,22 +299,23 @@ class _Study:
         finished; the others are ended KILLED with ``why``. Marking every one KILLED turned a trial that had
         finished a moment before the Ctrl-C into a killed one, which a resume then trained again."""
         for future, job in sorted(pending.items(), key=lambda item: item[1].number):
-            outcome = None
-            if future.done() and not future.cancelled() and future.exception() is None:
-                outcome = future.result()
-            else:
-                with contextlib.suppress(Exception):
-                    run = tracking.get_run(job.run_id)
-                    if run.info.status != "RUNNING":
-                        outcome = _outcome_from_run(run, self.space)
-                        if outcome is None:
-                            continue  # ended in a state of its own: left as its worker wrote it
+            returned = future.done() and not future.cancelled() and future.exception() is None
+            outcome = future.result() if returned else self._as_its_worker_ended_it(job)
             if outcome is None:
                 self._kill(job, why)
                 continue
             with contextlib.suppress(Exception):
                 self._record(outcome)
         pending.clear()
+
+    def _as_its_worker_ended_it(self, job: TrialJob) -> TrialOutcome | None:
+        """The trial as its run tells it, when its worker ended the run but the result did not come back (the
+        worker was stopped, or died, a moment later); None while the run is RUNNING or cannot be read."""
+        with contextlib.suppress(Exception):
+            run = tracking.get_run(job.run_id)
+            if run.info.status != "RUNNING":
+                return _outcome_from_run(run, self.space)
+        return None
 
     def _kill(self, job: TrialJob, why: str) -> None:
         with contextlib.suppress(Exception):

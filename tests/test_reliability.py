@@ -392,3 +392,41 @@ except bo_tuner.StudyInterrupted:
     (trial,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert trial.info.status == "FINISHED" and trial.data.tags["bo_tuner.trial_state"] == "COMPLETE"
     assert parent.info.status == "KILLED" and parent.data.metrics["n_trials"] == 1
+
+
+def test_a_worker_that_dies_after_finishing_its_trial_does_not_turn_it_failed(tmp_path: Path) -> None:
+    """A worker gone (killed, out of memory) between ending its run FINISHED and sending the result: the trial is
+    read back from its run, not marked FAILED over its logged result."""
+    import concurrent.futures as cf
+    import threading
+
+    from bo_tuner import tracking
+    from bo_tuner.study import tune
+    from bo_tuner.trial import STATE_TAG
+
+    class FinishesThenDies(cf.Executor):
+        def submit(self, fn: object, /, *args: object, **kwargs: object) -> cf.Future[object]:
+            (job,) = args
+            future: cf.Future[object] = cf.Future()
+
+            def work() -> None:
+                tracking.log_batch(job.run_id, metrics={"objective": 0.5 + job.number / 10},  # type: ignore[attr-defined]
+                                   tags={STATE_TAG: "COMPLETE"})
+                tracking.end_run(job.run_id, "FINISHED")  # type: ignore[attr-defined]
+                future.set_exception(RuntimeError("worker process 4242 exited with code -9"))
+
+            threading.Thread(target=work).start()
+            return future
+
+    uri = sqlite_uri(tmp_path)
+    with pytest.raises(bo_tuner.RegistryError, match="the best trial logged no model"):  # the stand-in logs none
+        tune({"data": "iris", "n_calls": 2, "tracking_uri": uri, "experiment": "died",
+              "space": {"n_neurons": {"type": "int", "low": 4, "high": 64}}}, executor=FinishesThenDies(),
+             progress=False)
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("died").experiment_id], order_by=["start_time"])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [(r.info.status, r.data.tags[STATE_TAG], r.data.metrics["objective"]) for r in trials] == [
+        ("FINISHED", "COMPLETE", 0.6), ("FINISHED", "COMPLETE", 0.7)]
+    assert parent.data.metrics["n_failed_trials"] == 0 and parent.data.metrics["best_val_accuracy"] == 0.7
