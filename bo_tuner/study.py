@@ -615,8 +615,9 @@ def load_resume_config(parent_id: str, config_path: str | None = None, **overrid
 def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, task: str) -> None:
     for name in _SAME_STUDY_FIELDS:
         if getattr(stored, name) != getattr(config, name):
-            raise ConfigError(f"resume: {name} ({getattr(config, name)!r}) differs from study {parent_id}'s "
-                              f"({getattr(stored, name)!r}); start a new study or use --warm-start")
+            given, theirs = (config.to_dict()[name], stored.to_dict()[name])  # as the study file has them
+            raise ConfigError(f"resume: {name} ({given!r}) differs from study {parent_id}'s ({theirs!r}); start a "
+                              "new study or use --warm-start")
     if _validate_space(stored) != _validate_space(config):
         raise ConfigError(f"resume: space ({_validate_space(config).describe()}) differs from study {parent_id}'s "
                           f"({_validate_space(stored).describe()}); start a new study or use --warm-start")

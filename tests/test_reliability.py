@@ -115,6 +115,11 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, cap
         space={"n_neurons": {"type": "int", "low": 8, "high": 64}})
     with pytest.raises(bo_tuner.ConfigError, match=r"resume: space .* differs"):
         bo_tuner.tune(other, resume=parent, progress=False)
+    leaves_out = bo_tuner.load_config(workdir / "space.yaml", data="iris", tracking_uri=uri,
+                                      ignore_columns="petal length (cm)")
+    with pytest.raises(bo_tuner.ConfigError, match=re.escape(
+            f"resume: ignore_columns (['petal length (cm)']) differs from study {parent}'s ([])")):
+        bo_tuner.tune(leaves_out, resume=parent, progress=False)
 
     # warm start: a new study learns from the finished trials of this one
     warm = bo_tuner.load_config(workdir / "space.yaml", data="iris", tracking_uri=uri, n_calls=1,
