@@ -836,7 +836,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             space = stored_space
         else:  # a new study, or one killed while the finder ran (its run was marked KILLED with the trials')
             try:
-                report = _run_lr_finder(config, {}, prepared, exp_id, parent_id=parent_id)
+                report = _run_lr_finder(config, {}, prepared, (exp_id, parent_id))
             except BaseException as exc:
                 _abort_parent(parent_id, "FAILED", f"learning-rate finder failed: {exc}")
                 raise
@@ -1124,15 +1124,20 @@ def centred_space(space: SearchSpace, suggestion: float) -> SearchSpace:
 
 
 def _run_lr_finder(config: StudyConfig, params: Mapping[str, Any], prepared: data_mod.PreparedData,
-                   experiment: str, *, parent_id: str | None = None, steps: int = 500, min_lr: float = 1e-5,
+                   study: tuple[str, str] | None = None, *, steps: int = 500, min_lr: float = 1e-5,
                    max_lr: float = 10.0) -> LRFindReport:
+    """The sweep as a child run of ``study`` (experiment id, parent run id) when a study runs it first; else in its
+    own run — under `mlflow run -e lr_find`, the run the launcher made (as `train` and a study use theirs), not an
+    empty one beside it."""
     from bo_tuner import plots
     from bo_tuner.trial import hyperparameters
 
     hp = hyperparameters(config, {str(k): v for k, v in params.items()})
     label = f"{prepared.name}-{_model_label(config.model)}-lr-find"
-    run_id = tracking.create_run(experiment, "lr-find" if parent_id else label, parent_id=parent_id,
-                                 tags={ROLE_TAG: "lr_find"})
+    if study is None:
+        run_id, _ = _start_parent(config.experiment, label, {ROLE_TAG: "lr_find"}, allow_launcher=True)
+    else:
+        run_id = tracking.create_run(study[0], "lr-find", parent_id=study[1], tags={ROLE_TAG: "lr_find"})
     with tracking.trial_run(run_id):
         tracking.log_batch(run_id, params={**hp, "lr_find.steps": steps, "lr_find.min_lr": min_lr,
                                            "lr_find.max_lr": max_lr})
@@ -1170,6 +1175,4 @@ def lr_find(config: StudyConfig, params: Mapping[str, Any] | None = None, *, ste
     prepared = data_mod.prepare(*config.data_key)
     _check_inputs(config, prepared, params=params)
     tracking.connect(config.tracking_uri)
-    launched = tracking.launcher_run()
-    experiment = launched[1] if launched and config.experiment is None else tracking.experiment_id(config.experiment)
-    return _run_lr_finder(config, params, prepared, experiment, steps=steps, min_lr=min_lr, max_lr=max_lr)
+    return _run_lr_finder(config, params, prepared, steps=steps, min_lr=min_lr, max_lr=max_lr)

@@ -86,6 +86,24 @@ def test_mlflow_run_train_entry_point(workdir: Path) -> None:
     assert "oneDNN" not in out.stderr  # TensorFlow's import is held to its log level here too
 
 
+def test_mlflow_run_lr_find_entry_point_logs_into_the_run_mlflow_made(workdir: Path) -> None:
+    """As `main` and `train` do: the finder's curves, plot and suggestion in the launcher's run, not in a second
+    run beside an empty one."""
+    uri = sqlite_uri(workdir)
+    client = MlflowClient(uri)
+    client.search_experiments()
+    cmd = ["mlflow", "run", str(REPO), "-e", "lr_find", "--env-manager", "local", "--experiment-name", "finder",
+           "-P", "data=iris", "-P", "steps=40"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600,
+                         env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run,) = client.search_runs([client.get_experiment_by_name("finder").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "lr_find"
+    assert run.data.tags["bo_tuner.role"] == "lr_find" and run.info.run_name == "iris-mlp-lr-find"
+    assert "suggested_learning_rate" in run.data.metrics and run.data.params["lr_find.steps"] == "40"
+    assert f"run {run.info.run_id}" in out.stdout
+
+
 def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
     """`--env-manager uv` builds an environment from conda.yaml's pip list (no conda) and runs the study there."""
     uri = sqlite_uri(workdir)
