@@ -355,12 +355,12 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_a_trial_that_finished_just_before_a_ctrl_c_stays_finished_and_is_counted(tmp_path: Path) -> None:
+def test_a_trial_that_finished_just_before_a_ctrl_c_stays_finished_and_is_counted(workdir: Path) -> None:
     """The race a CI run hit: the worker ends its trial's run FINISHED, the Ctrl-C lands before the result is back
     with the study, and the clean-up marked that finished trial KILLED (a resume then trained it again) and left
     it out of the summary. Here a stand-in worker does exactly that; the real trial code, MLflow and data run.
     In a fresh process: signal handlers belong to the main thread."""
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = sqlite_uri(workdir)  # and the artifacts under it: the script runs in this working directory
     script = f"""
 import concurrent.futures as cf, os, signal, threading
 import bo_tuner
@@ -399,7 +399,7 @@ except bo_tuner.StudyInterrupted:
     assert parent.info.status == "KILLED" and parent.data.metrics["n_trials"] == 1
 
 
-def test_a_worker_that_dies_after_finishing_its_trial_does_not_turn_it_failed(tmp_path: Path) -> None:
+def test_a_worker_that_dies_after_finishing_its_trial_does_not_turn_it_failed(workdir: Path) -> None:
     """A worker gone (killed, out of memory) between ending its run FINISHED and sending the result: the trial is
     read back from its run, not marked FAILED over its logged result."""
     import concurrent.futures as cf
@@ -423,7 +423,7 @@ def test_a_worker_that_dies_after_finishing_its_trial_does_not_turn_it_failed(tm
             threading.Thread(target=work).start()
             return future
 
-    uri = sqlite_uri(tmp_path)
+    uri = sqlite_uri(workdir)
     with pytest.raises(bo_tuner.RegistryError, match="the best trial logged no model"):  # the stand-in logs none
         tune({"data": "iris", "n_calls": 2, "tracking_uri": uri, "experiment": "died",
               "space": {"n_neurons": {"type": "int", "low": 4, "high": 64}}}, executor=FinishesThenDies(),
