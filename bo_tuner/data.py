@@ -461,16 +461,16 @@ def _ignored(frame: pd.DataFrame, target: str, ignore_columns: Sequence[str], da
     return list(ignore_columns)
 
 
-def _warn_identifiers(x: pd.DataFrame, data: str) -> None:
+def _warn_identifiers(x: pd.DataFrame, data: str, dates: Sequence[str]) -> None:
     """Warn of whole-number or text feature columns with a different value on every row (``customer_id``, an
     e-mail, a free-text comment): nothing learnt from them carries over to new rows — as a number such a column
-    carries the row order, as text one-hot categories seen once."""
+    carries the row order, as text one-hot categories seen once. ``dates`` (unique timestamps are normal) are not."""
     if len(x) < _MIN_ROWS_FOR_IDENTIFIER:
         return
     for column in x.columns:
         values = x[column]
         kind = values.dtype
-        if pd.api.types.is_bool_dtype(kind) or _is_datetime(values) or _is_iso_dates(values):
+        if pd.api.types.is_bool_dtype(kind) or column in dates:
             continue
         if not (pd.api.types.is_integer_dtype(kind) or pd.api.types.is_object_dtype(kind)
                 or pd.api.types.is_string_dtype(kind)):
@@ -526,11 +526,12 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
             raise DataError(f"target: ({target_col!r}) has one class only ({classes[0]!r}); need at least two")
         classes = [c.item() if hasattr(c, "item") else c for c in classes]
     x = frame[features]
-    if not is_bundled(data):
-        _warn_identifiers(x, data)
+    dates = [c for c in features if _is_datetime(x[c]) or _is_iso_dates(x[c])]  # days since 1970 (_finite_or_nan)
     numeric = [c for c in features if (pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c]))
-               or _is_datetime(x[c]) or _is_iso_dates(x[c])]  # dates as days since 1970 (see _finite_or_nan)
+               or c in dates]
     categorical = [c for c in features if c not in numeric]
+    if not is_bundled(data):
+        _warn_identifiers(x, data, dates)
     train, val, test = _split(len(frame), y, resolved, val_fraction, test_fraction, seed)
     pipeline = FeaturePipeline(features, numeric, categorical, resolved, classes).fit(x.iloc[train])
     y_train_raw = y.iloc[train]
