@@ -29,7 +29,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from threadpoolctl import threadpool_limits
 
@@ -67,13 +67,25 @@ def _to_skopt(space: SearchSpace) -> list[Any]:
 
     dims: list[Any] = []
     for d in space:
-        if isinstance(d, Int):
+        if _stepped(d):  # the GP works on the position in the grid; it knows the values are ordered and equidistant
+            dims.append(Integer(0, int(d.grid_size or 1) - 1, name=d.name))
+        elif isinstance(d, Int):
             dims.append(Integer(d.low, d.high, prior=d.prior, name=d.name))
         elif isinstance(d, Real):
             dims.append(SkReal(d.low, d.high, prior=d.prior, name=d.name))
         elif isinstance(d, Categorical):
             dims.append(SkCategorical([_key(d, c) for c in d.choices], name=d.name))
     return dims
+
+
+def _stepped(d: Any) -> TypeGuard[Int | Real]:
+    """A dimension with a ``step`` other than one: skopt sees it as the index of its value."""
+    return (isinstance(d, Int) and d.step != 1) or (isinstance(d, Real) and d.step is not None)
+
+
+def _stepped_axes(space: SearchSpace) -> dict[str, tuple[float, float]]:
+    """``name -> (low, step)`` of the stepped dimensions, to label the plots' index axes with their values."""
+    return {d.name: (d.low, d.step) for d in space if _stepped(d) and d.step is not None}
 
 
 def _key(dimension: Categorical, choice: Scalar) -> str:
@@ -304,6 +316,8 @@ class Optimizer:
         for d, v in zip(self.space, x, strict=True):
             if isinstance(d, Categorical):
                 out[d.name] = next(c for c in d.choices if _key(d, c) == str(v))
+            elif _stepped(d):
+                out[d.name] = d.value_at(int(v))
             else:
                 out[d.name] = d.cast(v.item() if hasattr(v, "item") else v)
         return out
@@ -312,7 +326,10 @@ class Optimizer:
         x: list[Any] = []
         for d in self.space:
             value = d.cast(point[d.name])
-            x.append(_key(d, value) if isinstance(d, Categorical) else value)
+            if isinstance(d, Categorical):
+                x.append(_key(d, value))
+            else:
+                x.append(d.index(value) if _stepped(d) else value)
         return x
 
     # ------------------------------------------------------------------------------------- ask / tell
@@ -407,6 +424,7 @@ class Optimizer:
             return []
         result = self._opt.get_result()
         shown = self.relevant_dimensions(MAX_PLOT_DIMS)
+        grids = _stepped_axes(self.space)
         names = ["convergence.png", "evaluations.png"] + (["objective.png"] if self._opt.models else [])
         offloaded: dict[str, cf.Future[bool]] = {}
         if submit is not None:
@@ -414,22 +432,24 @@ class Optimizer:
             without_models.models = []  # the GP's class is local to this module's factory and would not pickle
             path = f"{directory}/evaluations.png"
             offloaded["evaluations.png"] = submit(draw_search_plot, without_models, "evaluations.png", shown, path,
-                                                  maximize, title)
-        drawn = {name: draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title)
+                                                  maximize, title, grids)
+        drawn = {name: draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title, grids)
                  for name in names if name not in offloaded}
         for name, future in offloaded.items():
             try:
                 drawn[name] = future.result()
             except Exception as exc:  # the worker died or could not draw it: draw it here after all
                 logger.debug("the %s plot was not drawn by a worker (%s)", name, exc)
-                drawn[name] = draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title)
+                drawn[name] = draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title, grids)
         return [f"{directory}/{name}" for name in names if drawn[name]]
 
 
-def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximize: bool, title: str) -> bool:
+def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximize: bool, title: str,
+                     grids: Mapping[str, tuple[float, float]] | None = None) -> bool:
     """Draw one of skopt's plots of an optimisation ``result`` into ``path`` (``name``: convergence.png,
     evaluations.png or objective.png); False when skopt cannot draw it for this search. Module-level, so a worker
-    process can draw it (``result`` must then pickle)."""
+    process can draw it (``result`` must then pickle). ``grids``: ``name -> (low, step)`` of the dimensions skopt
+    knows as the index of their value; their axes are labelled with the values."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -450,6 +470,8 @@ def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximi
         return False
     first = axes.flat[0] if hasattr(axes, "flat") else axes
     figure = first.figure
+    if grids and name != "convergence.png":
+        _label_grid_axes(figure, shown, grids)
     if name == "convergence.png":
         first.set_title(f"{title}: convergence" if title else "Convergence")
         if maximize:
@@ -458,3 +480,26 @@ def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximi
     figure.savefig(path, dpi=90, bbox_inches="tight" if name == "convergence.png" else None)
     plt.close(figure)
     return True
+
+
+def _label_grid_axes(figure: Any, shown: Sequence[str], grids: Mapping[str, tuple[float, float]]) -> None:
+    """Tick labels in values (``low + index * step``) on the axes of a grid plot that show a stepped dimension as
+    its index. skopt's layout: the figure's first axes holds an n x n grid of subplots added row by row, in which
+    the x axes of column j and the y axes of row i (below the diagonal) show ``shown[j]``, ``shown[i]`` (the
+    diagonal's y axis is the objective or a count)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def formatter(low: float, step: float) -> Any:
+        return FuncFormatter(lambda index, _: f"{low + index * step:.6g}")
+
+    n = len(shown)
+    subplots = figure.axes[1:]
+    if len(subplots) != n * n:  # not the layout this knows: leave skopt's labels
+        return
+    for i, row_name in enumerate(shown):
+        for j, column_name in enumerate(shown[: i + 1]):
+            ax = subplots[i * n + j]
+            if column_name in grids:
+                ax.xaxis.set_major_formatter(formatter(*grids[column_name]))
+            if j < i and row_name in grids:
+                ax.yaxis.set_major_formatter(formatter(*grids[row_name]))

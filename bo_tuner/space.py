@@ -7,8 +7,13 @@ YAML form::
 
     space:
       n_hidden: {type: int, low: 1, high: 4}
+      n_neurons: {type: int, low: 32, high: 512, step: 32}      # 32, 64, ..., 512
       learning_rate: {type: real, low: 1.0e-4, high: 1.0e-1, prior: log-uniform}
+      dropout: {type: real, low: 0.0, high: 0.5, step: 0.1}     # 0.0, 0.1, ..., 0.5
       activation: {type: categorical, choices: [relu, selu, elu, tanh]}
+
+KerasTuner's and Optuna's words are understood too: ``integer``/``float``/``choice``, ``min_value``/``max_value``,
+``values``, ``log: true`` and ``sampling: log``.
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ def _number(where: str, field: str, value: Any, *, integer: bool) -> int | float
     return float(value)
 
 
+_PRIOR_SPELLINGS = {"log_uniform": "log-uniform", "loguniform": "log-uniform"}
+
+
 def _check_prior(where: str, prior: Any, low: float) -> Prior:
-    prior = prior.lower() if isinstance(prior, str) else prior  # "Log-Uniform": names in any case, as the type
+    if isinstance(prior, str):  # "Log-Uniform", "log_uniform": names in any case, as the type
+        prior = _PRIOR_SPELLINGS.get(prior.lower(), prior.lower())
     if prior not in _PRIORS:
         raise ConfigError(f"{where}: prior ({prior!r}) must be one of {', '.join(_PRIORS)}")
     if prior == "log-uniform" and low <= 0:
@@ -71,6 +80,48 @@ def _validate_bounds(dimension: Int | Real, *, integer: bool) -> None:
     object.__setattr__(dimension, "prior", _check_prior(where, dimension.prior, low))
 
 
+_MAX_GRID = 10_000_000  # steps in one dimension: beyond this a grid is a continuum in all but cost
+_GRID_TOLERANCE = 1e-9  # relative: how far from a whole number of steps a real value may be and lie on its grid
+
+
+def _validate_step(dimension: Int | Real, *, integer: bool) -> None:
+    """Normalise ``step`` and check that ``high`` lies a whole number of steps above ``low`` (KerasTuner would drop
+    the values past the last step, Optuna moves ``high`` with a warning: here the file says which grid it means)."""
+    if dimension.step is None:
+        if integer:  # `step: null` in a file: no step, as for a real
+            object.__setattr__(dimension, "step", 1)
+        return
+    where = f"space.{dimension.name}"
+    step = _number(where, "step", dimension.step, integer=integer)
+    if step <= 0:
+        raise ConfigError(f"{where}: step ({step}) must be > 0")
+    object.__setattr__(dimension, "step", step)
+    if integer and step == 1:
+        return
+    if dimension.prior == "log-uniform":
+        raise ConfigError(f"{where}: step ({step}) cannot be combined with a log-uniform prior; list the values as "
+                          "a categorical instead, e.g. {type: categorical, choices: [32, 64, 128, 256]}")
+    steps = (dimension.high - dimension.low) / step
+    if not steps <= _MAX_GRID:
+        raise ConfigError(f"{where}: step ({step}) makes more than {_MAX_GRID:,} values from {dimension.low} to "
+                          f"{dimension.high}; leave it out for the whole range")
+    whole = math.floor(steps + _GRID_TOLERANCE)
+    if (dimension.high - dimension.low) % step if integer else \
+            abs(steps - round(steps)) > _GRID_TOLERANCE * max(1.0, steps):
+        below: float = _tidy(dimension.low + whole * step)
+        above: float = _tidy(dimension.low + (whole + 1) * step)
+        if integer:
+            below, above = int(below), int(above)
+        raise ConfigError(f"{where}: high ({dimension.high}) must be low ({dimension.low}) plus a whole number of "
+                          f"steps ({step}), e.g. {below} or {above}")
+
+
+def _tidy(value: float) -> float:
+    """``low + k * step`` without the float noise of the sum (0.30000000000000004 → 0.3): twelve significant digits,
+    far finer than any hyperparameter's meaning, and what MLflow then shows."""
+    return float(f"{value:.12g}")
+
+
 @dataclass(frozen=True)
 class Int:
     """An integer hyperparameter in ``[low, high]`` (both included)."""
@@ -79,9 +130,24 @@ class Int:
     low: int
     high: int
     prior: Prior = "uniform"
+    step: int = 1  # the values are low, low + step, ..., high
 
     def __post_init__(self) -> None:
         _validate_bounds(self, integer=True)
+        _validate_step(self, integer=True)
+
+    @property
+    def grid_size(self) -> int:
+        """How many values the dimension holds."""
+        return (self.high - self.low) // self.step + 1
+
+    def value_at(self, index: int) -> int:
+        """The ``index``-th value (0 is ``low``)."""
+        return self.low + index * self.step
+
+    def index(self, value: Any) -> int:
+        """The position of the grid value nearest ``value``."""
+        return round((float(value) - self.low) / self.step)
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -90,19 +156,24 @@ class Int:
             number = float(value)
         except (TypeError, ValueError):
             return False
-        return number == int(number) and self.low <= number <= self.high
+        return number == int(number) and self.low <= number <= self.high and (int(number) - self.low) % self.step == 0
 
     def cast(self, value: Any) -> int:
-        return round(float(value))
+        if self.step == 1:
+            return round(float(value))
+        return self.value_at(self.index(value))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "int", "low": self.low, "high": self.high}
         if self.prior != "uniform":
             out["prior"] = self.prior
+        if self.step != 1:
+            out["step"] = self.step
         return out
 
     def describe(self) -> str:
-        return f"int[{self.low}, {self.high}]" + (" log" if self.prior == "log-uniform" else "")
+        return f"int[{self.low}, {self.high}]" + (" log" if self.prior == "log-uniform" else "") + (
+            f" step {self.step}" if self.step != 1 else "")
 
 
 _BOUND_TOLERANCE = 1e-12  # relative: float rounding through log/exp, far below any hyperparameter's meaning
@@ -116,9 +187,26 @@ class Real:
     low: float
     high: float
     prior: Prior = "uniform"
+    step: float | None = None  # with a step, the values are low, low + step, ..., high
 
     def __post_init__(self) -> None:
         _validate_bounds(self, integer=False)
+        _validate_step(self, integer=False)
+
+    @property
+    def grid_size(self) -> int | None:
+        """How many values the dimension holds; None without a step (a continuum)."""
+        return None if self.step is None else round((self.high - self.low) / self.step) + 1
+
+    def value_at(self, index: int) -> float:
+        """The ``index``-th value of the grid (0 is ``low``)."""
+        assert self.step is not None
+        return min(_tidy(self.low + index * self.step), self.high)
+
+    def index(self, value: Any) -> int:
+        """The position of the grid value nearest ``value``."""
+        assert self.step is not None
+        return round((float(value) - self.low) / self.step)
 
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool):
@@ -127,12 +215,19 @@ class Real:
             number = float(value)
         except (TypeError, ValueError):
             return False
+        if self.step is not None and math.isfinite(number):
+            nearest = self.value_at(self.index(number))
+            if not math.isclose(number, nearest, rel_tol=_GRID_TOLERANCE, abs_tol=_GRID_TOLERANCE * self.step):
+                return False
         return self.low <= number <= self.high
 
     def cast(self, value: Any) -> float:
         """``float(value)``, and a bound itself for a value within float rounding of it: skopt's log-uniform
-        transform gives back 0.03 as 0.029999999999999995, which is what MLflow would show."""
+        transform gives back 0.03 as 0.029999999999999995, which is what MLflow would show. With a step, the
+        nearest value of the grid."""
         number = float(value)
+        if self.step is not None:
+            return self.value_at(self.index(number))
         for bound in (self.low, self.high):
             if math.isclose(number, bound, rel_tol=_BOUND_TOLERANCE, abs_tol=0.0):
                 return float(bound)
@@ -142,10 +237,13 @@ class Real:
         out: dict[str, Any] = {"type": "real", "low": self.low, "high": self.high}
         if self.prior != "uniform":
             out["prior"] = self.prior
+        if self.step is not None:
+            out["step"] = self.step
         return out
 
     def describe(self) -> str:
-        return f"real[{self.low:g}, {self.high:g}]" + (" log" if self.prior == "log-uniform" else "")
+        return f"real[{self.low:g}, {self.high:g}]" + (" log" if self.prior == "log-uniform" else "") + (
+            f" step {self.step:g}" if self.step is not None else "")
 
 
 def _layer_list(choice: Any) -> Any:
@@ -210,10 +308,45 @@ class Categorical:
 
 
 Dimension = Int | Real | Categorical
-_KEYS = {"int": {"type", "low", "high", "prior", "log"}, "real": {"type", "low", "high", "prior", "log"},
-         "categorical": {"type", "choices"}}
-# The words KerasTuner (hp.Int, hp.Float, hp.Choice) and Optuna (suggest_int/float/categorical, log=True) use
+_NUMERIC_KEYS = {"type", "low", "high", "prior", "log", "step", "min_value", "max_value", "sampling"}
+_KEYS = {"int": _NUMERIC_KEYS, "real": _NUMERIC_KEYS, "categorical": {"type", "choices", "values"}}
+# The words KerasTuner (hp.Int/Float(min_value, max_value, step, sampling), hp.Choice(values)) and Optuna
+# (suggest_int/float(low, high, step, log), suggest_categorical(choices)) use, and ours they mean
 _TYPE_ALIASES = {"integer": "int", "float": "real", "choice": "categorical"}
+_KEY_ALIASES = {"min_value": "low", "max_value": "high", "values": "choices"}
+_SAMPLING = {"linear": "uniform", "log": "log-uniform"}
+
+
+def _canonical_keys(where: str, spec: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``spec`` with KerasTuner's key names replaced by ours; both spellings of one key is an error."""
+    out = dict(spec)
+    for alias, key in _KEY_ALIASES.items():
+        if alias in out:
+            if key in out:
+                raise ConfigError(f"{where}: {alias} ({out[alias]!r}) and {key} ({out[key]!r}) say the same thing; "
+                                  "give one")
+            out[key] = out.pop(alias)
+    return out
+
+
+def _prior_from_spec(where: str, spec: Mapping[Any, Any]) -> Any:
+    """The prior a spec asks for with ``prior:``, Optuna's ``log: true`` or KerasTuner's ``sampling: log``."""
+    given = [key for key in ("log", "sampling", "prior") if key in spec]
+    if len(given) > 1:
+        first, second = given[:2]
+        raise ConfigError(f"{where}: {first} ({spec[first]!r}) and {second} ({spec[second]!r}) say the same thing; "
+                          "give one")
+    if "log" in spec:
+        if not isinstance(spec["log"], bool):
+            raise ConfigError(f"{where}: log ({spec['log']!r}) must be true or false")
+        return "log-uniform" if spec["log"] else "uniform"
+    if "sampling" in spec:
+        sampling = spec["sampling"]
+        key = sampling.lower() if isinstance(sampling, str) else sampling
+        if key not in _SAMPLING:
+            raise ConfigError(f"{where}: sampling ({sampling!r}) must be one of {', '.join(_SAMPLING)}")
+        return _SAMPLING[key]
+    return spec.get("prior", "uniform")
 
 
 def dimension_from_dict(name: str, spec: Any) -> Dimension:
@@ -222,6 +355,16 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(f"space: name ({name!r}) must be an identifier such as 'learning_rate'")
     if not isinstance(spec, Mapping):
+        if isinstance(spec, list | tuple):  # a list alone could mean its values or a range: the file says which
+            listed = ", ".join(str(v) for v in spec)
+            hint = f"{{type: categorical, choices: [{listed}]}}"
+            if len(spec) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec):
+                numeric = "int" if all(isinstance(v, int) for v in spec) else "real"
+                hint += f" for these values, or {{type: {numeric}, low: {spec[0]}, high: {spec[1]}}} for a range"
+            raise ConfigError(f"{where}: ({list(spec)!r}) must be a mapping such as {hint}")
+        if isinstance(spec, str | int | float | bool):
+            raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}; to fix "
+                              f"{name} at {spec!r}, give it under fixed: instead")
         raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}")
     kind = spec.get("type")
     kind = _TYPE_ALIASES.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
@@ -230,8 +373,9 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
                           "(or integer, float, choice)")
     unknown = sorted(str(k) for k in spec if k not in _KEYS[kind])
     if unknown:
-        raise ConfigError(f"{where}: unknown key ({unknown[0]!r}) for type {kind}; "
-                          f"allowed: {', '.join(sorted(_KEYS[kind]))}")
+        allowed = sorted(k for k in _KEYS[kind] if k not in _KEY_ALIASES and k != "sampling")
+        raise ConfigError(f"{where}: unknown key ({unknown[0]!r}) for type {kind}; allowed: {', '.join(allowed)}")
+    spec = _canonical_keys(where, spec)
     if kind == "categorical":
         if "choices" not in spec:
             raise ConfigError(f"{where}: choices (missing) must be given for a categorical")
@@ -242,16 +386,10 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     for field in ("low", "high"):
         if field not in spec:
             raise ConfigError(f"{where}: {field} (missing) must be given for type {kind}")
-    prior = spec.get("prior", "uniform")
-    if "log" in spec:  # Optuna's and KerasTuner's way to say it
-        if not isinstance(spec["log"], bool):
-            raise ConfigError(f"{where}: log ({spec['log']!r}) must be true or false")
-        if "prior" in spec:
-            raise ConfigError(f"{where}: log ({spec['log']!r}) and prior ({prior!r}) say the same thing; give one")
-        prior = "log-uniform" if spec["log"] else "uniform"
+    prior = _prior_from_spec(where, spec)
     if kind == "int":
-        return Int(name, spec["low"], spec["high"], prior)
-    return Real(name, spec["low"], spec["high"], prior)
+        return Int(name, spec["low"], spec["high"], prior, spec.get("step", 1))
+    return Real(name, spec["low"], spec["high"], prior, spec.get("step"))
 
 
 @dataclass(frozen=True)
@@ -303,12 +441,14 @@ class SearchSpace:
         return {d.name: d.cast(params[d.name]) for d in self.dimensions}
 
     def size(self) -> int | None:
-        """How many distinct points the space holds; None when a real dimension makes it a continuum."""
+        """How many distinct points the space holds; None when a real dimension without a step makes it a
+        continuum."""
         total = 1
         for d in self.dimensions:
-            if isinstance(d, Real):
+            count = len(d.choices) if isinstance(d, Categorical) else d.grid_size
+            if count is None:
                 return None
-            total *= d.high - d.low + 1 if isinstance(d, Int) else len(d.choices)
+            total *= count
         return total
 
     def describe(self) -> dict[str, str]:

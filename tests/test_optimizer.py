@@ -229,6 +229,44 @@ def test_fast_gp_likelihood_and_fit_are_sklearns(n_dims: int) -> None:
         np.testing.assert_array_equal(got[1], want[1])
 
 
+def test_stepped_dimensions_are_proposed_on_their_grid_and_plotted_in_their_values(tmp_path: Path) -> None:
+    """skopt sees a stepped dimension as the index of its value: every proposal lies on the grid, none repeats
+    while unseen points remain, and the grid plots label those index axes with the values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skopt.plots import plot_evaluations
+
+    from bo_tuner.optimizer import _label_grid_axes, _stepped_axes
+
+    space = SearchSpace.from_dict({"units": {"type": "int", "low": 32, "high": 256, "step": 32},
+                                   "dropout": {"type": "real", "low": 0.0, "high": 0.5, "step": 0.1},
+                                   "lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "log-uniform"}})
+    opt = Optimizer(space, n_initial_points=4, seed=2)
+    seen = []
+    for _ in range(14):
+        p = opt.ask()
+        assert space.contains(p) and p["units"] % 32 == 0 and round(p["dropout"] * 10) / 10 == p["dropout"], p
+        assert isinstance(p["units"], int) and isinstance(p["dropout"], float)
+        seen.append((p["units"], p["dropout"], p["lr"]))
+        opt.tell(p, (p["units"] - 160) ** 2 / 1e4 + (p["dropout"] - 0.2) ** 2 + abs(math.log10(p["lr"]) + 2))
+    assert len(set(seen)) == len(seen)
+    assert min(seen, key=lambda s: (s[0] - 160) ** 2 / 1e4 + (s[1] - 0.2) ** 2 + abs(math.log10(s[2]) + 2))[0] in (
+        128, 160, 192)
+    assert sorted(Path(p).name for p in opt.save_plots(str(tmp_path))) == [
+        "convergence.png", "evaluations.png", "objective.png"]
+
+    grids = _stepped_axes(space)
+    assert grids == {"units": (32, 32), "dropout": (0.0, 0.1)}
+    shown = ["units", "dropout", "lr"]
+    figure = plot_evaluations(opt._opt.get_result(), plot_dims=shown).figure
+    _label_grid_axes(figure, shown, grids)
+    grid = figure.axes[1:]
+    assert grid[2 * 3 + 0].xaxis.get_major_formatter()(3, 0) == "128"  # bottom row, units column: index 3
+    assert grid[1 * 3 + 0].yaxis.get_major_formatter()(2, 0) == "0.2"  # dropout row, units column
+    assert grid[1 * 3 + 1].xaxis.get_major_formatter()(2, 0) == "0.2"  # dropout's diagonal
+
+
 def test_plots_show_the_dimensions_the_objective_depends_on(tmp_path: Path) -> None:
     """With more than MAX_PLOT_DIMS hyperparameters the grid plots keep the most relevant ones (shortest GP length
     scales): here the two the objective depends on, among eight."""

@@ -40,11 +40,38 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"a": {"type": "float", "low": 0, "high": 1, "log": "yes"}}, "space.a: log ('yes') must be true or false"),
         ({"a": {"type": "real", "low": 1e-3, "high": 1, "log": True, "prior": "log-uniform"}},
          "space.a: log (True) and prior ('log-uniform') say the same thing"),
-        ({"a": {"type": "choice", "values": [1, 2]}}, "space.a: unknown key ('values') for type categorical"),
+        ({"a": {"type": "choice", "options": [1, 2]}}, "space.a: unknown key ('options') for type categorical; "
+                                                       "allowed: choices, type"),
         ({"a": {"type": "int", "low": 1.5, "high": 3}}, "space.a: low (1.5) must be an integer"),
-        ({"a": {"type": "int", "low": 1, "high": 3, "step": 1}}, "space.a: unknown key ('step')"),
+        ({"a": {"type": "int", "low": 1, "high": 3, "default": 1}},
+         "space.a: unknown key ('default') for type int; allowed: high, log, low, prior, step, type"),
+        ({"a": {"type": "int", "low": 32, "high": 500, "step": 32}},
+         "space.a: high (500) must be low (32) plus a whole number of steps (32), e.g. 480 or 512"),
+        ({"a": {"type": "real", "low": 0, "high": 0.55, "step": 0.1}},
+         "space.a: high (0.55) must be low (0.0) plus a whole number of steps (0.1), e.g. 0.5 or 0.6"),
+        ({"a": {"type": "int", "low": 32, "high": 512, "step": 2, "log": True}},
+         "space.a: step (2) cannot be combined with a log-uniform prior; list the values as a categorical"),
+        ({"a": {"type": "int", "low": 1, "high": 5, "step": 0}}, "space.a: step (0) must be > 0"),
+        ({"a": {"type": "int", "low": 1, "high": 5, "step": 1.5}}, "space.a: step (1.5) must be an integer"),
+        ({"a": {"type": "real", "low": 0, "high": 1, "step": 1e-300}},
+         "space.a: step (1e-300) makes more than 10,000,000 values from 0.0 to 1.0"),
+        ({"a": {"type": "real", "low": 0, "high": 1, "step": "x"}}, "space.a: step ('x') must be a number"),
+        ({"a": {"type": "real", "low": 1e-3, "high": 1, "sampling": "reverse_log"}},
+         "space.a: sampling ('reverse_log') must be one of linear, log"),
+        ({"a": {"type": "real", "low": 1e-3, "high": 1, "log": True, "sampling": "log"}},
+         "space.a: log (True) and sampling ('log') say the same thing; give one"),
+        ({"a": {"type": "int", "low": 1, "min_value": 2, "high": 5}},
+         "space.a: min_value (2) and low (1) say the same thing; give one"),
+        ({"a": {"type": "choice", "values": [1, 2], "choices": [3]}},
+         "space.a: values ([1, 2]) and choices ([3]) say the same thing; give one"),
         ({"a": {"type": "int", "high": 3}}, "space.a: low (missing)"),
-        ({"a": [1, 2]}, "space.a: ([1, 2]) must be a mapping"),
+        ({"a": [1, 2]}, "space.a: ([1, 2]) must be a mapping such as {type: categorical, choices: [1, 2]} for these "
+                        "values, or {type: int, low: 1, high: 2} for a range"),
+        ({"a": ["relu", "tanh", "elu"]},
+         "space.a: (['relu', 'tanh', 'elu']) must be a mapping such as "
+         "{type: categorical, choices: [relu, tanh, elu]}"),
+        ({"optimizer": "adam"}, "space.optimizer: ('adam') must be a mapping such as {type: int, low: 1, high: 4}; "
+                                "to fix optimizer at 'adam', give it under fixed: instead"),
         ({"a": {"type": "categorical", "choices": [1, 1]}}, "must not repeat"),
         ({}, "space: ({}) must name at least one"),
         ({"a": {"type": "real", "low": "x", "high": 1}}, "space.a: low ('x') must be a number"),
@@ -72,6 +99,43 @@ def test_keras_tuner_and_optuna_words_are_understood() -> None:
     any_case = SearchSpace.from_dict({"lr": {"type": "Real", "low": 1e-4, "high": 1e-1, "prior": "Log-Uniform"},
                                       "units": {"type": "INT", "low": 16, "high": 256}})
     assert any_case["lr"] == Real("lr", 1e-4, 1e-1, "log-uniform") and any_case["units"] == Int("units", 16, 256)
+    for spelling in ("log_uniform", "loguniform", "LogUniform"):
+        assert SearchSpace.from_dict({"lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": spelling}})[
+            "lr"].prior == "log-uniform"
+
+
+def test_keras_tuner_hp_arguments_are_understood() -> None:
+    """hp.Int("units", min_value=32, max_value=512, step=32), hp.Float(..., sampling="log"), hp.Choice(values=...)
+    written as a study file's mappings; stored (space.yaml) in our words."""
+    space = SearchSpace.from_dict({
+        "units": {"type": "int", "min_value": 32, "max_value": 512, "step": 32},
+        "lr": {"type": "float", "min_value": 1e-4, "max_value": 1e-2, "sampling": "log"},
+        "dropout": {"type": "float", "min_value": 0.0, "max_value": 0.5, "sampling": "Linear"},
+        "act": {"type": "choice", "values": ["relu", "tanh"]}})
+    assert space["units"] == Int("units", 32, 512, step=32)
+    assert space["lr"] == Real("lr", 1e-4, 1e-2, "log-uniform")
+    assert space["dropout"] == Real("dropout", 0.0, 0.5)
+    assert space["act"] == Categorical("act", ("relu", "tanh"))
+    assert space.to_dict()["units"] == {"type": "int", "low": 32, "high": 512, "step": 32}
+    assert SearchSpace.from_dict(space.to_dict()) == space
+
+
+def test_a_step_makes_a_grid_of_values() -> None:
+    """Optuna's and KerasTuner's ``step``: low, low + step, ..., high — contained, cast and counted as such."""
+    units = Int("units", 32, 512, step=32)
+    assert units.grid_size == 16 and units.value_at(0) == 32 and units.value_at(15) == 512
+    assert units.contains(64) and units.contains("96") and not units.contains(65) and not units.contains(544)
+    assert units.cast(70) == 64 and units.index(512) == 15
+    assert units.describe() == "int[32, 512] step 32"
+    dropout = Real("dropout", 0.0, 0.5, step=0.1)
+    assert dropout.grid_size == 6
+    assert [dropout.value_at(k) for k in range(6)] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]  # not 0.30000000000000004
+    assert dropout.contains(0.3) and dropout.contains("0.30000000000000004") and not dropout.contains(0.25)
+    assert dropout.cast(np.float64(0.26)) == 0.3 and dropout.describe() == "real[0, 0.5] step 0.1"
+    assert Real("x", 0.0, 1.0, step=None).grid_size is None and Int("n", 1, 4, step=None).step == 1  # `step: null`
+    both = SearchSpace((units, dropout))
+    assert both.size() == 96
+    assert SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(both.to_dict(), sort_keys=False))) == both
 
 
 def test_cast_converts_numpy_scalars_and_mlflow_strings() -> None:

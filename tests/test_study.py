@@ -171,14 +171,18 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
 def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple[Path, str]) -> None:
     """``--metric val_auc`` on a built-in model (imbalanced classes: accuracy is not what people tune there): the
     metric per epoch drives EarlyStopping and the objective; the champion's test scores add ``test_auc``, from the
-    class probabilities the registered model returns on request."""
+    class probabilities the registered model returns on request. The space is written in KerasTuner's words, with a
+    step: the trials train on its grid."""
     _, uri = store
     result = bo_tuner.tune({"data": "breast_cancer", "metric": "val_auc", "n_calls": 2, "n_initial_points": 2,
                             "max_epochs": 3, "experiment": "auc", "tracking_uri": uri,
-                            "space": {"n_neurons": {"type": "int", "low": 8, "high": 32}}}, progress=False)
+                            "space": {"n_neurons": {"type": "int", "min_value": 8, "max_value": 32, "step": 8}}},
+                           progress=False)
     assert result.metric == "val_auc" and result.maximize and result.n_failed == 0
     client = MlflowClient()
+    assert client.get_run(result.study_run_id).data.params["space.n_neurons"] == "int[8, 32] step 8"
     for trial in result.trials:
+        assert client.get_run(trial.run_id).data.params["n_neurons"] in {"8", "16", "24", "32"}
         curve = [m.value for m in client.get_metric_history(trial.run_id, "val_auc")]
         assert len(curve) == client.get_run(trial.run_id).data.metrics["epochs_run"] and 0.5 < max(curve) <= 1
         assert trial.value == max(curve)
