@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -105,16 +106,25 @@ def test_mlflow_run_lr_find_entry_point_logs_into_the_run_mlflow_made(workdir: P
 
 
 def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
-    """`--env-manager uv` builds an environment from conda.yaml's pip list (no conda) and runs the study there."""
+    """`--env-manager uv` builds an environment from conda.yaml's pip list (no conda) and runs the study there.
+
+    The environment (~2 GB: TensorFlow) and uv's download cache (~2 GB) go to this test's folder and are removed
+    after it, not left in ``~/.mlflow/envs`` and ``~/.cache/uv`` of the machine running the suite."""
     uri = sqlite_uri(workdir)
     client = MlflowClient(uri)
     client.search_experiments()
+    envs, cache = workdir / "mlflow-envs", workdir / "uv-cache"
     cmd = ["mlflow", "run", str(REPO), "--env-manager", "uv", "--experiment-name", "uv",
            "-P", "data=iris", "-P", "n_calls=1", "-P", "max_epochs=1", "-P", "registered_model=iris-uv"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=900,
-                         env=subprocess_env(MLFLOW_TRACKING_URI=uri))
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=900,
+                             env=subprocess_env(MLFLOW_TRACKING_URI=uri, MLFLOW_ENV_ROOT=str(envs),
+                                                UV_CACHE_DIR=str(cache)))
+    finally:
+        for folder in (envs, cache):
+            shutil.rmtree(folder, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "/.mlflow/envs/" in out.stderr  # it ran in the environment uv built, not in ours
+    assert f"{envs}/" in out.stderr  # it ran in the environment uv built, not in ours
     (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("uv").experiment_id])
                  if "mlflow.parentRunId" not in r.data.tags]
     assert parent.info.status == "FINISHED" and parent.data.tags["mlflow.project.env"] == "uv"
