@@ -87,9 +87,12 @@ _scalars = st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) |
                        st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 _keys = st.sampled_from([*StudyConfig.field_names(), "n_call", "spaces", "bogus"])
-_dims = st.fixed_dictionaries({}, optional={"type": st.sampled_from(["int", "real", "categorical", "x"]),
+_dims = st.fixed_dictionaries({}, optional={"type": st.sampled_from(["int", "real", "categorical", "x", "integer",
+                                                                     "float", "choice"]),
                                             "low": _scalars, "high": _scalars, "prior": _scalars,
-                                            "choices": _values})
+                                            "choices": _values, "step": _scalars, "log": _scalars,
+                                            "min_value": _scalars, "max_value": _scalars, "sampling": _scalars,
+                                            "values": _values})
 
 
 @settings(max_examples=300, deadline=None)
