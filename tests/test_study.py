@@ -499,3 +499,15 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypat
     monkeypatch.setattr(sys, "stderr", quiet)
     study_mod._Progress(False, 5, 0, "iris-mlp", "val_accuracy").finished(trials[0], 1, trials[0])
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_example_study_files_are_valid_studies(example: Path) -> None:
+    """What README points to must load and pass the checks a study makes before it starts anything: its keys,
+    space and fixed values, against the model it names (no warning either: those are errors here)."""
+    from bo_tuner.study import _validate_space
+
+    config = bo_tuner.load_config(str(example))
+    space = _validate_space(config)
+    assert space == config.space and config.n_calls >= config.initial_points
