@@ -156,7 +156,9 @@ class Int:
             number = float(value)
         except (TypeError, ValueError):
             return False
-        return number == int(number) and self.low <= number <= self.high and (int(number) - self.low) % self.step == 0
+        if not self.low <= number <= self.high:  # NaN and infinities too
+            return False
+        return number == int(number) and (int(number) - self.low) % self.step == 0
 
     def cast(self, value: Any) -> int:
         if self.step == 1:
@@ -215,11 +217,12 @@ class Real:
             number = float(value)
         except (TypeError, ValueError):
             return False
-        if self.step is not None and math.isfinite(number):
-            nearest = self.value_at(self.index(number))
-            if not math.isclose(number, nearest, rel_tol=_GRID_TOLERANCE, abs_tol=_GRID_TOLERANCE * self.step):
-                return False
-        return self.low <= number <= self.high
+        if not self.low <= number <= self.high:  # NaN and infinities too
+            return False
+        if self.step is None:
+            return True
+        nearest = self.value_at(self.index(number))
+        return math.isclose(number, nearest, rel_tol=_GRID_TOLERANCE, abs_tol=_GRID_TOLERANCE * self.step)
 
     def cast(self, value: Any) -> float:
         """``float(value)``, and a bound itself for a value within float rounding of it: skopt's log-uniform
@@ -342,10 +345,9 @@ def _prior_from_spec(where: str, spec: Mapping[Any, Any]) -> Any:
         return "log-uniform" if spec["log"] else "uniform"
     if "sampling" in spec:
         sampling = spec["sampling"]
-        key = sampling.lower() if isinstance(sampling, str) else sampling
-        if key not in _SAMPLING:
+        if not isinstance(sampling, str) or sampling.lower() not in _SAMPLING:
             raise ConfigError(f"{where}: sampling ({sampling!r}) must be one of {', '.join(_SAMPLING)}")
-        return _SAMPLING[key]
+        return _SAMPLING[sampling.lower()]
     return spec.get("prior", "uniform")
 
 

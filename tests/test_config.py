@@ -89,9 +89,9 @@ _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) |
 _keys = st.sampled_from([*StudyConfig.field_names(), "n_call", "spaces", "bogus"])
 _dims = st.fixed_dictionaries({}, optional={"type": st.sampled_from(["int", "real", "categorical", "x", "integer",
                                                                      "float", "choice"]),
-                                            "low": _scalars, "high": _scalars, "prior": _scalars,
-                                            "choices": _values, "step": _scalars, "log": _scalars,
-                                            "min_value": _scalars, "max_value": _scalars, "sampling": _scalars,
+                                            "low": _scalars, "high": _scalars, "prior": _values,
+                                            "choices": _values, "step": _scalars, "log": _values,
+                                            "min_value": _scalars, "max_value": _scalars, "sampling": _values,
                                             "values": _values})
 
 

@@ -158,6 +158,13 @@ def test_a_real_within_float_rounding_of_a_bound_is_the_bound() -> None:
     assert lr.cast(0.01) == 0.01
 
 
+def test_contains_is_false_for_what_no_dimension_holds() -> None:
+    """Values read back from MLflow for a warm start may be anything a run logged."""
+    for dimension in (Int("n", 1, 8), Int("n", 0, 64, step=8), Real("x", 0.0, 1.0), Real("x", 0.0, 1.0, step=0.25)):
+        for value in ("nan", "inf", "-inf", float("nan"), 1e308, -1e308, "x", None, True):
+            assert not dimension.contains(value), (dimension, value)
+
+
 def test_contains() -> None:
     space = SearchSpace.from_dict(SPEC)
     assert space.contains({"n_hidden": 2, "learning_rate": 0.01, "activation": "tanh"})
