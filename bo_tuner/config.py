@@ -6,6 +6,7 @@ No heavy imports here: validating a config must be instant.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import re
@@ -143,6 +144,11 @@ def _choice(name: str, value: Any, options: Sequence[str]) -> str:
     return match
 
 
+def _looks_like_a_dimension(value: Any) -> bool:
+    """A mapping written as a search-space dimension (``{type: int, low: 1, high: 4}``), found where one does not go."""
+    return isinstance(value, Mapping) and "type" in value
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything a study needs. Validated on construction; every error names the field and the bad value.
@@ -214,7 +220,8 @@ class StudyConfig:
                 raise ConfigError(f"fixed: key ({key!r}) must be a string")
             if not isinstance(value, int | float | str | bool | list) or (
                     isinstance(value, float) and not math.isfinite(value)):
-                raise ConfigError(f"fixed.{key}: ({value!r}) must be a number, string, boolean or list")
+                also = "; to tune it, give it under space: instead" if _looks_like_a_dimension(value) else ""
+                raise ConfigError(f"fixed.{key}: ({value!r}) must be a number, string, boolean or list{also}")
         set_("fixed", fixed)
         if self.space is not None:
             overlap = sorted(set(fixed) & set(self.space.names))
@@ -329,6 +336,9 @@ class StudyConfig:
         names = cls.field_names()
         for key in mapping:
             if not isinstance(key, str) or key not in names:
+                if _looks_like_a_dimension(mapping[key]) and not difflib.get_close_matches(str(key), names, n=1):
+                    raise ConfigError(f"{source}: unknown key ({key!r}); a hyperparameter to tune goes under space: "
+                                      f"(space: {{{key}: {{type: ...}}}})")
                 raise ConfigError(f"{source}: unknown key ({key!r}){name_hint(str(key), names, listed='valid keys:')}")
         values = dict(mapping)
         if "space" in values and values["space"] is not None and not isinstance(values["space"], SearchSpace):

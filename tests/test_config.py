@@ -43,6 +43,12 @@ def test_round_trip() -> None:
     ("content", "message"),
     [
         ("n_call: 5\n", "config: unknown key ('n_call'); did you mean 'n_calls'?"),
+        ("n_neurons: {type: int, low: 16, high: 64}\n",
+         "config: unknown key ('n_neurons'); a hyperparameter to tune goes under space: (space: {n_neurons: "),
+        ("spaces: {n_neurons: {type: int, low: 16, high: 64}}\n",
+         "config: unknown key ('spaces'); did you mean 'space'?"),
+        ("fixed: {optimizer: {type: categorical, choices: [adam, sgd]}}\n",
+         "must be a number, string, boolean or list; to tune it, give it under space: instead"),
         ("n_calls: [1, 2\n", "is not valid YAML"),
         ("- a\n- b\n", "must hold a mapping"),
         ("n_calls: 0\n", "n_calls: (0) must be >= 1"),
