@@ -385,7 +385,11 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
         if "target" in frame.columns:
             target = "target"
         else:
-            raise DataError(f"target: (None) must name the column to predict; columns are {list(frame.columns)}")
+            shown = [str(c) for c in frame.columns[:12]]
+            more = f" … ({frame.shape[1]} in all)" if frame.shape[1] > len(shown) else ""
+            raise DataError(f"target: (None) must name the column to predict (--target COLUMN, -P target=COLUMN or "
+                            f"target: in a study file; a column named 'target' is taken without it); columns are "
+                            f"{', '.join(shown)}{more}")
     if target not in frame.columns:
         raise DataError(f"target: ({target!r}) is not a column of {data}"
                         f"{name_hint(target, [str(c) for c in frame.columns], listed='columns are')}")

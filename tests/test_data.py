@@ -205,7 +205,11 @@ def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
         (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": [None] * 20})), "y", "has no values"),
         (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": ["x"] * 20})), "y", "has one class only ('x')"),
         (lambda p: _csv(p, pd.DataFrame({"a": range(5), "y": [0, 1, 0, 1, 0]})), "y", "has 5 rows"),
-        (lambda p: _csv(p, pd.DataFrame({"a": range(20)})), None, "target: (None) must name the column"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(20)})), None,
+         "target: (None) must name the column to predict (--target COLUMN, -P target=COLUMN or target: in a study "
+         "file; a column named 'target' is taken without it); columns are a"),
+        (lambda p: _csv(p, pd.DataFrame({f"c{i}": range(20) for i in range(30)})), None,
+         "columns are c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 … (30 in all)"),
         (lambda p: _csv(p, pd.DataFrame({"y": range(20)})), "y", "has no feature columns"),
         (lambda p: str(p / "t.xlsx") if (p / "t.xlsx").write_bytes(b"x") else "", "y", "(a .csv or .tsv may be"),
         (lambda p: str(p / "t.parquet.gz") if (p / "t.parquet.gz").write_bytes(b"x") else "", "y",
