@@ -41,10 +41,12 @@ from bo_tuner.space import Categorical, Real, Scalar, SearchSpace
 from bo_tuner.trial import (
     NUMBER_TAG,
     STATE_TAG,
+    TIE_BREAK_METRIC,
     TrialJob,
     TrialOutcome,
     error_text,
     log_learning_curve,
+    rank_key,
     record_failure,
     run_function_trial,
     run_keras_trial,
@@ -177,7 +179,7 @@ class _Study:
     max_consecutive_failures: int
     experiment_id: str
     parent_id: str
-    make_job: Callable[[int, dict[str, Scalar], str, float | None, list[list[float]] | None], TrialJob]
+    make_job: Callable[[int, dict[str, Scalar], str, TrialOutcome | None, list[list[float]] | None], TrialJob]
     run: Callable[[TrialJob], TrialOutcome]
     progress: bool
     label: str
@@ -210,9 +212,7 @@ class _Study:
         done = [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
         if not done:
             return None
-        if self.maximize:
-            return max(done, key=lambda t: (t.value, -t.number))  # ties: the earliest trial
-        return min(done, key=lambda t: (t.value, t.number))
+        return min(done, key=lambda t: rank_key(t, self.maximize))  # equal values: see TIE_BREAK_METRIC
 
     def _signed(self, value: float | None) -> float | None:
         return None if value is None else (-value if self.maximize else value)
@@ -239,7 +239,7 @@ class _Study:
                         tracking.log_batch(run_id, params=params)
                         best = self.best
                         reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
-                        job = self.make_job(number, params, run_id, best.value if best else None, reference)
+                        job = self.make_job(number, params, run_id, best, reference)
                         if len(self.trials) + len(pending) + 1 >= self.n_calls and isinstance(executor, WorkerPool):
                             executor.wind_down()  # the last trial: no worker is replaced for the few tasks left
                         pending[self._submit(executor, job)] = job
@@ -637,7 +637,7 @@ def _outcome_from_run(run: Any, space: SearchSpace) -> TrialOutcome | None:
     state = tags.get(STATE_TAG)
     if run.info.status == "FINISHED" and state == "COMPLETE" and "objective" in metrics:
         return TrialOutcome(number, params, run.info.run_id, "COMPLETE", float(metrics["objective"]),
-                            {"objective": float(metrics["objective"])},
+                            {k: float(metrics[k]) for k in ("objective", TIE_BREAK_METRIC) if k in metrics},
                             fit_seconds=float(metrics.get("fit_seconds", 0.0)),
                             model_uri=tags.get("bo_tuner.model_uri"))
     if run.info.status == "FINISHED" and state == "PRUNED" and "objective" in metrics:
@@ -856,7 +856,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
         max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best, reference: TrialJob(
-            number, params, run_id, tracking_uri, config, metric, maximize, best, reference),
+            number, params, run_id, tracking_uri, config, metric, maximize, best.value if best else None, reference,
+            best.metrics.get(TIE_BREAK_METRIC) if best else None),
         run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1,
         callbacks=tuple(callbacks), prune=config.pruner == "median", trial_tags=trial_tags,
         deadline=None if config.timeout is None else started + config.timeout)
@@ -1025,7 +1026,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         metric=metric, maximize=maximize, n_calls=n_calls, parallel=1,
         max_consecutive_failures=checked.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best, _: TrialJob(number, params, run_id, tracking_uri, checked,
-                                                                  metric, maximize, best),
+                                                                  metric, maximize, best.value if best else None),
         run=lambda job: run_function_trial(objective, job), progress=progress, label=study_name,
         callbacks=tuple(callbacks), deadline=None if checked.timeout is None else started + checked.timeout)
     config_yaml = yaml.safe_dump({"objective": getattr(objective, "__qualname__", repr(objective)),

@@ -16,7 +16,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +49,7 @@ class TrialJob:
     maximize: bool
     best_so_far: float | None
     prune_reference: list[list[float]] | None = None  # earlier curves of ``metric``, when the median pruner is on
+    best_tie_break: float | None = None  # the best trial's :data:`TIE_BREAK_METRIC`, when it has one
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,39 @@ class TrialOutcome:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
-def is_better(value: float, than: float | None, maximize: bool) -> bool:
+#: A trial's validation loss at the epoch whose weights it kept: what ranks trials with the same value of a metric
+#: that saturates (val_accuracy on a small validation split: many trials at 1.0). The lower one is the better model,
+#: and the one that logs a model and becomes the champion; without it the earliest of them would.
+TIE_BREAK_METRIC = "val_loss_at_best_epoch"
+
+
+def tie_break(history: Mapping[str, Sequence[float]], metric: str, best_epoch: int) -> float | None:
+    """The trial's :data:`TIE_BREAK_METRIC`: ``val_loss`` at ``best_epoch`` (1-based); None when the study's metric
+    is ``val_loss`` itself or the model reports no finite one there."""
+    losses = history.get("val_loss", ())
+    if metric == "val_loss" or not 1 <= best_epoch <= len(losses):
+        return None
+    loss = float(losses[best_epoch - 1])
+    return loss if math.isfinite(loss) else None
+
+
+def is_better(value: float, than: float | None, maximize: bool, *, tie: float | None = None,
+              than_tie: float | None = None) -> bool:
+    """Whether a trial's ``value`` beats the best so far (``than``); on equal values, whether its ``tie`` (its
+    :data:`TIE_BREAK_METRIC`, lower is better) beats ``than_tie`` — one that has it beats one that does not."""
     if than is None:
         return True
-    return value > than if maximize else value < than
+    if value != than:
+        return value > than if maximize else value < than
+    return tie is not None and (than_tie is None or tie < than_tie)
+
+
+def rank_key(outcome: TrialOutcome, maximize: bool) -> tuple[float, float, int]:
+    """Sort key that puts the best finished trial first: its value, then :data:`TIE_BREAK_METRIC` (lower first; a
+    trial without one after those with one), then the earliest."""
+    assert outcome.value is not None
+    tie = outcome.metrics.get(TIE_BREAK_METRIC)
+    return (-outcome.value if maximize else outcome.value, math.inf if tie is None else tie, outcome.number)
 
 
 def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[str, Any]:
@@ -170,8 +200,12 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         tags: dict[str, Any] = {STATE_TAG: state}
         if fit.pruned_at is not None:
             summary["pruned_at_epoch"] = fit.pruned_at
+        tie = tie_break(fit.history, job.metric, fit.best_epoch) if state == "COMPLETE" else None
+        if tie is not None:
+            summary[TIE_BREAK_METRIC] = tie
         model_uri = None
-        if state == "COMPLETE" and is_better(fit.objective, job.best_so_far, job.maximize):
+        if state == "COMPLETE" and is_better(fit.objective, job.best_so_far, job.maximize, tie=tie,
+                                             than_tie=job.best_tie_break):
             model_uri = _log_model(fit.model, prepared)
             tags["bo_tuner.model_uri"] = model_uri
         tags["bo_tuner.model_logged"] = model_uri is not None

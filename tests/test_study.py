@@ -18,6 +18,7 @@ from bo_tuner import StudyConfig
 from bo_tuner.data import load_frame
 from bo_tuner.errors import BoTunerWarning
 from bo_tuner.optimizer import Optimizer
+from bo_tuner.trial import TIE_BREAK_METRIC, TrialOutcome, is_better, rank_key, tie_break
 
 from .conftest import TINY
 
@@ -67,6 +68,10 @@ def test_parent_and_children_through_the_client(digits_study: bo_tuner.StudyResu
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
     for outcome in digits_study.trials:  # every epoch's metrics, as the run's metric history has them
         assert len(outcome.history["val_loss"]) == len(client.get_metric_history(outcome.run_id, "val_loss"))
+        # what ranks trials of equal val_accuracy: the validation loss of the weights the trial kept
+        logged = client.get_run(outcome.run_id).data.metrics
+        assert logged["val_loss_at_best_epoch"] == pytest.approx(
+            outcome.history["val_loss"][int(logged["best_epoch"]) - 1])
     best_child = client.get_run(digits_study.best.run_id)
     assert best_child.data.metrics["objective"] == pytest.approx(digits_study.best_value)
     assert best_child.data.tags["bo_tuner.model_logged"] == "True"
@@ -511,3 +516,37 @@ def test_the_example_study_files_are_valid_studies(example: Path) -> None:
     config = bo_tuner.load_config(str(example))
     space = _validate_space(config)
     assert space == config.space and config.n_calls >= config.initial_points
+
+
+def _outcome(number: int, value: float | None, tie: float | None = None, state: str = "COMPLETE") -> TrialOutcome:
+    metrics = {} if tie is None else {TIE_BREAK_METRIC: tie}
+    return TrialOutcome(number, {}, f"run-{number}", state, value, metrics)  # type: ignore[arg-type]
+
+
+def test_trials_with_equal_values_rank_by_the_validation_loss_of_their_kept_weights() -> None:
+    """val_accuracy on a small validation split saturates (many trials at 1.0): the best of those is the one with
+    the lowest val_loss at its best epoch — the one a worker logs a model for, and the champion; then the earliest."""
+    trials = [_outcome(1, 1.0, 0.30), _outcome(2, 1.0, 0.10), _outcome(3, 0.9, 0.01), _outcome(4, 1.0),
+              _outcome(5, 1.0, 0.10), _outcome(6, 1.5, 0.9, state="PRUNED")]
+    assert min(trials[:5], key=lambda t: rank_key(t, maximize=True)).number == 2
+    assert [t.number for t in sorted(trials[:5], key=lambda t: rank_key(t, True))] == [2, 5, 1, 4, 3]
+    assert min(trials[:5], key=lambda t: rank_key(t, maximize=False)).number == 3  # a loss-like metric: lowest
+    from bo_tuner.study import _Study
+
+    study = _Study(
+        space=None, optimizer=None, metric="val_accuracy", maximize=True, n_calls=6, parallel=1,  # type: ignore
+        max_consecutive_failures=5, experiment_id="0", parent_id="p", make_job=None, run=None,  # type: ignore
+        progress=False, label="t", trials=trials)
+    assert study.best is not None and study.best.number == 2  # the pruned 1.5 never is
+
+    assert is_better(0.9, None, True)
+    assert is_better(1.0, 0.9, True) and not is_better(0.9, 1.0, True) and is_better(0.1, 0.2, False)
+    assert is_better(1.0, 1.0, True, tie=0.1, than_tie=0.3) and not is_better(1.0, 1.0, True, tie=0.3, than_tie=0.1)
+    assert not is_better(1.0, 1.0, True, tie=0.1, than_tie=0.1)  # the same in both: the earlier stays
+    assert is_better(1.0, 1.0, True, tie=0.1) and not is_better(1.0, 1.0, True, than_tie=0.1)
+    assert not is_better(1.0, 1.0, True)  # a Python objective's trials: the earliest
+
+    assert tie_break({"val_loss": [0.5, 0.2, 0.3]}, "val_accuracy", 2) == 0.2
+    assert tie_break({"val_loss": [0.5, 0.2]}, "val_loss", 2) is None  # the metric itself: no tie to break
+    assert tie_break({"val_loss": [0.5, float("nan")]}, "val_accuracy", 2) is None
+    assert tie_break({"accuracy": [0.5]}, "val_accuracy", 1) is None and tie_break({}, "val_auc", 3) is None
