@@ -15,6 +15,9 @@ OBJECTIVE_TAG = "bo_tuner.objective"
 DIRECTION_TAG = "bo_tuner.direction"
 INTERFACE_TAG = "bo_tuner.interface"  # hash of input columns, target and task (data.PreparedData.interface)
 TRIAL_RUN_TAG = "bo_tuner.trial_run_id"  # the trial whose model a version is
+#: The validation loss of the version's kept weights: what decides between a new version and a champion with the
+#: same objective value (as it does between trials, bo_tuner.trial.TIE_BREAK_METRIC).
+TIE_BREAK_TAG = "bo_tuner.val_loss_at_best_epoch"
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,10 @@ class Promotion:
 
 
 def should_promote(value: float, metric: str, maximize: bool, policy: str,
-                   champion_tags: Mapping[str, str] | None, interface: str | None = None) -> tuple[bool, str]:
-    """Decide whether a new version with ``value`` on ``metric`` replaces the current champion.
+                   champion_tags: Mapping[str, str] | None, interface: str | None = None,
+                   tie: float | None = None) -> tuple[bool, str]:
+    """Decide whether a new version with ``value`` on ``metric`` replaces the current champion; on an equal value,
+    whether its ``tie`` (validation loss of its kept weights) is lower than the champion's.
 
     A version whose ``interface`` (input columns, target, task) differs from the champion's is not compared: its
     score is on other data, and moving the alias would break the champion's callers (e.g. two projects' ``train.csv``
@@ -58,11 +63,20 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
     better = value > current if maximize else value < current
     if better:
         return True, f"{metric} {value:.6g} beats the champion's {current:.6g}"
+    if value == current and tie is not None:
+        try:
+            theirs_tie = float(champion_tags.get(TIE_BREAK_TAG, "nan"))
+        except ValueError:
+            theirs_tie = math.nan
+        if math.isfinite(theirs_tie) and tie < theirs_tie:
+            return True, (f"{metric} {value:.6g} equals the champion's, with a lower validation loss "
+                          f"({tie:.4g} < {theirs_tie:.4g})")
     return False, f"{metric} {value:.6g} does not beat the champion's {current:.6g}"
 
 
 def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
-                  tags: Mapping[str, object], interface: str | None = None, description: str = "") -> Promotion:
+                  tags: Mapping[str, object], interface: str | None = None, description: str = "",
+                  tie: float | None = None) -> Promotion:
     """Register ``model_uri`` as a new version of ``name`` and move ``champion`` to it if it wins.
 
     The model was already loaded back and scored by the study before this is called, so the alias never points
@@ -71,7 +85,9 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
     Raises:
         RegistryError: registration or the alias update failed; the previous champion is untouched.
     """
-    interface_tag = {INTERFACE_TAG: interface} if interface is not None else {}
+    extra_tags = {INTERFACE_TAG: interface} if interface is not None else {}
+    if tie is not None:
+        extra_tags[TIE_BREAK_TAG] = repr(tie)
     with tracking.sqlite_lock():  # studies ending together on one sqlite store: one compares and moves at a time
         current = tracking.alias_version(name, CHAMPION)
         trial = str(tags.get(TRIAL_RUN_TAG, ""))
@@ -85,16 +101,16 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
         else:
             version = tracking.register(model_uri, name, {**tags, METRIC_TAG: metric, OBJECTIVE_TAG: repr(value),
                                                           DIRECTION_TAG: "maximize" if maximize else "minimize",
-                                                          **interface_tag})
+                                                          **extra_tags})
         promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None,
-                                         interface)
+                                         interface, tie)
         if promote and policy != "always":
             # On a server another study may have moved the alias while this version registered: compare again
             latest = tracking.alias_version(name, CHAMPION)
             if (latest.version if latest else None) != (current.version if current else None):
                 current = latest
                 promote, reason = should_promote(value, metric, maximize, policy,
-                                                 current.tags if current else None, interface)
+                                                 current.tags if current else None, interface, tie)
         if promote:
             try:
                 tracking.set_alias(name, CHAMPION, version.version)

@@ -967,7 +967,8 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
             policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,
                                          registry.TRIAL_RUN_TAG: best.run_id,
                                          "bo_tuner.trial_number": best.number, **test_metrics},
-            interface=interface, description=_version_description(study, best, test_metrics))
+            interface=interface, description=_version_description(study, best, test_metrics),
+            tie=best.metrics.get(TIE_BREAK_METRIC))
         tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,
                                             "bo_tuner.promoted": promotion.promoted})
     except RegistryError as exc:

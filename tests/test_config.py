@@ -151,6 +151,7 @@ def test_a_champion_with_other_inputs_is_not_compared() -> None:
     assert should_promote(0.5, "val_accuracy", True, "always", champion, "bbbb")[0]
     legacy = {k: v for k, v in champion.items() if k != INTERFACE_TAG}  # registered before the tag existed
     assert should_promote(0.95, "val_accuracy", True, "if-better", legacy, "bbbb")[0]
+    assert not should_promote(0.9, "val_accuracy", True, "if-better", champion, "aaaa", tie=0.1)[0]  # no figure
 
 
 def test_a_data_file_beside_the_config_file_is_found_from_another_folder(tmp_path: Path,

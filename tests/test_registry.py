@@ -98,3 +98,24 @@ def test_a_resumed_study_with_the_same_best_trial_registers_no_second_copy(
     assert first.promoted and not again.promoted and again.version == first.version
     assert "already the champion" in again.reason
     assert len(client.search_model_versions("name = 'r'")) == 1
+
+
+def test_an_equal_score_with_a_lower_validation_loss_takes_the_champion(
+        client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """val_accuracy 1.0 against a champion's 1.0: the version whose kept weights have the lower validation loss
+    wins, as between trials; without that figure on either side an equal score does not."""
+    monkeypatch.setattr(tracking, "register", _register_as(client, lambda: None))
+
+    def register(run: str, tie: float | None) -> registry.Promotion:
+        return registry.register_best(f"file:///nowhere/{run}", name="t", metric="val_accuracy", maximize=True,
+                                      value=1.0, policy="if-better", tags={registry.TRIAL_RUN_TAG: run}, tie=tie)
+
+    first = register("a", 0.2)
+    assert first.promoted and client.get_model_version("t", first.version).tags[registry.TIE_BREAK_TAG] == "0.2"
+    worse = register("b", 0.3)
+    assert not worse.promoted and "does not beat" in worse.reason
+    better = register("c", 0.05)
+    assert better.promoted and better.reason == ("val_accuracy 1 equals the champion's, with a lower validation "
+                                                 "loss (0.05 < 0.2)")
+    assert not register("d", None).promoted  # a Python objective's study, or one from before: no figure to compare
+    assert str(client.get_model_version_by_alias("t", CHAMPION).version) == better.version
