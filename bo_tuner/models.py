@@ -470,6 +470,49 @@ def stop_on_non_finite_loss() -> Any:
     return StopOnNonFiniteLoss()
 
 
+def epoch_rank(value: Any, val_loss: Any, metric: str, maximize: bool) -> tuple[float, float] | None:
+    """How good an epoch is, lower first: its ``metric`` (negated when maximized), then — between epochs with the
+    same value, common when ``val_accuracy`` on a small validation split saturates — its ``val_loss``. None for an
+    epoch without a finite ``metric``."""
+    if value is None or not math.isfinite(float(value)):
+        return None
+    loss = math.inf if metric == "val_loss" or val_loss is None else float(val_loss)
+    return (-float(value) if maximize else float(value), loss if math.isfinite(loss) else math.inf)
+
+
+def _early_stopping(metric: str, maximize: bool, patience: int) -> Any:
+    """Keras' ``EarlyStopping(monitor=metric, patience=patience, restore_best_weights=True)`` — training stops after
+    ``patience`` epochs without a better ``metric`` — but the weights kept are those of the best epoch by
+    :func:`epoch_rank`: of the epochs that reached the best value, the one with the lowest ``val_loss``, where Keras
+    keeps the first of them. Same epochs trained; a better model of the same score when the metric saturates."""
+    import keras
+
+    class EarlyStopping(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            self.best: tuple[float, float] | None = None
+            self.best_weights: Any = None
+            self.wait = 0
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = logs or {}
+            rank = epoch_rank(logs.get(metric), logs.get("val_loss"), metric, maximize)
+            if rank is not None and (self.best is None or rank < self.best):
+                better_score = self.best is None or rank[0] < self.best[0]
+                self.best, self.best_weights = rank, self.model.get_weights()
+                if better_score:
+                    self.wait = 0
+                    return
+            self.wait += 1
+            if self.wait >= patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return EarlyStopping()
+
+
 def _epoch_callback(on_epoch: Callable[[dict[str, float]], None]) -> Any:
     import keras
 
@@ -673,8 +716,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     callbacks = [
         *([_scoring_callback(x_val, epoch_scores)] if epoch_scores else []),
         stop_on_non_finite_loss(),
-        keras.callbacks.EarlyStopping(monitor=metric, mode="max" if maximize else "min", patience=patience,
-                                      restore_best_weights=True),
+        _early_stopping(metric, maximize, patience),
     ]
     if on_epoch is not None:
         callbacks.append(_epoch_callback(on_epoch))
@@ -701,8 +743,10 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     values = np.asarray(curves[metric], dtype=float)
     if not np.isfinite(values).any():
         raise TrialFailedError(f"metric {metric!r} was never finite")
-    masked = np.where(np.isfinite(values), values, -np.inf if maximize else np.inf)
-    best = int(np.argmax(masked) if maximize else np.argmin(masked))
+    losses = curves.get("val_loss", [])
+    ranks = [(rank, epoch) for epoch, value in enumerate(values)
+             if (rank := epoch_rank(value, losses[epoch] if epoch < len(losses) else None, metric, maximize))]
+    best = min(ranks)[1]  # the epoch whose weights EarlyStopping restored
     if pruner is not None and pruner.pruned_at is not None:
         return FitResult(model=model, history=curves, objective=float(values[pruner.pruned_at - 1]),
                          best_epoch=best + 1, epochs_run=len(values), fit_seconds=fit_seconds,

@@ -315,3 +315,58 @@ def test_tuning_momentum_for_an_optimizer_without_it_warns() -> None:
         _validate_space(StudyConfig(space=momentum, fixed={"optimizer": "Nesterov"}))
         _validate_space(StudyConfig(space={**momentum, "optimizer": {"type": "categorical",
                                                                       "choices": ["adam", "sgd+momentum"]}}))
+
+
+class _Weights:
+    """What the early-stopping callback needs of a model: weights to copy and restore, a stop flag."""
+
+    def __init__(self) -> None:
+        self.weights = [np.zeros(1)]
+        self.stop_training = False
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.weights = weights
+
+
+def test_early_stopping_keeps_the_lower_loss_epoch_among_equal_scores() -> None:
+    """val_accuracy reaches 1.0 at epoch 1 and stays there while val_loss falls until epoch 2: epoch 2's weights are
+    kept (Keras' EarlyStopping kept epoch 1's); training stops where Keras stops it, 2 epochs after the last
+    better score."""
+    callback = models._early_stopping("val_accuracy", True, patience=2)
+    model = _Weights()
+    callback.set_model(model)
+    callback.on_train_begin()
+    epochs = [(0.9, 0.5), (1.0, 0.4), (1.0, 0.2), (1.0, 0.3), (0.95, 0.1), (1.0, 0.25)]
+    for epoch, (accuracy, loss) in enumerate(epochs):
+        model.weights = [np.array([float(epoch)])]
+        callback.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
+        if model.stop_training:
+            break
+    assert epoch == 3  # epochs 2 and 3 did not raise the score: patience 2
+    callback.on_train_end()
+    assert model.weights[0][0] == 2.0
+    rank = models.epoch_rank
+    assert rank(1.0, 0.2, "val_accuracy", True) < rank(1.0, 0.4, "val_accuracy", True) < rank(0.9, 0.0,
+                                                                                                   "val_accuracy", True)
+    assert rank(0.3, 0.9, "val_rmse", False) < rank(0.4, 0.1, "val_rmse", False)
+    assert rank(0.3, None, "val_loss", False) == (0.3, float("inf")) and rank(float("nan"), 0.1, "x", True) is None
+
+
+def test_the_best_epoch_reported_is_the_one_whose_weights_the_model_has() -> None:
+    """After fit the model holds the best epoch's weights; FitResult.best_epoch, the objective and the tie-break
+    loss name that same epoch."""
+    x, y = _toy(n=60, classes=2)
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 16, "learning_rate": 0.05, "patience": 4},
+                       x_train=x, y_train=y, x_val=x, y_val=y, task="classification", n_outputs=2,
+                       metric="val_accuracy", maximize=True, max_epochs=25, seed=0)
+    accuracy = fit.history["val_accuracy"]
+    assert fit.objective == max(accuracy)
+    at_best = [e for e, v in enumerate(accuracy) if v == fit.objective]
+    kept = min(at_best, key=lambda e: (fit.history["val_loss"][e], e))
+    assert fit.best_epoch == kept + 1
+    evaluated = fit.model.evaluate(x, y, verbose=0, return_dict=True)
+    assert evaluated["loss"] == pytest.approx(fit.history["val_loss"][kept], rel=1e-4)
+    assert trial.tie_break(fit.history, "val_accuracy", fit.best_epoch) == fit.history["val_loss"][kept]
