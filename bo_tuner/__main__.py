@@ -247,6 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bo-tuner: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # A Ctrl-C that landed inside a library's native code can come out as that library's error: pydantic-core,
+        # building a schema while MLflow is imported, wraps it in a SchemaError. After an interrupt, that is
+        # the interrupt.
+        if not interrupts.requested():
+            raise
+        print("bo-tuner: interrupted", file=sys.stderr)
+        return 130
     finally:
         if interrupts.launcher_ended():
             _end_launcher_run()

@@ -115,6 +115,11 @@ def shielded() -> Iterator[None]:
     yield
 
 
+def requested() -> bool:
+    """Whether a Ctrl-C (or SIGTERM) has arrived in this process."""
+    return _requested.is_set()
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if a Ctrl-C (or SIGTERM) arrived and was swallowed on its way or held by
     :func:`atomic`."""
