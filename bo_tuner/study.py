@@ -135,11 +135,14 @@ class _Progress:
     pipe (``nohup … > log``, CI, a scheduler's log), one line per finished trial instead — a bar's carriage returns
     made the whole study one endless line there."""
 
-    def __init__(self, enabled: bool, total: int, initial: int, label: str, metric: str) -> None:
+    def __init__(self, enabled: bool, total: int, initial: int, label: str, metric: str,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         from tqdm import tqdm
 
         self.lines = enabled and not _interactive(sys.stderr)
         self.total, self.label, self.metric = total, label, metric
+        self.initial, self.clock = initial, clock
+        self.started = clock()
         self.bar = tqdm(total=total, initial=initial, desc=label, unit="trial", disable=not enabled or self.lines,
                         file=sys.stderr, dynamic_ncols=True)
 
@@ -159,8 +162,21 @@ class _Progress:
                 result += f" at epoch {outcome.metrics['pruned_at_epoch']:.0f}"
             if outcome.value is not None:
                 result += f" {self.metric}={outcome.value:.4g}"
+        left = self._time_left(done)
         print(f"{self.label}: trial {outcome.number} ({done}/{self.total}) {result} in {outcome.seconds:.1f} s"
-              f"{'; ' + best_text if best_text else ''}", file=sys.stderr, flush=True)
+              f"{'; ' + best_text if best_text else ''}{'; ' + left if left else ''}", file=sys.stderr, flush=True)
+
+    def _time_left(self, done: int) -> str:
+        """"~3 min left": the remaining trials at this session's pace so far (what a bar's ETA says)."""
+        ran, remaining = done - self.initial, self.total - done
+        if ran <= 0 or remaining <= 0:
+            return ""
+        seconds = (self.clock() - self.started) / ran * remaining
+        if seconds < 90:
+            return f"~{max(1, round(seconds))} s left"
+        if seconds < 90 * 60:
+            return f"~{round(seconds / 60)} min left"
+        return f"~{seconds / 3600:.1f} h left"
 
     def close(self) -> None:
         self.bar.close()

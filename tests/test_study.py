@@ -488,7 +488,8 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypat
     for stream, lines in ((io.StringIO(), True), (Terminal(), False)):
         monkeypatch.setattr(sys, "stderr", stream)
         monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-        progress = study_mod._Progress(True, 5, 0, "iris-mlp", "val_accuracy")
+        ticks = iter([100.0, 110.0, 120.0, 130.0]).__next__  # 10 s per trial
+        progress = study_mod._Progress(True, 5, 0, "iris-mlp", "val_accuracy", clock=ticks)
         for done, outcome in enumerate(trials, start=1):
             progress.finished(outcome, done, trials[0])
         progress.close()
@@ -496,10 +497,14 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypat
         assert ("\r" not in text) is lines and ("trial/s" in text) is not lines
         if lines:
             assert text.splitlines() == [
-                "iris-mlp: trial 1 (1/5) COMPLETE val_accuracy=0.91 in 2.0 s; best val_accuracy=0.91 (trial 1)",
+                "iris-mlp: trial 1 (1/5) COMPLETE val_accuracy=0.91 in 2.0 s; best val_accuracy=0.91 (trial 1); "
+                "~40 s left",
                 "iris-mlp: trial 2 (2/5) FAILED: TrialFailedError: loss became nan in 0.5 s; best val_accuracy=0.91 "
-                "(trial 1)",
-                "iris-mlp: trial 3 (3/5) PRUNED at epoch 6 val_accuracy=0.5 in 1.0 s; best val_accuracy=0.91 (trial 1)"]
+                "(trial 1); ~30 s left",
+                "iris-mlp: trial 3 (3/5) PRUNED at epoch 6 val_accuracy=0.5 in 1.0 s; best val_accuracy=0.91 "
+                "(trial 1); ~20 s left"]
+    resumed = study_mod._Progress(False, 30, 10, "x", "m", clock=iter([0.0, 7200.0]).__next__)
+    assert resumed._time_left(10) == "" and resumed._time_left(12) == "~18.0 h left"  # 1 h per trial since
     quiet = io.StringIO()
     monkeypatch.setattr(sys, "stderr", quiet)
     study_mod._Progress(False, 5, 0, "iris-mlp", "val_accuracy").finished(trials[0], 1, trials[0])
