@@ -470,14 +470,20 @@ def stop_on_non_finite_loss() -> Any:
     return StopOnNonFiniteLoss()
 
 
+def rank(value: float, val_loss: float | None, maximize: bool) -> tuple[float, float]:
+    """How good a model is, lower first: its metric ``value`` (negated when maximized), then — between models with
+    the same value, common when ``val_accuracy`` on a small validation split saturates — its ``val_loss`` (none or
+    not finite: last). The one order for an epoch's weights (:func:`epoch_rank`) and for a trial among trials."""
+    loss = math.inf if val_loss is None else float(val_loss)
+    return (-float(value) if maximize else float(value), loss if math.isfinite(loss) else math.inf)
+
+
 def epoch_rank(value: Any, val_loss: Any, metric: str, maximize: bool) -> tuple[float, float] | None:
-    """How good an epoch is, lower first: its ``metric`` (negated when maximized), then — between epochs with the
-    same value, common when ``val_accuracy`` on a small validation split saturates — its ``val_loss``. None for an
-    epoch without a finite ``metric``."""
+    """An epoch's :func:`rank` from its ``metric`` and ``val_loss`` (not a tie-break when ``metric`` is
+    ``val_loss`` itself); None for an epoch without a finite ``metric``."""
     if value is None or not math.isfinite(float(value)):
         return None
-    loss = math.inf if metric == "val_loss" or val_loss is None else float(val_loss)
-    return (-float(value) if maximize else float(value), loss if math.isfinite(loss) else math.inf)
+    return rank(float(value), None if metric == "val_loss" or val_loss is None else float(val_loss), maximize)
 
 
 def _early_stopping(metric: str, maximize: bool, patience: int) -> Any:

@@ -90,21 +90,17 @@ def tie_break(history: Mapping[str, Sequence[float]], metric: str, best_epoch: i
 
 def is_better(value: float, than: float | None, maximize: bool, *, tie: float | None = None,
               than_tie: float | None = None) -> bool:
-    """Whether a trial's ``value`` beats the best so far (``than``); on equal values, whether its ``tie`` (its
-    :data:`TIE_BREAK_METRIC`, lower is better) beats ``than_tie`` — one that has it beats one that does not."""
-    if than is None:
-        return True
-    if value != than:
-        return value > than if maximize else value < than
-    return tie is not None and (than_tie is None or tie < than_tie)
+    """Whether a trial's ``value`` beats the best so far (``than``) in :func:`bo_tuner.models.rank`'s order; on
+    equal values, whether its ``tie`` (its :data:`TIE_BREAK_METRIC`) is lower than ``than_tie`` — one that has it
+    beats one that does not."""
+    return than is None or models.rank(value, tie, maximize) < models.rank(than, than_tie, maximize)
 
 
 def rank_key(outcome: TrialOutcome, maximize: bool) -> tuple[float, float, int]:
-    """Sort key that puts the best finished trial first: its value, then :data:`TIE_BREAK_METRIC` (lower first; a
-    trial without one after those with one), then the earliest."""
+    """Sort key that puts the best finished trial first: :func:`bo_tuner.models.rank` of its value and
+    :data:`TIE_BREAK_METRIC`, then the earliest."""
     assert outcome.value is not None
-    tie = outcome.metrics.get(TIE_BREAK_METRIC)
-    return (-outcome.value if maximize else outcome.value, math.inf if tie is None else tie, outcome.number)
+    return (*models.rank(outcome.value, outcome.metrics.get(TIE_BREAK_METRIC), maximize), outcome.number)
 
 
 def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[str, Any]:
