@@ -260,6 +260,10 @@ class PreparedData:
     def n_rows(self) -> int:
         return len(self.x_train) + len(self.x_val) + len(self.test_frame)
 
+    def val_labels(self) -> npt.NDArray[Any]:
+        """The validation split's classes, as the names :meth:`FeaturePipeline.class_names` gives them."""
+        return np.asarray(self.pipeline.class_names(), dtype=object)[np.asarray(self.y_val)]
+
     @property
     def interface(self) -> str:
         """A short hash of what a served model's callers depend on: the input columns (each numeric or not), the
@@ -443,7 +447,9 @@ def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction:
         n_test = math.ceil(n * test_fraction)
         n_val = math.ceil((n - n_test) * val_fraction / (1 - test_fraction))
         if counts.min() < 3 or n_test < len(counts) or n_val < len(counts):
-            warnings.warn(f"class {counts.idxmin()!r} has {counts.min()} rows: the split is not stratified",
+            rare = counts.idxmin()
+            rare = rare.item() if hasattr(rare, "item") else rare  # class 10, not np.int64(10)
+            warnings.warn(f"class {rare!r} has {counts.min()} rows: the split is not stratified",
                           BoTunerWarning, stacklevel=3)
             stratify = None
     rest, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=stratify)
@@ -590,6 +596,18 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
     }
 
 
+def missing_for_auc(truth: npt.NDArray[Any], classes: Sequence[str]) -> list[str] | None:
+    """Why ROC AUC of ``truth`` (labels as strings) is undefined — the classes it lacks (all but the one it holds, or
+    for more than two classes any absent one), or labels that are not classes (``[]``) — else None."""
+    present = set(np.asarray(truth).tolist())
+    absent = [c for c in classes if c not in present]
+    if not present <= set(classes):
+        return []
+    if len(present) < 2 or (len(classes) > 2 and absent):
+        return absent
+    return None
+
+
 def roc_auc(truth: npt.NDArray[Any], probabilities: npt.NDArray[Any], classes: Sequence[str]) -> float | None:
     """ROC AUC of class ``probabilities`` (a column per class of ``classes``) against the true labels (strings):
     of the second class for two classes, else one-vs-rest, macro-averaged. None where it is undefined: the labels
@@ -597,11 +615,12 @@ def roc_auc(truth: npt.NDArray[Any], probabilities: npt.NDArray[Any], classes: S
     from sklearn import metrics
 
     columns = list(classes)
-    present = set(np.asarray(truth).tolist())
-    if len(present) < 2 or not present <= set(columns) or (len(columns) > 2 and present != set(columns)):
+    if missing_for_auc(truth, columns) is not None:
         return None
     values = np.asarray(probabilities, dtype=float)
     if len(columns) == 2:
         return float(metrics.roc_auc_score(np.asarray(truth) == columns[1], values[:, 1]))
     values = values / values.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
-    return float(metrics.roc_auc_score(truth, values, multi_class="ovr", average="macro", labels=columns))
+    order = sorted(range(len(columns)), key=columns.__getitem__)  # sklearn wants sorted labels: "10" < "2"
+    return float(metrics.roc_auc_score(truth, values[:, order], multi_class="ovr", average="macro",
+                                       labels=[columns[i] for i in order]))

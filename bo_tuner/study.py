@@ -469,6 +469,17 @@ def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: S
                 raise ConfigError(f"{where}: ({value!r}) is for classification; this is a {prepared.task} task")
 
 
+def _check_metric_defined(config: StudyConfig, prepared: data_mod.PreparedData, metric: str) -> None:
+    """``val_auc`` of a built-in model needs every class in the validation split (each trial would fail)."""
+    if metric != "val_auc" or prepared.task != "classification" or not models.is_builtin(config.model):
+        return
+    missing = data_mod.missing_for_auc(prepared.val_labels(), prepared.pipeline.class_names())
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ConfigError(f"metric: ('val_auc') is undefined on this data: the validation split has no rows of class "
+                          f"{shown}; optimise val_accuracy, or give the data more rows of the rare classes")
+
+
 def _public_config(config: StudyConfig) -> dict[str, Any]:
     out = config.to_dict()
     out.pop("tracking_uri", None)  # may hold credentials; never logged
@@ -786,6 +797,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
             raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
                               f"{', '.join(BUILTIN_METRICS[prepared.task])}")
         _check_inputs(config, prepared, space)
+        _check_metric_defined(config, prepared, metric)
         if stored is not None:
             _check_same_study(resume or "", stored, config, prepared.task)
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,

@@ -223,7 +223,7 @@ def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
     if metric != "val_auc" or prepared.task != "classification" or not models.is_builtin(model):
         return None
     classes = prepared.pipeline.class_names()
-    truth = np.asarray(classes, dtype=object)[np.asarray(prepared.y_val)]
+    truth = prepared.val_labels()
 
     def val_auc(outputs: np.ndarray[Any, Any]) -> float:
         auc = data_mod.roc_auc(truth, outputs, classes)

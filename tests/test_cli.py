@@ -285,3 +285,25 @@ def test_an_error_that_follows_a_ctrl_c_ends_as_interrupted(monkeypatch: pytest.
     monkeypatch.setattr(cli, "_run", failing)
     with pytest.raises(SchemaError, match="a real bug"):
         main(["tune", "--data", "iris"])
+
+
+def test_val_auc_on_a_validation_split_without_some_class_is_refused_before_any_run(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every trial would fail ("val_auc is undefined"), so the study does not start: one line, exit 2, no run."""
+    from bo_tuner import data
+
+    rows = [c for c in range(1, 10) for _ in range(30)] + [10] * 2  # too rare a class to stratify the split
+    frame = pd.DataFrame({"x": [i % 7 for i in range(len(rows))], "rating": rows})
+    frame.to_csv(workdir / "ratings.csv", index=False)
+    with pytest.warns(BoTunerWarning, match="class 10 has 2 rows: the split is not stratified"):
+        seed = next(s for s in range(50) if "10" not in set(
+            data.prepare(str(workdir / "ratings.csv"), "rating", None, 0.2, 0.2, s).val_labels().tolist()))
+    argv = ["tune", "--quiet", "--data", "ratings.csv", "--target", "rating", "--metric", "val_auc", "--seed",
+            str(seed), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
+    with pytest.warns(BoTunerWarning, match="not stratified"):
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("bo-tuner: error: metric: ('val_auc') is undefined on this data: the validation split has no "
+                   "rows of class '10'; optimise val_accuracy, or give the data more rows of the rare classes")
+    assert _runs_in(workdir / "mlflow.db") == 0
+    assert not multiprocessing.active_children()

@@ -326,6 +326,28 @@ def test_roc_auc_of_two_classes_of_many_and_where_it_is_undefined() -> None:
     assert roc_auc(np.array(["a", "b"], dtype=object), scores[:2], ["a", "b", "c"]) is None  # "c" absent
 
 
+def test_roc_auc_takes_the_classes_in_the_model_s_order_not_sorted_as_text() -> None:
+    # An integer target 1..10 has classes in numeric order; as text "10" sorts before "2", and sklearn refuses labels
+    # that are not sorted ("Parameter 'labels' must be ordered" — a study with such a target registered nothing).
+    from sklearn.metrics import roc_auc_score
+
+    from bo_tuner.data import roc_auc, score
+
+    classes = [str(c) for c in range(1, 11)]
+    rng = np.random.default_rng(1)
+    truth = np.array(classes * 3, dtype=object)
+    probs = rng.dirichlet(np.ones(10), size=len(truth)).astype(np.float32)
+    probs[np.arange(len(truth)), [classes.index(t) for t in truth]] += 0.5  # better than chance
+    by_text = sorted(range(10), key=classes.__getitem__)
+    expected = roc_auc_score(truth, (probs / probs.sum(axis=1, keepdims=True))[:, by_text], multi_class="ovr",
+                             labels=sorted(classes))
+    assert roc_auc(truth, probs, classes) == pytest.approx(expected)
+    assert 0.5 < expected < 1.0
+    frame = pd.DataFrame(probs, columns=classes)
+    assert score("classification", pd.Series([int(t) for t in truth]), np.array([int(t) for t in truth]),
+                 frame)["test_auc"] == pytest.approx(expected)
+
+
 def test_ignored_columns_are_not_features_and_identifier_like_columns_are_pointed_out(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n = 80
