@@ -262,7 +262,8 @@ class PreparedData:
 
     def val_labels(self) -> npt.NDArray[Any]:
         """The validation split's classes, as the names :meth:`FeaturePipeline.class_names` gives them."""
-        return np.asarray(self.pipeline.class_names(), dtype=object)[np.asarray(self.y_val)]
+        labels: npt.NDArray[Any] = np.asarray(self.pipeline.class_names(), dtype=object)[np.asarray(self.y_val)]
+        return labels
 
     @property
     def interface(self) -> str:
