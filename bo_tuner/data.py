@@ -514,6 +514,10 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
     frame = frame[frame[target_col].notna()].reset_index(drop=True)
     if len(frame) == 0:
         raise DataError(f"target: ({target_col!r}) has no values; all {before} rows are missing it")
+    if len(frame) < before:
+        warnings.warn(f"target: ({target_col!r}) is missing in {before - len(frame)} of {before} rows; they are left "
+                      f"out (the split, the training and the scores use the other {len(frame)})", BoTunerWarning,
+                      stacklevel=2)
     y = frame[target_col]
     if task is None:
         resolved: Task = BUNDLED[data][0] if is_bundled(data) else detect_task(y)

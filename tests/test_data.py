@@ -292,6 +292,16 @@ def test_infinite_numbers_are_imputed_in_features_and_refused_in_the_target(tmp_
         prepare(str(tmp_path / "bad.csv"), "y")
 
 
+def test_rows_without_a_target_are_left_out_and_said(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "y": rng.normal(size=60)})
+    frame.loc[::6, "y"] = np.nan
+    with pytest.warns(BoTunerWarning, match=r"target: \('y'\) is missing in 10 of 60 rows; they are left out .* "
+                                            r"the other 50\)"):
+        d = prepare(_csv(tmp_path, frame), "y")
+    assert d.n_rows == 50
+
+
 def test_a_pandas_index_saved_with_the_csv_is_not_a_feature(tmp_path: Path) -> None:
     """`df.to_csv(path)` writes the index as a first column without a name; in a file sorted by its target, the
     row number predicts the target."""
