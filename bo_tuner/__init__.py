@@ -27,7 +27,7 @@ from bo_tuner.errors import (
     TrackingUnavailableError,
     TrialFailedError,
 )
-from bo_tuner.space import Categorical, Int, Real, SearchSpace
+from bo_tuner.space import Categorical, Condition, Int, Real, SearchSpace
 
 if TYPE_CHECKING:
     from bo_tuner.study import StudyResult
@@ -38,6 +38,7 @@ __all__ = [
     "BoTunerError",
     "BoTunerWarning",
     "Categorical",
+    "Condition",
     "ConfigError",
     "DataError",
     "Int",

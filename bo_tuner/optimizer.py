@@ -312,6 +312,7 @@ class Optimizer:
     # ----------------------------------------------------------------------------------- conversions
 
     def _to_point(self, x: Sequence[Any]) -> dict[str, Scalar]:
+        """skopt's point → the hyperparameters active there (``SearchSpace.active``)."""
         out: dict[str, Scalar] = {}
         for d, v in zip(self.space, x, strict=True):
             if isinstance(d, Categorical):
@@ -320,12 +321,14 @@ class Optimizer:
                 out[d.name] = d.value_at(int(v))
             else:
                 out[d.name] = d.cast(v.item() if hasattr(v, "item") else v)
-        return out
+        return self.space.active(out)
 
     def _to_x(self, point: Mapping[str, Any]) -> list[Any]:
+        """A point (inactive dimensions given or not) → skopt's, inactive dimensions at their reference value."""
+        complete = self.space.complete(point)
         x: list[Any] = []
         for d in self.space:
-            value = d.cast(point[d.name])
+            value = complete[d.name]
             if isinstance(d, Categorical):
                 x.append(_key(d, value))
             else:

@@ -14,10 +14,20 @@ YAML form::
 
 KerasTuner's and Optuna's words are understood too: ``integer``/``float``/``choice``, ``min_value``/``max_value``,
 ``values``, ``log: true`` and ``sampling: log``.
+
+A dimension that matters only for some values of a categorical one says so with ``when`` (KerasTuner's
+``conditional_scope``)::
+
+      optimizer: {type: categorical, choices: [adam, sgd+momentum, nesterov]}
+      momentum: {type: real, low: 0.5, high: 0.99, when: {optimizer: [sgd+momentum, nesterov]}}
+
+A trial gets (and logs) only the dimensions active for its point; the optimizer sees an inactive one at a fixed
+reference value (its ``low``, or first choice), so trials that differ only there look alike to it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -311,8 +321,8 @@ class Categorical:
 
 
 Dimension = Int | Real | Categorical
-_NUMERIC_KEYS = {"type", "low", "high", "prior", "log", "step", "min_value", "max_value", "sampling"}
-_KEYS = {"int": _NUMERIC_KEYS, "real": _NUMERIC_KEYS, "categorical": {"type", "choices", "values"}}
+_NUMERIC_KEYS = {"type", "low", "high", "prior", "log", "step", "min_value", "max_value", "sampling", "when"}
+_KEYS = {"int": _NUMERIC_KEYS, "real": _NUMERIC_KEYS, "categorical": {"type", "choices", "values", "when"}}
 # The words KerasTuner (hp.Int/Float(min_value, max_value, step, sampling), hp.Choice(values)) and Optuna
 # (suggest_int/float(low, high, step, log), suggest_categorical(choices)) use, and ours they mean
 _TYPE_ALIASES = {"integer": "int", "float": "real", "choice": "categorical"}
@@ -395,10 +405,34 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """Dimension ``name`` is active only where categorical dimension ``parent`` takes one of ``values``."""
+
+    name: str
+    parent: str
+    values: tuple[Scalar, ...]
+
+
+def _conditions_from_spec(name: str, when: Any) -> tuple[Condition, ...]:
+    where = f"space.{name}: when"
+    if not isinstance(when, Mapping) or not when:
+        raise ConfigError(f"{where} ({when!r}) must be a mapping such as {{optimizer: [sgd+momentum, nesterov]}}")
+    out = []
+    for parent, values in when.items():
+        listed = tuple(values) if isinstance(values, list | tuple) else (values,)
+        if not listed:
+            raise ConfigError(f"{where}.{parent} ([]) must list at least one value")
+        out.append(Condition(name, str(parent), listed))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """An ordered collection of named dimensions."""
+    """An ordered collection of named dimensions, some of them active only for some values of a categorical one
+    (``conditions``, all of a dimension's must hold)."""
 
     dimensions: tuple[Dimension, ...]
+    conditions: tuple[Condition, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dimensions", tuple(self.dimensions))
@@ -408,15 +442,63 @@ class SearchSpace:
         for name in names:
             if names.count(name) > 1:
                 raise ConfigError(f"space.{name}: (duplicate) each hyperparameter may appear once")
+        object.__setattr__(self, "conditions", tuple(self._checked(c) for c in self.conditions))
+
+    def _checked(self, condition: Condition) -> Condition:
+        """``condition`` with its values cast to the parent's choices; its parent must be an unconditional
+        categorical dimension of this space."""
+        where = f"space.{condition.name}: when.{condition.parent}"
+        by_name = {d.name: d for d in self.dimensions}
+        if condition.name not in by_name:
+            raise ConfigError(f"space.{condition.name}: (when) is not a dimension of the space")
+        parent = by_name.get(condition.parent)
+        if condition.parent == condition.name or not isinstance(parent, Categorical):
+            categoricals = [d.name for d in self.dimensions if isinstance(d, Categorical) and d.name != condition.name]
+            known = f"; categoricals in the space: {', '.join(categoricals)}" if categoricals else ""
+            raise ConfigError(f"{where} ({list(condition.values)!r}) must name another categorical dimension of the "
+                              f"space{known}")
+        if any(c.name == condition.parent for c in self.conditions):
+            raise ConfigError(f"{where} ({list(condition.values)!r}) names a dimension that has a when: itself; "
+                              "a condition may depend only on an unconditional categorical")
+        values = tuple(parent.cast(v) for v in condition.values)
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where} ({list(condition.values)!r}) must not repeat a value")
+        return Condition(condition.name, condition.parent, values)
 
     @classmethod
     def from_dict(cls, spec: Any) -> SearchSpace:
         if not isinstance(spec, Mapping):
             raise ConfigError(f"space: ({spec!r}) must be a mapping of name -> {{type: ..., ...}}")
-        return cls(tuple(dimension_from_dict(name, value) for name, value in spec.items()))
+        dimensions = tuple(dimension_from_dict(name, value) for name, value in spec.items())
+        conditions = tuple(c for name, value in spec.items() if "when" in value
+                           for c in _conditions_from_spec(name, value["when"]))
+        return cls(dimensions, conditions)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {d.name: d.to_dict() for d in self.dimensions}
+        out = {d.name: d.to_dict() for d in self.dimensions}
+        for c in self.conditions:
+            out[c.name].setdefault("when", {})[c.parent] = list(c.values)
+        return out
+
+    def is_active(self, name: str, params: Mapping[str, Any]) -> bool:
+        """Whether dimension ``name`` matters at the point ``params`` (which holds its parents' values)."""
+        for c in self.conditions:
+            if c.name == name:
+                parent = self[c.parent]
+                assert isinstance(parent, Categorical)
+                if parent.cast(params[c.parent]) not in c.values:
+                    return False
+        return True
+
+    def active(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` without the dimensions inactive at that point (what a trial gets and logs)."""
+        return {k: v for k, v in params.items() if k not in self.names or self.is_active(k, params)}
+
+    def complete(self, params: Mapping[str, Any]) -> dict[str, Scalar]:
+        """Every dimension's value, inactive ones (given or not) at their reference value: the point the optimizer
+        is told. Raises KeyError for a missing active dimension."""
+        return {d.name: d.cast(params[d.name]) if self.is_active(d.name, params) else _reference(d)
+                for d in self.dimensions}
 
     @property
     def names(self) -> list[str]:
@@ -435,24 +517,50 @@ class SearchSpace:
         raise KeyError(name)
 
     def contains(self, params: Mapping[str, Any]) -> bool:
-        """True when ``params`` has a value for every dimension and each value lies inside it."""
-        return all(d.name in params and d.contains(params[d.name]) for d in self.dimensions)
+        """True when ``params`` has a value inside each dimension active at that point (inactive ones may be
+        absent or hold anything)."""
+        parents = {c.parent for c in self.conditions}
+        if not all(p in params and self[p].contains(params[p]) for p in parents):
+            return False
+        return all(d.name in params and d.contains(params[d.name]) for d in self.dimensions
+                   if self.is_active(d.name, params))
 
     def cast(self, params: Mapping[str, Any]) -> dict[str, Scalar]:
-        """Convert a point (numpy scalars, strings from MLflow) to plain Python values of each dimension."""
-        return {d.name: d.cast(params[d.name]) for d in self.dimensions}
+        """Convert a point (numpy scalars, strings from MLflow) to plain Python values of each dimension active at
+        that point; inactive ones are left out. Raises KeyError for a missing active dimension."""
+        return {d.name: d.cast(params[d.name]) for d in self.dimensions if self.is_active(d.name, params)}
 
     def size(self) -> int | None:
-        """How many distinct points the space holds; None when a real dimension without a step makes it a
-        continuum."""
-        total = 1
+        """How many distinct points the space holds (inactive dimensions count once); None when a real dimension
+        without a step makes it a continuum."""
+        counts: dict[str, int] = {}
         for d in self.dimensions:
             count = len(d.choices) if isinstance(d, Categorical) else d.grid_size
-            if count is None:
+            if count is None and not any(c.name == d.name for c in self.conditions):
                 return None
-            total *= count
+            counts[d.name] = count if count is not None else -1
+        parents = sorted({c.parent for c in self.conditions})
+        fixed_part = math.prod(n for name, n in counts.items()
+                               if name not in parents and not any(c.name == name for c in self.conditions))
+        total = 0
+        for values in itertools.product(*(self[p].choices for p in parents)):  # type: ignore[union-attr]
+            point = dict(zip(parents, values, strict=True))
+            active = [counts[c] for c in {c.name for c in self.conditions} if self.is_active(c, point)]
+            if any(n < 0 for n in active):
+                return None
+            total += fixed_part * math.prod(active)
         return total
 
     def describe(self) -> dict[str, str]:
         """One short string per dimension, used as the parent run's ``space.<name>`` params."""
-        return {d.name: d.describe() for d in self.dimensions}
+        out = {d.name: d.describe() for d in self.dimensions}
+        for c in self.conditions:
+            out[c.name] += f" when {c.parent} in {{{', '.join(str(v) for v in c.values)}}}"
+        return out
+
+
+def _reference(dimension: Dimension) -> Scalar:
+    """The value the optimizer sees for ``dimension`` where it is inactive: its low end, or its first choice."""
+    if isinstance(dimension, Categorical):
+        return dimension.choices[0]
+    return dimension.low

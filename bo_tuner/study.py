@@ -1150,7 +1150,7 @@ def centred_space(space: SearchSpace, suggestion: float) -> SearchSpace:
 
     dimension = Real("learning_rate", max(suggestion / 10.0, 1e-7), min(suggestion * 10.0, 10.0), "log-uniform")
     others = tuple(d for d in space if d.name != "learning_rate")
-    return SearchSpace((*others, dimension))
+    return SearchSpace((*others, dimension), space.conditions)
 
 
 def _run_lr_finder(config: StudyConfig, params: Mapping[str, Any], prepared: data_mod.PreparedData,

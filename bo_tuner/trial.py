@@ -176,7 +176,9 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         live = _LiveCurves(job.run_id)
         try:
             hp = hyperparameters(config, job.params)
-            tracking.log_new_params(job.run_id, {k: v for k, v in hp.items() if k not in job.params})
+            inactive = set(config.space.names) - set(job.params) if config.space is not None else set()
+            tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values, but not
+                                                 if k not in job.params and k not in inactive})  # dims off here
             prepared = prepared_data(config.data_key)
             fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
                                x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,

@@ -93,17 +93,18 @@ _scalars = st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) |
                        st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 _keys = st.sampled_from([*StudyConfig.field_names(), "n_call", "spaces", "bogus"])
+_names = st.sampled_from(["a", "b", "opt"]) | st.text(max_size=6)  # a few names so that `when:` finds its parent
 _dims = st.fixed_dictionaries({}, optional={"type": st.sampled_from(["int", "real", "categorical", "x", "integer",
                                                                      "float", "choice"]),
                                             "low": _scalars, "high": _scalars, "prior": _values,
                                             "choices": _values, "step": _scalars, "log": _values,
                                             "min_value": _scalars, "max_value": _scalars, "sampling": _values,
-                                            "values": _values})
+                                            "values": _values,
+                                            "when": _values | st.dictionaries(_names, _values, max_size=2)})
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(_keys, _values, max_size=6), st.dictionaries(st.text(max_size=6), _dims | _values,
-                                                                    max_size=3))
+@given(st.dictionaries(_keys, _values, max_size=6), st.dictionaries(_names, _dims | _values, max_size=3))
 def test_fuzz_config_is_valid_or_config_error(values: dict, space: dict) -> None:
     """Any mapping either becomes a StudyConfig or raises ConfigError — never another exception."""
     for candidate in (values, {**values, "space": space}):

@@ -313,3 +313,22 @@ def test_a_worker_draws_the_evaluations_plot_and_a_failed_one_is_drawn_here(tmp_
     again = opt.save_plots(str(tmp_path / "again"), submit=broken)
     assert [Path(p).name for p in again] == ["convergence.png", "evaluations.png", "objective.png"]
     assert all(Path(p).stat().st_size > 0 for p in again)
+
+
+def test_a_conditional_dimension_is_proposed_only_where_active_and_told_at_its_reference_value() -> None:
+    space = SearchSpace.from_dict({
+        "optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]},
+        "momentum": {"type": "real", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd+momentum"}},
+        "x": {"type": "real", "low": -1.0, "high": 1.0}})
+    opt = Optimizer(space, n_initial_points=4, seed=0)
+    seen = set()
+    for _ in range(10):
+        point = opt.ask()
+        seen.add(point["optimizer"])
+        assert ("momentum" in point) == (point["optimizer"] == "sgd+momentum")
+        opt.tell(point, point["x"] ** 2 + (point["momentum"] - 0.9) ** 2 if "momentum" in point else 0.5)
+    assert seen == {"adam", "sgd+momentum"}
+    told_momenta = {x[1] for x in opt._opt.Xi if x[0] == "adam"}
+    assert told_momenta == {0.5}  # every adam point at momentum's reference value: they differ only in x to the GP
+    opt.tell_many([{"optimizer": "adam", "x": 0.1}], [0.3])  # a point read back from MLflow, without momentum
+    assert opt._opt.Xi[-1] == ["adam", 0.5, 0.1]

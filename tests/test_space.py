@@ -197,3 +197,60 @@ def test_size_counts_the_distinct_points_of_discrete_spaces() -> None:
     assert discrete.size() == 12
     assert SearchSpace.from_dict({"lr": {"type": "real", "low": 0.1, "high": 1}, "n": {"type": "int", "low": 1,
                                                                                       "high": 4}}).size() is None
+
+
+CONDITIONAL = {
+    "optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum", "nesterov"]},
+    "momentum": {"type": "real", "low": 0.5, "high": 0.99, "when": {"optimizer": ["sgd+momentum", "nesterov"]}},
+    "beta_steps": {"type": "int", "low": 1, "high": 4, "when": {"optimizer": "adam"}},
+    "n_hidden": {"type": "int", "low": 1, "high": 3},
+}
+
+
+def test_a_dimension_active_only_for_some_values_of_a_categorical() -> None:
+    space = SearchSpace.from_dict(CONDITIONAL)
+    again = SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(space.to_dict(), sort_keys=False)))
+    assert again == space and space.to_dict()["beta_steps"]["when"] == {"optimizer": ["adam"]}
+    assert space.describe()["momentum"] == "real[0.5, 0.99] when optimizer in {sgd+momentum, nesterov}"
+    adam = {"optimizer": "adam", "momentum": 0.7, "beta_steps": 2, "n_hidden": 1}
+    sgd = {"optimizer": "sgd+momentum", "momentum": "0.7", "beta_steps": "2", "n_hidden": "3"}
+    assert space.active(adam) == {"optimizer": "adam", "beta_steps": 2, "n_hidden": 1}
+    assert space.cast(sgd) == {"optimizer": "sgd+momentum", "momentum": 0.7, "n_hidden": 3}  # as MLflow gives them
+    # what the optimizer is told: inactive dimensions at their reference value, whatever (or whether) they were
+    assert space.complete({"optimizer": "adam", "beta_steps": 2, "n_hidden": 1}) == {
+        "optimizer": "adam", "momentum": 0.5, "beta_steps": 2, "n_hidden": 1}
+    assert space.complete(sgd) == {"optimizer": "sgd+momentum", "momentum": 0.7, "beta_steps": 1, "n_hidden": 3}
+    assert space.contains({"optimizer": "adam", "beta_steps": 4, "n_hidden": 2})  # no momentum needed
+    assert space.contains({"optimizer": "adam", "momentum": 7.0, "beta_steps": 4, "n_hidden": 2})  # nor looked at
+    assert not space.contains({"optimizer": "nesterov", "n_hidden": 2})  # momentum is active there
+    assert not space.contains({"momentum": 0.6, "n_hidden": 2})
+    with pytest.raises(KeyError):
+        space.cast({"optimizer": "nesterov", "n_hidden": 2})
+    # distinct points: momentum (continuous) is active for two optimizers → a continuum
+    assert space.size() is None
+    stepped = SearchSpace.from_dict({**CONDITIONAL, "momentum": {**CONDITIONAL["momentum"], "low": 0.5,
+                                                                  "high": 0.9, "step": 0.1}})
+    assert stepped.size() == 3 * (4 + 5 + 5)  # n_hidden times (adam: beta_steps; sgd+momentum, nesterov: momentum)
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ({"optimiser": ["adam"]}, r"space.x: when.optimiser \(\['adam'\]\) must name another categorical dimension "
+                                  r"of the space; categoricals in the space: optimizer"),
+        ({"n_hidden": [1]}, r"when.n_hidden .* must name another categorical"),
+        ({"x": ["a"]}, r"when.x .* must name another categorical"),
+        ({"optimizer": ["adagrad"]}, r"space.optimizer: value \('adagrad'\) is not one of"),
+        ({"optimizer": []}, r"space.x: when.optimizer \(\[\]\) must list at least one value"),
+        ({"optimizer": ["adam", "adam"]}, r"must not repeat a value"),
+        (["adam"], r"space.x: when \(\['adam'\]\) must be a mapping such as \{optimizer: \[sgd\+momentum"),
+        ({"y": ["a"]}, r"when.y .* names a dimension that has a when: itself"),
+    ],
+)
+def test_bad_conditions_name_the_field_and_value(when: object, message: str) -> None:
+    spec = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
+            "n_hidden": {"type": "int", "low": 1, "high": 3},
+            "y": {"type": "categorical", "choices": ["a", "b"], "when": {"optimizer": "sgd"}},
+            "x": {"type": "categorical", "choices": ["a", "b"], "when": when}}
+    with pytest.raises(ConfigError, match=message):
+        SearchSpace.from_dict(spec)

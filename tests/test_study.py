@@ -555,3 +555,37 @@ def test_trials_with_equal_values_rank_by_the_validation_loss_of_their_kept_weig
     assert tie_break({"val_loss": [0.5, 0.2]}, "val_loss", 2) is None  # the metric itself: no tie to break
     assert tie_break({"val_loss": [0.5, float("nan")]}, "val_accuracy", 2) is None
     assert tie_break({"accuracy": [0.5]}, "val_accuracy", 1) is None and tie_break({}, "val_auc", 3) is None
+
+
+def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_and_resumes(
+        store: tuple[Path, str]) -> None:
+    """``momentum`` with ``when: {optimizer: sgd+momentum}``: adam trials neither get nor log it (the builder's
+    default stands); the parent's ``space.momentum`` says the condition; a resume reads the trials back (adam ones
+    without momentum) and a warm start tells them all."""
+    _, uri = store
+    space = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]},
+             "momentum": {"type": "real", "low": 0.5, "high": 0.95, "when": {"optimizer": ["sgd+momentum"]}},
+             "n_neurons": {"type": "int", "low": 8, "high": 32}}
+    config = {"data": "iris", "n_calls": 4, "n_initial_points": 4, "max_epochs": 2, "experiment": "conditional",
+              "tracking_uri": uri, "seed": 3, "promote": "never", "space": space}
+    first = bo_tuner.tune(config, progress=False)
+    client = MlflowClient()
+    assert client.get_run(first.study_run_id).data.params["space.momentum"] == (
+        "real[0.5, 0.95] when optimizer in {sgd+momentum}")
+    resumed = bo_tuner.tune({**config, "n_calls": 6}, resume=first.study_run_id, progress=False)
+    assert [t.number for t in resumed.trials] == [1, 2, 3, 4, 5, 6]
+    optimizers = set()
+    for trial in resumed.trials:
+        params = client.get_run(trial.run_id).data.params
+        optimizers.add(params["optimizer"])
+        assert ("momentum" in params) == (params["optimizer"] == "sgd+momentum"), params
+        assert ("momentum" in trial.params) == (trial.params["optimizer"] == "sgd+momentum")
+        if "momentum" in params:
+            assert 0.5 <= float(params["momentum"]) <= 0.95
+    assert optimizers == {"adam", "sgd+momentum"}
+    table = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{resumed.study_run_id}/trials.csv"))
+    assert table["momentum"].isna().tolist() == [t.params["optimizer"] == "adam" for t in resumed.trials]
+    warm = bo_tuner.tune({**config, "n_calls": 1, "n_initial_points": 1, "warm_start": "conditional",
+                          "study_name": "warm"}, progress=False)
+    metrics = client.get_run(warm.study_run_id).data.metrics
+    assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
