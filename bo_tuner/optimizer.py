@@ -78,6 +78,13 @@ def _to_skopt(space: SearchSpace) -> list[Any]:
     return dims
 
 
+def _skopt_reference(d: Int | Real | Categorical) -> Any:
+    """A dimension's reference value (where it is inactive) as skopt sees it."""
+    if isinstance(d, Categorical):
+        return _key(d, d.choices[0])
+    return 0 if _stepped(d) else d.low
+
+
 def _stepped(d: Any) -> TypeGuard[Int | Real]:
     """A dimension with a ``step`` other than one: skopt sees it as the index of its value."""
     return (isinstance(d, Int) and d.step != 1) or (isinstance(d, Real) and d.step is not None)
@@ -274,8 +281,12 @@ class Optimizer:
 
         self.space = space
         self._seed = seed
+        # A conditional space: the acquisition is weighed at the points the GP will be told (inactive dimensions at
+        # their reference value), among sampled candidates; L-BFGS would move those dimensions off it again.
         self._opt = SkOptimizer(_to_skopt(space), base_estimator="GP", n_initial_points=n_initial_points,
-                                acq_func=acq_func, acq_optimizer="auto", random_state=seed, model_queue_size=1)
+                                acq_func=acq_func, acq_optimizer="sampling" if space.conditions else "auto",
+                                random_state=seed, model_queue_size=1)
+        self._canonical_candidates(self._opt)
         self._values: list[float | None] = []  # None marks a failed trial
         self._liar_rng = random.Random(seed)
         # The same GP skopt configured (kernel, noise, restarts, random state), with a faster predict.
@@ -335,6 +346,34 @@ class Optimizer:
                 x.append(d.index(value) if _stepped(d) else value)
         return x
 
+    def _canonical_candidates(self, opt: Any) -> None:
+        """Make ``opt`` draw its random points and acquisition candidates with inactive dimensions at their reference
+        value (a conditional space only)."""
+        if not self.space.conditions:
+            return
+        draw = opt.space.rvs
+        position = {d.name: i for i, d in enumerate(self.space)}
+        rules = []  # (position, reference in skopt's terms, [(parent position, allowed skopt keys)])
+        for d in self.space:
+            conditions = [c for c in self.space.conditions if c.name == d.name]
+            if conditions:
+                parents = []
+                for c in conditions:
+                    parent = self.space[c.parent]
+                    assert isinstance(parent, Categorical)
+                    parents.append((position[c.parent], {_key(parent, v) for v in c.values}))
+                rules.append((position[d.name], _skopt_reference(d), parents))
+
+        def rvs(n_samples: int = 1, random_state: Any = None) -> list[list[Any]]:
+            points = draw(n_samples=n_samples, random_state=random_state)
+            for x in points:
+                for i, ref, parents in rules:
+                    if not all(x[j] in allowed for j, allowed in parents):
+                        x[i] = ref
+            return points  # type: ignore[no-any-return]
+
+        opt.space.rvs = rvs
+
     # ------------------------------------------------------------------------------------- ask / tell
 
     @_one_blas_thread
@@ -360,6 +399,7 @@ class Optimizer:
             tmp = self._opt.copy(random_state=self._liar_rng.randrange(2**31))
         finally:
             self._opt.Xi, self._opt.yi = known_x, known_y
+        self._canonical_candidates(tmp)
         tmp.tell(known_x + [self._to_x(p) for p in pending], known_y + [lie] * len(pending))
         return self._to_point(tmp.ask())
 

@@ -435,6 +435,9 @@ def _warn_if_momentum_is_unused(config: StudyConfig, space: SearchSpace, default
     optimizer = next((d for d in space if d.name == "optimizer"), None)
     choices = (list(optimizer.choices) if isinstance(optimizer, Categorical)
                else [config.fixed.get("optimizer", defaults.get("optimizer"))])
+    for condition in space.conditions:  # momentum: {..., when: {optimizer: [...]}}: tuned only with those
+        if condition.name == "momentum" and condition.parent == "optimizer":
+            choices = [c for c in choices if c in condition.values]
     if not any(str(c).lower() in models.MOMENTUM_OPTIMIZERS for c in choices):
         warnings.warn(f"space.momentum: tuned, but optimizer {', '.join(map(str, choices))} does not use it (only "
                       f"{' and '.join(models.MOMENTUM_OPTIMIZERS)} do); set optimizer to one of those, or take "

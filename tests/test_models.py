@@ -306,15 +306,20 @@ def test_tuning_momentum_for_an_optimizer_without_it_warns() -> None:
     from bo_tuner.study import _validate_space
 
     momentum = {"momentum": {"type": "real", "low": 0.0, "high": 0.9}}
+    optimizers = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]}}
+    only_with_adam = {"optimizer": optimizers["optimizer"], "momentum": {**momentum["momentum"],
+                                                                         "when": {"optimizer": "adam"}}}
     for config in (StudyConfig(space=momentum), StudyConfig(space=momentum, fixed={"optimizer": "SGD"}),
-                   StudyConfig(space={**momentum, "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}})):
+                   StudyConfig(space={**momentum, "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}}),
+                   StudyConfig(space=only_with_adam)):
         with pytest.warns(BoTunerWarning, match=r"space.momentum: tuned, but optimizer .* does not use it"):
             _validate_space(config)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _validate_space(StudyConfig(space=momentum, fixed={"optimizer": "Nesterov"}))
-        _validate_space(StudyConfig(space={**momentum, "optimizer": {"type": "categorical",
-                                                                      "choices": ["adam", "sgd+momentum"]}}))
+        _validate_space(StudyConfig(space={**momentum, **optimizers}))
+        _validate_space(StudyConfig(space={**optimizers, "momentum": {
+            **momentum["momentum"], "when": {"optimizer": "sgd+momentum"}}}))
 
 
 class _Weights:

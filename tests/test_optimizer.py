@@ -332,3 +332,25 @@ def test_a_conditional_dimension_is_proposed_only_where_active_and_told_at_its_r
     assert told_momenta == {0.5}  # every adam point at momentum's reference value: they differ only in x to the GP
     opt.tell_many([{"optimizer": "adam", "x": 0.1}], [0.3])  # a point read back from MLflow, without momentum
     assert opt._opt.Xi[-1] == ["adam", 0.5, 0.1]
+
+
+def test_a_conditional_space_weighs_the_acquisition_at_the_points_the_gp_is_told() -> None:
+    """skopt's candidates (and random points) come with inactive dimensions at their reference value — what the
+    GP is told — so it does not chase the uncertainty of points no trial can be at. Checked against the slow way
+    round (skopt point → active hyperparameters → the point told), for every kind of dimension."""
+    space = SearchSpace.from_dict({
+        "kind": {"type": "categorical", "choices": ["a", "b", "c"]},
+        "mode": {"type": "categorical", "choices": [True, 1, "x"]},
+        "flag": {"type": "categorical", "choices": ["p", "q"], "when": {"kind": ["b", "c"]}},
+        "n": {"type": "int", "low": 2, "high": 9, "when": {"kind": "a"}},
+        "grid": {"type": "real", "low": 0.1, "high": 0.5, "step": 0.1, "when": {"kind": "c", "mode": [1, "x"]}},
+        "lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "log-uniform", "when": {"kind": ["a", "c"]}}})
+    opt = Optimizer(space, n_initial_points=3, seed=0)
+    assert opt._opt.acq_optimizer == "sampling"
+    candidates = opt._opt.space.rvs(n_samples=500, random_state=1)
+    assert candidates == [opt._to_x(opt._to_point(x)) for x in candidates]
+    assert len({tuple(x) for x in candidates}) > 100  # still random in the active dimensions
+    for _ in range(6):
+        point = opt.ask()
+        opt.tell(point, float(len(point)))
+    assert all(x == opt._to_x(opt._to_point(x)) for x in opt._opt.Xi)

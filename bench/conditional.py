@@ -1,0 +1,193 @@
+"""Conditional hyperparameters: the same loop with ``when:`` (inactive dimensions neither proposed nor told apart)
+against the same space without it (every dimension always proposed; the objective ignores the inactive ones),
+Optuna's TPE asking only the active ones (define-by-run), and random search. Median simple regret.
+
+    pip install -e ".[bench]"
+    python -m bench.conditional [--seeds 10] [--calls 30] [--objectives branches mlp]
+
+``branches``: three branches of a categorical, each with its own dimensions (noise-free, optimum 0).
+``mlp``: scikit-learn's MLPClassifier on the bundled digits data (validation error), whose ``solver`` decides which
+of ``momentum`` (sgd) and ``beta_1`` (adam) it uses. Regret there is against the best value any method found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import bo_tuner
+from bench.quality import _sample
+
+Objective = Callable[[dict[str, Any]], float]
+
+
+def branches(p: dict[str, Any]) -> float:
+    x = p["x"]
+    if p["branch"] == "a":
+        return (x - 0.3) ** 2 + (p["k"] - 0.5) ** 2 + 0.1
+    if p["branch"] == "b":
+        return (x + 0.4) ** 2 + 2 * (p["m1"] - 0.8) ** 2 + 0.02
+    return x**2 + 2 * (p["m1"] - 0.2) ** 2 + 2 * (p["m2"] - 0.6) ** 2
+
+
+def _mlp_objective() -> Objective:
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_digits(return_X_y=True)
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_val = scaler.transform(x_train), scaler.transform(x_val)
+
+    def objective(p: dict[str, Any]) -> float:
+        extra = {"momentum": p["momentum"]} if p["solver"] == "sgd" else {"beta_1": p["beta_1"]}
+        model = MLPClassifier(hidden_layer_sizes=(32,), solver=p["solver"], learning_rate_init=p["lr"],
+                              alpha=p["alpha"], max_iter=20, random_state=0, **extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x_train, y_train)
+        return float(1.0 - model.score(x_val, y_val))
+
+    return objective
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    space: dict[str, dict[str, Any]]  # with when:
+    objective: Objective
+    optimum: float | None
+
+
+def problems() -> dict[str, Problem]:
+    unit = {"type": "real", "low": 0.0, "high": 1.0}
+    return {
+        "branches": Problem("branches", {
+            "branch": {"type": "categorical", "choices": ["a", "b", "c"]},
+            "x": {"type": "real", "low": -1.0, "high": 1.0},
+            "k": {**unit, "when": {"branch": "a"}},
+            "m1": {**unit, "when": {"branch": ["b", "c"]}},
+            "m2": {**unit, "when": {"branch": "c"}}}, branches, 0.0),
+        "mlp": Problem("mlp", {
+            "solver": {"type": "categorical", "choices": ["sgd", "adam"]},
+            "lr": {"type": "real", "low": 1e-4, "high": 1.0, "prior": "log-uniform"},
+            "alpha": {"type": "real", "low": 1e-6, "high": 1e-1, "prior": "log-uniform"},
+            "momentum": {"type": "real", "low": 0.0, "high": 0.99, "when": {"solver": "sgd"}},
+            "beta_1": {"type": "real", "low": 0.5, "high": 0.99, "when": {"solver": "adam"}}},
+            _mlp_objective(), None),
+    }
+
+
+def _active(space: dict[str, dict[str, Any]], p: dict[str, Any]) -> bool:
+    """Whether the dimension ``space`` describes is active at ``p`` (its ``when:`` holds)."""
+    return all(p[parent] in (v if isinstance(v, list) else [v]) for parent, v in space.get("when", {}).items())
+
+
+def run_ours(problem: Problem, seed: int, calls: int, store: str, *, conditional: bool) -> list[float]:
+    space = problem.space if conditional else {
+        k: {key: v for key, v in spec.items() if key != "when"} for k, spec in problem.space.items()}
+    values: list[float] = []
+
+    def objective(p: dict[str, Any]) -> float:
+        values.append(problem.objective(p))
+        return values[-1]
+
+    bo_tuner.minimize(objective, space, n_calls=calls, n_initial_points=8, seed=seed, tracking_uri=store,
+                      experiment=f"conditional-{problem.name}", study_name=f"{conditional}-{seed}")
+    return values
+
+
+def run_tpe(problem: Problem, seed: int, calls: int) -> list[float]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    values: list[float] = []
+
+    def objective(trial: Any) -> float:
+        p: dict[str, Any] = {}
+        for name, spec in problem.space.items():  # parents come first in these spaces
+            if not _active(spec, p):
+                continue
+            if spec["type"] == "categorical":
+                p[name] = trial.suggest_categorical(name, spec["choices"])
+            else:
+                p[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("prior") == "log-uniform")
+        values.append(problem.objective(p))
+        return values[-1]
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=calls)
+    return values
+
+
+def run_random(problem: Problem, seed: int, calls: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(calls):
+        p = {k: (spec["choices"][rng.integers(len(spec["choices"]))] if spec["type"] == "categorical"
+                 else _sample(spec, rng)) for k, spec in problem.space.items()}
+        out.append(problem.objective(p))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--objectives", nargs="*", default=["branches", "mlp"])
+    args = parser.parse_args()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    all_problems = problems()
+    methods = ("when", "flat", "tpe", "random")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        store = f"sqlite:///{tmp}/bench.db"
+        for name in args.objectives:
+            problem = all_problems[name]
+            best: dict[str, list[float]] = {m: [] for m in methods}
+            seconds = dict.fromkeys(methods, 0.0)
+            for seed in range(args.seeds):
+                for method in methods:
+                    started = time.perf_counter()
+                    if method in ("when", "flat"):
+                        values = run_ours(problem, seed, args.calls, store, conditional=method == "when")
+                    elif method == "tpe":
+                        values = run_tpe(problem, seed, args.calls)
+                    else:
+                        values = run_random(problem, seed, args.calls)
+                    best[method].append(min(values))
+                    seconds[method] += time.perf_counter() - started
+            optimum = problem.optimum if problem.optimum is not None else min(min(v) for v in best.values())
+            regret = {m: statistics.median(v - optimum for v in vals) for m, vals in best.items()}
+            rows.append((name, regret, seconds))
+            print(f"{name}: " + ", ".join(f"{m} {r:.3g}" for m, r in regret.items()), flush=True)
+
+    def ratio(a: float, b: float) -> str:
+        return "=" if a == b == 0 else (f"{a / b:.3g}" if b > 0 else "inf")
+
+    print(f"\nMedian simple regret over {args.seeds} seeds x {args.calls} evaluations (lower is better)\n")
+    print("| objective | with when: | without (flat) | Optuna TPE | random | when / flat | when / TPE | s per run "
+          "(when / flat) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, regret, seconds in rows:
+        print(f"| {name} | {regret['when']:.3g} | {regret['flat']:.3g} | {regret['tpe']:.3g} | "
+              f"{regret['random']:.3g} | {ratio(regret['when'], regret['flat'])} | "
+              f"{ratio(regret['when'], regret['tpe'])} | {seconds['when'] / args.seeds:.1f} / "
+              f"{seconds['flat'] / args.seeds:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
