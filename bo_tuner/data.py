@@ -539,6 +539,11 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
         classes = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
             raise DataError(f"target: ({target_col!r}) has one class only ({classes[0]!r}); need at least two")
+        if len(classes) == len(frame):
+            numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+            raise DataError(f"target: ({target_col!r}) has a different value on each of its {len(frame)} rows, so no "
+                            "class could be learnt from another row; is it the right column?"
+                            + (" For a number to predict, use task regression" if numeric else ""))
         classes = [c.item() if hasattr(c, "item") else c for c in classes]
     x = frame[features]
     dates = [c for c in features if _is_datetime(x[c]) or _is_iso_dates(x[c])]  # days since 1970 (_finite_or_nan)

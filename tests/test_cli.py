@@ -55,6 +55,9 @@ def _runs_in(db: Path) -> int:
         (["--data", "missing.csv", "--target", "y"], "data: ('missing.csv') no such file"),
         (["--data", "{csv}", "--target", "nope"], "target: ('nope') is not a column"),
         (["--data", "{one_class}", "--target", "y"], "target: ('y') has one class only"),
+        (["--data", "{csv}", "--target", "a", "--task", "classification"],
+         "target: ('a') has a different value on each of its 30 rows, so no class could be learnt from another "
+         "row; is it the right column? For a number to predict, use task regression"),
         (["--data", "{all_missing}", "--target", "y"], "target: ('y') has no values"),
         (["--data", "{tiny}", "--target", "y"], "rows with a target; at least 10"),
         (["--data", "{csv}", "--target", "y", "--ignore-columns", "b"],
