@@ -527,6 +527,10 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
         raise DataError(f"task: ({task!r}) must be one of {', '.join(TASKS)}")
     if resolved == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
         raise DataError(f"target: ({target_col!r}) is not numeric ({y.dtype}); use task classification")
+    if resolved == "regression" and y.nunique() < 2:
+        value = y.iloc[0].item() if hasattr(y.iloc[0], "item") else y.iloc[0]
+        raise DataError(f"target: ({target_col!r}) has one value only ({value!r}) in all {len(frame)} rows; there is "
+                        "nothing to predict")
     if len(frame) < MIN_ROWS:
         raise DataError(f"data: ({data!r}) has {len(frame)} rows with a target; at least {MIN_ROWS} are needed "
                         "for train/validation/test splits")

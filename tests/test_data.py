@@ -205,6 +205,8 @@ def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
         (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": [None] * 20})), "y", "has no values"),
         (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": ["x"] * 20})), "y", "has one class only ('x')"),
         (lambda p: _csv(p, pd.DataFrame({"a": range(5), "y": [0, 1, 0, 1, 0]})), "y", "has 5 rows"),
+        (lambda p: _csv(p, pd.DataFrame({"a": range(20), "y": [3.5] * 20})), "y",
+         "target: ('y') has one value only (3.5) in all 20 rows; there is nothing to predict"),
         (lambda p: _csv(p, pd.DataFrame({"a": [1, 2] * 10, "y": [f"user{i}" for i in range(20)]})), "y",
          "target: ('y') has a different value on each of its 20 rows, so no class could be learnt from another row; "
          "is it the right column?"),
