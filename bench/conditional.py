@@ -17,7 +17,6 @@ import os
 import statistics
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import bo_tuner
-from bench.quality import _sample
+from bench.quality import _sample, digits_mlp_error
 
 Objective = Callable[[dict[str, Any]], float]
 
@@ -40,25 +39,11 @@ def branches(p: dict[str, Any]) -> float:
 
 
 def _mlp_objective() -> Objective:
-    from sklearn.datasets import load_digits
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = load_digits(return_X_y=True)
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
-    scaler = StandardScaler().fit(x_train)
-    x_train, x_val = scaler.transform(x_train), scaler.transform(x_val)
+    error = digits_mlp_error(hidden_layer_sizes=(32,), max_iter=20)
 
     def objective(p: dict[str, Any]) -> float:
         extra = {"momentum": p["momentum"]} if p["solver"] == "sgd" else {"beta_1": p["beta_1"]}
-        model = MLPClassifier(hidden_layer_sizes=(32,), solver=p["solver"], learning_rate_init=p["lr"],
-                              alpha=p["alpha"], max_iter=20, random_state=0, **extra)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(x_train, y_train)
-        return float(1.0 - model.score(x_val, y_val))
+        return error({"solver": p["solver"], "learning_rate_init": p["lr"], "alpha": p["alpha"], **extra})
 
     return objective
 

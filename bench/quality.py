@@ -51,8 +51,9 @@ def beale(p: dict[str, Any]) -> float:
     return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
 
 
-def _mlp_objective() -> Objective:
-    """A neural network trained offline: scikit-learn's MLPClassifier on the bundled digits data (validation error)."""
+def digits_mlp_error(**fixed: Any) -> Callable[[dict[str, Any]], float]:
+    """``error(**kwargs)``: validation error of scikit-learn's MLPClassifier(``fixed``, ``kwargs``) on the bundled
+    digits data (70/30 stratified split, standardised on the training part)."""
     import warnings
 
     from sklearn.datasets import load_digits
@@ -66,15 +67,21 @@ def _mlp_objective() -> Objective:
     scaler = StandardScaler().fit(x_train)
     x_train, x_val = scaler.transform(x_train), scaler.transform(x_val)
 
-    def objective(p: dict[str, Any]) -> float:
-        model = MLPClassifier(hidden_layer_sizes=(int(p["units"]),) * int(p["layers"]), alpha=p["alpha"],
-                              learning_rate_init=p["lr"], max_iter=30, random_state=0)
+    def error(kwargs: dict[str, Any]) -> float:
+        model = MLPClassifier(random_state=0, **fixed, **kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(x_train, y_train)
-        return float(1.0 - model.score(x_val, y_val))  # validation error
+        return float(1.0 - model.score(x_val, y_val))
 
-    return objective
+    return error
+
+
+def _mlp_objective() -> Objective:
+    """A neural network trained offline: scikit-learn's MLPClassifier on the bundled digits data (validation error)."""
+    error = digits_mlp_error(max_iter=30)
+    return lambda p: error({"hidden_layer_sizes": (int(p["units"]),) * int(p["layers"]), "alpha": p["alpha"],
+                            "learning_rate_init": p["lr"]})
 
 
 @dataclass(frozen=True)
