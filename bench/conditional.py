@@ -12,19 +12,15 @@ of ``momentum`` (sgd) and ``beta_1`` (adam) it uses. Regret there is against the
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 import bo_tuner
-from bench.quality import _sample, digits_mlp_error
+from bench.quality import _sample, arguments, digits_mlp_error, ratio, regrets, scratch_store
 
 Objective = Callable[[dict[str, Any]], float]
 
@@ -128,40 +124,20 @@ def run_random(problem: Problem, seed: int, calls: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--calls", type=int, default=30)
-    parser.add_argument("--objectives", nargs="*", default=["branches", "mlp"])
-    args = parser.parse_args()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    args = arguments(__doc__, 30, ["branches", "mlp"])
     all_problems = problems()
-    methods = ("when", "flat", "tpe", "random")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
-        store = f"sqlite:///{tmp}/bench.db"
+    with scratch_store() as store:
         for name in args.objectives:
             problem = all_problems[name]
-            best: dict[str, list[float]] = {m: [] for m in methods}
-            seconds = dict.fromkeys(methods, 0.0)
-            for seed in range(args.seeds):
-                for method in methods:
-                    started = time.perf_counter()
-                    if method in ("when", "flat"):
-                        values = run_ours(problem, seed, args.calls, store, conditional=method == "when")
-                    elif method == "tpe":
-                        values = run_tpe(problem, seed, args.calls)
-                    else:
-                        values = run_random(problem, seed, args.calls)
-                    best[method].append(min(values))
-                    seconds[method] += time.perf_counter() - started
-            optimum = problem.optimum if problem.optimum is not None else min(min(v) for v in best.values())
-            regret = {m: statistics.median(v - optimum for v in vals) for m, vals in best.items()}
+            runners: dict[str, Callable[[int], list[float]]] = {
+                "when": partial(run_ours, problem, calls=args.calls, store=store, conditional=True),
+                "flat": partial(run_ours, problem, calls=args.calls, store=store, conditional=False),
+                "tpe": partial(run_tpe, problem, calls=args.calls),
+                "random": partial(run_random, problem, calls=args.calls)}
+            print(f"{name}: ", end="")
+            regret, seconds = regrets(runners, args.seeds, problem.optimum)
             rows.append((name, regret, seconds))
-            print(f"{name}: " + ", ".join(f"{m} {r:.3g}" for m, r in regret.items()), flush=True)
-
-    def ratio(a: float, b: float) -> str:
-        return "=" if a == b == 0 else (f"{a / b:.3g}" if b > 0 else "inf")
 
     print(f"\nMedian simple regret over {args.seeds} seeds x {args.calls} evaluations (lower is better)\n")
     print("| objective | with when: | without (flat) | Optuna TPE | random | when / flat | when / TPE | s per run "

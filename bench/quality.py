@@ -12,13 +12,15 @@ best value any method found in this run). Prints one markdown table with ratios 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -155,42 +157,64 @@ def run_tpe(problem: Problem, seed: int, calls: int) -> list[float]:
     return values
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def regrets(runners: dict[str, Callable[[int], list[float]]], seeds: int, optimum: float | None
+            ) -> tuple[dict[str, float], dict[str, float]]:
+    """Each method's median simple regret over ``seeds`` (``runners[method](seed)`` gives the values it found;
+    ``optimum`` None: the best value any method found) and its seconds in all, printed as one line too."""
+    best: dict[str, list[float]] = {m: [] for m in runners}
+    seconds = dict.fromkeys(runners, 0.0)
+    for seed in range(seeds):
+        for method, run in runners.items():
+            started = time.perf_counter()
+            best[method].append(min(run(seed)))
+            seconds[method] += time.perf_counter() - started
+    if optimum is None:
+        optimum = min(min(v) for v in best.values())
+    regret = {m: statistics.median(v - optimum for v in vals) for m, vals in best.items()}
+    print(", ".join(f"{m} {r:.3g}" for m, r in regret.items()), flush=True)
+    return regret, seconds
+
+
+def ratio(a: float, b: float) -> str:
+    return "=" if a == b == 0 else (f"{a / b:.3g}" if b > 0 else "inf")
+
+
+def arguments(doc: str | None, calls: int, objectives: list[str]) -> argparse.Namespace:
+    """A regret benchmark's command line: --seeds, --calls, --objectives."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--calls", type=int, default=50)
-    parser.add_argument("--objectives", nargs="*", default=["branin", "hartmann6", "beale", "mlp"])
-    args = parser.parse_args()
+    parser.add_argument("--calls", type=int, default=calls)
+    parser.add_argument("--objectives", nargs="*", default=objectives)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    all_problems = problems()
-    rows = []
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def scratch_store() -> Iterator[str]:
+    """An MLflow sqlite store in a temporary working directory (removed after), as its tracking URI."""
+    previous = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
-        store = f"sqlite:///{tmp}/bench.db"
+        try:
+            yield f"sqlite:///{tmp}/bench.db"
+        finally:
+            os.chdir(previous)
+
+
+def main() -> None:
+    args = arguments(__doc__, 50, ["branin", "hartmann6", "beale", "mlp"])
+    all_problems = problems()
+    rows = []
+    with scratch_store() as store:
         for name in args.objectives:
             problem = all_problems[name]
-            best: dict[str, list[float]] = {"bo_tuner": [], "tpe": [], "random": []}
-            seconds: dict[str, float] = {k: 0.0 for k in best}
-            for seed in range(args.seeds):
-                for method in best:
-                    started = time.perf_counter()
-                    if method == "bo_tuner":
-                        values = run_ours(problem, seed, args.calls, store)
-                    elif method == "tpe":
-                        values = run_tpe(problem, seed, args.calls)
-                    else:
-                        values = run_random(problem, seed, args.calls)
-                    best[method].append(min(values))
-                    seconds[method] += time.perf_counter() - started
-            optimum = problem.optimum
-            if optimum is None:
-                optimum = min(min(v) for v in best.values())
-            regret = {m: statistics.median(v - optimum for v in vals) for m, vals in best.items()}
+            runners: dict[str, Callable[[int], list[float]]] = {
+                "bo_tuner": partial(run_ours, problem, calls=args.calls, store=store),
+                "tpe": partial(run_tpe, problem, calls=args.calls),
+                "random": partial(run_random, problem, calls=args.calls)}
+            print(f"{name}: ", end="")
+            regret, seconds = regrets(runners, args.seeds, problem.optimum)
             rows.append((name, regret, seconds))
-            print(f"{name}: " + ", ".join(f"{m} {r:.3g}" for m, r in regret.items()), flush=True)
-
-    def ratio(a: float, b: float) -> str:
-        return "=" if a == b == 0 else (f"{a / b:.3g}" if b > 0 else "inf")
 
     print(f"\nMedian simple regret over {args.seeds} seeds x {args.calls} evaluations (lower is better)\n")
     print("| objective | bo_tuner (GP) | Optuna TPE | random | ours / TPE | ours / random | s per run (ours / TPE) |")
