@@ -540,6 +540,9 @@ class SearchSpace:
                 return None
             counts[d.name] = count if count is not None else -1
         parents = sorted({c.parent for c in self.conditions})
+        combinations = math.prod(counts[p] for p in parents)
+        if combinations > 100_000:  # too many to walk: every dimension counted as if active (an upper bound)
+            return None if min(counts.values()) < 0 else math.prod(counts.values())
         fixed_part = math.prod(n for name, n in counts.items()
                                if name not in parents and not any(c.name == name for c in self.conditions))
         total = 0

@@ -231,6 +231,12 @@ def test_a_dimension_active_only_for_some_values_of_a_categorical() -> None:
     stepped = SearchSpace.from_dict({**CONDITIONAL, "momentum": {**CONDITIONAL["momentum"], "low": 0.5,
                                                                   "high": 0.9, "step": 0.1}})
     assert stepped.size() == 3 * (4 + 5 + 5)  # n_hidden times (adam: beta_steps; sgd+momentum, nesterov: momentum)
+    two_parents = {f"p{i}": {"type": "categorical", "choices": [0, 1, 2]} for i in range(3)}
+    two_parents["x"] = {"type": "int", "low": 1, "high": 3, "when": {"p0": 1, "p1": [0, 2]}}
+    assert SearchSpace.from_dict(two_parents).size() == 6 * 3 + 21  # x active in 6 of the 27 parent combinations
+    many = {f"p{i}": {"type": "categorical", "choices": list(range(10))} for i in range(8)}
+    many["x"] = {"type": "int", "low": 1, "high": 3, "when": {f"p{i}": 1 for i in range(8)}}
+    assert SearchSpace.from_dict(many).size() == 3 * 10**8  # 10^8 combinations: not walked, an upper bound
 
 
 @pytest.mark.parametrize(
