@@ -455,6 +455,9 @@ class SearchSpace:
         if condition.parent == condition.name or not isinstance(parent, Categorical):
             categoricals = [d.name for d in self.dimensions if isinstance(d, Categorical) and d.name != condition.name]
             known = f"; categoricals in the space: {', '.join(categoricals)}" if categoricals else ""
+            if isinstance(parent, Int) and parent.grid_size <= 20:
+                grid = ", ".join(str(parent.value_at(i)) for i in range(parent.grid_size))
+                known = f"; to condition on {condition.parent}, make it {{type: categorical, choices: [{grid}]}}"
             raise ConfigError(f"{where} ({list(condition.values)!r}) must name another categorical dimension of the "
                               f"space{known}")
         if any(c.name == condition.parent for c in self.conditions):

@@ -244,7 +244,8 @@ def test_a_dimension_active_only_for_some_values_of_a_categorical() -> None:
     [
         ({"optimiser": ["adam"]}, r"space.x: when.optimiser \(\['adam'\]\) must name another categorical dimension "
                                   r"of the space; categoricals in the space: optimizer"),
-        ({"n_hidden": [1]}, r"when.n_hidden .* must name another categorical"),
+        ({"n_hidden": [1]}, r"when.n_hidden \(\[1\]\) must name another categorical dimension of the space; to "
+                            r"condition on n_hidden, make it \{type: categorical, choices: \[1, 2, 3\]\}"),
         ({"x": ["a"]}, r"when.x .* must name another categorical"),
         ({"optimizer": ["adagrad"]}, r"space.optimizer: value \('adagrad'\) is not one of"),
         ({"optimizer": []}, r"space.x: when.optimizer \(\[\]\) must list at least one value"),
