@@ -78,11 +78,16 @@ def _to_skopt(space: SearchSpace) -> list[Any]:
     return dims
 
 
+def _skopt_value(d: Int | Real | Categorical, value: Any) -> Any:
+    """A dimension's value as skopt sees it: a category's key, a stepped dimension's grid index, else the value."""
+    if isinstance(d, Categorical):
+        return _key(d, value)
+    return d.index(value) if _stepped(d) else value
+
+
 def _skopt_reference(d: Int | Real | Categorical) -> Any:
     """A dimension's reference value (where it is inactive) as skopt sees it."""
-    if isinstance(d, Categorical):
-        return _key(d, d.choices[0])
-    return 0 if _stepped(d) else d.low
+    return _skopt_value(d, d.choices[0] if isinstance(d, Categorical) else d.low)
 
 
 def _stepped(d: Any) -> TypeGuard[Int | Real]:
@@ -337,14 +342,7 @@ class Optimizer:
     def _to_x(self, point: Mapping[str, Any]) -> list[Any]:
         """A point (inactive dimensions given or not) → skopt's, inactive dimensions at their reference value."""
         complete = self.space.complete(point)
-        x: list[Any] = []
-        for d in self.space:
-            value = complete[d.name]
-            if isinstance(d, Categorical):
-                x.append(_key(d, value))
-            else:
-                x.append(d.index(value) if _stepped(d) else value)
-        return x
+        return [_skopt_value(d, complete[d.name]) for d in self.space]
 
     def _canonical_candidates(self, opt: Any) -> None:
         """Make ``opt`` draw its random points and acquisition candidates with inactive dimensions at their reference
@@ -360,8 +358,8 @@ class Optimizer:
                 parents = []
                 for c in conditions:
                     parent = self.space[c.parent]
-                    assert isinstance(parent, Categorical)
-                    parents.append((position[c.parent], {_key(parent, v) for v in c.values}))
+                    assert isinstance(parent, Categorical | Int)
+                    parents.append((position[c.parent], {_skopt_value(parent, v) for v in c.values}))
                 rules.append((position[d.name], _skopt_reference(d), parents))
 
         def rvs(n_samples: int = 1, random_state: Any = None) -> list[list[Any]]:

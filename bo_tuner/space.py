@@ -15,7 +15,7 @@ YAML form::
 KerasTuner's and Optuna's words are understood too: ``integer``/``float``/``choice``, ``min_value``/``max_value``,
 ``values``, ``log: true`` and ``sampling: log``.
 
-A dimension that matters only for some values of a categorical one says so with ``when`` (KerasTuner's
+A dimension that matters only for some values of a categorical or int one says so with ``when`` (KerasTuner's
 ``conditional_scope``)::
 
       optimizer: {type: categorical, choices: [adam, sgd+momentum, nesterov]}
@@ -406,7 +406,7 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
 
 @dataclass(frozen=True)
 class Condition:
-    """Dimension ``name`` is active only where categorical dimension ``parent`` takes one of ``values``."""
+    """Dimension ``name`` is active only where categorical or int dimension ``parent`` takes one of ``values``."""
 
     name: str
     parent: str
@@ -428,8 +428,8 @@ def _conditions_from_spec(name: str, when: Any) -> tuple[Condition, ...]:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """An ordered collection of named dimensions, some of them active only for some values of a categorical one
-    (``conditions``, all of a dimension's must hold)."""
+    """An ordered collection of named dimensions, some of them active only for some values of a categorical or int
+    one (``conditions``, all of a dimension's must hold)."""
 
     dimensions: tuple[Dimension, ...]
     conditions: tuple[Condition, ...] = ()
@@ -445,24 +445,25 @@ class SearchSpace:
         object.__setattr__(self, "conditions", tuple(self._checked(c) for c in self.conditions))
 
     def _checked(self, condition: Condition) -> Condition:
-        """``condition`` with its values cast to the parent's choices; its parent must be an unconditional
-        categorical dimension of this space."""
+        """``condition`` with its values cast to the parent's; its parent must be an unconditional categorical or
+        int dimension of this space."""
         where = f"space.{condition.name}: when.{condition.parent}"
         by_name = {d.name: d for d in self.dimensions}
         if condition.name not in by_name:
             raise ConfigError(f"space.{condition.name}: (when) is not a dimension of the space")
         parent = by_name.get(condition.parent)
-        if condition.parent == condition.name or not isinstance(parent, Categorical):
-            categoricals = [d.name for d in self.dimensions if isinstance(d, Categorical) and d.name != condition.name]
-            known = f"; categoricals in the space: {', '.join(categoricals)}" if categoricals else ""
-            if isinstance(parent, Int) and parent.grid_size <= 20:
-                grid = ", ".join(str(parent.value_at(i)) for i in range(parent.grid_size))
-                known = f"; to condition on {condition.parent}, make it {{type: categorical, choices: [{grid}]}}"
-            raise ConfigError(f"{where} ({list(condition.values)!r}) must name another categorical dimension of the "
-                              f"space{known}")
+        if condition.parent == condition.name or not isinstance(parent, Categorical | Int):
+            parents = [d.name for d in self.dimensions if isinstance(d, Categorical | Int) and d.name != condition.name]
+            known = f"; categorical and int dimensions in the space: {', '.join(parents)}" if parents else ""
+            raise ConfigError(f"{where} ({list(condition.values)!r}) must name another categorical or int dimension "
+                              f"of the space{known}")
         if any(c.name == condition.parent for c in self.conditions):
             raise ConfigError(f"{where} ({list(condition.values)!r}) names a dimension that has a when: itself; "
-                              "a condition may depend only on an unconditional categorical")
+                              "a condition may depend only on an unconditional categorical or int dimension")
+        for value in condition.values:
+            if isinstance(parent, Int) and not parent.contains(value):
+                raise ConfigError(f"{where}: value ({value!r}) is not one of {condition.parent}'s values "
+                                  f"({parent.describe()})")
         values = tuple(parent.cast(v) for v in condition.values)
         if len(set(values)) != len(values):
             raise ConfigError(f"{where} ({list(condition.values)!r}) must not repeat a value")
@@ -488,7 +489,7 @@ class SearchSpace:
         for c in self.conditions:
             if c.name == name:
                 parent = self[c.parent]
-                assert isinstance(parent, Categorical)
+                assert isinstance(parent, Categorical | Int)
                 if parent.cast(params[c.parent]) not in c.values:
                     return False
         return True
@@ -549,7 +550,7 @@ class SearchSpace:
         fixed_part = math.prod(n for name, n in counts.items()
                                if name not in parents and not any(c.name == name for c in self.conditions))
         total = 0
-        for values in itertools.product(*(self[p].choices for p in parents)):  # type: ignore[union-attr]
+        for values in itertools.product(*(_values(self[p]) for p in parents)):
             point = dict(zip(parents, values, strict=True))
             active = [counts[c] for c in {c.name for c in self.conditions} if self.is_active(c, point)]
             if any(n < 0 for n in active):
@@ -563,6 +564,14 @@ class SearchSpace:
         for c in self.conditions:
             out[c.name] += f" when {c.parent} in {{{', '.join(str(v) for v in c.values)}}}"
         return out
+
+
+def _values(dimension: Dimension) -> tuple[Scalar, ...]:
+    """The values of a categorical or int dimension (a condition's parent)."""
+    if isinstance(dimension, Categorical):
+        return dimension.choices
+    assert isinstance(dimension, Int)
+    return tuple(dimension.value_at(i) for i in range(dimension.grid_size))
 
 
 def _reference(dimension: Dimension) -> Scalar:

@@ -344,7 +344,10 @@ def test_a_conditional_space_weighs_the_acquisition_at_the_points_the_gp_is_told
         "flag": {"type": "categorical", "choices": ["p", "q"], "when": {"kind": ["b", "c"]}},
         "n": {"type": "int", "low": 2, "high": 9, "when": {"kind": "a"}},
         "grid": {"type": "real", "low": 0.1, "high": 0.5, "step": 0.1, "when": {"kind": "c", "mode": [1, "x"]}},
-        "lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "log-uniform", "when": {"kind": ["a", "c"]}}})
+        "lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "log-uniform", "when": {"kind": ["a", "c"]}},
+        "layers": {"type": "int", "low": 1, "high": 3},
+        "width": {"type": "int", "low": 8, "high": 64, "step": 8},
+        "units_2": {"type": "int", "low": 16, "high": 64, "when": {"layers": [2, 3], "width": [8, 16]}}})
     opt = Optimizer(space, n_initial_points=3, seed=0)
     assert opt._opt.acq_optimizer == "sampling"
     candidates = opt._opt.space.rvs(n_samples=500, random_state=1)

@@ -242,11 +242,12 @@ def test_a_dimension_active_only_for_some_values_of_a_categorical() -> None:
 @pytest.mark.parametrize(
     ("when", "message"),
     [
-        ({"optimiser": ["adam"]}, r"space.x: when.optimiser \(\['adam'\]\) must name another categorical dimension "
-                                  r"of the space; categoricals in the space: optimizer"),
-        ({"n_hidden": [1]}, r"when.n_hidden \(\[1\]\) must name another categorical dimension of the space; to "
-                            r"condition on n_hidden, make it \{type: categorical, choices: \[1, 2, 3\]\}"),
-        ({"x": ["a"]}, r"when.x .* must name another categorical"),
+        ({"optimiser": ["adam"]}, r"space.x: when.optimiser \(\['adam'\]\) must name another categorical or int "
+                                  r"dimension of the space; categorical and int dimensions in the space: optimizer, "
+                                  r"n_hidden, y"),
+        ({"rate": [0.1]}, r"when.rate .* must name another categorical or int dimension"),
+        ({"x": ["a"]}, r"when.x .* must name another categorical or int dimension"),
+        ({"n_hidden": [2, 4]}, r"space.x: when.n_hidden: value \(4\) is not one of n_hidden's values \(int\[1, 3\]\)"),
         ({"optimizer": ["adagrad"]}, r"space.optimizer: value \('adagrad'\) is not one of"),
         ({"optimizer": []}, r"space.x: when.optimizer \(\[\]\) must list at least one value"),
         ({"optimizer": ["adam", "adam"]}, r"must not repeat a value"),
@@ -257,7 +258,24 @@ def test_a_dimension_active_only_for_some_values_of_a_categorical() -> None:
 def test_bad_conditions_name_the_field_and_value(when: object, message: str) -> None:
     spec = {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
             "n_hidden": {"type": "int", "low": 1, "high": 3},
+            "rate": {"type": "real", "low": 0.1, "high": 0.5},
             "y": {"type": "categorical", "choices": ["a", "b"], "when": {"optimizer": "sgd"}},
             "x": {"type": "categorical", "choices": ["a", "b"], "when": when}}
     with pytest.raises(ConfigError, match=message):
         SearchSpace.from_dict(spec)
+
+
+def test_kerastuners_layers_pattern_a_width_per_layer_active_up_to_the_number_of_layers() -> None:
+    """KerasTuner's ``for i in range(hp.Int("num_layers", 1, 3)): hp.Int(f"units_{i}", ...)``, written down."""
+    space = SearchSpace.from_dict({
+        "num_layers": {"type": "int", "low": 1, "high": 3},
+        "units_0": {"type": "int", "low": 32, "high": 256, "step": 32},
+        "units_1": {"type": "int", "low": 32, "high": 256, "step": 32, "when": {"num_layers": [2, 3]}},
+        "units_2": {"type": "int", "low": 32, "high": 256, "step": 32, "when": {"num_layers": 3}}})
+    assert space.active({"num_layers": 2, "units_0": 64, "units_1": 96, "units_2": 128}) == {
+        "num_layers": 2, "units_0": 64, "units_1": 96}
+    assert space.cast({"num_layers": "1", "units_0": "64"}) == {"num_layers": 1, "units_0": 64}  # from MLflow
+    assert space.complete({"num_layers": 1, "units_0": 64}) == {"num_layers": 1, "units_0": 64, "units_1": 32,
+                                                                "units_2": 32}
+    assert space.describe()["units_2"] == "int[32, 256] step 32 when num_layers in {3}"
+    assert space.size() == 8 + 8 * 8 + 8 * 8 * 8
