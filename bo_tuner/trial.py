@@ -26,8 +26,15 @@ import numpy as np
 from bo_tuner import data as data_mod
 from bo_tuner import models, plots, pool, tracking
 from bo_tuner.config import DataKey, StudyConfig
-from bo_tuner.errors import BoTunerWarning, RegistryError, TrialFailedError, first_line, show_warnings_as_lines
-from bo_tuner.space import Scalar
+from bo_tuner.errors import (
+    BoTunerWarning,
+    ConfigError,
+    RegistryError,
+    TrialFailedError,
+    first_line,
+    show_warnings_as_lines,
+)
+from bo_tuner.space import Scalar, SearchSpace
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "KILLED"]
 STATE_TAG = "bo_tuner.trial_state"
@@ -114,6 +121,23 @@ def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[s
     return hp
 
 
+def _inactive(space: SearchSpace | None, hp: Mapping[str, Any]) -> set[str]:
+    """The conditional dimensions of ``space`` inactive for the hyperparameters ``hp`` (a study's trial never gets
+    them; ``bo-tuner train`` may leave them at the builder's default): not logged, as the model does not use them."""
+    out: set[str] = set()
+    if space is None:
+        return out
+    for condition in space.conditions:
+        try:
+            if not space.is_active(condition.name, hp):
+                out.add(condition.name)
+        except ConfigError:  # the parent's value is none of its choices (train's params): no condition holds
+            out.add(condition.name)
+        except KeyError:  # a parent without a value (a user builder's, not given): not known to be inactive
+            pass
+    return out
+
+
 def error_text(exc: BaseException) -> str:
     """What a failed trial's record says: the error's type and the first line of its message."""
     return f"{type(exc).__name__}: {first_line(exc, 500)}"
@@ -176,9 +200,9 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         live = _LiveCurves(job.run_id)
         try:
             hp = hyperparameters(config, job.params)
-            inactive = set(config.space.names) - set(job.params) if config.space is not None else set()
-            tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values, but not
-                                                 if k not in job.params and k not in inactive})  # dims off here
+            inactive = _inactive(config.space, hp)  # a conditional dimension this point does not use
+            tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values too
+                                                 if k not in job.params and k not in inactive})
             prepared = prepared_data(config.data_key)
             fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
                                x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,

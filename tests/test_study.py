@@ -589,3 +589,23 @@ def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_an
                           "study_name": "warm"}, progress=False)
     metrics = client.get_run(warm.study_run_id).data.metrics
     assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
+
+
+def test_train_logs_the_defaults_it_used_but_not_a_conditional_one_it_did_not(store: tuple[Path, str]) -> None:
+    """``bo-tuner train --config study.yaml --params n_neurons=16``: the space's learning_rate, not given, trains at
+    its default and is logged; momentum (``when: optimizer: sgd+momentum``) is not used by the default adam, so it is
+    not logged; given ``optimizer=sgd+momentum`` it is."""
+    from bo_tuner.study import train_one
+
+    _, uri = store
+    config = StudyConfig.from_mapping({
+        "data": "iris", "max_epochs": 2, "experiment": "train-conditional", "tracking_uri": uri,
+        "space": {"optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]},
+                  "momentum": {"type": "real", "low": 0.5, "high": 0.95, "when": {"optimizer": "sgd+momentum"}},
+                  "learning_rate": {"type": "real", "low": 1e-3, "high": 1e-1, "prior": "log-uniform"}}})
+    client = MlflowClient()
+    adam = client.get_run(train_one(config, {"n_neurons": 16}).outcome.run_id).data.params
+    assert adam["learning_rate"] == "0.001" and adam["optimizer"] == "adam" and adam["n_neurons"] == "16"
+    assert "momentum" not in adam
+    sgd = client.get_run(train_one(config, {"optimizer": "sgd+momentum"}).outcome.run_id).data.params
+    assert sgd["momentum"] == "0.9" and sgd["learning_rate"] == "0.001"
