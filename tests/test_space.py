@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bo_tuner.errors import ConfigError
 from bo_tuner.space import Categorical, Int, Real, SearchSpace
@@ -279,3 +281,57 @@ def test_kerastuners_layers_pattern_a_width_per_layer_active_up_to_the_number_of
                                                                 "units_2": 32}
     assert space.describe()["units_2"] == "int[32, 256] step 32 when num_layers in {3}"
     assert space.size() == 8 + 8 * 8 + 8 * 8 * 8
+
+
+_VALUES = st.sampled_from(["x", "y", "z", 1, 2, 3, True, 2.5])
+
+
+@st.composite
+def _conditional_specs(draw: st.DrawFn) -> dict:
+    """Parents ``p``, ``q`` (categorical or int), children ``a``, ``b`` with ``when:`` mostly naming a parent's values
+    (sometimes another name, value or shape), so that most draws are valid conditional spaces."""
+    spec: dict = {}
+    values: dict[str, list] = {}
+    for name in draw(st.lists(st.sampled_from(["p", "q"]), min_size=1, max_size=2, unique=True)):
+        if draw(st.booleans()):
+            choices = draw(st.lists(_VALUES, min_size=1, max_size=3, unique_by=str))
+            spec[name], values[name] = {"type": "categorical", "choices": choices}, choices
+        else:
+            low, step = draw(st.integers(0, 3)), draw(st.sampled_from([1, 2]))
+            high = low + step * draw(st.integers(1, 3))
+            spec[name] = {"type": "int", "low": low, "high": high, "step": step}
+            values[name] = list(range(low, high + 1, step))
+    for child in draw(st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2, unique=True)):
+        mode = draw(st.sampled_from(["parents", "parents", "parents", "another name", "not a mapping"]))
+        names = [*values] if mode == "parents" else [*values, "a", "z"]
+        parents = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
+        when = {p: draw(st.lists(st.sampled_from(values[p]), min_size=1, max_size=2, unique_by=str)
+                        if p in values else _VALUES) for p in parents}
+        if mode == "not a mapping":
+            when = draw(_VALUES | st.lists(_VALUES, max_size=2))
+        kind = draw(st.sampled_from(["real", "int", "categorical"]))
+        spec[child] = ({"type": kind, "low": 1, "high": 4} if kind != "categorical"
+                       else {"type": kind, "choices": draw(st.lists(_VALUES, min_size=1, max_size=3, unique_by=str))})
+        spec[child]["when"] = when
+    return spec
+
+
+@settings(max_examples=150, deadline=None)
+@given(_conditional_specs())
+def test_fuzz_conditional_spaces_are_valid_or_one_line_errors_and_valid_ones_propose_active_points(spec: dict) -> None:
+    from bo_tuner.optimizer import Optimizer
+
+    try:
+        space = SearchSpace.from_dict(spec)
+    except ConfigError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    size = space.size()
+    assert size is None or size >= 1
+    space.describe()
+    optimizer = Optimizer(space, n_initial_points=2, seed=0)
+    for _ in range(3):
+        point = optimizer.ask()
+        assert space.contains(point) and set(point) == {d.name for d in space if space.is_active(d.name, point)}
+        optimizer.tell(point, float(len(point)))
