@@ -295,6 +295,9 @@ class Categorical:
         return self._lookup(value.item() if hasattr(value, "item") else value) is not None
 
     def _lookup(self, value: Any) -> Scalar | None:
+        for choice in self.choices:  # the same value of the same type first: "1" is the choice "1", not 1
+            if type(choice) is type(value) and choice == value:
+                return choice
         for choice in self.choices:
             if isinstance(choice, bool) or isinstance(value, bool):
                 if isinstance(choice, bool) and isinstance(value, bool) and choice == value:
@@ -465,7 +468,7 @@ class SearchSpace:
                 raise ConfigError(f"{where}: value ({value!r}) is not one of {condition.parent}'s values "
                                   f"({parent.describe()})")
         values = tuple(parent.cast(v) for v in condition.values)
-        if len(set(values)) != len(values):
+        if len({(type(v), v) for v in values}) != len(values):  # True and 1 are two choices
             raise ConfigError(f"{where} ({list(condition.values)!r}) must not repeat a value")
         return Condition(condition.name, condition.parent, values)
 
@@ -490,7 +493,8 @@ class SearchSpace:
             if c.name == name:
                 parent = self[c.parent]
                 assert isinstance(parent, Categorical | Int)
-                if parent.cast(params[c.parent]) not in c.values:
+                value = parent.cast(params[c.parent])
+                if not any(type(v) is type(value) and v == value for v in c.values):  # 1 is not True here
                     return False
         return True
 

@@ -228,6 +228,10 @@ def test_a_dimension_active_only_for_some_values_of_a_categorical() -> None:
     assert not space.contains({"momentum": 0.6, "n_hidden": 2})
     with pytest.raises(KeyError):
         space.cast({"optimizer": "nesterov", "n_hidden": 2})
+    mixed = SearchSpace.from_dict({"flag": {"type": "categorical", "choices": [True, 1, "1"]},
+                                   "x": {"type": "int", "low": 1, "high": 3, "when": {"flag": [True, "1"]}}})
+    assert mixed.is_active("x", {"flag": True}) and mixed.is_active("x", {"flag": "1"})
+    assert not mixed.is_active("x", {"flag": 1})  # the choice 1 is not the choice True
     # distinct points: momentum (continuous) is active for two optimizers → a continuum
     assert space.size() is None
     stepped = SearchSpace.from_dict({**CONDITIONAL, "momentum": {**CONDITIONAL["momentum"], "low": 0.5,
