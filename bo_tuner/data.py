@@ -437,6 +437,11 @@ def detect_task(y: pd.Series) -> Task:
     return "regression"
 
 
+def _python(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (``np.int64(10)`` → ``10``); anything else as it is."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction: float,
            seed: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     from sklearn.model_selection import train_test_split
@@ -448,8 +453,7 @@ def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction:
         n_test = math.ceil(n * test_fraction)
         n_val = math.ceil((n - n_test) * val_fraction / (1 - test_fraction))
         if counts.min() < 3 or n_test < len(counts) or n_val < len(counts):
-            rare = counts.idxmin()
-            rare = rare.item() if hasattr(rare, "item") else rare  # class 10, not np.int64(10)
+            rare = _python(counts.idxmin())  # class 10, not np.int64(10)
             warnings.warn(f"class {rare!r} has {counts.min()} rows: the split is not stratified",
                           BoTunerWarning, stacklevel=3)
             stratify = None
@@ -528,9 +532,8 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
     if resolved == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
         raise DataError(f"target: ({target_col!r}) is not numeric ({y.dtype}); use task classification")
     if resolved == "regression" and y.nunique() < 2:
-        value = y.iloc[0].item() if hasattr(y.iloc[0], "item") else y.iloc[0]
-        raise DataError(f"target: ({target_col!r}) has one value only ({value!r}) in all {len(frame)} rows; there is "
-                        "nothing to predict")
+        raise DataError(f"target: ({target_col!r}) has one value only ({_python(y.iloc[0])!r}) in all {len(frame)} "
+                        "rows; there is nothing to predict")
     if len(frame) < MIN_ROWS:
         raise DataError(f"data: ({data!r}) has {len(frame)} rows with a target; at least {MIN_ROWS} are needed "
                         "for train/validation/test splits")
@@ -548,7 +551,7 @@ def prepare(data: str, target: str | None, task: str | None, val_fraction: float
             raise DataError(f"target: ({target_col!r}) has a different value on each of its {len(frame)} rows, so no "
                             "class could be learnt from another row; is it the right column?"
                             + (" For a number to predict, use task regression" if numeric else ""))
-        classes = [c.item() if hasattr(c, "item") else c for c in classes]
+        classes = [_python(c) for c in classes]
     x = frame[features]
     dates = [c for c in features if _is_datetime(x[c]) or _is_iso_dates(x[c])]  # days since 1970 (_finite_or_nan)
     numeric = [c for c in features if (pd.api.types.is_numeric_dtype(x[c]) and not pd.api.types.is_bool_dtype(x[c]))

@@ -33,7 +33,7 @@ from typing import Any, TypeGuard, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace
+from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace, reference
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +83,6 @@ def _skopt_value(d: Int | Real | Categorical, value: Any) -> Any:
     if isinstance(d, Categorical):
         return _key(d, value)
     return d.index(value) if _stepped(d) else value
-
-
-def _skopt_reference(d: Int | Real | Categorical) -> Any:
-    """A dimension's reference value (where it is inactive) as skopt sees it."""
-    return _skopt_value(d, d.choices[0] if isinstance(d, Categorical) else d.low)
 
 
 def _stepped(d: Any) -> TypeGuard[Int | Real]:
@@ -360,7 +355,7 @@ class Optimizer:
                     parent = self.space[c.parent]
                     assert isinstance(parent, Categorical | Int)
                     parents.append((position[c.parent], {_skopt_value(parent, v) for v in c.values}))
-                rules.append((position[d.name], _skopt_reference(d), parents))
+                rules.append((position[d.name], _skopt_value(d, reference(d)), parents))
 
         def rvs(n_samples: int = 1, random_state: Any = None) -> list[list[Any]]:
             points = draw(n_samples=n_samples, random_state=random_state)

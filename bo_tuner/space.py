@@ -505,7 +505,7 @@ class SearchSpace:
     def complete(self, params: Mapping[str, Any]) -> dict[str, Scalar]:
         """Every dimension's value, inactive ones (given or not) at their reference value: the point the optimizer
         is told. Raises KeyError for a missing active dimension."""
-        return {d.name: d.cast(params[d.name]) if self.is_active(d.name, params) else _reference(d)
+        return {d.name: d.cast(params[d.name]) if self.is_active(d.name, params) else reference(d)
                 for d in self.dimensions}
 
     @property
@@ -541,22 +541,22 @@ class SearchSpace:
     def size(self) -> int | None:
         """How many distinct points the space holds (inactive dimensions count once); None when a real dimension
         without a step makes it a continuum."""
+        conditional = {c.name for c in self.conditions}
         counts: dict[str, int] = {}
         for d in self.dimensions:
             count = len(d.choices) if isinstance(d, Categorical) else d.grid_size
-            if count is None and not any(c.name == d.name for c in self.conditions):
+            if count is None and d.name not in conditional:
                 return None
             counts[d.name] = count if count is not None else -1
         parents = sorted({c.parent for c in self.conditions})
         combinations = math.prod(counts[p] for p in parents)
         if combinations > 100_000:  # too many to walk: every dimension counted as if active (an upper bound)
             return None if min(counts.values()) < 0 else math.prod(counts.values())
-        fixed_part = math.prod(n for name, n in counts.items()
-                               if name not in parents and not any(c.name == name for c in self.conditions))
+        fixed_part = math.prod(n for name, n in counts.items() if name not in parents and name not in conditional)
         total = 0
         for values in itertools.product(*(_values(self[p]) for p in parents)):
             point = dict(zip(parents, values, strict=True))
-            active = [counts[c] for c in {c.name for c in self.conditions} if self.is_active(c, point)]
+            active = [counts[name] for name in conditional if self.is_active(name, point)]
             if any(n < 0 for n in active):
                 return None
             total += fixed_part * math.prod(active)
@@ -578,7 +578,7 @@ def _values(dimension: Dimension) -> tuple[Scalar, ...]:
     return tuple(dimension.value_at(i) for i in range(dimension.grid_size))
 
 
-def _reference(dimension: Dimension) -> Scalar:
+def reference(dimension: Dimension) -> Scalar:
     """The value the optimizer sees for ``dimension`` where it is inactive: its low end, or its first choice."""
     if isinstance(dimension, Categorical):
         return dimension.choices[0]
