@@ -28,10 +28,10 @@ Objective = Callable[[dict[str, Any]], float]
 def branches(p: dict[str, Any]) -> float:
     x = p["x"]
     if p["branch"] == "a":
-        return (x - 0.3) ** 2 + (p["k"] - 0.5) ** 2 + 0.1
+        return float((x - 0.3) ** 2 + (p["k"] - 0.5) ** 2 + 0.1)
     if p["branch"] == "b":
-        return (x + 0.4) ** 2 + 2 * (p["m1"] - 0.8) ** 2 + 0.02
-    return x**2 + 2 * (p["m1"] - 0.2) ** 2 + 2 * (p["m2"] - 0.6) ** 2
+        return float((x + 0.4) ** 2 + 2 * (p["m1"] - 0.8) ** 2 + 0.02)
+    return float(x**2 + 2 * (p["m1"] - 0.2) ** 2 + 2 * (p["m2"] - 0.6) ** 2)
 
 
 def _mlp_objective() -> Objective:

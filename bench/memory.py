@@ -50,7 +50,7 @@ def measure(n_calls: int, worker_max_trials: int, worker_max_growth_mb: int) -> 
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         config = bo_tuner.StudyConfig(data="iris", n_calls=n_calls, n_initial_points=5, max_epochs=3,
-                                      space=SPACE, tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+                                      space=bo_tuner.SearchSpace.from_dict(SPACE), tracking_uri=f"sqlite:///{tmp}/mlflow.db",
                                       worker_max_trials=worker_max_trials, worker_max_growth_mb=worker_max_growth_mb,
                                       registered_model="iris-memory")
         bo_tuner.tune(config, progress=False, callbacks=[sample])

@@ -33,7 +33,7 @@ Objective = Callable[[dict[str, Any]], float]
 def branin(p: dict[str, Any]) -> float:
     x1, x2 = p["x1"], p["x2"]
     a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
-    return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+    return float(a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s)
 
 
 _H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14], [3, 3.5, 1.7, 10, 17, 8],
@@ -50,7 +50,7 @@ def hartmann6(p: dict[str, Any]) -> float:
 
 def beale(p: dict[str, Any]) -> float:
     x, y = p["x"], p["y"]
-    return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
+    return float((1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2)
 
 
 def digits_mlp_error(**fixed: Any) -> Callable[[dict[str, Any]], float]:
@@ -96,7 +96,9 @@ class Problem:
 
 
 def problems() -> dict[str, Problem]:
-    real = lambda lo, hi: {"type": "real", "low": lo, "high": hi}  # noqa: E731
+    def real(lo: float, hi: float) -> dict[str, Any]:
+        return {"type": "real", "low": lo, "high": hi}
+
     return {
         "branin": Problem("branin", {"x1": real(-5.0, 10.0), "x2": real(0.0, 15.0)}, branin, 0.397887),
         "hartmann6": Problem("hartmann6", {f"x{i}": real(0.0, 1.0) for i in range(6)}, hartmann6, -3.32237),
