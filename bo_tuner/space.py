@@ -132,6 +132,17 @@ def _tidy(value: float) -> float:
     return float(f"{value:.12g}")
 
 
+def _number_within(value: Any, low: float, high: float) -> float | None:
+    """``value`` as a float if it is a number (not a bool) in ``[low, high]``, else None (NaN and infinities too)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if low <= number <= high else None
+
+
 @dataclass(frozen=True)
 class Int:
     """An integer hyperparameter in ``[low, high]`` (both included)."""
@@ -160,15 +171,8 @@ class Int:
         return round((float(value) - self.low) / self.step)
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool):
-            return False
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return False
-        if not self.low <= number <= self.high:  # NaN and infinities too
-            return False
-        return number == int(number) and (int(number) - self.low) % self.step == 0
+        number = _number_within(value, self.low, self.high)
+        return number is not None and number == int(number) and (int(number) - self.low) % self.step == 0
 
     def cast(self, value: Any) -> int:
         if self.step == 1:
@@ -221,13 +225,8 @@ class Real:
         return round((float(value) - self.low) / self.step)
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool):
-            return False
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return False
-        if not self.low <= number <= self.high:  # NaN and infinities too
+        number = _number_within(value, self.low, self.high)
+        if number is None:
             return False
         if self.step is None:
             return True
