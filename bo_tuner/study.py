@@ -135,19 +135,19 @@ class _Progress:
     pipe (``nohup … > log``, CI, a scheduler's log), one line per finished trial instead — a bar's carriage returns
     made the whole study one endless line there."""
 
-    def __init__(self, enabled: bool, total: int, initial: int, label: str, metric: str,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, enabled: bool, total: int, initial: int, label: str, metric: str, parallel: int = 1) -> None:
         from tqdm import tqdm
 
         self.lines = enabled and not _interactive(sys.stderr)
         self.total, self.label, self.metric = total, label, metric
-        self.initial, self.clock = initial, clock
-        self.started = clock()
+        self.initial, self.parallel = initial, parallel
+        self.trial_seconds = 0.0  # the finished trials' own durations, added up
         self.bar = tqdm(total=total, initial=initial, desc=label, unit="trial", disable=not enabled or self.lines,
                         file=sys.stderr, dynamic_ncols=True)
 
     def finished(self, outcome: TrialOutcome, done: int, best: TrialOutcome | None) -> None:
         self.bar.update(1)
+        self.trial_seconds += outcome.seconds
         best_text = f"best {self.metric}={best.value:.4g} (trial {best.number})" if best is not None else ""
         if best is not None:
             self.bar.set_postfix_str(best_text)
@@ -167,11 +167,13 @@ class _Progress:
               f"{'; ' + best_text if best_text else ''}{'; ' + left if left else ''}", file=sys.stderr, flush=True)
 
     def _time_left(self, done: int) -> str:
-        """"~3 min left": the remaining trials at this session's pace so far (what a bar's ETA says)."""
+        """"~3 min left": the remaining trials at the mean duration of those finished in this session, ``parallel``
+        at a time. Not the wall time since the start divided by the trials done: that counts the workers' start-up
+        (Keras' import, seconds) as if every trial paid it, and said ~60 s where ~15 s were left."""
         ran, remaining = done - self.initial, self.total - done
         if ran <= 0 or remaining <= 0:
             return ""
-        seconds = (self.clock() - self.started) / ran * remaining
+        seconds = self.trial_seconds / ran * remaining / self.parallel
         if seconds < 90:
             return f"~{max(1, round(seconds))} s left"
         if seconds < 90 * 60:
@@ -237,7 +239,7 @@ class _Study:
         pending: dict[cf.Future[TrialOutcome], TrialJob] = {}
         number = self.first_number
         consecutive = 0
-        bar = _Progress(self.progress, self.n_calls, len(self.trials), self.label, self.metric)
+        bar = _Progress(self.progress, self.n_calls, len(self.trials), self.label, self.metric, self.parallel)
         try:
             while True:
                 interrupts.check()

@@ -488,8 +488,7 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypat
     for stream, lines in ((io.StringIO(), True), (Terminal(), False)):
         monkeypatch.setattr(sys, "stderr", stream)
         monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-        ticks = iter([100.0, 110.0, 120.0, 130.0]).__next__  # 10 s per trial
-        progress = study_mod._Progress(True, 5, 0, "iris-mlp", "val_accuracy", clock=ticks)
+        progress = study_mod._Progress(True, 5, 0, "iris-mlp", "val_accuracy")
         for done, outcome in enumerate(trials, start=1):
             progress.finished(outcome, done, trials[0])
         progress.close()
@@ -498,13 +497,19 @@ def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypat
         if lines:
             assert text.splitlines() == [
                 "iris-mlp: trial 1 (1/5) COMPLETE val_accuracy=0.91 in 2.0 s; best val_accuracy=0.91 (trial 1); "
-                "~40 s left",
+                "~8 s left",  # 4 trials left at the 2.04 s this one took
                 "iris-mlp: trial 2 (2/5) FAILED: TrialFailedError: loss became nan in 0.5 s; best val_accuracy=0.91 "
-                "(trial 1); ~30 s left",
+                "(trial 1); ~4 s left",  # 3 x 1.27 s
                 "iris-mlp: trial 3 (3/5) PRUNED at epoch 6 val_accuracy=0.5 in 1.0 s; best val_accuracy=0.91 "
-                "(trial 1); ~20 s left"]
-    resumed = study_mod._Progress(False, 30, 10, "x", "m", clock=iter([0.0, 7200.0]).__next__)
-    assert resumed._time_left(10) == "" and resumed._time_left(12) == "~18.0 h left"  # 1 h per trial since
+                "(trial 1); ~2 s left"]
+    # A resumed study counts only its own trials; k workers finish k trials per trial's time.
+    resumed = study_mod._Progress(False, 30, 10, "x", "m")
+    assert resumed._time_left(10) == ""
+    resumed.finished(TrialOutcome(11, {}, "r", "COMPLETE", 0.9, {}, seconds=3600.0), 11, None)
+    assert resumed._time_left(11) == "~19.0 h left"
+    parallel = study_mod._Progress(False, 10, 0, "x", "m", parallel=2)
+    parallel.finished(TrialOutcome(1, {}, "r", "COMPLETE", 0.9, {}, seconds=10.0), 1, None)
+    assert parallel._time_left(1) == "~45 s left"
     quiet = io.StringIO()
     monkeypatch.setattr(sys, "stderr", quiet)
     study_mod._Progress(False, 5, 0, "iris-mlp", "val_accuracy").finished(trials[0], 1, trials[0])
