@@ -593,8 +593,7 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
     from sklearn import metrics
 
     if task == "classification":
-        truth = np.asarray(y_true, dtype=object).astype(str)
-        pred = np.asarray(y_pred, dtype=object).astype(str)
+        truth, pred = as_labels(y_true), as_labels(y_pred)
         scores = {
             "test_accuracy": float(metrics.accuracy_score(truth, pred)),
             "test_f1_macro": float(metrics.f1_score(truth, pred, average="macro")),
@@ -611,6 +610,22 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
         "test_mae": float(metrics.mean_absolute_error(truth_f, pred_f)),
         "test_r2": float(metrics.r2_score(truth_f, pred_f)),
     }
+
+
+def as_labels(values: Any) -> npt.NDArray[Any]:
+    """Class labels as strings, the form the test metrics and reports compare (the served model's probability
+    columns are named so too)."""
+    return np.asarray(values, dtype=object).astype(str)
+
+
+def classification_report(y_true: pd.Series, y_pred: npt.NDArray[Any], classes: Sequence[str] | None) -> str:
+    """scikit-learn's per-class precision, recall, F1 and support of the test split, as text."""
+    from sklearn import metrics
+
+    labels = list(classes) if classes is not None else None
+    report: str = metrics.classification_report(as_labels(y_true), as_labels(y_pred), labels=labels, digits=4,
+                                                zero_division=0)
+    return report
 
 
 def missing_for_auc(truth: npt.NDArray[Any], classes: Sequence[str]) -> list[str] | None:

@@ -1,8 +1,12 @@
-"""Per-trial learning-curve plot (matplotlib). The search-level plots come from skopt in :mod:`optimizer`."""
+"""Per-trial learning-curve plot, the learning-rate finder's curve and the best model's test-split plot
+(matplotlib, scikit-learn's displays). The search-level plots come from skopt in :mod:`optimizer`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy.typing as npt
 
 from bo_tuner.config import metric_is_maximized
 
@@ -62,6 +66,36 @@ def lr_finder(learning_rates: list[float], losses: list[float], smoothed: list[f
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def test_predictions(task: str, truth: npt.NDArray[Any], predictions: npt.NDArray[Any],
+                     classes: Sequence[str] | None, path: str, title: str) -> None:
+    """The best model on the held-out test split: scikit-learn's confusion matrix (classification; labels as
+    strings, in ``classes``' order) or its actual-vs-predicted and residual plots (regression)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay
+
+    if task == "classification":
+        labels = list(classes) if classes is not None else sorted(set(truth.tolist()) | set(predictions.tolist()))
+        side = min(14.0, max(4.5, 0.45 * len(labels) + 2.5))
+        figure, ax = plt.subplots(figsize=(side, side * 0.85))
+        ConfusionMatrixDisplay.from_predictions(
+            truth, predictions, labels=labels, ax=ax, colorbar=False, cmap="Blues",
+            include_values=len(labels) <= 25,  # beyond that the counts overlap; the colours still read
+            xticks_rotation="vertical" if max(map(len, labels)) > 3 else "horizontal")
+        ax.set_title(f"{title}: test confusion matrix ({len(truth)} rows)")
+    else:
+        figure, axes = plt.subplots(1, 2, figsize=(9.5, 4.2))
+        for ax, kind in zip(axes, ("actual_vs_predicted", "residual_vs_predicted"), strict=True):
+            PredictionErrorDisplay.from_predictions(truth, predictions, kind=kind, ax=ax,
+                                                    scatter_kwargs={"alpha": 0.5, "s": 12})
+        figure.suptitle(f"{title}: test split ({len(truth)} rows)")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -912,7 +912,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             # meanwhile, here and (one of them, after the scoring) in a worker.
             scoring: cf.Future[dict[str, float]] | None = None
             if best is not None and best.model_uri is not None:
-                scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config)
+                scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config, parent_id,
+                                          f"{label}, trial {best.number}")
             study.render_plots(executor.submit if isinstance(executor, WorkerPool) else None)
             test_scores = _scores(scoring)
             executor.shutdown(wait=False)  # workers finish their after-work and exit during the registry step

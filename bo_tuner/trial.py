@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -291,8 +292,12 @@ def prepared_data(data_key: DataKey) -> data_mod.PreparedData:
         return data_mod.prepare(*data_key)
 
 
-def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -> dict[str, float]:
-    """Load a logged model back as MLflow will serve it and score the test split once (the champion check).
+def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig,
+                       report_run: str | None = None, title: str = "") -> dict[str, float]:
+    """Load a logged model back as MLflow will serve it and score the test split once (the champion check); with
+    ``report_run`` (the study's run), also log there how it did on that split: ``plots/test_confusion_matrix.png``
+    and ``test_report.txt`` (per-class precision, recall, F1) for a classifier, ``plots/test_predictions.png``
+    (actual vs predicted, residuals) for a regressor.
 
     Raises:
         RegistryError: the model does not load or predict; nothing must be registered.
@@ -307,7 +312,30 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig) -
     except Exception as exc:
         raise RegistryError(f"the best model ({model_uri}) did not load back and predict: {first_line(exc)}; "
                             "nothing was registered") from None
-    return data_mod.score(prepared.task, prepared.test_target, predictions, probabilities)
+    scores = data_mod.score(prepared.task, prepared.test_target, predictions, probabilities)
+    if report_run is not None:
+        classes = None if probabilities is None else [str(c) for c in probabilities.columns]
+        try:
+            _log_test_report(report_run, prepared, predictions, classes, title)
+        except Exception as exc:  # the scores stand and the study goes on to the registry without the report
+            print(f"bo-tuner: warning: the test-split report was not logged: {type(exc).__name__}: "
+                  f"{first_line(exc)}", file=sys.stderr, flush=True)
+    return scores
+
+
+def _log_test_report(run_id: str, prepared: data_mod.PreparedData, predictions: Any, classes: list[str] | None,
+                     title: str) -> None:
+    classification = prepared.task == "classification"
+    truth, predicted = ((data_mod.as_labels(prepared.test_target), data_mod.as_labels(predictions))
+                        if classification else (np.asarray(prepared.test_target, dtype=float),
+                                                np.asarray(predictions, dtype=float)))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "test_confusion_matrix.png" if classification else "test_predictions.png")
+        plots.test_predictions(prepared.task, truth, predicted, classes, path, title)
+        tracking.log_artifact(run_id, path, "plots")
+    if classification:
+        tracking.log_text(run_id, data_mod.classification_report(prepared.test_target, predictions, classes),
+                          "test_report.txt")
 
 
 def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: TrialJob) -> TrialOutcome:

@@ -247,6 +247,28 @@ def test_score_in_target_terms() -> None:
     assert reg["test_rmse"] == pytest.approx(np.sqrt(2.0))
 
 
+def test_classification_report_and_test_plot_keep_the_models_class_order(tmp_path: Path) -> None:
+    """Integer classes 1..12 as the model names them: "10" after "9", not after "1" as strings sort."""
+    from bo_tuner import plots
+
+    classes = [str(c) for c in range(1, 13)]
+    truth = pd.Series(np.tile(np.arange(1, 13), 3))
+    predicted = truth.to_numpy().copy()
+    predicted[:2] = 10  # two rows of classes 1 and 2 taken for 10
+    report = data.classification_report(truth, predicted, classes)
+    rows = [line.split()[0] for line in report.splitlines()[2:14]]
+    assert rows == classes
+    assert report.splitlines()[11].split()[1:] == ["0.6000", "1.0000", "0.7500", "3"]  # class 10: 3 of 5 right
+    for task, values, path in (("classification", data.as_labels(truth), tmp_path / "cm.png"),
+                               ("regression", truth.to_numpy(dtype=float), tmp_path / "reg.png")):
+        plots.test_predictions(task, values, values if task == "regression" else data.as_labels(predicted),
+                               classes if task == "classification" else None, str(path), "t")
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    many = [str(c) for c in range(40)]  # past 25 classes the counts are left out; it still draws
+    plots.test_predictions("classification", np.array(many * 2), np.array(many * 2), many, str(tmp_path / "m.png"), "t")
+    assert (tmp_path / "m.png").stat().st_size > 1000
+
+
 def test_interface_hash_follows_columns_target_and_task_not_the_rows(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.choice(["x", "y"], 60), "y": rng.choice([0, 1], 60)})

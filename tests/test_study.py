@@ -62,8 +62,13 @@ def test_parent_and_children_through_the_client(digits_study: bo_tuner.StudyResu
         assert [m.step for m in epochs] == list(range(1, len(epochs) + 1))
         # drawn by the study while the next trial trains; the last one at the end
         assert "plots/learning_curve.png" in {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
-    assert {"plots/convergence.png", "plots/evaluations.png"} <= {
+    assert {"plots/convergence.png", "plots/evaluations.png", "plots/test_confusion_matrix.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    # the best model on the test split, per class: ten rows, and the accuracy the study reports
+    report = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/test_report.txt").splitlines()
+    assert [line.split()[0] for line in report[2:12]] == [str(c) for c in range(10)]
+    (accuracy,) = [line.split()[1] for line in report if line.strip().startswith("accuracy")]
+    assert float(accuracy) == pytest.approx(digits_study.test_metrics["test_accuracy"], abs=1e-4)
     system = {k for c in children for k in c.data.metrics if k.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
     for outcome in digits_study.trials:  # every epoch's metrics, as the run's metric history has them
@@ -158,6 +163,11 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert {c["name"] for c in json.loads(used.dataset.schema)["mlflow_colspec"]} == set(frame.columns)
     assert MlflowClient().get_run(result.study_run_id).data.params["ignore_columns"] == "patient_id"
     assert len(used.dataset.digest) == 16
+    # the best model on the test split: actual vs predicted and residuals (no per-class report for a regressor)
+    parent_artifacts = {a.path for a in MlflowClient().list_artifacts(result.study_run_id)}
+    assert "test_report.txt" not in parent_artifacts
+    assert "plots/test_predictions.png" in {
+        a.path for a in MlflowClient().list_artifacts(result.study_run_id, "plots")}
     # who ran it and from what, as mlflow.start_run records it (the UI's User and Source columns)
     parent = MlflowClient().get_run(result.study_run_id)
     child = MlflowClient().get_run(result.trials[0].run_id)
