@@ -77,7 +77,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=_opt, help="mlp, cnn or package.module:build_fn [mlp]")
     p.add_argument("--max-epochs", type=_opt_int, help="epochs per trial, with EarlyStopping [100]")
     p.add_argument("--metric", type=_opt, help="validation metric to optimize: val_accuracy (default), val_auc, "
-                   "val_loss for classification; val_rmse (default), val_mae, val_loss for regression")
+                   "val_f1_macro, val_loss for classification; val_rmse (default), val_mae, val_r2, val_loss for "
+                   "regression")
     p.add_argument("--experiment", type=_opt, help="MLflow experiment name [bo_tuner]")
     p.add_argument("--seed", type=_opt_int, help="seed for splits, proposals and training [42]")
     p.add_argument("--tracking-uri", type=_opt, help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")

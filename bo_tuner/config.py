@@ -28,8 +28,8 @@ PROMOTE = ("if-better", "always", "never")
 TASKS = ("classification", "regression")
 DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_rmse"}
 BUILTIN_METRICS = {
-    "classification": ("val_accuracy", "val_loss", "val_auc", "accuracy", "loss"),
-    "regression": ("val_rmse", "val_mae", "val_loss", "rmse", "mae", "loss"),
+    "classification": ("val_accuracy", "val_loss", "val_auc", "val_f1_macro", "accuracy", "loss"),
+    "regression": ("val_rmse", "val_mae", "val_r2", "val_loss", "rmse", "mae", "loss"),
 }
 _MAXIMIZED = ("accuracy", "auc", "precision", "recall", "f1", "r2")
 _MODEL_RE = re.compile(r"^(mlp|cnn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")

@@ -596,7 +596,7 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
         truth, pred = as_labels(y_true), as_labels(y_pred)
         scores = {
             "test_accuracy": float(metrics.accuracy_score(truth, pred)),
-            "test_f1_macro": float(metrics.f1_score(truth, pred, average="macro")),
+            "test_f1_macro": f1_macro(truth, pred),
         }
         auc = None if probabilities is None else roc_auc(truth, probabilities.to_numpy(),
                                                          [str(c) for c in probabilities.columns])
@@ -608,8 +608,23 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
     return {
         "test_rmse": float(np.sqrt(metrics.mean_squared_error(truth_f, pred_f))),
         "test_mae": float(metrics.mean_absolute_error(truth_f, pred_f)),
-        "test_r2": float(metrics.r2_score(truth_f, pred_f)),
+        "test_r2": r2(truth_f, pred_f),
     }
+
+
+def f1_macro(truth: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
+    """F1 of each class (of those in ``truth`` or ``predicted``), averaged unweighted: ``test_f1_macro`` and the
+    metric ``val_f1_macro``."""
+    from sklearn import metrics
+
+    return float(metrics.f1_score(truth, predicted, average="macro"))
+
+
+def r2(truth: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
+    """The coefficient of determination: ``test_r2`` and the metric ``val_r2``."""
+    from sklearn import metrics
+
+    return float(metrics.r2_score(truth, predicted))
 
 
 def as_labels(values: Any) -> npt.NDArray[Any]:

@@ -244,11 +244,20 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
 
 def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
                   ) -> dict[str, Callable[[np.ndarray[Any, Any]], float]] | None:
-    """The validation metrics a built-in model reports beside Keras' own, when the study optimises one:
-    ``val_auc`` (ROC AUC of the class probabilities; one-vs-rest, macro, for more than two classes). A user
-    builder reports its own (``keras.metrics.AUC(name="auc")`` gives ``val_auc``)."""
-    if metric != "val_auc" or prepared.task != "classification" or not models.is_builtin(model):
+    """The validation metric a built-in model reports beside Keras' own, when the study optimises it (the test
+    split's figure of the same name, computed the same way): ``val_auc`` (ROC AUC of the class probabilities;
+    one-vs-rest, macro, for more than two classes), ``val_f1_macro`` (F1 of each class, averaged unweighted: for
+    imbalanced classes, where accuracy rewards predicting the common one), ``val_r2`` (coefficient of
+    determination). A user builder reports its own (``keras.metrics.AUC(name="auc")`` gives ``val_auc``)."""
+    if not models.is_builtin(model) or (prepared.task, metric) not in {
+            ("classification", "val_auc"), ("classification", "val_f1_macro"), ("regression", "val_r2")}:
         return None
+    if metric == "val_r2":
+        truth_values = np.asarray(prepared.y_val, dtype=float).ravel()
+        return {metric: lambda outputs: data_mod.r2(truth_values, np.asarray(outputs, dtype=float).ravel())}
+    if metric == "val_f1_macro":
+        codes = np.asarray(prepared.y_val).ravel()
+        return {metric: lambda outputs: data_mod.f1_macro(codes, np.argmax(outputs, axis=1))}
     classes = prepared.pipeline.class_names()
     truth = prepared.val_labels()
 

@@ -212,6 +212,49 @@ def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple
     assert [str(v) for v in labels] == list(probabilities.idxmax(axis=1))
 
 
+@pytest.mark.parametrize(("data", "metric", "other"), [("diabetes", "val_r2", "val_rmse"),
+                                                      ("wine", "val_f1_macro", "val_accuracy")])
+def test_a_study_optimising_a_metric_scikit_learn_computes_each_epoch(store: tuple[Path, str], data: str,
+                                                                       metric: str, other: str) -> None:
+    """``val_r2`` / ``val_f1_macro``: computed on the validation split after each epoch, beside Keras' own metrics;
+    they drive EarlyStopping and the objective. R² is checked against Keras' own ``val_rmse`` of the same epoch
+    (R² = 1 - MSE / variance of the validation target)."""
+    from bo_tuner.data import prepare
+
+    _, uri = store
+    config = StudyConfig(data=data, metric=metric, n_calls=1, max_epochs=4, experiment=f"sk-{metric}",
+                         tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 16, "high": 32}})
+    result = bo_tuner.tune(config, progress=False)
+    assert result.metric == metric and result.maximize and result.n_failed == 0
+    client = MlflowClient()
+    (trial,) = result.trials
+    curve = [m.value for m in sorted(client.get_metric_history(trial.run_id, metric), key=lambda m: m.step)]
+    others = [m.value for m in sorted(client.get_metric_history(trial.run_id, other), key=lambda m: m.step)]
+    assert len(curve) == len(others) == client.get_run(trial.run_id).data.metrics["epochs_run"]
+    assert trial.value == max(curve) and max(curve) > (0.2 if metric == "val_r2" else 0.5)
+    if metric == "val_r2":
+        y_val = prepare(*config.data_key).y_val.astype(float)
+        assert curve == pytest.approx([1 - rmse**2 / y_val.var() for rmse in others], abs=1e-4)
+
+
+def test_f1_macro_each_epoch_is_scikit_learns_on_the_validation_labels() -> None:
+    from sklearn.metrics import f1_score
+
+    from bo_tuner import trial as trial_mod
+    from bo_tuner.data import prepare
+
+    prepared = prepare("iris", None, None, 0.2, 0.2, 0)
+    codes = np.asarray(prepared.y_val)
+    outputs = np.eye(3)[(codes + (np.arange(len(codes)) % 4 == 0)) % 3]  # every fourth row in the next class
+    (score,) = trial_mod._epoch_scores("val_f1_macro", "mlp", prepared).values()
+    labels = prepared.val_labels()
+    names = np.asarray(prepared.pipeline.class_names(), dtype=object)
+    assert score(outputs) == pytest.approx(f1_score(labels, names[outputs.argmax(axis=1)], average="macro"))
+    assert score(np.eye(3)[codes]) == 1.0
+    assert trial_mod._epoch_scores("val_r2", "mlp", prepared) is None  # not a classification metric
+    assert trial_mod._epoch_scores("val_f1_macro", "tests.user_builder:build", prepared) is None  # reports its own
+
+
 def test_search_plots_that_cannot_be_drawn_cost_a_warning_not_the_study(store: tuple[Path, str],
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """E.g. matplotlib left half-imported by a Ctrl-C: the clean-up must still end the study's run."""
