@@ -162,6 +162,42 @@ def is_builtin(model: str) -> bool:
     return model in ("mlp", "cnn")
 
 
+#: A built-in model's per-layer hyperparameters: ``n_neurons_2`` is the width of the MLP's second hidden layer (1 is
+#: the first), ``filters_2`` the CNN's second conv block's filters; a layer without one takes ``n_neurons`` (every
+#: layer) or ``filters`` doubled per block. Value: (the hyperparameter it overrides, the one that counts the layers).
+PER_LAYER: dict[str, tuple[str, str]] = {"mlp": ("n_neurons", "n_hidden"), "cnn": ("filters", "n_conv_blocks")}
+_PER_LAYER_RE = re.compile(r"^([a-z_]+?)_([1-9][0-9]{0,2})$")
+
+
+def per_layer(model: str, name: str) -> int | None:
+    """The layer (1-based) that ``name`` sizes for a built-in ``model`` (``n_neurons_3`` → 3), else None."""
+    match = _PER_LAYER_RE.match(name)
+    if match is None or model not in PER_LAYER or PER_LAYER[model][0] != match.group(1):
+        return None
+    return int(match.group(2))
+
+
+def unused_sizes(model: str, hp: Mapping[str, Any]) -> set[str]:
+    """Of a built-in model's layer sizes in ``hp``, those its network would not use: ``n_neurons`` when every hidden
+    layer has its own ``n_neurons_<i>``, and ``n_neurons_<i>`` past ``n_hidden`` (``filters`` likewise)."""
+    if model not in PER_LAYER:
+        return set()
+    base, counter = PER_LAYER[model]
+    try:
+        layers = int(hp[counter])
+    except (KeyError, TypeError, ValueError):
+        return set()
+    out = {name for name in hp if (layer := per_layer(model, name)) is not None and layer > layers}
+    if layers >= 1 and all(hp.get(f"{base}_{layer}") is not None for layer in range(1, layers + 1)):
+        out.add(base)
+    return out
+
+
+def _layer_size(hp: Mapping[str, Any], base: str, layer: int, default: Any) -> int:
+    value = hp.get(f"{base}_{layer}")
+    return int(default if value is None else value)
+
+
 def _import_user_builder(model: str) -> Builder:
     module_name, _, attr = model.partition(":")
     if not module_name or not attr:
@@ -202,6 +238,9 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
     allowed = _CHOICES.get(name) if is_builtin(model) else None
     if allowed is not None and (not isinstance(value, str) or value.lower() not in allowed):
         raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)} (any case)")
+    if (name in ("n_neurons", "filters") or per_layer(model, name)) and is_builtin(model) and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1):
+        raise ConfigError(f"{where}: ({value!r}) must be a whole number >= 1")
     if name == "dense_layer_sizes" and is_builtin(model):
         try:
             valid = all(size >= 1 for size in _layer_sizes(value))
@@ -303,14 +342,14 @@ def _output_and_compile(inputs: Any, x: Any, hp: Mapping[str, Any], n_outputs: i
 
 def build_mlp(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
               target_mean: float = 0.0, target_scale: float = 1.0) -> Any:
-    """A dense network: ``n_hidden`` blocks of ``n_neurons`` units."""
+    """A dense network: ``n_hidden`` blocks of ``n_neurons`` units (``n_neurons_<i>`` for the i-th, where given)."""
     import keras
 
     hp = {**MLP_DEFAULTS, **hparams}
     inputs = keras.Input(shape=input_shape)
     x = inputs
-    for _ in range(int(hp["n_hidden"])):
-        x = _hidden_block(x, int(hp["n_neurons"]), hp)
+    for layer in range(1, int(hp["n_hidden"]) + 1):
+        x = _hidden_block(x, _layer_size(hp, "n_neurons", layer, hp["n_neurons"]), hp)
     return _output_and_compile(inputs, x, hp, n_outputs, task, target_mean, target_scale)
 
 
@@ -361,7 +400,8 @@ def check_image_inputs(model: str, fixed: Mapping[str, Any], choices: Sequence[A
 def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str, *,
               target_mean: float = 0.0, target_scale: float = 1.0,
               image_shape: tuple[int, ...] | None = None) -> Any:
-    """Conv blocks (filters doubling per block, max pooling) then dense layers. Input is the flat feature row."""
+    """Conv blocks (filters doubling per block, or ``filters_<i>`` for the i-th where given; max pooling) then dense
+    layers. Input is the flat feature row."""
     import keras
     from keras import layers
 
@@ -374,7 +414,8 @@ def build_cnn(hparams: Mapping[str, Any], input_shape: tuple[int, ...], n_output
     x = layers.Reshape(shape)(inputs)
     pool = int(hp["pool_size"])
     for block in range(int(hp["n_conv_blocks"])):
-        x = layers.Conv2D(int(hp["filters"]) * 2**block, int(hp["kernel_size"]), padding="same",
+        filters = _layer_size(hp, "filters", block + 1, int(hp["filters"]) * 2**block)
+        x = layers.Conv2D(filters, int(hp["kernel_size"]), padding="same",
                           activation=None if hp["batch_norm"] else _choice(hp, "activation"),
                           kernel_initializer=KERNEL_INITIALIZERS[_choice(hp, "kernel_initializer")])(x)
         if hp["batch_norm"]:

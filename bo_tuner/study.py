@@ -37,7 +37,7 @@ from bo_tuner.errors import (
 )
 from bo_tuner.optimizer import Optimizer
 from bo_tuner.pool import WorkerPool, study_pool
-from bo_tuner.space import Categorical, Real, Scalar, SearchSpace
+from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace
 from bo_tuner.trial import (
     NUMBER_TAG,
     STATE_TAG,
@@ -398,7 +398,8 @@ _SYNONYMS = {"lr": "learning_rate", "learn_rate": "learning_rate", "init_mode": 
              "init": "kernel_initializer", "initializer": "kernel_initializer", "weight_constraint": "max_norm",
              "dropout_rate": "dropout", "neurons": "n_neurons", "units": "n_neurons", "n_units": "n_neurons",
              "hidden_layers": "n_hidden", "n_layers": "n_hidden", "num_layers": "n_hidden", "layers": "n_hidden",
-             "activation_function": "activation", "batchnorm": "batch_norm", "conv_blocks": "n_conv_blocks"}
+             "activation_function": "activation", "batchnorm": "batch_norm", "conv_blocks": "n_conv_blocks",
+             "n_filters": "filters", "num_filters": "filters"}
 
 
 def _validate_space(config: StudyConfig) -> SearchSpace:
@@ -413,10 +414,7 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
     if info.defaults is not None:
         for section, names in (("space", space.names), ("fixed", list(config.fixed))):
             for name in names:
-                if name not in info.defaults:
-                    raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model "
-                                      f"{config.model!r}"
-                                      f"{name_hint(name, list(info.defaults), listed='it takes', synonyms=_SYNONYMS)}")
+                _check_name(config.model, info.defaults, section, name)
     for d in space:
         if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
             raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "
@@ -426,7 +424,52 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
     for name, value in config.fixed.items():
         models.check_value(config.model, name, value, f"fixed.{name}")
     _warn_if_momentum_is_unused(config, space, info.defaults or {})
+    _warn_if_layers_are_unused(config, space, info.defaults or {})
     return space
+
+
+def _check_name(model: str, defaults: Mapping[str, Any], section: str, name: str) -> None:
+    """``name`` is a hyperparameter the builder takes (one of its ``defaults``, or a built-in's per-layer size)."""
+    if name in defaults or models.per_layer(model, name) is not None:
+        return
+    hint = name_hint(name, list(defaults), listed="it takes", synonyms=_SYNONYMS)
+    numbered = re.fullmatch(r"([A-Za-z_]+?)_?[0-9]+", name)  # units_0 (KerasTuner counts from 0), n_neurons_0
+    if model in models.PER_LAYER and numbered:
+        base = models.PER_LAYER[model][0]
+        if _SYNONYMS.get(numbered.group(1).lower(), numbered.group(1).lower()) == base:
+            hint = f"; one layer's size is {base}_1, {base}_2, ... (1 = the first layer)"
+    raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model {model!r}{hint}")
+
+
+def _warn_if_layers_are_unused(config: StudyConfig, space: SearchSpace, defaults: Mapping[str, Any]) -> None:
+    """A built-in model's per-layer size (``n_neurons_3``) tuned where the study has no such layer, or in trials
+    without it and no ``when:`` to say so: the GP would learn a dimension that changes nothing there."""
+    if config.model not in models.PER_LAYER:
+        return
+    counter = models.PER_LAYER[config.model][1]
+    dimension = next((d for d in space if d.name == counter), None)
+    if isinstance(dimension, Int):
+        counts = list(range(dimension.low, dimension.high + 1, dimension.step))
+    elif isinstance(dimension, Categorical):
+        counts = [int(c) for c in dimension.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+    else:
+        fixed = config.fixed.get(counter, defaults.get(counter))
+        counts = [int(fixed)] if isinstance(fixed, int | float) and not isinstance(fixed, bool) else []
+    if not counts:
+        return
+    for name in space.names:
+        layer = models.per_layer(config.model, name)
+        if layer is None:
+            continue
+        if max(counts) < layer:
+            warnings.warn(f"space.{name}: tuned, but no trial has a layer {layer} ({counter} is at most "
+                          f"{max(counts)}); take it out of the space, or let {counter} reach {layer}",
+                          BoTunerWarning, stacklevel=3)
+        elif min(counts) < layer and not any(c.name == name and c.parent == counter for c in space.conditions):
+            having = [c for c in counts if c >= layer]
+            warnings.warn(f"space.{name}: tuned in every trial, but only those with {counter} >= {layer} have that "
+                          f"layer; add when: {{{counter}: [{', '.join(map(str, having))}]}} so the others neither "
+                          "get nor log it", BoTunerWarning, stacklevel=3)
 
 
 def _warn_if_momentum_is_unused(config: StudyConfig, space: SearchSpace, defaults: Mapping[str, Any]) -> None:
@@ -1099,8 +1142,8 @@ def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:
     """``--params`` of train / lr-find: names the builder takes, values a built-in builder can use."""
     info = models.builder_info(config.model)
     for name, value in params.items():
-        if info.defaults is not None and name not in info.defaults:
-            raise ConfigError(f"params.{name}: ({value!r}) is not a hyperparameter of model {config.model!r}")
+        if info.defaults is not None:
+            _check_name(config.model, info.defaults, "params", name)
         models.check_value(config.model, name, value, f"params.{name}")
 
 

@@ -201,7 +201,8 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         live = _LiveCurves(job.run_id)
         try:
             hp = hyperparameters(config, job.params)
-            inactive = _inactive(config.space, hp)  # a conditional dimension this point does not use
+            # a conditional dimension this point does not use; a layer size no layer of this network takes
+            inactive = _inactive(config.space, hp) | models.unused_sizes(config.model, hp)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values too
                                                  if k not in job.params and k not in inactive})
             prepared = prepared_data(config.data_key)

@@ -322,6 +322,60 @@ def test_tuning_momentum_for_an_optimizer_without_it_warns() -> None:
             **momentum["momentum"], "when": {"optimizer": "sgd+momentum"}}}))
 
 
+def test_per_layer_sizes_override_the_shared_one_where_given() -> None:
+    """``n_neurons_2``: the MLP's second hidden layer (1 is the first); ``filters_2``: the CNN's second conv block
+    (the others keep ``n_neurons``, or ``filters`` doubled per block). A layer past ``n_hidden`` is not built."""
+    mlp = models.build_mlp({"n_hidden": 3, "n_neurons": 20, "n_neurons_2": 7, "n_neurons_4": 99}, (5,), 3,
+                           "classification")
+    assert [layer.units for layer in mlp.layers if type(layer).__name__ == "Dense"] == [20, 7, 20, 3]
+    cnn = models.build_cnn({"n_conv_blocks": 3, "filters": 4, "filters_2": 5, "dense_layer_sizes": ""}, (64,), 2,
+                           "classification")
+    assert [layer.filters for layer in cnn.layers if type(layer).__name__ == "Conv2D"] == [4, 5, 16]
+    assert models.per_layer("mlp", "n_neurons_12") == 12 and models.per_layer("cnn", "filters_1") == 1
+    assert models.per_layer("mlp", "n_neurons_0") is None and models.per_layer("mlp", "filters_2") is None
+    assert models.per_layer("tests.user_builder:build", "n_neurons_2") is None  # a user builder names its own
+    # what a trial does not log: sizes no layer of its network takes
+    assert models.unused_sizes("mlp", {"n_hidden": 2, "n_neurons": 8, "n_neurons_1": 4, "n_neurons_2": 4,
+                                       "n_neurons_3": 4}) == {"n_neurons", "n_neurons_3"}
+    assert models.unused_sizes("mlp", {"n_hidden": 2, "n_neurons": 8, "n_neurons_2": 4}) == set()
+    assert models.unused_sizes("cnn", {"n_conv_blocks": 1, "filters": 8, "filters_1": 4}) == {"filters"}
+
+
+def test_per_layer_sizes_are_checked_and_warned_about_before_the_study() -> None:
+    """Names and values are checked like any hyperparameter's; a layer no trial has, or one tuned in trials that
+    lack it (no ``when:`` on the layer count), draws a warning: the GP would learn a dimension that does nothing."""
+    import warnings
+
+    from bo_tuner.config import StudyConfig
+    from bo_tuner.study import _check_params, _validate_space
+
+    width = {"type": "int", "low": 8, "high": 64}
+    layers = {"n_hidden": {"type": "int", "low": 1, "high": 3}}
+    with pytest.raises(ConfigError, match=r"^space.units_0: \('units_0'\) is not a hyperparameter of model 'mlp'; one "
+                                          r"layer's size is n_neurons_1, n_neurons_2, ... \(1 = the first layer\)$"):
+        _validate_space(StudyConfig(space={**layers, "units_0": width}))
+    with pytest.raises(ConfigError, match=r"^space.n_neurons_2: \(0\) must be a whole number >= 1$"):
+        _validate_space(StudyConfig(space={**layers, "n_neurons_2": {**width, "low": 0}}))
+    with pytest.raises(ConfigError, match=r"^params.n_neurons_2: \(2.5\) must be a whole number >= 1$"):
+        _check_params(StudyConfig(), {"n_neurons_2": 2.5})
+    with pytest.warns(BoTunerWarning, match=r"^space.n_neurons_4: tuned, but no trial has a layer 4 \(n_hidden is at "
+                                            r"most 3\); take it out of the space, or let n_hidden reach 4$"):
+        _validate_space(StudyConfig(space={**layers, "n_neurons_4": width}))
+    with pytest.warns(BoTunerWarning, match=r"^space.n_neurons_2: tuned in every trial, but only those with n_hidden "
+                                            r">= 2 have that layer; add when: \{n_hidden: \[2, 3\]\}"):
+        _validate_space(StudyConfig(space={**layers, "n_neurons_2": width}))
+    with pytest.warns(BoTunerWarning, match=r"^space.filters_3: tuned, but no trial has a layer 3 \(n_conv_blocks is "
+                                            r"at most 2\)"):  # the CNN's default: 2 blocks
+        _validate_space(StudyConfig(model="cnn", space={"filters_3": width}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _validate_space(StudyConfig(space={**layers, "n_neurons_1": width,
+                                           "n_neurons_2": {**width, "when": {"n_hidden": [2, 3]}},
+                                           "n_neurons_3": {**width, "when": {"n_hidden": 3}}}))
+        _validate_space(StudyConfig(space={"n_neurons_2": width}))  # the default n_hidden is 2: always there
+        _check_params(StudyConfig(model="cnn"), {"filters_2": 16})
+
+
 class _Weights:
     """What the early-stopping callback needs of a model: weights to copy and restore, a stop flag."""
 

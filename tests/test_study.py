@@ -649,6 +649,29 @@ def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_an
     assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
 
 
+def test_each_hidden_layer_sized_on_its_own_trains_and_logs_only_the_layers_it_has(store: tuple[Path, str]) -> None:
+    """``n_neurons_2`` with ``when: {n_hidden: 2}``: one-layer trials neither get nor log it; no trial logs the shared
+    ``n_neurons``, which none of their layers takes; the models have the widths their runs say."""
+    _, uri = store
+    width = {"type": "int", "low": 4, "high": 40}
+    result = bo_tuner.tune({"data": "iris", "n_calls": 4, "n_initial_points": 4, "max_epochs": 1, "seed": 5,
+                            "experiment": "layers", "tracking_uri": uri, "promote": "never",
+                            "space": {"n_hidden": {"type": "int", "low": 1, "high": 2}, "n_neurons_1": width,
+                                      "n_neurons_2": {**width, "when": {"n_hidden": 2}}}}, progress=False)
+    client = MlflowClient()
+    depths = set()
+    for trial in result.trials:
+        params = client.get_run(trial.run_id).data.params
+        depths.add(params["n_hidden"])
+        assert ("n_neurons_2" in params) == (params["n_hidden"] == "2") and "n_neurons" not in params, params
+    assert depths == {"1", "2"}
+    best = result.best
+    assert best is not None and best.model_uri is not None
+    summary = mlflow.artifacts.load_text(f"runs:/{best.run_id}/model_summary.txt")
+    widths = [int(line.split("(None, ")[1].split(")")[0]) for line in summary.splitlines() if "(Dense)" in line]
+    assert widths[:-1] == [int(best.params[f"n_neurons_{i}"]) for i in range(1, int(best.params["n_hidden"]) + 1)]
+
+
 def test_train_logs_the_defaults_it_used_but_not_a_conditional_one_it_did_not(store: tuple[Path, str]) -> None:
     """``bo-tuner train --config study.yaml --params n_neurons=16``: the space's learning_rate, not given, trains at
     its default and is logged; momentum (``when: optimizer: sgd+momentum``) is not used by the default adam, so it is
