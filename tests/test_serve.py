@@ -145,6 +145,7 @@ def test_the_champion_loads_with_only_its_own_requirements(digits_study: bo_tune
     import mlflow
 
     _, uri = store
+    mlflow.set_tracking_uri(uri)  # models:/ resolves in the registry, which follows the global URI, not tracking_uri=
     folder = Path(mlflow.artifacts.download_artifacts("models:/digits-it@champion", tracking_uri=uri))
     requirements = (folder / "requirements.txt").read_text().split()
     closure = _requirement_closure(requirements)
