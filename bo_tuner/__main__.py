@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
+    tune.add_argument("--enqueue", type=_opt, metavar="POINTS",
+                      help="hyperparameters the first trials train, as YAML/JSON: a mapping or a list of them, "
+                           "e.g. '{n_hidden: 2, learning_rate: 0.001}' (dimensions left out are drawn at random)")
     tune.add_argument("--backend", **_one_of("local", "ray"),
                       help="run trials in local worker processes (default) or as Ray tasks")
     tune.add_argument("--ray-address", type=_opt, help="existing Ray cluster, e.g. auto or ray://host:10001")
@@ -135,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAG_FIELDS = ("data", "target", "ignore_columns", "task", "model", "max_epochs", "metric", "experiment", "seed",
                 "tracking_uri", "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
                 "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus", "backend",
-                "ray_address", "mixed_precision", "jit_compile", "timeout")
+                "ray_address", "mixed_precision", "jit_compile", "timeout", "enqueue")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -128,6 +128,34 @@ def _column_names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _points(name: str, value: Any) -> tuple[dict[str, Any], ...]:
+    """Hyperparameter points: a list of mappings, one mapping, or either as YAML/JSON text (the command line's
+    ``--enqueue '{n_hidden: 2, learning_rate: 0.001}'``); ``()`` for none. Whether each fits the space is checked
+    against the study's space (:meth:`bo_tuner.space.SearchSpace.partial_point`)."""
+    if value is None or value == "" or value == ():
+        return ()
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{name}: ({value!r}) must be YAML or JSON: a mapping of hyperparameter -> value, "
+                              "or a list of them") from None
+    items = [value] if isinstance(value, Mapping) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"{name}: ({value!r}) must be a mapping of hyperparameter -> value, or a list of them")
+    points: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or not item:
+            raise ConfigError(f"{name}[{i}]: ({item!r}) must be a mapping of hyperparameter -> value")
+        for key, v in item.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{name}[{i}]: key ({key!r}) must be a hyperparameter name")
+            if not isinstance(v, int | float | str | bool | list) or (isinstance(v, float) and not math.isfinite(v)):
+                raise ConfigError(f"{name}[{i}].{key}: ({v!r}) must be a number, string, boolean or list")
+        points.append(dict(item))
+    return tuple(points)
+
+
 def canonical_choice(value: Any, options: Sequence[str]) -> str | None:
     """The one of ``options`` that ``value`` names in any case (``ei`` → ``EI``, ``Regression`` → ``regression``),
     or None: the study file's and the command line's choices are matched alike."""
@@ -195,6 +223,10 @@ class StudyConfig:
     #: Seconds (or "90s", "30m", "2h", "1d"): no trial starts after this much study time; the running ones finish,
     #: and the best is registered. None: only n_calls ends the study.
     timeout: float | None = None
+    #: Points the first trials train before the optimizer proposes any (skopt's ``x0``, Optuna's ``enqueue_trial``,
+    #: e.g. the configuration in production): each a mapping of some of the space's hyperparameters, the others
+    #: drawn at random. They count among the ``n_initial_points``.
+    enqueue: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         set_ = self._set
@@ -270,6 +302,12 @@ class StudyConfig:
         set_("pruner", _choice("pruner", self.pruner, PRUNERS))
         set_("pruner_warmup_epochs", _int("pruner_warmup_epochs", self.pruner_warmup_epochs, minimum=1))
         set_("timeout", _seconds("timeout", self.timeout))
+        set_("enqueue", _points("enqueue", self.enqueue))
+        if len(self.enqueue) > self.n_calls:
+            raise ConfigError(f"enqueue: ({len(self.enqueue)} points) must be at most n_calls ({self.n_calls})")
+        if self.lr_find and any("learning_rate" in point for point in self.enqueue):
+            raise ConfigError("enqueue: (learning_rate) conflicts with lr_find, which sets learning_rate's range "
+                              "once the finder has run; leave it out of the points")
         registered = _optional_str("registered_model", self.registered_model)
         if registered is not None and not _REGISTERED_NAME_RE.match(registered):
             raise ConfigError(f"registered_model: ({registered!r}) must start with a letter or digit and use "

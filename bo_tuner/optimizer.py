@@ -289,6 +289,7 @@ class Optimizer:
         self._canonical_candidates(self._opt)
         self._values: list[float | None] = []  # None marks a failed trial
         self._liar_rng = random.Random(seed)
+        self._fill_rng = random.Random(None if seed is None else seed + 1)
         # The same GP skopt configured (kernel, noise, restarts, random state), with a faster predict.
         self._template = _fast_gp_class()(**self._opt.base_estimator_.get_params(deep=False))
         self._opt.base_estimator_ = self._template  # unfitted: its fit optimises the kernel hyperparameters
@@ -324,6 +325,10 @@ class Optimizer:
 
     def _to_point(self, x: Sequence[Any]) -> dict[str, Scalar]:
         """skopt's point → the hyperparameters active there (``SearchSpace.active``)."""
+        return self.space.active(self._values_of(x))
+
+    def _values_of(self, x: Sequence[Any]) -> dict[str, Scalar]:
+        """skopt's point → every dimension's value, in plain Python types."""
         out: dict[str, Scalar] = {}
         for d, v in zip(self.space, x, strict=True):
             if isinstance(d, Categorical):
@@ -332,7 +337,15 @@ class Optimizer:
                 out[d.name] = d.value_at(int(v))
             else:
                 out[d.name] = d.cast(v.item() if hasattr(v, "item") else v)
-        return self.space.active(out)
+        return out
+
+    def fill(self, partial: Mapping[str, Scalar]) -> dict[str, Scalar]:
+        """A point to start from (``partial``, checked by ``SearchSpace.partial_point``) with each other dimension
+        active there drawn at random, as skopt draws its initial points (seeded: the same study fills the same)."""
+        from skopt.space import Space
+
+        drawn = Space(_to_skopt(self.space)).rvs(random_state=self._fill_rng.randrange(2**31))[0]
+        return self.space.active({**self._values_of(drawn), **partial})
 
     def _to_x(self, point: Mapping[str, Any]) -> list[Any]:
         """A point (inactive dimensions given or not) → skopt's, inactive dimensions at their reference value."""

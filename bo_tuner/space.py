@@ -532,6 +532,34 @@ class SearchSpace:
         return all(d.name in params and d.contains(params[d.name]) for d in self.dimensions
                    if self.is_active(d.name, params))
 
+    def partial_point(self, values: Mapping[str, Any], where: str) -> dict[str, Scalar]:
+        """Some dimensions' values, checked and cast (a point to start from, the rest drawn at random): each must
+        name a dimension and lie inside it; a conditional one needs its parents given and active at their values.
+
+        Raises:
+            ConfigError: naming ``where.<name>`` and the bad value.
+        """
+        point: dict[str, Scalar] = {}
+        for name, value in values.items():
+            if name not in self.names:
+                raise ConfigError(f"{where}.{name}: ({value!r}) is not a dimension of the space; "
+                                  f"it has {', '.join(self.names)}")
+            dimension = self[name]
+            if isinstance(dimension, Categorical):
+                value = _layer_list(value)  # a list of layer sizes, as the choices keep it
+            if not dimension.contains(value):
+                raise ConfigError(f"{where}.{name}: ({value!r}) is outside the space's {dimension.describe()}")
+            point[name] = dimension.cast(value)
+        for c in self.conditions:
+            if c.name in point:
+                if c.parent not in point:
+                    raise ConfigError(f"{where}.{c.name}: ({point[c.name]!r}) is conditional (when: {c.parent}); "
+                                      f"give {c.parent} in the point too")
+                if not self.is_active(c.name, point):
+                    raise ConfigError(f"{where}.{c.name}: ({point[c.name]!r}) is not used when {c.parent} is "
+                                      f"{point[c.parent]!r} (when: {c.parent} in {list(c.values)})")
+        return point
+
     def cast(self, params: Mapping[str, Any]) -> dict[str, Scalar]:
         """Convert a point (numpy scalars, strings from MLflow) to plain Python values of each dimension active at
         that point; inactive ones are left out. Raises KeyError for a missing active dimension."""

@@ -211,6 +211,7 @@ class _Study:
     deadline: float | None = None  # time.perf_counter() after which no trial starts (the timeout)
     timed_out: bool = False
     unplotted: list[TrialOutcome] = field(default_factory=list)  # finished trials whose learning curve is not drawn
+    queue: list[dict[str, Scalar]] = field(default_factory=list)  # points the next trials train before any asked
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
         """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
@@ -249,11 +250,14 @@ class _Study:
                         self.timed_out = True  # no new trial (past the first); the running ones finish
                         break
                     with interrupts.atomic():  # a run created is a run handed to a worker (or none is created)
-                        params = self.optimizer.ask([job.params for job in pending.values()])
+                        enqueued = bool(self.queue)
+                        params = (self.queue.pop(0) if enqueued
+                                  else self.optimizer.ask([job.params for job in pending.values()]))
                         run_id = tracking.create_run(
                             self.experiment_id, f"trial-{number}", parent_id=self.parent_id,
                             tags={NUMBER_TAG: number, STATE_TAG: "RUNNING", STUDY_TAG: self.parent_id,
-                                  "bo_tuner.metric": self.metric, **self.trial_tags})
+                                  "bo_tuner.metric": self.metric, **self.trial_tags,
+                                  **({ENQUEUED_TAG: "true"} if enqueued else {})})
                         tracking.log_batch(run_id, params=params)
                         best = self.best
                         reference = ([list(t.curve) for t in self.trials if t.curve] if self.prune else None)
@@ -500,6 +504,24 @@ def _warn_if_space_is_small(space: SearchSpace, n_calls: int) -> None:
                       stacklevel=3)
 
 
+#: On a trial run whose hyperparameters came from the study's ``enqueue`` list rather than from the optimizer.
+ENQUEUED_TAG = "bo_tuner.enqueued"
+
+
+def _enqueued_points(config: StudyConfig, space: SearchSpace) -> list[dict[str, Scalar]]:
+    """The study's ``enqueue`` points, each checked against the space (one-line errors naming ``enqueue[i].x``)."""
+    return [space.partial_point(point, f"enqueue[{i}]") for i, point in enumerate(config.enqueue)]
+
+
+def _queue(points: Sequence[Mapping[str, Scalar]], optimizer: Optimizer,
+           history: Sequence[TrialOutcome]) -> list[dict[str, Scalar]]:
+    """The enqueued points still to train, the other dimensions drawn at random: a resumed study skips those an
+    earlier trial already trained (one whose hyperparameters hold every value the point gives)."""
+    done = [t.params for t in history]
+    remaining = [p for p in points if not any(all(params.get(k) == v for k, v in p.items()) for params in done)]
+    return [optimizer.fill(p) for p in remaining]
+
+
 def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace | None = None,
                   params: Mapping[str, Any] | None = None) -> None:
     """What needs the data as well as the config: a CNN's image shape (every one it may be given); class weights
@@ -535,7 +557,9 @@ def _public_config(config: StudyConfig) -> dict[str, Any]:
 
 
 def _flat_params(config: StudyConfig, space: SearchSpace, metric: str, task: str) -> dict[str, Any]:
-    params: dict[str, Any] = {k: v for k, v in _public_config(config).items() if k not in ("space", "fixed")}
+    params: dict[str, Any] = {k: v for k, v in _public_config(config).items()
+                              if k not in ("space", "fixed", "enqueue")}
+    params["enqueue"] = len(config.enqueue)  # the points themselves are in study.yaml
     params.update({"metric": metric, "task": task})
     params.update({f"space.{k}": v for k, v in space.describe().items()})
     params.update({f"fixed.{k}": v for k, v in config.fixed.items()})
@@ -832,6 +856,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
             config = config or stored.replace(tracking_uri=None)
         assert config is not None
         space = _validate_space(config)
+        _enqueued_points(config, space)
     except BaseException:
         if executor is not None:  # started for a study that does not begin
             _terminate(executor)
@@ -928,7 +953,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
     study = _Study(
-        space=space, optimizer=optimizer,
+        space=space, optimizer=optimizer, queue=_queue(_enqueued_points(config, space), optimizer, history),
         metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
         max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best, reference: TrialJob(
@@ -1074,13 +1099,14 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
              maximize: bool = False, metric: str = "objective", experiment: str | None = None,
              study_name: str = "minimize", tracking_uri: str | None = None, max_consecutive_failures: int = 5,
              progress: bool = False, callbacks: Sequence[Callable[[TrialOutcome], Any]] = (),
-             timeout: float | str | None = None) -> StudyResult:
+             timeout: float | str | None = None, enqueue: Sequence[Mapping[str, Any]] = ()) -> StudyResult:
     """Tune any Python objective over ``space`` with the same loop and MLflow tracking as :func:`tune`.
 
     ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
     this process, inside its trial's child run: ``mlflow.log_*`` calls in it land in that run. An exception or a
     NaN/inf marks the trial FAILED and the search goes on. ``timeout`` (seconds, or "30m", "2h"): no trial starts
-    after it (the first always does); ``StudyResult.timed_out`` says it ended the study.
+    after it (the first always does); ``StudyResult.timed_out`` says it ended the study. ``enqueue``: points (some
+    or all of the space's values) the first trials evaluate before the optimizer proposes any (skopt's ``x0``).
 
     Raises:
         StudyFailedError: ``max_consecutive_failures`` failures in a row, or no trial finished (the message says
@@ -1091,16 +1117,18 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     checked = StudyConfig(n_calls=n_calls, n_initial_points=n_initial_points, acq_func=acq_func, seed=seed,
                           experiment=experiment, tracking_uri=tracking_uri,
                           max_consecutive_failures=max_consecutive_failures, space=space,
+                          enqueue=enqueue,  # type: ignore[arg-type]  # a list of mappings is read as the tuple there
                           timeout=timeout)  # type: ignore[arg-type]  # "30m" is read as seconds there
     started = time.perf_counter()
     tracking_uri = tracking.connect(checked.tracking_uri)
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
             "minimize"}
     _warn_if_space_is_small(space, n_calls)
+    points = _enqueued_points(checked, space)
+    optimizer = Optimizer(space, n_initial_points=checked.initial_points, acq_func=acq_func, seed=seed)
     parent_id, exp_id = _start_parent(checked.experiment, study_name, tags, allow_launcher=False)
     study = _Study(
-        space=space, optimizer=Optimizer(space, n_initial_points=checked.initial_points, acq_func=acq_func,
-                                         seed=seed),
+        space=space, optimizer=optimizer, queue=_queue(points, optimizer, ()),
         metric=metric, maximize=maximize, n_calls=n_calls, parallel=1,
         max_consecutive_failures=checked.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best, _: TrialJob(number, params, run_id, tracking_uri, checked,
@@ -1109,7 +1137,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         callbacks=tuple(callbacks), deadline=None if checked.timeout is None else started + checked.timeout)
     config_yaml = yaml.safe_dump({"objective": getattr(objective, "__qualname__", repr(objective)),
                                   **{k: v for k, v in _public_config(checked).items()
-                                     if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space")}},
+                                     if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space",
+                                              "enqueue")}},
                                  sort_keys=False)
     try:
         tracking.log_text(parent_id, config_yaml, "study.yaml")

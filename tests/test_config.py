@@ -194,3 +194,26 @@ def test_ignore_columns_are_a_list_or_one_comma_separated_string() -> None:
             StudyConfig(ignore_columns=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"ignore_columns: \('y'\) is the target"):
         StudyConfig(target="y", ignore_columns="id,y")  # type: ignore[arg-type]
+
+
+def test_enqueue_takes_points_as_mappings_or_yaml_text_and_round_trips() -> None:
+    """The study's first trials (skopt's x0, Optuna's enqueue_trial): a list of mappings, one mapping, or either
+    as YAML/JSON text (``--enqueue``); checked against the space when the study starts."""
+    one = StudyConfig(enqueue={"n_hidden": 2})  # type: ignore[arg-type]
+    assert one.enqueue == ({"n_hidden": 2},)
+    text = StudyConfig(enqueue='[{n_hidden: 2, learning_rate: 1.0e-3}, {"activation": "tanh"}]')  # type: ignore[arg-type]
+    assert text.enqueue == ({"n_hidden": 2, "learning_rate": 1e-3}, {"activation": "tanh"})
+    assert StudyConfig.from_mapping(yaml.safe_load(text.to_yaml())) == text  # a list of mappings in study.yaml
+    assert StudyConfig(enqueue="").enqueue == () == StudyConfig().enqueue  # type: ignore[arg-type]
+    for bad, message in (("[1]", r"enqueue\[0\]: \(1\) must be a mapping"),
+                         ("{a: 1", r"enqueue: \('\{a: 1'\) must be YAML or JSON"),
+                         ([{}], r"enqueue\[0\]: \(\{\}\) must be a mapping"),
+                         ([{1: 2}], r"enqueue\[0\]: key \(1\) must be"),
+                         ([{"a": {"b": 1}}], r"enqueue\[0\].a: \(\{'b': 1\}\) must be a number"),
+                         ("[]", r"enqueue: \(\[\]\) must be a mapping")):
+        with pytest.raises(ConfigError, match="^" + message):
+            StudyConfig(enqueue=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^enqueue: \(3 points\) must be at most n_calls \(2\)$"):
+        StudyConfig(n_calls=2, n_initial_points=1, enqueue=[{"a": 1}] * 3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^enqueue: \(learning_rate\) conflicts with lr_find"):
+        StudyConfig(lr_find=True, enqueue=[{"learning_rate": 0.01}])  # type: ignore[arg-type]

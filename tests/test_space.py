@@ -193,6 +193,28 @@ def test_layer_size_lists_are_choices_kept_as_their_param_strings() -> None:
         SearchSpace.from_dict({"a": {"type": "categorical", "choices": [["x"]]}})
 
 
+def test_a_partial_point_is_checked_against_the_space_and_cast() -> None:
+    """What ``enqueue`` gives: some dimensions' values; each named, inside, and (conditional ones) active."""
+    space = SearchSpace.from_dict({**SPEC, "sizes": {"type": "categorical", "choices": [[64], [128, 64]]},
+                                   "optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]},
+                                   "momentum": {"type": "real", "low": 0.5, "high": 0.99,
+                                                "when": {"optimizer": "sgd+momentum"}}})
+    assert space.partial_point({"n_hidden": 2.0, "sizes": [128, 64], "activation": "tanh"}, "enqueue[0]") == {
+        "n_hidden": 2, "sizes": "128,64", "activation": "tanh"}
+    assert space.partial_point({"optimizer": "sgd+momentum", "momentum": 0.9}, "p") == {
+        "optimizer": "sgd+momentum", "momentum": 0.9}
+    for values, message in (({"n_hidden": 5}, r"p.n_hidden: \(5\) is outside the space's int\[1, 4\]"),
+                            ({"x": 1}, r"p.x: \(1\) is not a dimension of the space; it has n_hidden, "),
+                            ({"activation": "gelu"}, r"p.activation: \('gelu'\) is outside the space's"),
+                            ({"momentum": 0.9}, r"p.momentum: \(0.9\) is conditional \(when: optimizer\); give "
+                                                r"optimizer in the point too"),
+                            ({"optimizer": "adam", "momentum": 0.9},
+                             r"p.momentum: \(0.9\) is not used when optimizer is 'adam' \(when: optimizer in "
+                             r"\['sgd\+momentum'\]\)")):
+        with pytest.raises(ConfigError, match="^" + message):
+            space.partial_point(values, "p")
+
+
 def test_size_counts_the_distinct_points_of_discrete_spaces() -> None:
     discrete = SearchSpace.from_dict({"n": {"type": "int", "low": 1, "high": 4},
                                       "act": {"type": "categorical", "choices": ["relu", "tanh", "elu"]}})

@@ -16,8 +16,9 @@ from mlflow.tracking import MlflowClient
 import bo_tuner
 from bo_tuner import StudyConfig
 from bo_tuner.data import load_frame
-from bo_tuner.errors import BoTunerWarning
+from bo_tuner.errors import BoTunerWarning, ConfigError
 from bo_tuner.optimizer import Optimizer
+from bo_tuner.space import SearchSpace
 from bo_tuner.trial import TIE_BREAK_METRIC, TrialOutcome, is_better, rank_key, tie_break
 
 from .conftest import TINY
@@ -651,14 +652,18 @@ def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_an
 
 def test_each_hidden_layer_sized_on_its_own_trains_and_logs_only_the_layers_it_has(store: tuple[Path, str]) -> None:
     """``n_neurons_2`` with ``when: {n_hidden: 2}``: one-layer trials neither get nor log it; no trial logs the shared
-    ``n_neurons``, which none of their layers takes; the models have the widths their runs say."""
+    ``n_neurons``, which none of their layers takes; the models have the widths their runs say. The first trial is
+    the enqueued point (a width of each layer given)."""
     _, uri = store
     width = {"type": "int", "low": 4, "high": 40}
     result = bo_tuner.tune({"data": "iris", "n_calls": 4, "n_initial_points": 4, "max_epochs": 1, "seed": 5,
                             "experiment": "layers", "tracking_uri": uri, "promote": "never",
+                            "enqueue": [{"n_hidden": 2, "n_neurons_1": 7, "n_neurons_2": 5}],
                             "space": {"n_hidden": {"type": "int", "low": 1, "high": 2}, "n_neurons_1": width,
                                       "n_neurons_2": {**width, "when": {"n_hidden": 2}}}}, progress=False)
+    assert result.trials[0].params == {"n_hidden": 2, "n_neurons_1": 7, "n_neurons_2": 5}
     client = MlflowClient()
+    assert client.get_run(result.study_run_id).data.params["enqueue"] == "1"
     depths = set()
     for trial in result.trials:
         params = client.get_run(trial.run_id).data.params
@@ -670,6 +675,43 @@ def test_each_hidden_layer_sized_on_its_own_trains_and_logs_only_the_layers_it_h
     summary = mlflow.artifacts.load_text(f"runs:/{best.run_id}/model_summary.txt")
     widths = [int(line.split("(None, ")[1].split(")")[0]) for line in summary.splitlines() if "(Dense)" in line]
     assert widths[:-1] == [int(best.params[f"n_neurons_{i}"]) for i in range(1, int(best.params["n_hidden"]) + 1)]
+
+
+def test_enqueued_points_are_the_first_trials_and_a_resume_skips_those_already_trained(
+        store: tuple[Path, str]) -> None:
+    """skopt's x0 / Optuna's enqueue_trial: the first trials evaluate the given points (dimensions left out drawn at
+    random, the same for the same seed), tagged so; then the optimizer proposes. A resumed study does not train a
+    point again that a finished trial holds."""
+    from bo_tuner.study import ENQUEUED_TAG, _queue
+
+    _, uri = store
+    space = {"x": {"type": "real", "low": -2.0, "high": 2.0}, "k": {"type": "int", "low": 1, "high": 5}}
+    seen: list[dict] = []
+
+    def objective(p: dict) -> float:
+        seen.append(dict(p))
+        return (p["x"] - 1) ** 2 + p["k"]
+
+    points = [{"x": 0.5, "k": 3}, {"x": -1.5}]
+    result = bo_tuner.minimize(objective, space, n_calls=5, n_initial_points=3, experiment="enqueue",
+                               tracking_uri=uri, enqueue=points)
+    assert seen[0] == {"x": 0.5, "k": 3} and seen[1]["x"] == -1.5 and 1 <= seen[1]["k"] <= 5
+    client = MlflowClient()
+    tags = [client.get_run(t.run_id).data.tags.get(ENQUEUED_TAG) for t in result.trials]
+    assert tags == ["true", "true", None, None, None]
+    again: list[dict] = []
+    bo_tuner.minimize(lambda p: again.append(dict(p)) or 0.0, space, n_calls=2, experiment="enqueue",
+                      tracking_uri=uri, enqueue=points)
+    assert again == seen[:2]  # the same fill for the same seed
+    with pytest.raises(ConfigError, match=r"^enqueue\[1\].k: \(9\) is outside the space's int\[1, 5\]$"):
+        bo_tuner.minimize(objective, space, n_calls=3, tracking_uri=uri, experiment="enqueue-bad",
+                          enqueue=[{"x": 0.0}, {"k": 9}])
+    assert client.get_experiment_by_name("enqueue-bad") is None  # refused before any run
+    # resume: trial 1 (x=0.5, k=3) finished; the point giving only x=-1.5 has not been trained
+    history = [TrialOutcome(1, {"x": 0.5, "k": 3}, "r1", "COMPLETE", 1.0)]
+    opt = Optimizer(SearchSpace.from_dict(space), seed=0)
+    remaining = _queue([{"x": 0.5, "k": 3}, {"x": -1.5}], opt, history)
+    assert len(remaining) == 1 and remaining[0]["x"] == -1.5
 
 
 def test_train_logs_the_defaults_it_used_but_not_a_conditional_one_it_did_not(store: tuple[Path, str]) -> None:
