@@ -132,8 +132,8 @@ def _points(name: str, value: Any) -> tuple[dict[str, Any], ...]:
     """Hyperparameter points: a list of mappings, one mapping, or either as YAML/JSON text (the command line's
     ``--enqueue '{n_hidden: 2, learning_rate: 0.001}'``); ``()`` for none. Whether each fits the space is checked
     against the study's space (:meth:`bo_tuner.space.SearchSpace.partial_point`)."""
-    if value is None or value == "" or value == ():
-        return ()
+    if value is None or value == "" or (isinstance(value, list | tuple) and not value):
+        return ()  # none (study.yaml writes the empty tuple as [])
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value)
@@ -145,8 +145,10 @@ def _points(name: str, value: Any) -> tuple[dict[str, Any], ...]:
         raise ConfigError(f"{name}: ({value!r}) must be a mapping of hyperparameter -> value, or a list of them")
     points: list[dict[str, Any]] = []
     for i, item in enumerate(items):
-        if not isinstance(item, Mapping) or not item:
+        if not isinstance(item, Mapping):
             raise ConfigError(f"{name}[{i}]: ({item!r}) must be a mapping of hyperparameter -> value")
+        if not item:
+            raise ConfigError(f"{name}[{i}]: ({item!r}) must give at least one hyperparameter's value")
         for key, v in item.items():
             if not isinstance(key, str):
                 raise ConfigError(f"{name}[{i}]: key ({key!r}) must be a hyperparameter name")

@@ -324,10 +324,11 @@ class Categorical:
 
 Dimension = Int | Real | Categorical
 _NUMERIC_KEYS = {"type", "low", "high", "prior", "log", "step", "min_value", "max_value", "sampling", "when"}
-_KEYS = {"int": _NUMERIC_KEYS, "real": _NUMERIC_KEYS, "categorical": {"type", "choices", "values", "when"}}
-# The words KerasTuner (hp.Int/Float(min_value, max_value, step, sampling), hp.Choice(values)) and Optuna
-# (suggest_int/float(low, high, step, log), suggest_categorical(choices)) use, and ours they mean
-_TYPE_ALIASES = {"integer": "int", "float": "real", "choice": "categorical"}
+_KEYS = {"int": _NUMERIC_KEYS, "real": _NUMERIC_KEYS, "categorical": {"type", "choices", "values", "when"},
+         "boolean": {"type", "when"}}
+# The words KerasTuner (hp.Int/Float(min_value, max_value, step, sampling), hp.Choice(values), hp.Boolean) and
+# Optuna (suggest_int/float(low, high, step, log), suggest_categorical(choices)) use, and ours they mean
+_TYPE_ALIASES = {"integer": "int", "float": "real", "choice": "categorical", "bool": "boolean"}
 _KEY_ALIASES = {"min_value": "low", "max_value": "high", "values": "choices"}
 _SAMPLING = {"linear": "uniform", "log": "log-uniform"}
 
@@ -383,12 +384,17 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     kind = spec.get("type")
     kind = _TYPE_ALIASES.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
     if kind not in _KEYS:
-        raise ConfigError(f"{where}: type ({spec.get('type')!r}) must be one of int, real, categorical "
-                          "(or integer, float, choice)")
+        raise ConfigError(f"{where}: type ({spec.get('type')!r}) must be one of int, real, categorical, boolean "
+                          "(or integer, float, choice, bool)")
     unknown = sorted(str(k) for k in spec if k not in _KEYS[kind])
     if unknown:
         allowed = sorted(k for k in _KEYS[kind] if k not in _KEY_ALIASES and k != "sampling")
-        raise ConfigError(f"{where}: unknown key ({unknown[0]!r}) for type {kind}; allowed: {', '.join(allowed)}")
+        hint = ("; a value for the first trial goes under enqueue:, one used when it is not searched under fixed:"
+                if unknown[0] == "default" else "")  # KerasTuner's hp.Int(..., default=)
+        raise ConfigError(f"{where}: unknown key ({unknown[0]!r}) for type {kind}; allowed: {', '.join(allowed)}"
+                          f"{hint}")
+    if kind == "boolean":  # KerasTuner's hp.Boolean: a categorical of the two
+        return Categorical(name, (False, True))
     spec = _canonical_keys(where, spec)
     if kind == "categorical":
         if "choices" not in spec:

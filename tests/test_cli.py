@@ -85,10 +85,10 @@ def _runs_in(db: Path) -> int:
         (["--config", "{bad_weights}"], "space.class_weight: ('equal') must be one of none, balanced (any case)"),
         (["--data", "diabetes", "--config", "{balanced}"],
          "space.class_weight: ('Balanced') is for classification; this is a regression task"),
-        (["--enqueue", "{n_hidden: 9}"], "enqueue[0].n_hidden: (9) is outside the space's int[1, 3]"),
+        (["--enqueue", "{{n_hidden: 9}}"], "enqueue[0].n_hidden: (9) is outside the space's int[1, 3]"),
         (["--enqueue", "[{activation: relu}, {lr: 0.01}]"],
          "enqueue[1].lr: (0.01) is not a dimension of the space; it has n_hidden, n_neurons, learning_rate"),
-        (["--enqueue", "{n_hidden: 2"], "enqueue: ('{n_hidden: 2') must be YAML or JSON"),
+        (["--enqueue", "{{n_hidden: 2"], "enqueue: ('{{n_hidden: 2') must be YAML or JSON"),  # {{: str.format
         (["--n-calls", "1", "--enqueue", "[{n_hidden: 1}, {n_hidden: 2}]"],
          "enqueue: (2 points) must be at most n_calls (1)"),
     ],

@@ -205,12 +205,14 @@ def test_enqueue_takes_points_as_mappings_or_yaml_text_and_round_trips() -> None
     assert text.enqueue == ({"n_hidden": 2, "learning_rate": 1e-3}, {"activation": "tanh"})
     assert StudyConfig.from_mapping(yaml.safe_load(text.to_yaml())) == text  # a list of mappings in study.yaml
     assert StudyConfig(enqueue="").enqueue == () == StudyConfig().enqueue  # type: ignore[arg-type]
+    assert StudyConfig.from_mapping(yaml.safe_load(StudyConfig().to_yaml())).enqueue == ()  # "enqueue: []"
     for bad, message in (("[1]", r"enqueue\[0\]: \(1\) must be a mapping"),
                          ("{a: 1", r"enqueue: \('\{a: 1'\) must be YAML or JSON"),
-                         ([{}], r"enqueue\[0\]: \(\{\}\) must be a mapping"),
+                         ([{}], r"enqueue\[0\]: \(\{\}\) must give at least one hyperparameter's value"),
                          ([{1: 2}], r"enqueue\[0\]: key \(1\) must be"),
                          ([{"a": {"b": 1}}], r"enqueue\[0\].a: \(\{'b': 1\}\) must be a number"),
-                         ("[]", r"enqueue: \(\[\]\) must be a mapping")):
+                         ("{}", r"enqueue\[0\]: \(\{\}\) must give at least one"),
+                         ("7", r"enqueue: \(7\) must be a mapping of hyperparameter -> value, or a list of them")):
         with pytest.raises(ConfigError, match="^" + message):
             StudyConfig(enqueue=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^enqueue: \(3 points\) must be at most n_calls \(2\)$"):

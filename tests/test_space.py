@@ -120,6 +120,21 @@ def test_keras_tuner_hp_arguments_are_understood() -> None:
     assert space["act"] == Categorical("act", ("relu", "tanh"))
     assert space.to_dict()["units"] == {"type": "int", "low": 32, "high": 512, "step": 32}
     assert SearchSpace.from_dict(space.to_dict()) == space
+    # hp.Boolean("batch_norm"): the two values, false first; conditional like any categorical
+    flags = SearchSpace.from_dict({"act": {"type": "choice", "values": ["relu", "tanh"]},
+                                   "batch_norm": {"type": "boolean"},
+                                   "l2_on": {"type": "Bool", "when": {"act": "relu"}}})
+    assert flags["batch_norm"] == Categorical("batch_norm", (False, True)) and flags["l2_on"].choices == (False, True)
+    assert flags.describe()["l2_on"] == "{False, True} when act in {relu}"
+    assert SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(flags.to_dict()))) == flags
+    with pytest.raises(ConfigError, match=r"^space.batch_norm: unknown key \('choices'\) for type boolean; "
+                                          r"allowed: type, when$"):
+        SearchSpace.from_dict({"batch_norm": {"type": "boolean", "choices": [True]}})
+    # hp.Int(..., default=): what it means here has its own place
+    with pytest.raises(ConfigError, match=r"^space.units: unknown key \('default'\) for type int; allowed: .*; a "
+                                          r"value for the first trial goes under enqueue:, one used when it is not "
+                                          r"searched under fixed:$"):
+        SearchSpace.from_dict({"units": {"type": "int", "min_value": 32, "max_value": 512, "default": 64}})
 
 
 def test_a_step_makes_a_grid_of_values() -> None:
