@@ -193,6 +193,28 @@ def unused_sizes(model: str, hp: Mapping[str, Any]) -> set[str]:
     return out
 
 
+def value_used(model: str, name: str, logged: Mapping[str, Any]) -> Any | None:
+    """What ``model``'s network used for hyperparameter ``name`` in a trial whose run did not log it, from what the
+    run did log: a built-in model's per-layer size is the shared one (``n_neurons``; ``filters`` doubled per block),
+    anything else the builder's default (the trial had it inactive). None when that cannot be told (a layer size
+    whose shared one is not logged either, the shared size of a network whose layers had their own, a user
+    builder that declares no defaults)."""
+    if model in PER_LAYER and name == PER_LAYER[model][0] and any(per_layer(model, key) for key in logged):
+        return None  # its layers had widths of their own: no one shared width stands for that network
+    layer = per_layer(model, name)
+    if layer is not None:
+        base = PER_LAYER[model][0]
+        if base not in logged:
+            return None
+        try:
+            size = int(float(logged[base]))
+        except (TypeError, ValueError):
+            return None
+        return size if base == "n_neurons" else size * 2 ** (layer - 1)
+    defaults = builder_info(model).defaults
+    return None if defaults is None else defaults.get(name)
+
+
 def _layer_size(hp: Mapping[str, Any], base: str, layer: int, default: Any) -> int:
     value = hp.get(f"{base}_{layer}")
     return int(default if value is None else value)

@@ -725,11 +725,12 @@ def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, 
                           f"({stored.metric_for(task)!r}); the objectives would not be comparable")
 
 
-def _outcome_from_run(run: Any, space: SearchSpace) -> TrialOutcome | None:
-    """A finished child run as a TrialOutcome; None when it is not a usable finished trial."""
+def _outcome_from_run(run: Any, space: SearchSpace, logged: Mapping[str, Any] | None = None) -> TrialOutcome | None:
+    """A finished child run (its params, or ``logged`` in their place) as a TrialOutcome; None when it is not a
+    usable finished trial."""
     tags, metrics = run.data.tags, run.data.metrics
     try:
-        params = space.cast(run.data.params)
+        params = space.cast(run.data.params if logged is None else logged)
     except (KeyError, ConfigError, ValueError):
         return None
     number = int(tags.get(NUMBER_TAG, 0))
@@ -781,13 +782,15 @@ def _stored_space(parent_id: str) -> SearchSpace | None:
 
 
 def _warm_start(source: str, space: SearchSpace, maximize: bool, exclude: str | None,
-                same: Mapping[str, str]) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
+                same: Mapping[str, str], model: str) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
     """Finished trials of earlier studies (a study's run id, or every study in an experiment) that fit the space.
 
     A trial counts only if it was measured on the same problem: where its run records them, the tags in ``same``
     (metric, data interface, model) have the same values — an objective measured on other data would mislead the
-    GP as if it were this study's. Returns the points, their signed values (what the optimizer minimizes) and how
-    many trials were skipped.
+    GP as if it were this study's. A dimension its run did not log takes the value its network used
+    (:func:`bo_tuner.models.value_used`): a study searching ``momentum`` only ``when:`` the optimizer takes it, or
+    one width for every layer, warms a study that searches ``momentum`` always, or each layer's width. Returns the
+    points, their signed values (what the optimizer minimizes) and how many trials were skipped.
     """
     runs = tracking.trial_runs(source)
     if runs is None:
@@ -798,7 +801,11 @@ def _warm_start(source: str, space: SearchSpace, maximize: bool, exclude: str | 
     for run in runs:
         if exclude and run.data.tags.get("mlflow.parentRunId") == exclude:
             continue
-        outcome = _outcome_from_run(run, space)
+        logged = dict(run.data.params)
+        for name in space.names:
+            if name not in logged and (used := models.value_used(model, name, logged)) is not None:
+                logged[name] = used
+        outcome = _outcome_from_run(run, space, logged)
         same_problem = all(run.data.tags.get(key, value) == value for key, value in same.items())
         if outcome is None or outcome.value is None or not same_problem or not space.contains(outcome.params):
             skipped += 1
@@ -901,7 +908,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     trial_tags = {INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
     warm_points, warm_values, warm_skipped = (
         _warm_start(config.warm_start, space, maximize, exclude=resume,
-                    same={"bo_tuner.metric": metric, **trial_tags})
+                    same={"bo_tuner.metric": metric, **trial_tags}, model=config.model)
         if config.warm_start
         else ([], [], 0))
     history: list[TrialOutcome] = []

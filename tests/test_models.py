@@ -376,6 +376,45 @@ def test_per_layer_sizes_are_checked_and_warned_about_before_the_study() -> None
         _check_params(StudyConfig(model="cnn"), {"filters_2": 16})
 
 
+def test_a_warm_start_fills_what_a_trial_did_not_log_with_what_its_network_used(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study that searched ``momentum`` only ``when:`` the optimizer takes it (adam trials do not log it: the
+    builder's 0.9 stood), or one ``n_neurons`` for every layer, warms a study searching ``momentum`` always, or each
+    layer's width; a width that cannot be told (no shared one logged) or a filled value outside the space skips."""
+    from types import SimpleNamespace
+
+    from bo_tuner import study, tracking
+    from bo_tuner.space import SearchSpace
+
+    def run(number: int, value: float, **params: object) -> SimpleNamespace:
+        return SimpleNamespace(
+            info=SimpleNamespace(status="FINISHED", run_id=f"r{number}"),
+            data=SimpleNamespace(params={k: str(v) for k, v in params.items()}, metrics={"objective": value},
+                                 tags={"bo_tuner.trial_number": str(number), "bo_tuner.trial_state": "COMPLETE"}))
+
+    runs = [run(1, 0.9, optimizer="adam", n_hidden=2, n_neurons=64),  # momentum inactive: not logged
+            run(2, 0.8, optimizer="sgd+momentum", momentum=0.6, n_hidden=1, n_neurons=32),
+            run(3, 0.7, optimizer="adam", n_hidden=2, n_neurons_1=40, n_neurons_2=20)]  # widths of its own
+    monkeypatch.setattr(tracking, "trial_runs", lambda source: runs)
+    space = SearchSpace.from_dict({
+        "optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]},
+        "momentum": {"type": "real", "low": 0.5, "high": 0.95},
+        "n_hidden": {"type": "int", "low": 1, "high": 2},
+        "n_neurons_1": {"type": "int", "low": 16, "high": 128},
+        "n_neurons_2": {"type": "int", "low": 16, "high": 128, "when": {"n_hidden": 2}}})
+    points, values, skipped = study._warm_start("earlier", space, True, None, {}, "mlp")
+    assert points == [{"optimizer": "adam", "momentum": 0.9, "n_hidden": 2, "n_neurons_1": 64, "n_neurons_2": 64},
+                      {"optimizer": "sgd+momentum", "momentum": 0.6, "n_hidden": 1, "n_neurons_1": 32},
+                      {"optimizer": "adam", "momentum": 0.9, "n_hidden": 2, "n_neurons_1": 40, "n_neurons_2": 20}]
+    assert values == [-0.9, -0.8, -0.7] and skipped == 0
+    shared = SearchSpace.from_dict({"n_neurons": {"type": "int", "low": 16, "high": 128}})
+    assert study._warm_start("earlier", shared, True, None, {}, "mlp")[2] == 1  # trial 3: no one width stands for it
+    narrow = SearchSpace.from_dict({"momentum": {"type": "real", "low": 0.5, "high": 0.8}})  # 0.9 is outside
+    assert len(study._warm_start("earlier", narrow, True, None, {}, "mlp")[0]) == 1
+    assert models.value_used("cnn", "filters_3", {"filters": "8"}) == 32  # doubled per block
+    assert models.value_used("mlp", "dropout", {}) == 0.0 and models.value_used("mlp", "nope", {}) is None
+
+
 class _Weights:
     """What the early-stopping callback needs of a model: weights to copy and restore, a stop flag."""
 

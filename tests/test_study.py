@@ -648,6 +648,12 @@ def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_an
                           "study_name": "warm"}, progress=False)
     metrics = client.get_run(warm.study_run_id).data.metrics
     assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
+    # into a space that searches momentum for every optimizer: the adam trials count at the 0.9 they ran with
+    flat = {**space, "momentum": {"type": "real", "low": 0.5, "high": 0.95}}
+    into_flat = bo_tuner.tune({**config, "space": flat, "n_calls": 1, "n_initial_points": 1,
+                               "warm_start": "conditional", "study_name": "flat"}, progress=False)
+    metrics = client.get_run(into_flat.study_run_id).data.metrics
+    assert metrics["warm_start_points"] == 7 and metrics["warm_start_skipped"] == 0
 
 
 def test_each_hidden_layer_sized_on_its_own_trains_and_logs_only_the_layers_it_has(store: tuple[Path, str]) -> None:
