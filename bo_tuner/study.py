@@ -442,6 +442,9 @@ def _check_name(model: str, defaults: Mapping[str, Any], section: str, name: str
         base = models.PER_LAYER[model][0]
         if _SYNONYMS.get(numbered.group(1).lower(), numbered.group(1).lower()) == base:
             hint = f"; one layer's size is {base}_1, {base}_2, ... (1 = the first layer)"
+    if model == "mlp" and name.lower() in ("hidden_layer_sizes", "dense_layer_sizes", "layer_sizes", "layers_sizes"):
+        hint = ("; its hidden layers are n_hidden layers of n_neurons units, or each its own: n_neurons_1, "
+                "n_neurons_2, ... (with when: {n_hidden: [...]})")  # scikit-learn's MLP, our CNN's dense layers
     raise ConfigError(f"{section}.{name}: ({name!r}) is not a hyperparameter of model {model!r}{hint}")
 
 

@@ -354,6 +354,10 @@ def test_per_layer_sizes_are_checked_and_warned_about_before_the_study() -> None
     with pytest.raises(ConfigError, match=r"^space.units_0: \('units_0'\) is not a hyperparameter of model 'mlp'; one "
                                           r"layer's size is n_neurons_1, n_neurons_2, ... \(1 = the first layer\)$"):
         _validate_space(StudyConfig(space={**layers, "units_0": width}))
+    with pytest.raises(ConfigError, match=r"^space.hidden_layer_sizes: .* is not a hyperparameter of model 'mlp'; "
+                                          r"its hidden layers are n_hidden layers of n_neurons units, or each its "
+                                          r"own: n_neurons_1, n_neurons_2, ..."):  # scikit-learn's word
+        _validate_space(StudyConfig(space={"hidden_layer_sizes": {"type": "categorical", "choices": [[64]]}}))
     with pytest.raises(ConfigError, match=r"^space.n_neurons_2: \(0\) must be a whole number >= 1$"):
         _validate_space(StudyConfig(space={**layers, "n_neurons_2": {**width, "low": 0}}))
     with pytest.raises(ConfigError, match=r"^params.n_neurons_2: \(2.5\) must be a whole number >= 1$"):
