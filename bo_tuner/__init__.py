@@ -30,7 +30,7 @@ from bo_tuner.errors import (
 from bo_tuner.space import Categorical, Condition, Int, Real, SearchSpace
 
 if TYPE_CHECKING:
-    from bo_tuner.study import StudyResult
+    from bo_tuner.study import StudyPlan, StudyResult
 
 __version__ = "0.1.0"
 
@@ -48,11 +48,13 @@ __all__ = [
     "StudyConfig",
     "StudyFailedError",
     "StudyInterrupted",
+    "StudyPlan",
     "StudyResult",
     "TrackingUnavailableError",
     "TrialFailedError",
     "load_config",
     "minimize",
+    "plan",
     "tune",
 ]
 
@@ -70,6 +72,14 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     return _tune(config, resume=resume, progress=progress, callbacks=callbacks)
 
 
+def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> StudyPlan:
+    """Check a study as :func:`tune` would before it starts, and say what it would run (``bo-tuner tune
+    --dry-run``); see :func:`bo_tuner.study.plan`."""
+    from bo_tuner.study import plan as _plan
+
+    return _plan(config)
+
+
 def minimize(objective: Any, space: Any, **kwargs: Any) -> StudyResult:
     """Tune any Python objective with MLflow tracking; see :func:`bo_tuner.study.minimize`."""
     from bo_tuner.study import minimize as _minimize
@@ -78,8 +88,8 @@ def minimize(objective: Any, space: Any, **kwargs: Any) -> StudyResult:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "StudyResult":
-        from bo_tuner.study import StudyResult
+    if name in ("StudyResult", "StudyPlan"):
+        from bo_tuner import study
 
-        return StudyResult
+        return getattr(study, name)
     raise AttributeError(name)

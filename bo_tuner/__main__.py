@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from bo_tuner import interrupts
 from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, canonical_choice, load_config, parse_hparams
-from bo_tuner.errors import BoTunerError, show_warnings_as_lines
+from bo_tuner.errors import BoTunerError, ConfigError, show_warnings_as_lines
 from bo_tuner.pool import WorkerPool, study_pool
 
 
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="continue the study with this parent run id: finished trials are not re-run")
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
+    tune.add_argument("--dry-run", type=_opt_bool, nargs="?", const=True, default=False, metavar="true|false",
+                      help="check the config, space, data and tracking URI and print what the study would run; "
+                           "start nothing")
     tune.add_argument("--enqueue", type=_opt, metavar="POINTS",
                       help="hyperparameters the first trials train, as YAML/JSON: a mapping or a list of them, "
                            "e.g. '{n_hidden: 2, learning_rate: 0.001}' (dimensions left out are drawn at random)")
@@ -167,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     _set_environment()
     interrupts.stop_with_launcher()
     executor = None
-    if args.command == "tune" and not args.resume and config.backend == "local":
+    if args.command == "tune" and not args.resume and not args.dry_run and config.backend == "local":
         # Workers spawn before this process imports MLflow, skopt and pandas (~2 s): their own imports (Keras,
         # TensorFlow) are the study's critical path. A resumed study's config is read from MLflow first.
         executor = study_pool(config)
@@ -199,8 +202,14 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
         print(f"trained: {trained.metric}={outcome.value:.5g} in {outcome.fit_seconds:.1f} s; run {outcome.run_id}")
         print(f"model: {outcome.model_uri}")
         return 0
-    from bo_tuner.study import load_resume_config, tune
+    from bo_tuner.study import load_resume_config, plan, tune
 
+    if args.dry_run:
+        if args.resume:
+            raise ConfigError(f"dry_run: (true) checks a new study; --resume {args.resume} continues one whose "
+                              "config was checked when it began")
+        print(plan(config).describe())
+        return 0
     if args.resume:
         config = load_resume_config(args.resume, args.config, **_overrides(args))
     result = tune(config, resume=args.resume, progress=not args.quiet, executor=executor)

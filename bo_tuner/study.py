@@ -542,6 +542,18 @@ def _check_inputs(config: StudyConfig, prepared: data_mod.PreparedData, space: S
                 raise ConfigError(f"{where}: ({value!r}) is for classification; this is a {prepared.task} task")
 
 
+def _checked_metric(config: StudyConfig, prepared: data_mod.PreparedData, space: SearchSpace) -> str:
+    """The study's metric, once what needs the data as well as the config is checked (the metric reported for the
+    task and defined on the validation split, a CNN's image shape, class weights)."""
+    metric = config.metric_for(prepared.task)
+    if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
+        raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
+                          f"{', '.join(BUILTIN_METRICS[prepared.task])}")
+    _check_inputs(config, prepared, space)
+    _check_metric_defined(config, prepared, metric)
+    return metric
+
+
 def _check_metric_defined(config: StudyConfig, prepared: data_mod.PreparedData, metric: str) -> None:
     """``val_auc`` of a built-in model needs every class in the validation split (each trial would fail)."""
     if metric != "val_auc" or prepared.task != "classification" or not models.is_builtin(config.model):
@@ -875,12 +887,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
     try:
         prepared = data_mod.prepare(*config.data_key)
-        metric = config.metric_for(prepared.task)
-        if models.is_builtin(config.model) and metric not in BUILTIN_METRICS[prepared.task]:
-            raise ConfigError(f"metric: ({metric!r}) is not reported for {prepared.task}; use one of "
-                              f"{', '.join(BUILTIN_METRICS[prepared.task])}")
-        _check_inputs(config, prepared, space)
-        _check_metric_defined(config, prepared, metric)
+        metric = _checked_metric(config, prepared, space)
         if stored is not None:
             _check_same_study(resume or "", stored, config, prepared.task)
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
@@ -1102,6 +1109,77 @@ def _timeout_text(study: _Study, config: StudyConfig, *, resumable: bool = True)
         return ""
     hint = f"; continue it with `bo-tuner tune --resume {study.parent_id}`" if resumable else ""
     return f"Stopped by the timeout ({config.timeout:g} s) after {len(study.trials)} of {config.n_calls} trials{hint}."
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a study would do, from every check it makes before it starts (``bo-tuner tune --dry-run``)."""
+
+    label: str
+    data: str
+    task: str
+    rows: tuple[int, int, int]  # training, validation, test
+    inputs: int  # the model's input columns after the feature pipeline (one-hot columns counted)
+    classes: int | None
+    metric: str
+    maximize: bool
+    model: str
+    space: SearchSpace
+    fixed: dict[str, Any]
+    n_calls: int
+    n_initial_points: int
+    enqueue: tuple[dict[str, Scalar], ...]
+    experiment: str | None
+    registered_model: str
+
+    def describe(self) -> str:
+        """The plan as lines of text."""
+        train, val, test = self.rows
+        size = self.space.size()
+        what = f"classification of {self.classes} classes" if self.classes is not None else "regression"
+        lines = [f"study {self.label}: a dry run, nothing was started",
+                 f"data: {self.data}: {train + val + test} rows ({train} training / {val} validation / {test} "
+                 f"test), {self.inputs} model inputs, {what}",
+                 f"objective: {'maximize' if self.maximize else 'minimize'} {self.metric}; model {self.model}; "
+                 f"{self.n_calls} trials, the first {self.n_initial_points} random"
+                 + (f" ({len(self.enqueue)} of them enqueued)" if self.enqueue else ""),
+                 f"space ({len(self.space)} dimensions, "
+                 + (f"{size:,} distinct points):" if size is not None else "a continuum):")]
+        lines += [f"  {name}: {text}" for name, text in self.space.describe().items()]
+        if self.fixed:
+            lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in self.fixed.items()))
+        lines += [f"enqueue[{i}]: " + ", ".join(f"{k}={v}" for k, v in point.items())
+                  for i, point in enumerate(self.enqueue)]
+        experiment = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "bo_tuner"
+        lines.append(f"tracking: reachable; experiment {experiment}; registered model {self.registered_model}")
+        return "\n".join(lines)
+
+
+def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> StudyPlan:
+    """Check a study as :func:`tune` does before it starts anything — config, space, enqueued points, data, metric,
+    tracking URI — and say what it would run; no run is created, nothing trains.
+
+    Raises:
+        ConfigError, DataError, TrackingUnavailableError: as :func:`tune` would, before any run.
+    """
+    config = _as_config(config, None)
+    assert config is not None
+    space = _validate_space(config)
+    enqueued = _enqueued_points(config, space)
+    prepared = data_mod.prepare(*config.data_key)
+    metric = _checked_metric(config, prepared, space)
+    tracking.connect(config.tracking_uri)
+    _warn_if_space_is_small(space, config.n_calls)
+    label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
+    return StudyPlan(
+        label=label, data=prepared.name, task=prepared.task,
+        rows=(len(prepared.x_train), len(prepared.x_val), len(prepared.test_frame)),
+        inputs=int(prepared.x_train.shape[1]),
+        classes=prepared.n_outputs if prepared.task == "classification" else None,
+        metric=metric, maximize=metric_is_maximized(metric), model=config.model, space=space,
+        fixed=dict(config.fixed), n_calls=config.n_calls, n_initial_points=config.initial_points,
+        enqueue=tuple(enqueued), experiment=config.experiment,
+        registered_model=config.registered_model or _safe_name(label))
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,

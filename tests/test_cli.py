@@ -129,6 +129,37 @@ def test_bad_input_one_line_exit_2_no_run(workdir: Path, capsys: pytest.CaptureF
     assert not multiprocessing.active_children()  # workers started early for the study were stopped
 
 
+def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """KerasTuner's search_space_summary, with every check a study makes first: the plan on stdout, exit 0, no run
+    and no worker; a bad input is the same one-line error the study would give."""
+    pd.DataFrame({"a": range(40), "b": ["x", "y"] * 20, "y": [0, 1, 1, 0] * 10}).to_csv("t.csv", index=False)
+    (workdir / "study.yaml").write_text(
+        "data: t.csv\ntarget: y\nn_calls: 7\nspace:\n  n_hidden: {type: int, low: 1, high: 2}\n"
+        "  n_neurons_2: {type: int, low: 4, high: 8, when: {n_hidden: 2}}\n  batch_norm: {type: boolean}\n"
+        "fixed: {optimizer: nadam}\n")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert main(["tune", "--config", "study.yaml", "--tracking-uri", uri, "--dry-run",
+                 "--enqueue", "{n_hidden: 2, n_neurons_2: 5}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "study t-mlp: a dry run, nothing was started",
+        "data: t: 40 rows (24 training / 8 validation / 8 test), 3 model inputs, classification of 2 classes",
+        "objective: maximize val_accuracy; model mlp; 7 trials, the first 6 random (1 of them enqueued)",
+        "space (3 dimensions, 12 distinct points):",
+        "  n_hidden: int[1, 2]",
+        "  n_neurons_2: int[4, 8] when n_hidden in {2}",
+        "  batch_norm: {False, True}",
+        "fixed: optimizer=nadam",
+        "enqueue[0]: n_hidden=2, n_neurons_2=5",
+        "tracking: reachable; experiment bo_tuner; registered model t-mlp"]
+    assert _runs_in(workdir / "mlflow.db") == 0 and not multiprocessing.active_children()
+    assert main(["tune", "--config", "study.yaml", "--tracking-uri", uri, "--dry-run", "--metric", "val_r2"]) == 2
+    assert capsys.readouterr().err.strip() == ("bo-tuner: error: metric: ('val_r2') is not reported for "
+                                               "classification; use one of val_accuracy, val_loss, val_auc, "
+                                               "val_f1_macro, accuracy, loss")
+
+
 def test_tune_runs_on_the_workers_it_started_first(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command line spawns the study's workers before importing MLflow; the study runs on them and stops them."""
     import bo_tuner.__main__ as cli
