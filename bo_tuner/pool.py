@@ -382,8 +382,13 @@ class WorkerPool(cf.Executor):
                 if not future.done():
                     future.set_exception(exc)
 
-    def _run(self, slot: int, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _run(self, slot: int, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], *,
+             resent: bool = False) -> None:
         worker = self._current[slot] or self._start(slot)
+        if worker.process.exitcode is not None:  # it died idle, since its last task (killed, out of memory)
+            logger.warning("%s while idle; the task goes to a new worker", worker.describe())
+            self._replace(slot, worker, dead=True)
+            worker = self._current[slot] or self._start(slot)
         self._current[slot] = worker
         worker.tasks += 1
         last = self._spent(worker) and not self._winding_down
@@ -392,8 +397,15 @@ class WorkerPool(cf.Executor):
         try:
             worker.conn.send((fn, args))
         except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
-            future.set_exception(WorkerDied(f"{worker.describe()} before the task started ({exc})"))
+            died = f"{worker.describe()} before the task started ({exc})"
             self._replace(slot, worker, dead=True)
+            if not resent and not self._closed:
+                # Nothing of the task ran: a new worker takes it, rather than failing a trial (a one-trial study)
+                # for a worker that died idle (seen once in a full test run: its forkserver's pipe was gone).
+                logger.warning("%s; the task goes to a new worker", died)
+                self._run(slot, future, fn, args, resent=True)
+                return
+            future.set_exception(WorkerDied(died))
             return
         except Exception as exc:  # the task would not pickle; the worker is fine
             worker.tasks -= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -134,6 +135,34 @@ def test_a_dead_worker_fails_its_task_only_and_is_replaced() -> None:
     finally:
         pool.shutdown()
     assert after != first
+
+
+def test_a_task_that_never_reached_its_dead_worker_runs_on_a_new_one() -> None:
+    """A worker that died between tasks (killed, or its forkserver's pipe gone): the next task is not failed for
+    it — nothing of it ran — but sent to a new worker."""
+    pool = WorkerPool(1, max_tasks=100)
+    try:
+        first = pool.submit(os.getpid).result(timeout=60)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(first) and psutil.Process(first).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = pool.submit(os.getpid).result(timeout=60)
+        assert second != first
+        assert pool.submit(os.getpid).result(timeout=60) == second
+
+        class BrokenPipe:  # the worker's end closed just as the task is sent (a forkserver's pipe gone)
+            def send(self, message: object) -> None:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        worker = pool._current[0]
+        assert worker is not None
+        worker.conn = BrokenPipe()  # type: ignore[assignment]
+        third = pool.submit(os.getpid).result(timeout=60)
+        assert third not in (first, second)  # the task ran, on a new worker; the old one was killed
+    finally:
+        pool.shutdown()
 
 
 def test_terminate_stops_a_running_task_at_once() -> None:
