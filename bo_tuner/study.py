@@ -1131,6 +1131,7 @@ class StudyPlan:
     enqueue: tuple[dict[str, Scalar], ...]
     experiment: str | None
     registered_model: str
+    lr_find: bool = False
 
     def describe(self) -> str:
         """The plan as lines of text."""
@@ -1146,6 +1147,9 @@ class StudyPlan:
                  f"space ({len(self.space)} dimensions, "
                  + (f"{size:,} distinct points):" if size is not None else "a continuum):")]
         lines += [f"  {name}: {text}" for name, text in self.space.describe().items()]
+        if self.lr_find:
+            lines.append("  (the learning-rate finder runs first: learning_rate is then tuned within 10x of its "
+                         "suggestion)")
         if self.fixed:
             lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in self.fixed.items()))
         lines += [f"enqueue[{i}]: " + ", ".join(f"{k}={v}" for k, v in point.items())
@@ -1179,7 +1183,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         metric=metric, maximize=metric_is_maximized(metric), model=config.model, space=space,
         fixed=dict(config.fixed), n_calls=config.n_calls, n_initial_points=config.initial_points,
         enqueue=tuple(enqueued), experiment=config.experiment,
-        registered_model=config.registered_model or _safe_name(label))
+        registered_model=config.registered_model or _safe_name(label), lr_find=config.lr_find)
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,

@@ -154,6 +154,9 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
         "enqueue[0]: n_hidden=2, n_neurons_2=5",
         "tracking: reachable; experiment bo_tuner; registered model t-mlp"]
     assert _runs_in(workdir / "mlflow.db") == 0 and not multiprocessing.active_children()
+    assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--lr-find"]) == 0
+    assert "  (the learning-rate finder runs first: learning_rate is then tuned within 10x of its suggestion)" in (
+        capsys.readouterr().out.splitlines())
     assert main(["tune", "--config", "study.yaml", "--tracking-uri", uri, "--dry-run", "--metric", "val_r2"]) == 2
     assert capsys.readouterr().err.strip() == ("bo-tuner: error: metric: ('val_r2') is not reported for "
                                                "classification; use one of val_accuracy, val_loss, val_auc, "
