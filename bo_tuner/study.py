@@ -1129,7 +1129,7 @@ class StudyPlan:
     n_calls: int
     n_initial_points: int
     enqueue: tuple[dict[str, Scalar], ...]
-    experiment: str | None
+    experiment: str
     registered_model: str
     lr_find: bool = False
 
@@ -1154,8 +1154,7 @@ class StudyPlan:
             lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in self.fixed.items()))
         lines += [f"enqueue[{i}]: " + ", ".join(f"{k}={v}" for k, v in point.items())
                   for i, point in enumerate(self.enqueue)]
-        experiment = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "bo_tuner"
-        lines.append(f"tracking: reachable; experiment {experiment}; registered model {self.registered_model}")
+        lines.append(f"tracking: reachable; experiment {self.experiment}; registered model {self.registered_model}")
         return "\n".join(lines)
 
 
@@ -1182,7 +1181,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         classes=prepared.n_outputs if prepared.task == "classification" else None,
         metric=metric, maximize=metric_is_maximized(metric), model=config.model, space=space,
         fixed=dict(config.fixed), n_calls=config.n_calls, n_initial_points=config.initial_points,
-        enqueue=tuple(enqueued), experiment=config.experiment,
+        enqueue=tuple(enqueued), experiment=tracking.experiment_name(config.experiment),
         registered_model=config.registered_model or _safe_name(label), lr_find=config.lr_find)
 
 

@@ -164,6 +164,20 @@ def preload_store(tracking_uri: str | None) -> None:
         importlib.import_module(SQL_STORE_MODULE)
 
 
+def experiment_name(name: str | None) -> str:
+    """The experiment a study with ``experiment: name`` would log to (``None``: the active/default one), without
+    creating it."""
+    if name is not None:
+        return name
+    env_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    if env_id:
+        try:
+            return str(MlflowClient().get_experiment(env_id).name)
+        except Exception:
+            return f"id {env_id}"
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or "bo_tuner"
+
+
 def experiment_id(name: str | None) -> str:
     """The id of experiment ``name`` (created if missing); ``None`` → the active/default experiment."""
     client = MlflowClient()

@@ -121,3 +121,24 @@ def test_a_trial_s_epochs_reach_its_run_while_it_trains_each_once(tracking_uri: 
     assert _steps(client, other, "loss") == []
     live.finish(history)
     assert _steps(client, other, "loss") == list(enumerate(history["loss"], start=1))
+
+
+def test_the_experiment_a_study_would_use_is_named_without_creating_it(tracking_uri: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a dry run prints: the given name; under ``mlflow run`` (MLFLOW_EXPERIMENT_ID) that experiment's name;
+    else MLFLOW_EXPERIMENT_NAME or bo_tuner's default."""
+    from bo_tuner.tracking import experiment_name
+
+    client = MlflowClient(tracking_uri)
+    connect(tracking_uri)
+    made = client.create_experiment("launched-here")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", made)
+    assert experiment_name("mine") == "mine" and experiment_name(None) == "launched-here"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "987654")
+    assert experiment_name(None) == "id 987654"
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
+    assert experiment_name(None) == "bo_tuner"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    assert experiment_name(None) == "from-env"
+    assert client.get_experiment_by_name("bo_tuner") is None and client.get_experiment_by_name("mine") is None
