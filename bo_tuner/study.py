@@ -642,6 +642,10 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     }, tags={tracking.NOTE_TAG: note})
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
+    for outcome in study.unplotted:  # recorded after the last drawing: trials a Ctrl-C's clean-up settled
+        with contextlib.suppress(Exception):
+            log_learning_curve(outcome, study.metric)
+    study.unplotted.clear()
     study.render_plots()
     for path in study.plot_paths:
         tracking.log_artifact(parent, path, "plots")

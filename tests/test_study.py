@@ -616,6 +616,32 @@ def test_trials_with_equal_values_rank_by_the_validation_loss_of_their_kept_weig
     assert tie_break({"accuracy": [0.5]}, "val_accuracy", 1) is None and tie_break({}, "val_auc", 3) is None
 
 
+def test_a_trial_settled_by_the_clean_up_still_gets_its_learning_curve(store: tuple[Path, str]) -> None:
+    """After a Ctrl-C the clean-up records trials whose results were already back; the study draws each trial's
+    curve between trials, so those had none. Ending the study's run draws what is left."""
+    from bo_tuner import tracking
+    from bo_tuner.study import _finish_parent, _Study
+
+    _, uri = store
+    tracking.connect(uri)
+    experiment = tracking.experiment_id("settled")
+    parent = tracking.create_run(experiment, "study")
+    trial = tracking.create_run(experiment, "trial-1", parent_id=parent)
+    tracking.end_run(trial, "FINISHED")
+    space = SearchSpace.from_dict({"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    outcome = TrialOutcome(1, {"x": 0.5}, trial, "COMPLETE", 0.8,
+                           history={"loss": [1.0, 0.6], "val_loss": [1.1, 0.7], "val_accuracy": [0.6, 0.8]})
+    optimizer = Optimizer(space, seed=0)
+    optimizer.tell(outcome.params, -0.8)
+    study = _Study(space=space, optimizer=optimizer, metric="val_accuracy", maximize=True, n_calls=2,  # type: ignore
+                   parallel=1, max_consecutive_failures=5, experiment_id=experiment, parent_id=parent, make_job=None,
+                   run=None, progress=False, label="settled", trials=[outcome], unplotted=[outcome])  # type: ignore
+    _finish_parent(study, "interrupted", "KILLED", 1.0)
+    client = MlflowClient()
+    assert [a.path for a in client.list_artifacts(trial, "plots")] == ["plots/learning_curve.png"]
+    assert client.get_run(parent).info.status == "KILLED" and study.unplotted == []
+
+
 def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_and_resumes(
         store: tuple[Path, str]) -> None:
     """``momentum`` with ``when: {optimizer: sgd+momentum}``: adam trials neither get nor log it (the builder's
