@@ -74,6 +74,28 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
     return False, f"{metric} {value:.6g} does not beat the champion's {current:.6g}"
 
 
+def champion_outlook(name: str, metric: str, policy: str, interface: str) -> str:
+    """What the registry step of a study would weigh its best model against (a dry run's line): the current
+    champion of ``name`` and whether it will be compared, in :func:`should_promote`'s terms."""
+    champion = tracking.alias_version(name, CHAMPION)
+    here = f"{name}@{CHAMPION} is v{champion.version}" if champion else f"no {name}@{CHAMPION} yet"
+    if policy == "never":
+        return f"{here}; --promote never: the study's best is registered, the alias stays"
+    if policy == "always":
+        return f"{here}; --promote always: the alias moves to the study's best"
+    if champion is None:
+        return f"{here}: the study's best becomes it"
+    if champion.tags.get(INTERFACE_TAG) not in (None, interface):
+        return f"{here}, trained on other inputs: the study's best is registered, not compared or promoted"
+    if champion.tags.get(METRIC_TAG) != metric:
+        return f"{here}, chosen on {champion.tags.get(METRIC_TAG)!r}: the study's best is registered, not promoted"
+    try:
+        score = f"{float(champion.tags[OBJECTIVE_TAG]):.6g}"
+    except (KeyError, ValueError):
+        score = "not recorded"
+    return f"{here} with {metric} {score}: the study's best must beat it"
+
+
 def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
                   tags: Mapping[str, object], interface: str | None = None, description: str = "",
                   tie: float | None = None) -> Promotion:

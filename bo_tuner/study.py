@@ -1136,6 +1136,7 @@ class StudyPlan:
     experiment: str
     registered_model: str
     lr_find: bool = False
+    champion: str = ""  # what the registry step would weigh the study's best against
 
     def describe(self) -> str:
         """The plan as lines of text."""
@@ -1159,6 +1160,8 @@ class StudyPlan:
         lines += [f"enqueue[{i}]: " + ", ".join(f"{k}={v}" for k, v in point.items())
                   for i, point in enumerate(self.enqueue)]
         lines.append(f"tracking: reachable; experiment {self.experiment}; registered model {self.registered_model}")
+        if self.champion:
+            lines.append(f"registry: {self.champion}")
         return "\n".join(lines)
 
 
@@ -1178,6 +1181,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     tracking.connect(config.tracking_uri)
     _warn_if_space_is_small(space, config.n_calls)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
+    registered = config.registered_model or _safe_name(label)
     return StudyPlan(
         label=label, data=prepared.name, task=prepared.task,
         rows=(len(prepared.x_train), len(prepared.x_val), len(prepared.test_frame)),
@@ -1186,7 +1190,8 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         metric=metric, maximize=metric_is_maximized(metric), model=config.model, space=space,
         fixed=dict(config.fixed), n_calls=config.n_calls, n_initial_points=config.initial_points,
         enqueue=tuple(enqueued), experiment=tracking.experiment_name(config.experiment),
-        registered_model=config.registered_model or _safe_name(label), lr_find=config.lr_find)
+        registered_model=registered, lr_find=config.lr_find,
+        champion=registry.champion_outlook(registered, metric, config.promote, prepared.interface))
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,

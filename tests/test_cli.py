@@ -152,7 +152,8 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
         "  batch_norm: {False, True}",
         "fixed: optimizer=nadam",
         "enqueue[0]: n_hidden=2, n_neurons_2=5",
-        "tracking: reachable; experiment bo_tuner; registered model t-mlp"]
+        "tracking: reachable; experiment bo_tuner; registered model t-mlp",
+        "registry: no t-mlp@champion yet: the study's best becomes it"]
     assert _runs_in(workdir / "mlflow.db") == 0 and not multiprocessing.active_children()
     assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--lr-find"]) == 0
     assert "  (the learning-rate finder runs first: learning_rate is then tuned within 10x of its suggestion)" in (

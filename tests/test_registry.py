@@ -119,3 +119,23 @@ def test_an_equal_score_with_a_lower_validation_loss_takes_the_champion(
                                                  "loss (0.05 < 0.2)")
     assert not register("d", None).promoted  # a Python objective's study, or one from before: no figure to compare
     assert str(client.get_model_version_by_alias("t", CHAMPION).version) == better.version
+
+
+def test_a_dry_run_says_what_the_studys_best_will_be_weighed_against(client: MlflowClient) -> None:
+    """``--dry-run``'s registry line, in the registry step's own terms (should_promote)."""
+    from bo_tuner.registry import INTERFACE_TAG
+
+    assert registry.champion_outlook("m", "val_accuracy", "if-better", "abc") == (
+        "no m@champion yet: the study's best becomes it")
+    version = _new_version(client, "m", {METRIC_TAG: "val_accuracy", OBJECTIVE_TAG: "0.9861111", INTERFACE_TAG: "abc"})
+    client.set_registered_model_alias("m", CHAMPION, version)
+    assert registry.champion_outlook("m", "val_accuracy", "if-better", "abc") == (
+        "m@champion is v1 with val_accuracy 0.986111: the study's best must beat it")
+    assert registry.champion_outlook("m", "val_auc", "if-better", "abc") == (
+        "m@champion is v1, chosen on 'val_accuracy': the study's best is registered, not promoted")
+    assert registry.champion_outlook("m", "val_accuracy", "if-better", "other") == (
+        "m@champion is v1, trained on other inputs: the study's best is registered, not compared or promoted")
+    assert registry.champion_outlook("m", "val_accuracy", "always", "other") == (
+        "m@champion is v1; --promote always: the alias moves to the study's best")
+    assert registry.champion_outlook("m", "val_accuracy", "never", "abc") == (
+        "m@champion is v1; --promote never: the study's best is registered, the alias stays")
