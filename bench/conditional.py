@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import bo_tuner
-from bench.quality import _sample, arguments, digits_mlp_error, ratio, regrets, scratch_store
+from bench.quality import _sample, arguments, digits_mlp_error, ratio, regret_rows
 
 Objective = Callable[[dict[str, Any]], float]
 
@@ -125,21 +125,11 @@ def run_random(problem: Problem, seed: int, calls: int) -> list[float]:
 
 def main() -> None:
     args = arguments(__doc__, 30, ["branches", "mlp"])
-    all_problems = problems()
-    rows = []
-    with scratch_store() as store:
-        for name in args.objectives:
-            problem = all_problems[name]
-            runners: dict[str, Callable[[int], list[float]]] = {
-                "when": partial(run_ours, problem, calls=args.calls, store=store, conditional=True),
-                "flat": partial(run_ours, problem, calls=args.calls, store=store, conditional=False),
-                "tpe": partial(run_tpe, problem, calls=args.calls),
-                "random": partial(run_random, problem, calls=args.calls)}
-            print(f"{name}: ", end="")
-            regret, seconds = regrets(runners, args.seeds, problem.optimum)
-            rows.append((name, regret, seconds))
-
-    print(f"\nMedian simple regret over {args.seeds} seeds x {args.calls} evaluations (lower is better)\n")
+    rows = regret_rows(args, problems(), lambda problem, store: {
+        "when": partial(run_ours, problem, calls=args.calls, store=store, conditional=True),
+        "flat": partial(run_ours, problem, calls=args.calls, store=store, conditional=False),
+        "tpe": partial(run_tpe, problem, calls=args.calls),
+        "random": partial(run_random, problem, calls=args.calls)})
     print("| objective | with when: | without (flat) | Optuna TPE | random | when / flat | when / TPE | s per run "
           "(when / flat) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -18,7 +18,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -177,6 +177,22 @@ def regrets(runners: dict[str, Callable[[int], list[float]]], seeds: int, optimu
     return regret, seconds
 
 
+def regret_rows(args: argparse.Namespace, problems: Mapping[str, Any],
+                runners_for: Callable[[Any, str], dict[str, Callable[[int], list[float]]]]
+                ) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    """Each of ``args.objectives``' regrets (:func:`regrets`) with the methods ``runners_for(problem, store)``
+    gives, in one scratch MLflow store; then the table's title."""
+    rows = []
+    with scratch_store() as store:
+        for name in args.objectives:
+            problem = problems[name]
+            print(f"{name}: ", end="")
+            regret, seconds = regrets(runners_for(problem, store), args.seeds, problem.optimum)
+            rows.append((name, regret, seconds))
+    print(f"\nMedian simple regret over {args.seeds} seeds x {args.calls} evaluations (lower is better)\n")
+    return rows
+
+
 def ratio(a: float, b: float) -> str:
     return "=" if a == b == 0 else (f"{a / b:.3g}" if b > 0 else "inf")
 
@@ -205,20 +221,10 @@ def scratch_store() -> Iterator[str]:
 
 def main() -> None:
     args = arguments(__doc__, 50, ["branin", "hartmann6", "beale", "mlp"])
-    all_problems = problems()
-    rows = []
-    with scratch_store() as store:
-        for name in args.objectives:
-            problem = all_problems[name]
-            runners: dict[str, Callable[[int], list[float]]] = {
-                "bo_tuner": partial(run_ours, problem, calls=args.calls, store=store),
-                "tpe": partial(run_tpe, problem, calls=args.calls),
-                "random": partial(run_random, problem, calls=args.calls)}
-            print(f"{name}: ", end="")
-            regret, seconds = regrets(runners, args.seeds, problem.optimum)
-            rows.append((name, regret, seconds))
-
-    print(f"\nMedian simple regret over {args.seeds} seeds x {args.calls} evaluations (lower is better)\n")
+    rows = regret_rows(args, problems(), lambda problem, store: {
+        "bo_tuner": partial(run_ours, problem, calls=args.calls, store=store),
+        "tpe": partial(run_tpe, problem, calls=args.calls),
+        "random": partial(run_random, problem, calls=args.calls)})
     print("| objective | bo_tuner (GP) | Optuna TPE | random | ours / TPE | ours / random | s per run (ours / TPE) |")
     print("|---|---|---|---|---|---|---|")
     for name, regret, seconds in rows:
