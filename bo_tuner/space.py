@@ -587,7 +587,7 @@ class SearchSpace:
             return None if min(counts.values()) < 0 else math.prod(counts.values())
         fixed_part = math.prod(n for name, n in counts.items() if name not in parents and name not in conditional)
         total = 0
-        for values in itertools.product(*(_values(self[p]) for p in parents)):
+        for values in itertools.product(*(discrete_values(self[p]) for p in parents)):
             point = dict(zip(parents, values, strict=True))
             active = [counts[name] for name in conditional if self.is_active(name, point)]
             if any(n < 0 for n in active):
@@ -603,7 +603,7 @@ class SearchSpace:
         return out
 
 
-def _values(dimension: Dimension) -> tuple[Scalar, ...]:
+def discrete_values(dimension: Dimension) -> tuple[Scalar, ...]:
     """The values of a categorical or int dimension (a condition's parent)."""
     if isinstance(dimension, Categorical):
         return dimension.choices

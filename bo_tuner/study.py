@@ -37,7 +37,7 @@ from bo_tuner.errors import (
 )
 from bo_tuner.optimizer import Optimizer
 from bo_tuner.pool import WorkerPool, study_pool
-from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace
+from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace, discrete_values
 from bo_tuner.trial import (
     NUMBER_TAG,
     STATE_TAG,
@@ -454,14 +454,8 @@ def _warn_if_layers_are_unused(config: StudyConfig, space: SearchSpace, defaults
     if config.model not in models.PER_LAYER:
         return
     counter = models.PER_LAYER[config.model][1]
-    dimension = next((d for d in space if d.name == counter), None)
-    if isinstance(dimension, Int):
-        counts = list(range(dimension.low, dimension.high + 1, dimension.step))
-    elif isinstance(dimension, Categorical):
-        counts = [int(c) for c in dimension.choices if isinstance(c, int | float) and not isinstance(c, bool)]
-    else:
-        fixed = config.fixed.get(counter, defaults.get(counter))
-        counts = [int(fixed)] if isinstance(fixed, int | float) and not isinstance(fixed, bool) else []
+    counts = [int(c) for c in _values_in_study(counter, config, space, defaults)
+              if isinstance(c, int | float) and not isinstance(c, bool)]
     if not counts:
         return
     for name in space.names:
@@ -479,14 +473,22 @@ def _warn_if_layers_are_unused(config: StudyConfig, space: SearchSpace, defaults
                           "get nor log it", BoTunerWarning, stacklevel=3)
 
 
+def _values_in_study(name: str, config: StudyConfig, space: SearchSpace, defaults: Mapping[str, Any]) -> list[Any]:
+    """The values hyperparameter ``name`` may take in this study: a categorical or int dimension's (a real one's
+    continuum: none listed), else its fixed value or the builder's default."""
+    if name in space.names:
+        dimension = space[name]
+        return list(discrete_values(dimension)) if isinstance(dimension, Categorical | Int) else []
+    value = config.fixed.get(name, defaults.get(name))
+    return [] if value is None else [value]
+
+
 def _warn_if_momentum_is_unused(config: StudyConfig, space: SearchSpace, defaults: Mapping[str, Any]) -> None:
     """A built-in model's ``momentum`` tuned while no optimizer the study may use takes it (the default adam, or
     plain sgd as in Keras): every trial's value would change nothing, and the GP would learn a flat dimension."""
     if not models.is_builtin(config.model) or "momentum" not in space.names:
         return
-    optimizer = next((d for d in space if d.name == "optimizer"), None)
-    choices = (list(optimizer.choices) if isinstance(optimizer, Categorical)
-               else [config.fixed.get("optimizer", defaults.get("optimizer"))])
+    choices = _values_in_study("optimizer", config, space, defaults)
     for condition in space.conditions:  # momentum: {..., when: {optimizer: [...]}}: tuned only with those
         if condition.name == "momentum" and condition.parent == "optimizer":
             choices = [c for c in choices if c in condition.values]
