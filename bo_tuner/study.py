@@ -884,7 +884,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
             config = config or stored.replace(tracking_uri=None)
         assert config is not None
         space = _validate_space(config)
-        _enqueued_points(config, space)
+        enqueued = _enqueued_points(config, space)  # checked before any run
     except BaseException:
         if executor is not None:  # started for a study that does not begin
             _terminate(executor)
@@ -897,7 +897,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         if stored is not None:
             _check_same_study(resume or "", stored, config, prepared.task)
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
-                       callbacks=callbacks, started=started)
+                       callbacks=callbacks, started=started, enqueued=enqueued)
     except (KeyboardInterrupt, StudyInterrupted):
         with interrupts.shielded():
             _terminate(executor)
@@ -911,7 +911,8 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
 
 def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedData, metric: str,
           executor: cf.Executor, *, resume: str | None, progress: bool,
-          callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float) -> StudyResult:
+          callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float,
+          enqueued: Sequence[dict[str, Scalar]]) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
     maximize = metric_is_maximized(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
@@ -976,7 +977,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
     study = _Study(
-        space=space, optimizer=optimizer, queue=_queue(_enqueued_points(config, space), optimizer, history),
+        space=space, optimizer=optimizer, queue=_queue(enqueued, optimizer, history),
         metric=metric, maximize=maximize, n_calls=config.n_calls, parallel=config.parallel,
         max_consecutive_failures=config.max_consecutive_failures, experiment_id=exp_id, parent_id=parent_id,
         make_job=lambda number, params, run_id, best, reference: TrialJob(
