@@ -566,6 +566,25 @@ class LoggedModel:
     model_id: str | None
 
 
+def _zone_free(signature: Any, sample: pd.DataFrame) -> Any:
+    """``signature`` with each time-zone aware date-time column of ``sample`` typed ``Any``.
+
+    MLflow's ``datetime`` type holds only zone-free date-times: its input check converts such a column with
+    ``astype("datetime64[ns]")``, which refuses an aware one, so the model failed on the very rows it was trained on
+    (a Parquet file's ``timestamp[UTC]`` column) and nothing was registered. The feature pipeline reads every form
+    itself (aware or not, ISO 8601 text as a JSON request carries it) as days since 1970 UTC."""
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    aware = {str(c) for c in sample.columns if isinstance(sample[c].dtype, pd.DatetimeTZDtype)}
+    if not aware:
+        return signature
+    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in aware else spec
+                     for spec in signature.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=signature.outputs, params=signature.params)
+
+
 def log_served_model(
     keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str],
     *, keras_backend: str,
@@ -583,7 +602,8 @@ def log_served_model(
             warnings.simplefilter("ignore")  # MLflow suggests an input example; the signature carries the schema
             # "params": {"output": "probabilities"} in a request (or predict(..., params=...)) for a classifier's
             # class probabilities; the default answers labels / numbers.
-            signature = infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]})
+            signature = _zone_free(infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]}),
+                                   sample)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no input example" advice: the signature is explicit
             info = mlflow.pyfunc.log_model(

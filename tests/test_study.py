@@ -184,6 +184,36 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert "Param #" in summary and "Total params" in summary  # the architecture, as Keras prints it
 
 
+def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_that_reads_them(
+        store: tuple[Path, str]) -> None:
+    """A Parquet ``timestamp[UTC]`` column: MLflow's ``datetime`` schema type holds only zone-free date-times and its
+    input check refused the study's own test rows, so every such study ended "did not load back and predict" with
+    nothing registered. The column is typed ``Any`` in the signature; the champion reads it as the file has it, as
+    the zone-free UTC time, and as the ISO 8601 text a JSON request carries — the same prediction each way."""
+    directory, uri = store
+    rng = np.random.default_rng(3)
+    n = 240
+    when = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")
+    frame = pd.DataFrame({"seen": when, "spend": rng.normal(size=n), "plan": rng.choice(["a", "b"], n),
+                          "churned": np.where(when > pd.Timestamp("2024-12-01", tz="UTC"), "yes", "no")})
+    frame["seen_oslo"] = frame["seen"].dt.tz_convert("Europe/Oslo")
+    path = directory / "zoned.parquet"
+    frame.to_parquet(path)
+    result = bo_tuner.tune({"data": str(path), "target": "churned", "n_calls": 1, "max_epochs": 2,
+                            "experiment": "zoned", "tracking_uri": uri}, progress=False)
+    assert result.promotion is not None and result.promotion.promoted
+    model = mlflow.pyfunc.load_model("models:/zoned-mlp@champion")
+    types = {spec.name: repr(spec.type) for spec in model.metadata.get_input_schema().inputs}
+    assert types == {"seen": "Any", "spend": "double", "plan": "string", "seen_oslo": "Any"}
+    raw = pd.read_parquet(path).drop(columns=["churned"]).head(8)
+    expected = model.predict(raw, params={"output": "probabilities"})
+    zone_free = raw.assign(seen=raw["seen"].dt.tz_localize(None), seen_oslo=raw["seen_oslo"].dt.tz_convert(None))
+    as_text = raw.assign(seen=raw["seen"].map(pd.Timestamp.isoformat),
+                         seen_oslo=raw["seen_oslo"].map(pd.Timestamp.isoformat))
+    for other in (zone_free, as_text):
+        assert np.allclose(model.predict(other, params={"output": "probabilities"}), expected)
+
+
 def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple[Path, str]) -> None:
     """``--metric val_auc`` on a built-in model (imbalanced classes: accuracy is not what people tune there): the
     metric per epoch drives EarlyStopping and the objective; the champion's test scores add ``test_auc``, from the
