@@ -580,7 +580,8 @@ def _zone_free(signature: Any, sample: pd.DataFrame) -> Any:
     aware = {str(c) for c in sample.columns if isinstance(sample[c].dtype, pd.DatetimeTZDtype)}
     if not aware:
         return signature
-    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in aware else spec
+    any_type = AnyType()  # type: ignore[no-untyped-call]
+    inputs = Schema([ColSpec(any_type, spec.name, required=spec.required) if spec.name in aware else spec
                      for spec in signature.inputs.inputs])
     return ModelSignature(inputs=inputs, outputs=signature.outputs, params=signature.params)
 
