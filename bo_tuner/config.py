@@ -10,6 +10,7 @@ import difflib
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +180,11 @@ def _looks_like_a_dimension(value: Any) -> bool:
     return isinstance(value, Mapping) and "type" in value
 
 
+def _is_dataframe(value: Any) -> bool:
+    pandas = sys.modules.get("pandas")  # a DataFrame means pandas is loaded; the CLI does not import it here
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything a study needs. Validated on construction; every error names the field and the bad value.
@@ -232,8 +238,14 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         set_ = self._set
+        if _is_dataframe(self.data):  # from Python: saved once as Parquet, which the workers read
+            from bo_tuner.data import frame_file
+
+            set_("data", frame_file(self.data))
         if not isinstance(self.data, str) or not self.data.strip():
-            raise ConfigError(f"data: ({self.data!r}) must be a bundled dataset name or a file path")
+            shown = repr(self.data) if isinstance(self.data, str | None) else f"a {type(self.data).__name__}"
+            raise ConfigError(f"data: ({shown}) must be a bundled dataset name, a file path or (from Python) a "
+                              "pandas DataFrame")
         set_("target", _optional_str("target", self.target))
         set_("ignore_columns", _column_names("ignore_columns", self.ignore_columns))
         if self.target is not None and self.target in self.ignore_columns:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import lzma
 import math
+import os
 import shlex
 import warnings
 import zipfile
@@ -224,13 +225,21 @@ class DatasetInfo:
     n_columns: int
 
 
+def _content_digest(frame: pd.DataFrame, *, index: bool = False, types: bool = False) -> str:
+    """16 hex digits of the table's column names and cells (and its index, its column types where asked)."""
+    try:
+        hashed = pd.util.hash_pandas_object(frame, index=index).to_numpy().tobytes()
+    except TypeError:  # unhashable cells (lists in a Parquet column): hash their text
+        hashed = pd.util.hash_pandas_object(frame.astype(str), index=index).to_numpy().tobytes()
+    described: list[Any] = list(frame.columns)
+    if types:
+        described = [described, [str(t) for t in frame.dtypes]]
+    return hashlib.sha256(json.dumps(described).encode() + hashed).hexdigest()[:16]
+
+
 def dataset_info(data: str, frame: pd.DataFrame) -> DatasetInfo:
     """``frame`` as loaded from ``data`` (before anything is dropped) described for MLflow."""
-    try:
-        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
-    except TypeError:  # unhashable cells (lists in a Parquet column): hash their text
-        hashed = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
-    digest = hashlib.sha256(json.dumps(list(frame.columns)).encode() + hashed).hexdigest()[:16]
+    digest = _content_digest(frame)
     source = f"sklearn.datasets.load_{data}" if is_bundled(data) else str(Path(data).expanduser().resolve())
     return DatasetInfo(dataset_label(data), source, digest, int(frame.shape[0]), int(frame.shape[1]))
 
@@ -349,6 +358,55 @@ def _without_saved_index(frame: pd.DataFrame, data: str, target: str | None) -> 
 
 def _n_numeric(frame: pd.DataFrame) -> int:
     return sum(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes)
+
+
+#: The file name of a DataFrame handed to the Python API (its dataset label: runs and registered models are named
+#: ``dataframe-<model>`` unless ``study_name`` / ``registered_model`` say otherwise).
+FRAME_FILE = "dataframe.parquet"
+
+
+def frames_dir() -> Path:
+    """Where :func:`frame_file` keeps DataFrames: ``$XDG_CACHE_HOME/bo_tuner/frames`` (``~/.cache/…``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "bo_tuner" / "frames"
+
+
+def frame_file(frame: pd.DataFrame) -> str:
+    """A DataFrame given as a study's data (the Python API), saved once as Parquet, named by its content:
+    ``frames_dir()/<digest>/dataframe.parquet``. A file is what the trials' worker processes read, what the
+    study's config records, and what ``--resume`` reads back (the same frame again gives the same path, so a
+    resume from Python with it is the same study). Its columns read back as a Parquet file's do.
+
+    Raises:
+        ConfigError: no rows or columns, column names that are not text or repeat, or the frame cannot be saved.
+    """
+    from bo_tuner.errors import ConfigError
+
+    shape = f"a DataFrame of {frame.shape[0]} rows x {frame.shape[1]} columns"
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ConfigError(f"data: ({shape}) has no rows or no columns")
+    odd = [c for c in frame.columns if not isinstance(c, str)]
+    if odd:
+        raise ConfigError(f"data: ({shape}) column names must be text, not {odd[0]!r} "
+                          f"({type(odd[0]).__name__}): frame.columns = frame.columns.astype(str)")
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise ConfigError(f"data: ({shape}) names a column twice: {', '.join(map(repr, repeated))}")
+    path = frames_dir() / _content_digest(frame, index=True, types=True) / FRAME_FILE
+    if path.exists():
+        return str(path)
+    partial = path.with_name(f".{FRAME_FILE}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(partial)
+        os.replace(partial, path)  # whole or not at all: another study may be saving the same frame
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise ConfigError(f"data: ({shape}) could not be saved as {path} for the study's workers: "
+                          f"{first_line(exc)}; save it yourself (frame.to_parquet('table.parquet')) and pass "
+                          "the path") from None
+    return str(path)
 
 
 def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:

@@ -423,3 +423,41 @@ def test_a_header_that_names_a_column_twice_is_read_with_pandas_suffixes_and_sai
     with pytest.warns(BoTunerWarning, match=r"header names column 'a' 2 times; they are read as 'a', 'a.1'"):
         d = prepare(str(path), "y")
     assert d.pipeline.columns == ["a", "a.1", "b"]  # the names the served model's signature asks for
+
+
+def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_its_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bo_tuner.tune({"data": frame, ...})``: the workers, the stored config and ``--resume`` need a file. The
+    same content (cells, index, column names and types) gives the same file, written once; other content another."""
+    from bo_tuner import StudyConfig
+    from bo_tuner.errors import ConfigError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=50), "n": rng.integers(0, 9, 50), "y": rng.choice(["a", "b"], 50)})
+    path = Path(StudyConfig(data=frame, target="y").data)
+    assert path.parent.parent == tmp_path / "cache" / "bo_tuner" / "frames" and path.name == data.FRAME_FILE
+    written = path.stat().st_mtime_ns
+    assert data.frame_file(frame.copy()) == str(path) and path.stat().st_mtime_ns == written  # not written again
+    assert data.dataset_label(str(path)) == "dataframe"
+    loaded, target = data.load_frame(str(path), "y")
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert target == "y"
+    others = [frame.assign(x=frame["x"] + 1), frame.astype({"n": float}), frame.rename(columns={"x": "z"}),
+              frame.set_axis(range(100, 150))]
+    assert len({data.frame_file(f) for f in others} | {str(path)}) == 5
+    with pytest.raises(ConfigError, match=r"^data: \(a DataFrame of 50 rows x 3 columns\) column names must be text, "
+                       r"not 0 \(int\): frame.columns = frame.columns.astype\(str\)$"):
+        StudyConfig(data=frame.set_axis([0, 1, 2], axis=1))
+    with pytest.raises(ConfigError, match=r"names a column twice: 'x'"):
+        data.frame_file(frame[["x", "x", "y"]])
+    with pytest.raises(ConfigError, match=r"\(a DataFrame of 0 rows x 3 columns\) has no rows or no columns"):
+        data.frame_file(frame.head(0))
+    with pytest.raises(ConfigError, match=r"^data: \(a ndarray\) must be a bundled dataset name, a file path or "
+                       r"\(from Python\) a pandas DataFrame$"):
+        StudyConfig(data=frame.to_numpy())  # type: ignore[arg-type]
+    (tmp_path / "not a folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not a folder"))  # no cache to write to: the way out is said
+    with pytest.raises(ConfigError, match=r"could not be saved as .* save it yourself "
+                       r"\(frame.to_parquet\('table.parquet'\)\) and pass the path"):
+        data.frame_file(frame)

@@ -214,6 +214,33 @@ def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_th
         assert np.allclose(model.predict(other, params={"output": "probabilities"}), expected)
 
 
+def test_a_dataframe_from_python_is_a_study_s_data_and_the_same_frame_resumes_it(
+        store: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bo_tuner.tune({"data": frame, ...})`` in a notebook: the trials' workers read the frame's Parquet copy,
+    the study records that file (its dataset input too), the champion is ``dataframe-mlp``, and the same frame
+    passed again resumes the study — a changed frame is another study's data."""
+    _, uri = store
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    frame, _ = load_frame("wine", None)
+    frame = frame.rename(columns={"target": "cultivar"})
+    config = {"data": frame, "target": "cultivar", "n_calls": 1, "max_epochs": 2, "experiment": "frames",
+              "tracking_uri": uri}
+    first = bo_tuner.tune(config, progress=False)
+    saved = str(tmp_path / "cache" / "bo_tuner" / "frames")
+    assert first.promotion is not None and first.promotion.name == "dataframe-mlp" and first.promotion.promoted
+    stored = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{first.study_run_id}/study.yaml"))
+    assert stored["data"].startswith(saved) and stored["data"].endswith("/dataframe.parquet")
+    (used,) = MlflowClient().get_run(first.study_run_id).inputs.dataset_inputs
+    assert used.dataset.name == "dataframe" and stored["data"] in used.dataset.source
+    model = mlflow.pyfunc.load_model("models:/dataframe-mlp@champion")
+    assert len(model.predict(frame.drop(columns="cultivar").head(4))) == 4
+    resumed = bo_tuner.tune({**config, "data": frame.copy(), "n_calls": 2}, resume=first.study_run_id,
+                            progress=False)
+    assert [t.number for t in resumed.trials] == [1, 2] and resumed.trials[0].run_id == first.trials[0].run_id
+    with pytest.raises(ConfigError, match="data"):  # other rows: not the study it resumes
+        bo_tuner.tune({**config, "data": frame.head(150), "n_calls": 3}, resume=first.study_run_id, progress=False)
+
+
 def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple[Path, str]) -> None:
     """``--metric val_auc`` on a built-in model (imbalanced classes: accuracy is not what people tune there): the
     metric per epoch drives EarlyStopping and the objective; the champion's test scores add ``test_auc``, from the
