@@ -132,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     finder.add_argument("--steps", type=_opt_int, default=500, help="batches in the sweep [500]")
     finder.add_argument("--min-lr", type=float, default=1e-5, help="first learning rate [1e-5]")
     finder.add_argument("--max-lr", type=float, default=10.0, help="last learning rate [10]")
+    champion = sub.add_parser("champion", help="a registered model's versions and its @champion; --set moves it "
+                                               "(roll back)")
+    champion.add_argument("registered_model", metavar="REGISTERED_MODEL", help="registry name, e.g. digits-mlp")
+    champion.add_argument("--set", dest="set_version", type=_opt, metavar="VERSION",
+                          help="point @champion at this version (e.g. 1 or v1)")
+    champion.add_argument("--force", type=_opt_bool, nargs="?", const=True, default=False, metavar="true|false",
+                          help="with --set: move it even to a version that takes other inputs")
+    champion.add_argument("--tracking-uri", type=_opt,
+                          help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
     train = sub.add_parser("train", help="train and log one configuration as a single run")
     _common(train)
     train.add_argument("--params", type=_opt, help='hyperparameters: JSON/YAML mapping or "a=1,b=relu"')
@@ -165,7 +174,29 @@ def _quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
+def _champion(args: argparse.Namespace) -> int:
+    _set_environment()
+    _quiet_libraries()
+    from bo_tuner import registry, tracking
+
+    tracking.connect_existing(args.tracking_uri)
+    name = args.registered_model
+    if args.set_version is None:
+        if args.force:
+            raise ConfigError("force: (true) only applies with --set VERSION")
+        print(registry.describe_versions(name))
+        return 0
+    previous, now = registry.set_champion(name, args.set_version, force=bool(args.force))
+    if previous == now:
+        print(f"{name}@champion is already v{now}")
+    else:
+        print(f"{name}@champion: {'v' + previous if previous else 'none'} -> v{now}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "champion":
+        return _champion(args)
     config = load_config(None if getattr(args, "resume", None) else args.config, **_overrides(args))
     _set_environment()
     interrupts.stop_with_launcher()

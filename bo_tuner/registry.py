@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bo_tuner import tracking
-from bo_tuner.errors import RegistryError
+from bo_tuner.errors import ConfigError, RegistryError, name_hint
 
 CHAMPION = "champion"
 METRIC_TAG = "bo_tuner.metric"
@@ -18,6 +19,11 @@ TRIAL_RUN_TAG = "bo_tuner.trial_run_id"  # the trial whose model a version is
 #: The validation loss of the version's kept weights: what decides between a new version and a champion with the
 #: same objective value (as it does between trials, bo_tuner.trial.TIE_BREAK_METRIC).
 TIE_BREAK_TAG = "bo_tuner.val_loss_at_best_epoch"
+STUDY_TAG = "bo_tuner.study_run_id"
+TRIAL_NUMBER_TAG = "bo_tuner.trial_number"
+PROMOTED_TAG = "bo_tuner.promoted"
+REASON_TAG = "bo_tuner.promotion_reason"
+SET_BY_HAND_TAG = "bo_tuner.champion_set_by_hand"  # when and from which version `bo-tuner champion --set` moved it
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,92 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
             except RegistryError as exc:
                 raise RegistryError(f"{exc}; the champion stays at "
                                     f"{'v' + current.version if current else 'no version'}") from None
-    tracking.set_version_tags(name, version.version, {"bo_tuner.promoted": promote,
-                                                      "bo_tuner.promotion_reason": reason})
+    tracking.set_version_tags(name, version.version, {PROMOTED_TAG: promote, REASON_TAG: reason})
     decision = f"now @{CHAMPION}: {reason}" if promote else f"not promoted: {reason}"
     tracking.describe_version(name, version.version, f"{description} {decision[0].upper()}{decision[1:]}.".strip())
     return Promotion(name, version.version, promote, reason, current.version if current else None)
+
+
+def _versions_of(name: str) -> list[tracking.VersionInfo]:
+    found = tracking.model_versions(name)
+    if found is None:
+        known = tracking.registered_model_names()
+        listed = name_hint(name, known, listed="registered models are") if known else "; the registry holds none"
+        raise ConfigError(f"registered_model: ({name!r}) is not a registered model in this tracking store{listed}")
+    return found
+
+
+def describe_versions(name: str) -> str:
+    """``bo-tuner champion NAME``: the model's versions, newest first, each with what decided it — the study's
+    metric and value, its test scores, the trial and study it came from, and why ``@champion`` moved to it or
+    not — the champion marked ``*``.
+
+    Raises:
+        ConfigError: no registered model has that name.
+    """
+    versions = _versions_of(name)
+    current = tracking.alias_version(name, CHAMPION)
+    champion = current.version if current else None
+    lines = [f"{name}: @{CHAMPION} is v{champion}" if champion else f"{name}: no @{CHAMPION}",
+             f"{len(versions)} version{'s' if len(versions) != 1 else ''}, newest first (* = @{CHAMPION}):"]
+    for v in versions:
+        tags = v.tags
+        when = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(v.created_ms / 1000))
+                if v.created_ms else "?")
+        parts = [f"{'*' if v.version == champion else ' '} v{v.version}", when]
+        if METRIC_TAG in tags:
+            parts.append(f"{tags[METRIC_TAG]} {_number(tags.get(OBJECTIVE_TAG))}")
+        tests = sorted(k for k in tags if k.startswith("test_"))
+        if tests:
+            parts.append(", ".join(f"{k} {_number(tags[k])}" for k in tests))
+        if STUDY_TAG in tags:
+            trial = f"trial {tags[TRIAL_NUMBER_TAG]} of " if TRIAL_NUMBER_TAG in tags else ""
+            parts.append(f"{trial}study {tags[STUDY_TAG]}")
+        if SET_BY_HAND_TAG in tags:
+            parts.append(f"made @{CHAMPION} by hand {tags[SET_BY_HAND_TAG]}")
+        elif REASON_TAG in tags:
+            verdict = "promoted" if tags.get(PROMOTED_TAG) == "True" else "not promoted"
+            parts.append(f"{verdict}: {tags[REASON_TAG]}")
+        lines.append("  ".join(parts))
+    return "\n".join(lines)
+
+
+def _number(text: str | None) -> str:
+    try:
+        return f"{float(text or 'nan'):.6g}"
+    except ValueError:
+        return str(text)
+
+
+def set_champion(name: str, version: str, *, force: bool = False) -> tuple[str | None, str]:
+    """Move ``@champion`` of ``name`` to ``version`` by hand (a roll back, or a pick): returns the version it
+    pointed to before (None: none) and the one it points to now. Refused when that version takes other inputs
+    than the current champion (its callers would break), unless ``force``. The version is tagged with when and
+    from which version it was set; later studies weigh their best against it as against any champion.
+
+    Raises:
+        ConfigError: no such model or version, or other inputs without ``force``; nothing was moved.
+        RegistryError: the registry refused the move.
+    """
+    number = version.strip().removeprefix("v")
+    versions = _versions_of(name)
+    target = next((v for v in versions if v.version == number), None)
+    if target is None:
+        known = ", ".join(v.version for v in sorted(versions, key=lambda v: int(v.version)))
+        raise ConfigError(f"set: ({version!r}) is not a version of {name}; its versions are {known}")
+    with tracking.sqlite_lock():
+        current = tracking.alias_version(name, CHAMPION)
+        if current is not None and current.version == target.version:
+            return current.version, target.version
+        theirs = current.tags.get(INTERFACE_TAG) if current else None
+        ours = target.tags.get(INTERFACE_TAG)
+        if not force and current is not None and theirs is not None and ours is not None and theirs != ours:
+            raise ConfigError(f"set: ({version!r}) v{target.version} takes other inputs than the champion "
+                              f"v{current.version} (its columns, target or task differ): callers of "
+                              f"models:/{name}@{CHAMPION} would break; pass --force to move it anyway")
+        tracking.set_alias(name, CHAMPION, target.version)
+    previous = current.version if current else None
+    moved = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    tracking.set_version_tags(name, target.version, {
+        SET_BY_HAND_TAG: f"{moved}" + (f", replacing v{previous}" if previous else "")})
+    return previous, target.version

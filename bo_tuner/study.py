@@ -1090,13 +1090,13 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
         tracking.log_batch(best.run_id, metrics=test_metrics, model_uri=best.model_uri)
         promotion = registry.register_best(
             best.model_uri, name=registered_name, metric=study.metric, maximize=study.maximize, value=best.value,
-            policy=config.promote, tags={"bo_tuner.study_run_id": study.parent_id,
+            policy=config.promote, tags={registry.STUDY_TAG: study.parent_id,
                                          registry.TRIAL_RUN_TAG: best.run_id,
-                                         "bo_tuner.trial_number": best.number, **test_metrics},
+                                         registry.TRIAL_NUMBER_TAG: best.number, **test_metrics},
             interface=interface, description=_version_description(study, best, test_metrics),
             tie=best.metrics.get(TIE_BREAK_METRIC))
         tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,
-                                            "bo_tuner.promoted": promotion.promoted})
+                                            registry.PROMOTED_TAG: promotion.promoted})
     except RegistryError as exc:
         error = exc
     wall = time.perf_counter() - started

@@ -91,6 +91,21 @@ def _sqlite_file(uri: str) -> str | None:
     return match.group(1) if match and match.group(1) != ":memory:" else None
 
 
+def connect_existing(tracking_uri: str | None) -> str:
+    """:func:`connect` for a command that only reads or changes what is there (``bo-tuner champion``): a sqlite
+    file that does not exist is an error, not a new, empty store made in the wrong folder.
+
+    Raises:
+        TrackingUnavailableError: no such sqlite file, or the store cannot be reached.
+    """
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    database = _sqlite_file(uri)
+    if database is not None and not Path(database).exists():
+        raise TrackingUnavailableError(f"tracking_uri: ({uri!r}) no such database file ({Path(database).resolve()}); "
+                                       "run this where the study ran, or pass --tracking-uri")
+    return connect(tracking_uri)
+
+
 def _launcher_run_missing(uri: str, *, connected: bool) -> bool:
     """Under ``mlflow run`` from another folder, a relative sqlite URI names another file.
 
@@ -632,6 +647,7 @@ class VersionInfo:
     version: str
     tags: dict[str, str]
     run_id: str | None
+    created_ms: int | None = None  # when it was registered (ms since 1970)
 
 
 def register(model_uri: str, name: str, tags: Mapping[str, Any]) -> VersionInfo:
@@ -657,6 +673,25 @@ def version_tagged(name: str, key: str, value: str) -> VersionInfo | None:
         return None
     newest = max(found, key=lambda v: int(v.version))
     return VersionInfo(name, str(newest.version), dict(newest.tags or {}), newest.run_id)
+
+
+def model_versions(name: str) -> list[VersionInfo] | None:
+    """Every version of registered model ``name``, newest first; None when no model has that name."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return None
+    found = client.search_model_versions(f"name = '{name}'")
+    return sorted((VersionInfo(name, str(v.version), dict(v.tags or {}), v.run_id, v.creation_timestamp)
+                   for v in found), key=lambda v: -int(v.version))
+
+
+def registered_model_names(most: int = 20) -> list[str]:
+    """Names in the registry (at most ``most``), for an error that names a model it does not hold."""
+    with contextlib.suppress(MlflowException):
+        return sorted(m.name for m in MlflowClient().search_registered_models(max_results=most))
+    return []
 
 
 def alias_version(name: str, alias: str) -> VersionInfo | None:

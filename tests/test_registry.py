@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -139,3 +140,52 @@ def test_a_dry_run_says_what_the_studys_best_will_be_weighed_against(client: Mlf
         "m@champion is v1; --promote always: the alias moves to the study's best")
     assert registry.champion_outlook("m", "val_accuracy", "never", "abc") == (
         "m@champion is v1; --promote never: the study's best is registered, the alias stays")
+
+
+def test_the_champion_command_lists_versions_and_rolls_back_by_hand(
+        client: MlflowClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bo-tuner champion NAME``: each version with what decided it, newest first, the champion marked;
+    ``--set`` moves the alias (a roll back) and says from where; a version with other inputs needs ``--force``;
+    later studies weigh their best against the version set by hand."""
+    from bo_tuner.__main__ import main
+    from bo_tuner.errors import ConfigError
+
+    monkeypatch.setattr(tracking, "register", _register_as(client, lambda: None))
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+
+    def register(run: str, value: float, interface: str = "abc") -> registry.Promotion:
+        return registry.register_best(f"file:///nowhere/{run}", name="c", metric="val_accuracy", maximize=True,
+                                      value=value, policy="if-better", interface=interface,
+                                      tags={registry.TRIAL_RUN_TAG: run, registry.STUDY_TAG: f"study-{run}",
+                                            registry.TRIAL_NUMBER_TAG: 3, "test_accuracy": 0.95})
+
+    assert register("a", 0.9).promoted and register("b", 0.95).promoted and register("x", 0.99, "other").version == "3"
+    assert main(["champion", "c", "--tracking-uri", uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["c: @champion is v2", "3 versions, newest first (* = @champion):"]
+    assert [line[:6] for line in lines[2:]] == ["  v3  ", "* v2  ", "  v1  "]
+    assert re.match(r"  v1  20\d\d-\d\d-\d\d \d\d:\d\d UTC  val_accuracy 0.9  ", lines[4])
+    assert lines[3].endswith("val_accuracy 0.95  test_accuracy 0.95  trial 3 of study study-b  promoted: val_accuracy "
+                             "0.95 beats the champion's 0.9")
+    assert "not promoted: the champion takes other inputs" in lines[2]
+
+    assert main(["champion", "c", "--tracking-uri", uri, "--set", "v1"]) == 0  # roll back
+    assert capsys.readouterr().out == "c@champion: v2 -> v1\n"
+    assert str(client.get_model_version_by_alias("c", CHAMPION).version) == "1"
+    assert "replacing v2" in client.get_model_version("c", "1").tags[registry.SET_BY_HAND_TAG]
+    assert registry.set_champion("c", "1") == ("1", "1")
+    with pytest.raises(ConfigError, match=r"^set: \('7'\) is not a version of c; its versions are 1, 2, 3$"):
+        registry.set_champion("c", "7")
+    later = register("d", 0.93)  # a later study weighs its best against the version set by hand
+    assert later.promoted and later.reason == "val_accuracy 0.93 beats the champion's 0.9" and later.version == "4"
+    with pytest.raises(ConfigError, match=r"v3 takes other inputs than the champion v4 .* pass --force"):
+        registry.set_champion("c", "3")
+    assert str(client.get_model_version_by_alias("c", CHAMPION).version) == "4"
+    assert main(["champion", "c", "--tracking-uri", uri, "--set", "3", "--force"]) == 0
+    assert capsys.readouterr().out == "c@champion: v4 -> v3\n"
+    with pytest.raises(ConfigError, match=r"^registered_model: \('cc'\) is not a registered model in this tracking "
+                       r"store; did you mean 'c'\?$"):
+        registry.describe_versions("cc")
+    assert main(["champion", "c", "--tracking-uri", f"sqlite:///{tmp_path / 'elsewhere.db'}"]) == 2
+    assert "no such database file" in capsys.readouterr().err and not (tmp_path / "elsewhere.db").exists()
