@@ -239,7 +239,12 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
         if args.resume:
             raise ConfigError(f"dry_run: (true) checks a new study; --resume {args.resume} continues one whose "
                               "config was checked when it began")
-        print(plan(config).describe())
+        planned = plan(config)
+        text = planned.describe()
+        print(text)
+        from bo_tuner import tracking
+
+        tracking.note_dry_run(text, planned.label)  # under `mlflow run`: the run it made says what it was
         return 0
     if args.resume:
         config = load_resume_config(args.resume, args.config, **_overrides(args))

@@ -407,6 +407,17 @@ def end_run(run_id: str, status: str) -> None:
     MlflowClient().set_terminated(run_id, status=status)
 
 
+def note_dry_run(plan: str, label: str) -> None:
+    """Under ``mlflow run``: describe the run MLflow made before our command started (a dry run trains nothing in
+    it, and it would stay an empty, unnamed run in the UI): named ``dry-run <label>``, tagged
+    ``bo_tuner.dry_run``, the plan as its note. Elsewhere nothing. Best effort: the plan was already printed."""
+    launched = launcher_run()
+    if launched is not None:
+        with contextlib.suppress(MlflowException):
+            set_tags(launched[0], {"mlflow.runName": f"dry-run {label}", "bo_tuner.dry_run": "true",
+                                   NOTE_TAG: f"```\n{plan}\n```"})
+
+
 def end_launcher_run(status: str) -> None:
     """End the run ``mlflow run`` made for this process with ``status``, unless it has ended (the study's parent
     has): for when the launcher, which would have ended it, is gone."""

@@ -164,6 +164,26 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
                                                "val_f1_macro, accuracy, loss")
 
 
+def test_a_dry_run_under_mlflow_run_describes_the_run_mlflow_made(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mlflow run . -P dry_run=true`` makes its run before our command starts; a dry run trains nothing in it,
+    so it is named and noted with the plan instead of staying an empty, unnamed run."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    launched = client.create_run(client.create_experiment("launched")).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launched)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", client.get_run(launched).info.experiment_id)
+    assert main(["tune", "--data", "wine", "--tracking-uri", uri, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "tracking: reachable; experiment launched; registered model wine-mlp" in printed
+    run = client.get_run(launched)
+    assert run.info.run_name == "dry-run wine-mlp" and run.data.tags["bo_tuner.dry_run"] == "true"
+    assert run.data.tags["mlflow.note.content"] == f"```\n{printed.rstrip()}\n```"
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # nothing else was started
+
+
 def test_tune_runs_on_the_workers_it_started_first(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command line spawns the study's workers before importing MLflow; the study runs on them and stops them."""
     import bo_tuner.__main__ as cli
