@@ -24,6 +24,24 @@ TRIAL_NUMBER_TAG = "bo_tuner.trial_number"
 PROMOTED_TAG = "bo_tuner.promoted"
 REASON_TAG = "bo_tuner.promotion_reason"
 SET_BY_HAND_TAG = "bo_tuner.champion_set_by_hand"  # when and from which version `bo-tuner champion --set` moved it
+#: Which rows a version was validated and tested on (a hash of the data's content and its split): two versions with
+#: the same one have validation scores measured on the same rows.
+EVALUATION_TAG = "bo_tuner.evaluation_data"
+#: The test split's score computed like each validation metric (bo_tuner.data.score): what the study's best and a
+#: champion validated on other rows are compared on.
+TEST_COUNTERPART = {"val_accuracy": "test_accuracy", "val_auc": "test_auc", "val_f1_macro": "test_f1_macro",
+                    "val_rmse": "test_rmse", "val_mae": "test_mae", "val_r2": "test_r2"}
+
+
+@dataclass(frozen=True)
+class SameSplit:
+    """The study's best and the champion, scored on this study's test split (the champion was validated on other
+    rows, so its recorded validation score does not compare)."""
+
+    version: str  # the champion version that was scored
+    metric: str  # the test score compared, e.g. test_accuracy
+    ours: float
+    theirs: float
 
 
 @dataclass(frozen=True)
@@ -39,9 +57,11 @@ class Promotion:
 
 def should_promote(value: float, metric: str, maximize: bool, policy: str,
                    champion_tags: Mapping[str, str] | None, interface: str | None = None,
-                   tie: float | None = None) -> tuple[bool, str]:
+                   tie: float | None = None, same_split: SameSplit | None = None) -> tuple[bool, str]:
     """Decide whether a new version with ``value`` on ``metric`` replaces the current champion; on an equal value,
-    whether its ``tie`` (validation loss of its kept weights) is lower than the champion's.
+    whether its ``tie`` (validation loss of its kept weights) is lower than the champion's. With ``same_split``
+    (the champion was validated on other rows: another file, other rows of the table, another split), the two are
+    compared on this study's test split instead, where neither was trained or chosen.
 
     A version whose ``interface`` (input columns, target, task) differs from the champion's is not compared: its
     score is on other data, and moving the alias would break the champion's callers (e.g. two projects' ``train.csv``
@@ -60,6 +80,12 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
     if champion_tags.get(METRIC_TAG) != metric:
         return False, (f"the champion was chosen on {champion_tags.get(METRIC_TAG)!r}, not {metric!r}; "
                        "pass --promote always to replace it")
+    if same_split is not None:
+        split = same_split
+        beats = split.ours > split.theirs if maximize else split.ours < split.theirs
+        return beats, (f"on this study's test split {split.metric} {split.ours:.6g} "
+                       f"{'beats' if beats else 'does not beat'} the champion's {split.theirs:.6g} "
+                       f"(v{split.version} was validated on other data)")
     try:
         current = float(champion_tags.get(OBJECTIVE_TAG, "nan"))
     except ValueError:
@@ -80,7 +106,21 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
     return False, f"{metric} {value:.6g} does not beat the champion's {current:.6g}"
 
 
-def champion_outlook(name: str, metric: str, policy: str, interface: str) -> str:
+def champion_to_score(name: str, metric: str, policy: str, interface: str, evaluation: str
+                      ) -> tracking.VersionInfo | None:
+    """The current champion of ``name`` when the registry step must score it on the study's test split: it takes
+    the same inputs, was chosen on the same ``metric``, which has a test counterpart, and was validated on other
+    rows than ``evaluation`` names (or on unknown ones: a version registered before the tag). None otherwise."""
+    if policy != "if-better" or metric not in TEST_COUNTERPART:
+        return None
+    current = tracking.alias_version(name, CHAMPION)
+    if (current is None or current.tags.get(INTERFACE_TAG) not in (None, interface)
+            or current.tags.get(METRIC_TAG) != metric or current.tags.get(EVALUATION_TAG) == evaluation):
+        return None
+    return current
+
+
+def champion_outlook(name: str, metric: str, policy: str, interface: str, evaluation: str | None = None) -> str:
     """What the registry step of a study would weigh its best model against (a dry run's line): the current
     champion of ``name`` and whether it will be compared, in :func:`should_promote`'s terms."""
     champion = tracking.alias_version(name, CHAMPION)
@@ -95,6 +135,9 @@ def champion_outlook(name: str, metric: str, policy: str, interface: str) -> str
         return f"{here}, trained on other inputs: the study's best is registered, not compared or promoted"
     if champion.tags.get(METRIC_TAG) != metric:
         return f"{here}, chosen on {champion.tags.get(METRIC_TAG)!r}: the study's best is registered, not promoted"
+    if evaluation is not None and champion_to_score(name, metric, policy, interface, evaluation) is not None:
+        return (f"{here}, validated on other data: both are scored on this study's test split, where the study's "
+                f"best must beat its {TEST_COUNTERPART[metric]}")
     try:
         score = f"{float(champion.tags[OBJECTIVE_TAG]):.6g}"
     except (KeyError, ValueError):
@@ -104,11 +147,13 @@ def champion_outlook(name: str, metric: str, policy: str, interface: str) -> str
 
 def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
                   tags: Mapping[str, object], interface: str | None = None, description: str = "",
-                  tie: float | None = None) -> Promotion:
+                  tie: float | None = None, evaluation: str | None = None,
+                  same_split: SameSplit | None = None) -> Promotion:
     """Register ``model_uri`` as a new version of ``name`` and move ``champion`` to it if it wins.
 
     The model was already loaded back and scored by the study before this is called, so the alias never points
-    at a version that cannot load.
+    at a version that cannot load. ``same_split``: it and the champion (:func:`champion_to_score`) on the study's
+    test split; used while that version is still the champion (another study may have moved the alias since).
 
     Raises:
         RegistryError: registration or the alias update failed; the previous champion is untouched.
@@ -116,6 +161,11 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
     extra_tags = {INTERFACE_TAG: interface} if interface is not None else {}
     if tie is not None:
         extra_tags[TIE_BREAK_TAG] = repr(tie)
+    if evaluation is not None:
+        extra_tags[EVALUATION_TAG] = evaluation
+
+    def still(current: tracking.VersionInfo | None) -> SameSplit | None:
+        return same_split if same_split and current and current.version == same_split.version else None
     with tracking.sqlite_lock():  # studies ending together on one sqlite store: one compares and moves at a time
         current = tracking.alias_version(name, CHAMPION)
         trial = str(tags.get(TRIAL_RUN_TAG, ""))
@@ -131,14 +181,14 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
                                                           DIRECTION_TAG: "maximize" if maximize else "minimize",
                                                           **extra_tags})
         promote, reason = should_promote(value, metric, maximize, policy, current.tags if current else None,
-                                         interface, tie)
+                                         interface, tie, still(current))
         if promote and policy != "always":
             # On a server another study may have moved the alias while this version registered: compare again
             latest = tracking.alias_version(name, CHAMPION)
             if (latest.version if latest else None) != (current.version if current else None):
                 current = latest
                 promote, reason = should_promote(value, metric, maximize, policy,
-                                                 current.tags if current else None, interface, tie)
+                                                 current.tags if current else None, interface, tie, still(current))
         if promote:
             try:
                 tracking.set_alias(name, CHAMPION, version.version)

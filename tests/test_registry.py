@@ -189,3 +189,48 @@ def test_the_champion_command_lists_versions_and_rolls_back_by_hand(
         registry.describe_versions("cc")
     assert main(["champion", "c", "--tracking-uri", f"sqlite:///{tmp_path / 'elsewhere.db'}"]) == 2
     assert "no such database file" in capsys.readouterr().err and not (tmp_path / "elsewhere.db").exists()
+
+
+def test_a_champion_validated_on_other_rows_is_weighed_on_the_studys_test_split(
+        client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This month's table against a champion chosen on last month's: their validation scores were measured on
+    different rows, so both are scored on the new study's test split and compared there — only while the version
+    scored is still the champion; on the same rows (same evaluation key) the recorded scores compare, as before."""
+    from bo_tuner.registry import EVALUATION_TAG, INTERFACE_TAG, SameSplit
+
+    monkeypatch.setattr(tracking, "register", _register_as(client, lambda: None))
+    champion_tags = {METRIC_TAG: "val_accuracy", OBJECTIVE_TAG: "0.98", INTERFACE_TAG: "cols", EVALUATION_TAG: "may"}
+    version = _new_version(client, "s", champion_tags)
+    client.set_registered_model_alias("s", CHAMPION, version)
+
+    def to_score(metric: str = "val_accuracy", policy: str = "if-better", interface: str = "cols",
+                 evaluation: str = "june") -> str | None:
+        found = registry.champion_to_score("s", metric, policy, interface, evaluation)
+        return None if found is None else found.version
+
+    assert to_score() == "1"
+    assert to_score(evaluation="may") is None  # the same rows: its recorded val_accuracy compares
+    assert to_score(metric="val_auc") is None and to_score(policy="always") is None
+    assert to_score(interface="other") is None
+    assert registry.champion_to_score("s", "val_loss", "if-better", "cols", "june") is None  # no test counterpart
+    assert registry.champion_to_score("nobody", "val_accuracy", "if-better", "cols", "june") is None
+    assert registry.champion_outlook("s", "val_accuracy", "if-better", "cols", "june") == (
+        "s@champion is v1, validated on other data: both are scored on this study's test split, where the study's "
+        "best must beat its test_accuracy")
+    assert registry.champion_outlook("s", "val_accuracy", "if-better", "cols", "may").endswith("must beat it")
+
+    split = SameSplit("1", "test_accuracy", ours=0.91, theirs=0.62)
+    promotion = registry.register_best("file:///nowhere/june", name="s", metric="val_accuracy", maximize=True,
+                                       value=0.95, policy="if-better", tags={}, interface="cols", evaluation="june",
+                                       same_split=split)  # 0.95 < the recorded 0.98, yet better on June's rows
+    assert promotion.promoted and promotion.reason == (
+        "on this study's test split test_accuracy 0.91 beats the champion's 0.62 (v1 was validated on other data)")
+    assert client.get_model_version("s", promotion.version).tags[EVALUATION_TAG] == "june"
+    assert registry.should_promote(0.5, "val_rmse", False, "if-better", {**champion_tags, METRIC_TAG: "val_rmse"},
+                                   "cols", None, SameSplit(
+        "1", "test_rmse", ours=3.0, theirs=2.5)) == (False, "on this study's test split test_rmse 3 does not beat "
+                                                             "the champion's 2.5 (v1 was validated on other data)")
+    stale = registry.register_best("file:///nowhere/july", name="s", metric="val_accuracy", maximize=True,
+                                   value=0.9, policy="if-better", tags={}, interface="cols", evaluation="july",
+                                   same_split=split)  # scored against v1, but v2 is the champion now
+    assert not stale.promoted and stale.reason == "val_accuracy 0.9 does not beat the champion's 0.95"
