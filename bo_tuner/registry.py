@@ -42,6 +42,7 @@ class SameSplit:
     metric: str  # the test score compared, e.g. test_accuracy
     ours: float
     theirs: float
+    recorded: bool = True  # False: the champion's validation rows are unknown (registered before the tag)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
         beats = split.ours > split.theirs if maximize else split.ours < split.theirs
         return beats, (f"on this study's test split {split.metric} {split.ours:.6g} "
                        f"{'beats' if beats else 'does not beat'} the champion's {split.theirs:.6g} "
-                       f"(v{split.version} was validated on other data)")
+                       f"(v{split.version} " + ("was validated on other data)" if split.recorded
+                                                 else "has no record of its validation rows)"))
     try:
         current = float(champion_tags.get(OBJECTIVE_TAG, "nan"))
     except ValueError:

@@ -1101,7 +1101,8 @@ def _same_split(champion: tracking.VersionInfo | None, scoring: cf.Future[dict[s
                       stacklevel=2)
         return None
     ours = test_scores.get(name)
-    return None if ours is None else registry.SameSplit(champion.version, name, ours, theirs)
+    return None if ours is None else registry.SameSplit(champion.version, name, ours, theirs,
+                                                        recorded=registry.EVALUATION_TAG in champion.tags)
 
 
 def _version_description(study: _Study, best: TrialOutcome, test_metrics: Mapping[str, float]) -> str:

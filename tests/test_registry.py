@@ -230,6 +230,9 @@ def test_a_champion_validated_on_other_rows_is_weighed_on_the_studys_test_split(
                                    "cols", None, SameSplit(
         "1", "test_rmse", ours=3.0, theirs=2.5)) == (False, "on this study's test split test_rmse 3 does not beat "
                                                              "the champion's 2.5 (v1 was validated on other data)")
+    assert registry.should_promote(0.5, "val_accuracy", True, "if-better", champion_tags, "cols", None, SameSplit(
+        "1", "test_accuracy", ours=0.8, theirs=0.7, recorded=False))[1].endswith(
+        "(v1 has no record of its validation rows)")  # a version registered before the tag
     stale = registry.register_best("file:///nowhere/july", name="s", metric="val_accuracy", maximize=True,
                                    value=0.9, policy="if-better", tags={}, interface="cols", evaluation="july",
                                    same_split=split)  # scored against v1, but v2 is the champion now
