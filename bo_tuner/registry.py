@@ -228,22 +228,22 @@ def describe_versions(name: str) -> str:
     for v in versions:
         tags = v.tags
         when = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(v.created_ms / 1000))
-                if v.created_ms else "?")
-        parts = [f"{'*' if v.version == champion else ' '} v{v.version}", when]
-        if METRIC_TAG in tags:
-            parts.append(f"{tags[METRIC_TAG]} {_number(tags.get(OBJECTIVE_TAG))}")
-        tests = sorted(k for k in tags if k.startswith("test_"))
-        if tests:
-            parts.append(", ".join(f"{k} {_number(tags[k])}" for k in tests))
+                if v.created_ms else "at an unknown time")
+        origin = ""
         if STUDY_TAG in tags:
             trial = f"trial {tags[TRIAL_NUMBER_TAG]} of " if TRIAL_NUMBER_TAG in tags else ""
-            parts.append(f"{trial}study {tags[STUDY_TAG]}")
-        if SET_BY_HAND_TAG in tags:
-            parts.append(f"made @{CHAMPION} by hand {tags[SET_BY_HAND_TAG]}")
-        elif REASON_TAG in tags:
+            origin = f" from {trial}study {tags[STUDY_TAG]}"
+        block = [f"{'*' if v.version == champion else ' '} v{v.version}  registered {when}{origin}"]
+        scores = [f"{tags[METRIC_TAG]} {_number(tags.get(OBJECTIVE_TAG))}"] if METRIC_TAG in tags else []
+        scores += [f"{k} {_number(tags[k])}" for k in sorted(k for k in tags if k.startswith("test_"))]
+        if scores:
+            block.append("; ".join(scores))
+        if REASON_TAG in tags:
             verdict = "promoted" if tags.get(PROMOTED_TAG) == "True" else "not promoted"
-            parts.append(f"{verdict}: {tags[REASON_TAG]}")
-        lines.append("  ".join(parts))
+            block.append(f"{verdict}: {tags[REASON_TAG]}")
+        if SET_BY_HAND_TAG in tags:
+            block.append(f"made @{CHAMPION} by hand {tags[SET_BY_HAND_TAG]}")
+        lines += [block[0], *(f"      {line}" for line in block[1:])]
     return "\n".join(lines)
 
 

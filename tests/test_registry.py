@@ -164,16 +164,21 @@ def test_the_champion_command_lists_versions_and_rolls_back_by_hand(
     assert main(["champion", "c", "--tracking-uri", uri]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["c: @champion is v2", "3 versions, newest first (* = @champion):"]
-    assert [line[:6] for line in lines[2:]] == ["  v3  ", "* v2  ", "  v1  "]
-    assert re.match(r"  v1  20\d\d-\d\d-\d\d \d\d:\d\d UTC  val_accuracy 0.9  ", lines[4])
-    assert lines[3].endswith("val_accuracy 0.95  test_accuracy 0.95  trial 3 of study study-b  promoted: val_accuracy "
-                             "0.95 beats the champion's 0.9")
-    assert "not promoted: the champion takes other inputs" in lines[2]
+    assert [line[:6] for line in lines[2::3]] == ["  v3  ", "* v2  ", "  v1  "]
+    assert re.fullmatch(r"\* v2  registered 20\d\d-\d\d-\d\d \d\d:\d\d UTC from trial 3 of study study-b", lines[5])
+    assert lines[6:8] == ["      val_accuracy 0.95; test_accuracy 0.95",
+                          "      promoted: val_accuracy 0.95 beats the champion's 0.9"]
+    assert lines[4].startswith("      not promoted: the champion takes other inputs")
 
     assert main(["champion", "c", "--tracking-uri", uri, "--set", "v1"]) == 0  # roll back
     assert capsys.readouterr().out == "c@champion: v2 -> v1\n"
     assert str(client.get_model_version_by_alias("c", CHAMPION).version) == "1"
     assert "replacing v2" in client.get_model_version("c", "1").tags[registry.SET_BY_HAND_TAG]
+    assert main(["champion", "c", "--tracking-uri", uri]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == "c: @champion is v1" and listed[8].startswith("* v1  ")
+    assert listed[10] == "      promoted: no champion yet" and re.fullmatch(
+        r"      made @champion by hand 20\d\d-\d\d-\d\d \d\d:\d\d UTC, replacing v2", listed[11])
     assert registry.set_champion("c", "1") == ("1", "1")
     with pytest.raises(ConfigError, match=r"^set: \('7'\) is not a version of c; its versions are 1, 2, 3$"):
         registry.set_champion("c", "7")
