@@ -371,6 +371,11 @@ def frames_dir() -> Path:
     return Path(cache) / "bo_tuner" / "frames"
 
 
+def is_frame_file(data: Any) -> bool:
+    """Is ``data`` a path :func:`frame_file` made (a DataFrame's saved copy)?"""
+    return isinstance(data, str) and Path(data).name == FRAME_FILE and Path(data).parent.parent == frames_dir()
+
+
 def frame_file(frame: pd.DataFrame) -> str:
     """A DataFrame given as a study's data (the Python API), saved once as Parquet, named by its content:
     ``frames_dir()/<digest>/dataframe.parquet``. A file is what the trials' worker processes read, what the

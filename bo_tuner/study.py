@@ -738,6 +738,10 @@ def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, 
     for name in _SAME_STUDY_FIELDS:
         if getattr(stored, name) != getattr(config, name):
             given, theirs = (config.to_dict()[name], stored.to_dict()[name])  # as the study file has them
+            if name == "data" and data_mod.is_frame_file(given):
+                raise ConfigError(f"resume: data (a DataFrame, saved as {given}) holds other rows, columns or types "
+                                  f"than study {parent_id}'s ({theirs}); pass the frame it began with, or start a "
+                                  "new study")
             raise ConfigError(f"resume: {name} ({given!r}) differs from study {parent_id}'s ({theirs!r}); start a "
                               "new study or use --warm-start")
     if _validate_space(stored) != _validate_space(config):

@@ -237,7 +237,8 @@ def test_a_dataframe_from_python_is_a_study_s_data_and_the_same_frame_resumes_it
     resumed = bo_tuner.tune({**config, "data": frame.copy(), "n_calls": 2}, resume=first.study_run_id,
                             progress=False)
     assert [t.number for t in resumed.trials] == [1, 2] and resumed.trials[0].run_id == first.trials[0].run_id
-    with pytest.raises(ConfigError, match="data"):  # other rows: not the study it resumes
+    with pytest.raises(ConfigError, match=r"^resume: data \(a DataFrame, saved as .*/dataframe.parquet\) holds other "
+                       r"rows, columns or types than study \w+'s \(.*\); pass the frame it began with"):
         bo_tuner.tune({**config, "data": frame.head(150), "n_calls": 3}, resume=first.study_run_id, progress=False)
 
 
