@@ -90,6 +90,29 @@ class StudyResult:
     def n_failed(self) -> int:
         return sum(t.state == "FAILED" for t in self.trials)
 
+    def trials_frame(self) -> Any:
+        """The trials as a pandas DataFrame, one row each in trial order — trial, state, objective (the metric's
+        value), fit_seconds, each hyperparameter (empty where a trial did not use it), run_id, error — as the
+        study's ``trials.csv`` artifact has them (Optuna's ``trials_dataframe``)."""
+        import pandas as pd
+
+        names = list(dict.fromkeys(name for t in self.trials for name in t.params))
+        return pd.DataFrame(_trial_rows(self.trials, names))
+
+    def load_model(self) -> Any:
+        """The best trial's model as MLflow serves it (``mlflow.pyfunc``: raw rows in, labels or numbers out; the
+        registered version when the study registered one).
+
+        Raises:
+            RegistryError: the study logged no model (a ``minimize`` study, or no trial finished).
+        """
+        if self.promotion is not None:
+            return tracking.load_pyfunc(f"models:/{self.promotion.name}/{self.promotion.version}")
+        if self.best is None or self.best.model_uri is None:
+            raise RegistryError("this study logged no model: a bo_tuner.minimize study, or none of its trials "
+                                "finished")
+        return tracking.load_pyfunc(self.best.model_uri)
+
 
 # ------------------------------------------------------------------------------------------------ executors
 
@@ -601,13 +624,16 @@ def _start_parent(experiment: str | None, name: str, tags: Mapping[str, Any], *,
     return run_id, exp_id
 
 
+def _trial_rows(trials: Sequence[TrialOutcome], names: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"trial": t.number, "state": t.state, "objective": t.value, "fit_seconds": round(t.fit_seconds, 3),
+             **{name: t.params.get(name) for name in names}, "run_id": t.run_id, "error": t.error or ""}
+            for t in sorted(trials, key=lambda t: t.number)]
+
+
 def _trials_table(trials: list[TrialOutcome], space: SearchSpace) -> str:
     import pandas as pd
 
-    rows = [{"trial": t.number, "state": t.state, "objective": t.value, "fit_seconds": round(t.fit_seconds, 3),
-             **{name: t.params.get(name) for name in space.names}, "run_id": t.run_id, "error": t.error or ""}
-            for t in sorted(trials, key=lambda t: t.number)]
-    return str(pd.DataFrame(rows).to_csv(index=False))
+    return str(pd.DataFrame(_trial_rows(trials, space.names)).to_csv(index=False))
 
 
 def _note(label: str, metric: str, trials: list[TrialOutcome], best: TrialOutcome | None,

@@ -100,6 +100,16 @@ def test_champion_loads_by_alias_and_predicts_labels_from_raw_rows(digits_study:
     assert set(predictions) <= set(range(10))
     assert (predictions == frame[target].head(50).to_numpy()).mean() > 0.7
     assert 0.7 < digits_study.test_metrics["test_accuracy"] <= 1.0
+    # from the result itself (a notebook): the registered version, and the trials as a table
+    assert np.array_equal(np.asarray(digits_study.load_model().predict(rows)), predictions)
+    table = digits_study.trials_frame()
+    assert list(table["trial"]) == [1, 2, 3] and list(table["run_id"]) == [t.run_id for t in digits_study.trials]
+    assert list(table.columns[:4]) == ["trial", "state", "objective", "fit_seconds"]
+    assert set(digits_study.best_params) <= set(table.columns)
+    best_row = table[table["trial"] == digits_study.best.number].iloc[0]
+    assert best_row["objective"] == digits_study.best_value and best_row["state"] == "COMPLETE"
+    stored = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{digits_study.study_run_id}/trials.csv"))
+    assert list(stored.columns) == list(table.columns)
 
 
 def test_champion_moves_only_when_better(digits_study: bo_tuner.StudyResult, store: tuple[Path, str]) -> None:
@@ -379,6 +389,13 @@ def test_a_space_smaller_than_n_calls_is_said_once_up_front_not_at_every_repeat(
                           "repeat a point already tried") == 1, messages
     assert not [m for m in messages if "evaluated at point" in m], messages
     assert len(result.trials) == 8 and result.best_value == 1.0
+    table = result.trials_frame()
+    assert list(table.columns) == ["trial", "state", "objective", "fit_seconds", "k", "n", "run_id", "error"]
+    assert list(table["trial"]) == list(range(1, 9)) and table["objective"].min() == 1.0
+    from bo_tuner.errors import RegistryError
+
+    with pytest.raises(RegistryError, match=r"this study logged no model: a bo_tuner\.minimize study"):
+        result.load_model()
 
 
 def test_an_objective_that_trains_keras_models_does_not_keep_their_graphs(store: tuple[Path, str]) -> None:
