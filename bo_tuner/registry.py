@@ -24,25 +24,25 @@ TRIAL_NUMBER_TAG = "bo_tuner.trial_number"
 PROMOTED_TAG = "bo_tuner.promoted"
 REASON_TAG = "bo_tuner.promotion_reason"
 SET_BY_HAND_TAG = "bo_tuner.champion_set_by_hand"  # when and from which version `bo-tuner champion --set` moved it
-#: Which rows a version was validated and tested on (a hash of the data's content and its split): two versions with
-#: the same one have validation scores measured on the same rows.
-EVALUATION_TAG = "bo_tuner.evaluation_data"
+#: The digest of the table a version was trained, validated and tested on (MLflow's dataset digest: its content):
+#: versions with the same one have validation scores from the same table; with another, from other rows.
+DATA_DIGEST_TAG = "bo_tuner.data_digest"
 #: The test split's score computed like each validation metric (bo_tuner.data.score): what the study's best and a
-#: champion validated on other rows are compared on.
+#: champion trained on another table are compared on.
 TEST_COUNTERPART = {"val_accuracy": "test_accuracy", "val_auc": "test_auc", "val_f1_macro": "test_f1_macro",
                     "val_rmse": "test_rmse", "val_mae": "test_mae", "val_r2": "test_r2"}
 
 
 @dataclass(frozen=True)
 class SameSplit:
-    """The study's best and the champion, scored on this study's test split (the champion was validated on other
-    rows, so its recorded validation score does not compare)."""
+    """The study's best and the champion, scored on this study's test split (the champion was trained on another
+    table, so its recorded validation score, from that table's rows, does not compare)."""
 
     version: str  # the champion version that was scored
     metric: str  # the test score compared, e.g. test_accuracy
     ours: float
     theirs: float
-    recorded: bool = True  # False: the champion's validation rows are unknown (registered before the tag)
+    recorded: bool = True  # False: the champion's data is unknown (registered before the tag)
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
                    tie: float | None = None, same_split: SameSplit | None = None) -> tuple[bool, str]:
     """Decide whether a new version with ``value`` on ``metric`` replaces the current champion; on an equal value,
     whether its ``tie`` (validation loss of its kept weights) is lower than the champion's. With ``same_split``
-    (the champion was validated on other rows: another file, other rows of the table, another split), the two are
-    compared on this study's test split instead, where neither was trained or chosen.
+    (the champion was trained on another table: next month's rows of the same columns), the two are compared on
+    this study's test split instead.
 
     A version whose ``interface`` (input columns, target, task) differs from the champion's is not compared: its
     score is on other data, and moving the alias would break the champion's callers (e.g. two projects' ``train.csv``
@@ -86,8 +86,8 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
         beats = split.ours > split.theirs if maximize else split.ours < split.theirs
         return beats, (f"on this study's test split {split.metric} {split.ours:.6g} "
                        f"{'beats' if beats else 'does not beat'} the champion's {split.theirs:.6g} "
-                       f"(v{split.version} " + ("was validated on other data)" if split.recorded
-                                                 else "has no record of its validation rows)"))
+                       f"(v{split.version} " + ("was trained on another table)" if split.recorded
+                                                 else "has no record of its data)"))
     try:
         current = float(champion_tags.get(OBJECTIVE_TAG, "nan"))
     except ValueError:
@@ -108,21 +108,23 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
     return False, f"{metric} {value:.6g} does not beat the champion's {current:.6g}"
 
 
-def champion_to_score(name: str, metric: str, policy: str, interface: str, evaluation: str
+def champion_to_score(name: str, metric: str, policy: str, interface: str, data_digest: str
                       ) -> tracking.VersionInfo | None:
     """The current champion of ``name`` when the registry step must score it on the study's test split: it takes
-    the same inputs, was chosen on the same ``metric``, which has a test counterpart, and was validated on other
-    rows than ``evaluation`` names (or on unknown ones: a version registered before the tag). None otherwise."""
+    the same inputs, was chosen on the same ``metric``, which has a test counterpart, and was trained on another
+    table than ``data_digest`` names (or an unknown one: a version registered before the tag). None otherwise: on
+    the same table its recorded validation score compares (even with another split: both are estimates on that
+    table's rows, while its test split would hold some of the champion's training rows)."""
     if policy != "if-better" or metric not in TEST_COUNTERPART:
         return None
     current = tracking.alias_version(name, CHAMPION)
     if (current is None or current.tags.get(INTERFACE_TAG) not in (None, interface)
-            or current.tags.get(METRIC_TAG) != metric or current.tags.get(EVALUATION_TAG) == evaluation):
+            or current.tags.get(METRIC_TAG) != metric or current.tags.get(DATA_DIGEST_TAG) == data_digest):
         return None
     return current
 
 
-def champion_outlook(name: str, metric: str, policy: str, interface: str, evaluation: str | None = None) -> str:
+def champion_outlook(name: str, metric: str, policy: str, interface: str, data_digest: str | None = None) -> str:
     """What the registry step of a study would weigh its best model against (a dry run's line): the current
     champion of ``name`` and whether it will be compared, in :func:`should_promote`'s terms."""
     champion = tracking.alias_version(name, CHAMPION)
@@ -137,8 +139,8 @@ def champion_outlook(name: str, metric: str, policy: str, interface: str, evalua
         return f"{here}, trained on other inputs: the study's best is registered, not compared or promoted"
     if champion.tags.get(METRIC_TAG) != metric:
         return f"{here}, chosen on {champion.tags.get(METRIC_TAG)!r}: the study's best is registered, not promoted"
-    if evaluation is not None and champion_to_score(name, metric, policy, interface, evaluation) is not None:
-        return (f"{here}, validated on other data: both are scored on this study's test split, where the study's "
+    if data_digest is not None and champion_to_score(name, metric, policy, interface, data_digest) is not None:
+        return (f"{here}, trained on another table: both are scored on this study's test split, where the study's "
                 f"best must beat its {TEST_COUNTERPART[metric]}")
     try:
         score = f"{float(champion.tags[OBJECTIVE_TAG]):.6g}"
@@ -149,7 +151,7 @@ def champion_outlook(name: str, metric: str, policy: str, interface: str, evalua
 
 def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, value: float, policy: str,
                   tags: Mapping[str, object], interface: str | None = None, description: str = "",
-                  tie: float | None = None, evaluation: str | None = None,
+                  tie: float | None = None, data_digest: str | None = None,
                   same_split: SameSplit | None = None) -> Promotion:
     """Register ``model_uri`` as a new version of ``name`` and move ``champion`` to it if it wins.
 
@@ -163,8 +165,8 @@ def register_best(model_uri: str, *, name: str, metric: str, maximize: bool, val
     extra_tags = {INTERFACE_TAG: interface} if interface is not None else {}
     if tie is not None:
         extra_tags[TIE_BREAK_TAG] = repr(tie)
-    if evaluation is not None:
-        extra_tags[EVALUATION_TAG] = evaluation
+    if data_digest is not None:
+        extra_tags[DATA_DIGEST_TAG] = data_digest
 
     def still(current: tracking.VersionInfo | None) -> SameSplit | None:
         return same_split if same_split and current and current.version == same_split.version else None

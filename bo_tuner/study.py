@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import hashlib
-import json
 import os
 import re
 import socket
@@ -949,7 +947,6 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     maximize = metric_is_maximized(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
     registered_name = config.registered_model or _safe_name(label)
-    evaluation = _evaluation_key(config, prepared)
     config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
     process = _this_process()
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
@@ -1036,13 +1033,13 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             # Load the best model back and score the test split in a warm worker; draw the search plots
             # meanwhile, here and (one of them, after the scoring) in a worker.
             scoring: cf.Future[dict[str, float]] | None = None
-            champion: tracking.VersionInfo | None = None  # validated on other rows: scored on this test split too
+            champion: tracking.VersionInfo | None = None  # trained on another table: scored here too
             champion_scoring: cf.Future[dict[str, float]] | None = None
             if best is not None and best.model_uri is not None:
                 scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config, parent_id,
                                           f"{label}, trial {best.number}")
                 champion = registry.champion_to_score(registered_name, metric, config.promote, prepared.interface,
-                                                      evaluation)
+                                                      prepared.dataset.digest)
                 if champion is not None:
                     champion_scoring = executor.submit(score_logged_model,
                                                        f"models:/{registered_name}/{champion.version}",
@@ -1071,7 +1068,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         _fail_without_a_finished_trial(study, time.perf_counter() - started, "; nothing was registered")
     try:
         return _champion_step(study, best, test_scores, config, registered_name, prepared.interface, started,
-                              evaluation, same_split)
+                              prepared.dataset.digest, same_split)
     except KeyboardInterrupt:
         with interrupts.shielded():
             _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
@@ -1108,14 +1105,6 @@ def _scores(future: cf.Future[dict[str, float]] | None) -> dict[str, float] | Re
                              "nothing was registered")
 
 
-def _evaluation_key(config: StudyConfig, prepared: data_mod.PreparedData) -> str:
-    """Which rows the study validated and tested on: the data's content and how it was split (the registry's
-    ``bo_tuner.evaluation_data``). Versions with the same key have comparable validation scores."""
-    _, _, _, val_fraction, test_fraction, seed, _ = config.data_key
-    described = [prepared.dataset.digest, val_fraction, test_fraction, seed]
-    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
-
-
 def _same_split(champion: tracking.VersionInfo | None, scoring: cf.Future[dict[str, float]] | None,
                 test_scores: dict[str, float] | RegistryError, metric: str) -> registry.SameSplit | None:
     """The study's best and ``champion`` on this study's test split, once both were scored; None when there is
@@ -1132,7 +1121,7 @@ def _same_split(champion: tracking.VersionInfo | None, scoring: cf.Future[dict[s
         return None
     ours = test_scores.get(name)
     return None if ours is None else registry.SameSplit(champion.version, name, ours, theirs,
-                                                        recorded=registry.EVALUATION_TAG in champion.tags)
+                                                        recorded=registry.DATA_DIGEST_TAG in champion.tags)
 
 
 def _version_description(study: _Study, best: TrialOutcome, test_metrics: Mapping[str, float]) -> str:
@@ -1144,10 +1133,10 @@ def _version_description(study: _Study, best: TrialOutcome, test_metrics: Mappin
 
 
 def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, float] | RegistryError,
-                   config: StudyConfig, registered_name: str, interface: str, started: float, evaluation: str,
+                   config: StudyConfig, registered_name: str, interface: str, started: float, data_digest: str,
                    same_split: registry.SameSplit | None = None) -> StudyResult:
     """Register the best model (already loaded back and scored once on the test split) and move the champion
-    if it wins (on the test split, ``same_split``, when the champion was validated on other rows)."""
+    if it wins (on the test split, ``same_split``, when the champion was trained on another table)."""
     assert best.value is not None
     test_metrics: dict[str, float] = {}
     promotion: registry.Promotion | None = None
@@ -1166,7 +1155,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
                                          registry.TRIAL_RUN_TAG: best.run_id,
                                          registry.TRIAL_NUMBER_TAG: best.number, **test_metrics},
             interface=interface, description=_version_description(study, best, test_metrics),
-            tie=best.metrics.get(TIE_BREAK_METRIC), evaluation=evaluation, same_split=same_split)
+            tie=best.metrics.get(TIE_BREAK_METRIC), data_digest=data_digest, same_split=same_split)
         tracking.set_tags(study.parent_id, {"bo_tuner.registered_version": promotion.version,
                                             registry.PROMOTED_TAG: promotion.promoted})
     except RegistryError as exc:
@@ -1267,7 +1256,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         enqueue=tuple(enqueued), experiment=tracking.experiment_name(config.experiment),
         registered_model=registered, lr_find=config.lr_find,
         champion=registry.champion_outlook(registered, metric, config.promote, prepared.interface,
-                                           _evaluation_key(config, prepared)))
+                                           prepared.dataset.digest))
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,

@@ -200,45 +200,45 @@ def test_a_champion_validated_on_other_rows_is_weighed_on_the_studys_test_split(
         client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """This month's table against a champion chosen on last month's: their validation scores were measured on
     different rows, so both are scored on the new study's test split and compared there — only while the version
-    scored is still the champion; on the same rows (same evaluation key) the recorded scores compare, as before."""
-    from bo_tuner.registry import EVALUATION_TAG, INTERFACE_TAG, SameSplit
+    scored is still the champion; on the same table (same digest) the recorded scores compare, as before."""
+    from bo_tuner.registry import DATA_DIGEST_TAG, INTERFACE_TAG, SameSplit
 
     monkeypatch.setattr(tracking, "register", _register_as(client, lambda: None))
-    champion_tags = {METRIC_TAG: "val_accuracy", OBJECTIVE_TAG: "0.98", INTERFACE_TAG: "cols", EVALUATION_TAG: "may"}
+    champion_tags = {METRIC_TAG: "val_accuracy", OBJECTIVE_TAG: "0.98", INTERFACE_TAG: "cols", DATA_DIGEST_TAG: "may"}
     version = _new_version(client, "s", champion_tags)
     client.set_registered_model_alias("s", CHAMPION, version)
 
     def to_score(metric: str = "val_accuracy", policy: str = "if-better", interface: str = "cols",
-                 evaluation: str = "june") -> str | None:
-        found = registry.champion_to_score("s", metric, policy, interface, evaluation)
+                 digest: str = "june") -> str | None:
+        found = registry.champion_to_score("s", metric, policy, interface, digest)
         return None if found is None else found.version
 
     assert to_score() == "1"
-    assert to_score(evaluation="may") is None  # the same rows: its recorded val_accuracy compares
+    assert to_score(digest="may") is None  # the same table: its recorded val_accuracy compares
     assert to_score(metric="val_auc") is None and to_score(policy="always") is None
     assert to_score(interface="other") is None
     assert registry.champion_to_score("s", "val_loss", "if-better", "cols", "june") is None  # no test counterpart
     assert registry.champion_to_score("nobody", "val_accuracy", "if-better", "cols", "june") is None
     assert registry.champion_outlook("s", "val_accuracy", "if-better", "cols", "june") == (
-        "s@champion is v1, validated on other data: both are scored on this study's test split, where the study's "
+        "s@champion is v1, trained on another table: both are scored on this study's test split, where the study's "
         "best must beat its test_accuracy")
     assert registry.champion_outlook("s", "val_accuracy", "if-better", "cols", "may").endswith("must beat it")
 
     split = SameSplit("1", "test_accuracy", ours=0.91, theirs=0.62)
     promotion = registry.register_best("file:///nowhere/june", name="s", metric="val_accuracy", maximize=True,
-                                       value=0.95, policy="if-better", tags={}, interface="cols", evaluation="june",
+                                       value=0.95, policy="if-better", tags={}, interface="cols", data_digest="june",
                                        same_split=split)  # 0.95 < the recorded 0.98, yet better on June's rows
     assert promotion.promoted and promotion.reason == (
-        "on this study's test split test_accuracy 0.91 beats the champion's 0.62 (v1 was validated on other data)")
-    assert client.get_model_version("s", promotion.version).tags[EVALUATION_TAG] == "june"
+        "on this study's test split test_accuracy 0.91 beats the champion's 0.62 (v1 was trained on another table)")
+    assert client.get_model_version("s", promotion.version).tags[DATA_DIGEST_TAG] == "june"
     assert registry.should_promote(0.5, "val_rmse", False, "if-better", {**champion_tags, METRIC_TAG: "val_rmse"},
                                    "cols", None, SameSplit(
         "1", "test_rmse", ours=3.0, theirs=2.5)) == (False, "on this study's test split test_rmse 3 does not beat "
-                                                             "the champion's 2.5 (v1 was validated on other data)")
+                                                             "the champion's 2.5 (v1 was trained on another table)")
     assert registry.should_promote(0.5, "val_accuracy", True, "if-better", champion_tags, "cols", None, SameSplit(
         "1", "test_accuracy", ours=0.8, theirs=0.7, recorded=False))[1].endswith(
-        "(v1 has no record of its validation rows)")  # a version registered before the tag
+        "(v1 has no record of its data)")  # a version registered before the tag
     stale = registry.register_best("file:///nowhere/july", name="s", metric="val_accuracy", maximize=True,
-                                   value=0.9, policy="if-better", tags={}, interface="cols", evaluation="july",
+                                   value=0.9, policy="if-better", tags={}, interface="cols", data_digest="july",
                                    same_split=split)  # scored against v1, but v2 is the champion now
     assert not stale.promoted and stale.reason == "val_accuracy 0.9 does not beat the champion's 0.95"
