@@ -405,12 +405,18 @@ def frame_file(frame: pd.DataFrame) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(partial)
         os.replace(partial, path)  # whole or not at all: another study may be saving the same frame
-    except Exception as exc:
+    except OSError as exc:  # the cache folder: not writable, full
         with contextlib.suppress(OSError):
             partial.unlink()
         raise ConfigError(f"data: ({shape}) could not be saved as {path} for the study's workers: "
                           f"{first_line(exc)}; save it yourself (frame.to_parquet('table.parquet')) and pass "
                           "the path") from None
+    except Exception as exc:  # a column Parquet cannot hold: mixed types in one object column, say
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise ConfigError(f"data: ({shape}) cannot be saved as Parquet for the study's workers: "
+                          f"{first_line(exc)}; give such a column one type (frame[col].astype(str), or "
+                          "pd.to_numeric(frame[col], errors='coerce'))") from None
     return str(path)
 
 

@@ -456,6 +456,11 @@ def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_i
     with pytest.raises(ConfigError, match=r"^data: \(a ndarray\) must be a bundled dataset name, a file path or "
                        r"\(from Python\) a pandas DataFrame$"):
         StudyConfig(data=frame.to_numpy())  # type: ignore[arg-type]
+    mixed = frame.assign(x=[1, "one", 2.5, None, 3] * 10)  # one column, three types: Parquet holds one
+    with pytest.raises(ConfigError, match=r"^data: \(a DataFrame of 50 rows x 3 columns\) cannot be saved as Parquet "
+                       r"for the study's workers: .*Conversion failed for column x.*; give such a column one type"):
+        data.frame_file(mixed)
+    assert not list((tmp_path / "cache").rglob(".dataframe.parquet.*"))  # no partial file left behind
     (tmp_path / "not a folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not a folder"))  # no cache to write to: the way out is said
     with pytest.raises(ConfigError, match=r"could not be saved as .* save it yourself "
