@@ -243,7 +243,9 @@ class StudyConfig:
 
             set_("data", frame_file(self.data))
         if not isinstance(self.data, str) or not self.data.strip():
-            shown = repr(self.data) if isinstance(self.data, str | None) else f"a {type(self.data).__name__}"
+            kind = type(self.data)
+            package = "" if kind.__module__ == "builtins" else kind.__module__.split(".")[0] + "."
+            shown = repr(self.data) if isinstance(self.data, str | None) else f"a {package}{kind.__name__}"
             raise ConfigError(f"data: ({shown}) must be a bundled dataset name, a file path or (from Python) a "
                               "pandas DataFrame")
         set_("target", _optional_str("target", self.target))

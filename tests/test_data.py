@@ -453,7 +453,9 @@ def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_i
         data.frame_file(frame[["x", "x", "y"]])
     with pytest.raises(ConfigError, match=r"\(a DataFrame of 0 rows x 3 columns\) has no rows or no columns"):
         data.frame_file(frame.head(0))
-    with pytest.raises(ConfigError, match=r"^data: \(a ndarray\) must be a bundled dataset name, a file path or "
+    with pytest.raises(ConfigError, match=r"^data: \(a list\) must be"):
+        StudyConfig(data=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^data: \(a numpy.ndarray\) must be a bundled dataset name, a file path or "
                        r"\(from Python\) a pandas DataFrame$"):
         StudyConfig(data=frame.to_numpy())  # type: ignore[arg-type]
     mixed = frame.assign(x=[1, "one", 2.5, None, 3] * 10)  # one column, three types: Parquet holds one
