@@ -160,6 +160,10 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
         if task is None:
             return
         fn, args = task
+        try:
+            conn.send(_STARTED)  # the pool knows from here on that the task may have run, even if this dies
+        except OSError:
+            return
         resident = _resident_mb()
         try:
             answer: tuple[bool, Any, float | None] = (True, fn(*args), resident)
@@ -175,6 +179,10 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
                        resident))
         _run_deferred()
 
+
+#: What a worker sends as it takes a task, before running it: a worker that dies before this (killed while idle,
+#: its death not yet seen by the pool) ran nothing of the task, which goes to a new worker.
+_STARTED = "started"
 
 _starting = threading.local()  # .without_main: this thread is starting a worker that does not re-run __main__
 _preparation_data = multiprocessing.spawn.get_preparation_data
@@ -396,12 +404,18 @@ class WorkerPool(cf.Executor):
             self._spare[slot] = self._start(slot)  # warms up while this worker runs its last task
         try:
             worker.conn.send((fn, args))
-        except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
-            died = f"{worker.describe()} before the task started ({exc})"
+            if worker.conn.recv() != _STARTED:  # died before taking it: EOF (or a pipe broken as it was sent)
+                raise EOFError("no acknowledgement")
+        except (OSError, EOFError) as exc:  # BrokenPipeError, ConnectionResetError; a handle closed by terminate()
+            if self._closed:
+                future.set_exception(WorkerDied("the worker pool was terminated"))
+                return
+            died = f"{worker.describe()} before the task started ({str(exc) or type(exc).__name__})"
             self._replace(slot, worker, dead=True)
-            if not resent and not self._closed:
+            if not resent:
                 # Nothing of the task ran: a new worker takes it, rather than failing a trial (a one-trial study)
-                # for a worker that died idle (seen once in a full test run: its forkserver's pipe was gone).
+                # for a worker that died idle (seen once in a full test run: its forkserver's pipe was gone; or
+                # killed, before the pool's process handle had seen it).
                 logger.warning("%s; the task goes to a new worker", died)
                 self._run(slot, future, fn, args, resent=True)
                 return

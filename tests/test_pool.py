@@ -154,6 +154,13 @@ def test_a_task_that_never_reached_its_dead_worker_runs_on_a_new_one() -> None:
         assert second != first
         assert pool.submit(os.getpid).result(timeout=60) == second
 
+        # killed, and the task sent before the pool's handle has seen it: the worker never took it (no
+        # acknowledgement), so it goes to a new one too (this raced before: "WorkerDied ... while running the task")
+        for _ in range(3):
+            idle = pool.submit(os.getpid).result(timeout=60)
+            os.kill(idle, signal.SIGKILL)
+            assert pool.submit(os.getpid).result(timeout=60) != idle
+
         class BrokenPipe:  # the worker's end closed just as the task is sent (a forkserver's pipe gone)
             def send(self, message: object) -> None:
                 raise BrokenPipeError(32, "Broken pipe")
@@ -162,7 +169,7 @@ def test_a_task_that_never_reached_its_dead_worker_runs_on_a_new_one() -> None:
         assert worker is not None
         worker.conn = BrokenPipe()  # type: ignore[assignment]
         third = pool.submit(os.getpid).result(timeout=60)
-        assert third not in (first, second)  # the task ran, on a new worker; the old one was killed
+        assert third not in (first, second, idle)  # the task ran, on a new worker; the old one was killed
     finally:
         pool.shutdown()
 
