@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from bo_tuner.errors import BoTunerWarning, DataError, first_line, name_hint
+from bo_tuner.errors import BoTunerWarning, ConfigError, DataError, first_line, name_hint
 
 Task = Literal["classification", "regression"]
 TASKS: tuple[str, ...] = ("classification", "regression")
@@ -385,8 +385,6 @@ def frame_file(frame: pd.DataFrame) -> str:
     Raises:
         ConfigError: no rows or columns, column names that are not text or repeat, or the frame cannot be saved.
     """
-    from bo_tuner.errors import ConfigError
-
     shape = f"a DataFrame of {frame.shape[0]} rows x {frame.shape[1]} columns"
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ConfigError(f"data: ({shape}) has no rows or no columns")
@@ -405,15 +403,14 @@ def frame_file(frame: pd.DataFrame) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(partial)
         os.replace(partial, path)  # whole or not at all: another study may be saving the same frame
-    except OSError as exc:  # the cache folder: not writable, full
+    except Exception as exc:
         with contextlib.suppress(OSError):
             partial.unlink()
-        raise ConfigError(f"data: ({shape}) could not be saved as {path} for the study's workers: "
-                          f"{first_line(exc)}; save it yourself (frame.to_parquet('table.parquet')) and pass "
-                          "the path") from None
-    except Exception as exc:  # a column Parquet cannot hold: mixed types in one object column, say
-        with contextlib.suppress(OSError):
-            partial.unlink()
+        if isinstance(exc, OSError):  # the cache folder: not writable, full
+            raise ConfigError(f"data: ({shape}) could not be saved as {path} for the study's workers: "
+                              f"{first_line(exc)}; save it yourself (frame.to_parquet('table.parquet')) and pass "
+                              "the path") from None
+        # a column Parquet cannot hold: mixed types in one object column, say
         raise ConfigError(f"data: ({shape}) cannot be saved as Parquet for the study's workers: "
                           f"{first_line(exc)}; give such a column one type (frame[col].astype(str), or "
                           "pd.to_numeric(frame[col], errors='coerce'))") from None

@@ -118,10 +118,13 @@ def champion_to_score(name: str, metric: str, policy: str, interface: str, data_
     if policy != "if-better" or metric not in TEST_COUNTERPART:
         return None
     current = tracking.alias_version(name, CHAMPION)
-    if (current is None or current.tags.get(INTERFACE_TAG) not in (None, interface)
-            or current.tags.get(METRIC_TAG) != metric or current.tags.get(DATA_DIGEST_TAG) == data_digest):
-        return None
-    return current
+    return current if _on_test_split(current, metric, interface, data_digest) else None
+
+
+def _on_test_split(champion: tracking.VersionInfo | None, metric: str, interface: str, data_digest: str) -> bool:
+    return (champion is not None and metric in TEST_COUNTERPART
+            and champion.tags.get(INTERFACE_TAG) in (None, interface) and champion.tags.get(METRIC_TAG) == metric
+            and champion.tags.get(DATA_DIGEST_TAG) != data_digest)
 
 
 def champion_outlook(name: str, metric: str, policy: str, interface: str, data_digest: str | None = None) -> str:
@@ -139,7 +142,7 @@ def champion_outlook(name: str, metric: str, policy: str, interface: str, data_d
         return f"{here}, trained on other inputs: the study's best is registered, not compared or promoted"
     if champion.tags.get(METRIC_TAG) != metric:
         return f"{here}, chosen on {champion.tags.get(METRIC_TAG)!r}: the study's best is registered, not promoted"
-    if data_digest is not None and champion_to_score(name, metric, policy, interface, data_digest) is not None:
+    if data_digest is not None and _on_test_split(champion, metric, interface, data_digest):
         return (f"{here}, trained on another table: both are scored on this study's test split, where the study's "
                 f"best must beat its {TEST_COUNTERPART[metric]}")
     try:

@@ -411,6 +411,12 @@ def _log_dataset(run_id: str, prepared: data_mod.PreparedData) -> None:
                       stacklevel=2)
 
 
+def _study_names(config: StudyConfig, prepared: data_mod.PreparedData) -> tuple[str, str]:
+    """The study's run name and the name its best model is registered under (``<data>-<model>`` by default)."""
+    label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
+    return label, config.registered_model or _safe_name(label)
+
+
 def _model_label(model: str) -> str:
     return model if models.is_builtin(model) else model.rsplit(":", 1)[-1]
 
@@ -945,8 +951,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
           enqueued: Sequence[dict[str, Scalar]]) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
     maximize = metric_is_maximized(metric)
-    label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
-    registered_name = config.registered_model or _safe_name(label)
+    label, registered_name = _study_names(config, prepared)
     config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
     process = _this_process()
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
@@ -1244,8 +1249,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     metric = _checked_metric(config, prepared, space)
     tracking.connect(config.tracking_uri)
     _warn_if_space_is_small(space, config.n_calls)
-    label = config.study_name or f"{prepared.name}-{_model_label(config.model)}"
-    registered = config.registered_model or _safe_name(label)
+    label, registered = _study_names(config, prepared)
     return StudyPlan(
         label=label, data=prepared.name, task=prepared.task,
         rows=(len(prepared.x_train), len(prepared.x_val), len(prepared.test_frame)),

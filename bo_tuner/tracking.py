@@ -674,26 +674,25 @@ def register(model_uri: str, name: str, tags: Mapping[str, Any]) -> VersionInfo:
 
 def version_tagged(name: str, key: str, value: str) -> VersionInfo | None:
     """The newest version of registered model ``name`` whose tag ``key`` is ``value``, if any."""
-    client = MlflowClient()
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
+        versions = _versions(name)
     except MlflowException:
         return None
-    found = [v for v in versions if (v.tags or {}).get(key) == value]
-    if not found:
-        return None
-    newest = max(found, key=lambda v: int(v.version))
-    return VersionInfo(name, str(newest.version), dict(newest.tags or {}), newest.run_id)
+    return next((v for v in versions if v.tags.get(key) == value), None)
 
 
 def model_versions(name: str) -> list[VersionInfo] | None:
     """Every version of registered model ``name``, newest first; None when no model has that name."""
-    client = MlflowClient()
     try:
-        client.get_registered_model(name)
+        MlflowClient().get_registered_model(name)
     except MlflowException:
         return None
-    found = client.search_model_versions(f"name = '{name}'")
+    return _versions(name)
+
+
+def _versions(name: str) -> list[VersionInfo]:
+    """The versions of registered model ``name`` (none when it does not exist), newest first."""
+    found = MlflowClient().search_model_versions(f"name = '{name}'")
     return sorted((VersionInfo(name, str(v.version), dict(v.tags or {}), v.run_id, v.creation_timestamp)
                    for v in found), key=lambda v: -int(v.version))
 
