@@ -319,7 +319,13 @@ class Categorical:
         return {"type": "categorical", "choices": list(self.choices)}
 
     def describe(self) -> str:
-        return "{" + ", ".join(str(c) for c in self.choices) + "}"
+        return "{" + ", ".join(_shown(c) for c in self.choices) + "}"
+
+
+def _shown(choice: Scalar) -> str:
+    """A choice as the space's description lists it: quoted where bare text would read as several or none
+    (layer sizes ``'64,32'``, no layers ``''``)."""
+    return repr(choice) if isinstance(choice, str) and (not choice or re.search(r"[,{}\s]", choice)) else str(choice)
 
 
 Dimension = Int | Real | Categorical
@@ -364,6 +370,23 @@ def _prior_from_spec(where: str, spec: Mapping[Any, Any]) -> Any:
     return spec.get("prior", "uniform")
 
 
+def _typed_example(spec: Mapping[Any, Any]) -> str:
+    """``spec`` (which lacks ``type:``) written with the type its other keys suggest, for an error's hint: a range
+    of whole numbers could still be meant as reals (a dropout of 0 to 1), so the type is never guessed silently."""
+    bounds = [value for key, value in spec.items() if key in ("low", "high", "min_value", "max_value")]
+    if "choices" in spec or "values" in spec:
+        kind = "categorical"
+    elif bounds:
+        kind = "int" if all(isinstance(v, int) and not isinstance(v, bool) for v in bounds) else "real"
+    else:
+        return "{type: int, low: 1, high: 4}"
+
+    def shown(value: Any) -> str:
+        return "[" + ", ".join(str(v) for v in value) + "]" if isinstance(value, list | tuple) else str(value)
+
+    return "{" + ", ".join([f"type: {kind}"] + [f"{key}: {shown(value)}" for key, value in spec.items()]) + "}"
+
+
 def dimension_from_dict(name: str, spec: Any) -> Dimension:
     """Build one dimension from its YAML mapping, naming the field and bad value on error."""
     where = f"space.{name}"
@@ -381,6 +404,9 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
             raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}; to fix "
                               f"{name} at {spec!r}, give it under fixed: instead")
         raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}")
+    if "type" not in spec:
+        raise ConfigError(f"{where}: type (missing) must be given: one of int, real, categorical, boolean, e.g. "
+                          f"{_typed_example(spec)}")
     kind = spec.get("type")
     kind = _TYPE_ALIASES.get(kind.lower(), kind.lower()) if isinstance(kind, str) else kind
     if kind not in _KEYS:

@@ -67,6 +67,10 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"a": {"type": "choice", "values": [1, 2], "choices": [3]}},
          "space.a: values ([1, 2]) and choices ([3]) say the same thing; give one"),
         ({"a": {"type": "int", "high": 3}}, "space.a: low (missing)"),
+        ({"a": {"low": 1, "high": 3}}, "space.a: type (missing) must be given: one of int, real, categorical, "
+                                       "boolean, e.g. {type: int, low: 1, high: 3}"),
+        ({"a": {"low": 0, "high": 0.5}}, "e.g. {type: real, low: 0, high: 0.5}"),  # one float: not guessed int
+        ({"a": {"values": ["relu", "tanh"]}}, "e.g. {type: categorical, values: [relu, tanh]}"),
         ({"a": [1, 2]}, "space.a: ([1, 2]) must be a mapping such as {type: categorical, choices: [1, 2]} for these "
                         "values, or {type: int, low: 1, high: 2} for a range"),
         ({"a": ["relu", "tanh", "elu"]},
@@ -204,6 +208,9 @@ def test_layer_size_lists_are_choices_kept_as_their_param_strings() -> None:
     assert space["dense_layer_sizes"] == Categorical("dense_layer_sizes", ("64", "128,64", ""))
     assert space.cast({"dense_layer_sizes": "128,64"}) == {"dense_layer_sizes": "128,64"}  # as MLflow logs it
     assert SearchSpace.from_dict(yaml.safe_load(yaml.safe_dump(space.to_dict()))) == space
+    # described so that one list reads as one choice and no layers as a choice at all (was "{64, 128,64, }")
+    assert space.describe()["dense_layer_sizes"] == "{64, '128,64', ''}"
+    assert Categorical("act", ("relu", "leaky_relu")).describe() == "{relu, leaky_relu}"
     with pytest.raises(ConfigError, match=r"space.a: choice \(\['x'\]\) must be a string, number, boolean or list"):
         SearchSpace.from_dict({"a": {"type": "categorical", "choices": [["x"]]}})
 
