@@ -248,10 +248,26 @@ def builder_info(model: str) -> BuilderInfo:
     if model == "cnn":
         return BuilderInfo("cnn", {**CNN_DEFAULTS, **TRAINING_DEFAULTS}, DEFAULT_SPACES["cnn"])
     builder = _import_user_builder(model)
-    declared = getattr(builder, "hyperparameters", None)
-    defaults = {**TRAINING_DEFAULTS, **dict(declared)} if isinstance(declared, Mapping) else None  # theirs win
-    space = getattr(builder, "default_space", None)
-    return BuilderInfo(model, defaults, dict(space) if isinstance(space, Mapping) else None)
+    declared = _declared(model, builder, "hyperparameters")
+    defaults = None if declared is None else {**TRAINING_DEFAULTS, **declared}  # theirs win
+    return BuilderInfo(model, defaults, _declared(model, builder, "default_space"))
+
+
+def _declared(model: str, builder: Builder, name: str) -> dict[str, Any] | None:
+    """A user builder's ``hyperparameters`` or ``default_space``: an attribute of the function
+    (``build.default_space = {...}``) or else a module-level name beside it; a mapping (or a ``SearchSpace``)."""
+    value = getattr(builder, name, None)
+    if value is None:
+        value = getattr(sys.modules.get(getattr(builder, "__module__", None) or ""), name, None)
+    if value is None:
+        return None
+    if hasattr(value, "to_dict") and name == "default_space":  # a SearchSpace built in Python
+        value = value.to_dict()
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ConfigError(f"model: ({model!r}) {name} ({type(value).__name__}) must be a mapping of hyperparameter "
+                          f"names to " + ("their defaults" if name == "hyperparameters" else "space entries such as "
+                                          "{type: int, low: 1, high: 4}"))
+    return dict(value)
 
 
 def check_value(model: str, name: str, value: Any, where: str) -> None:

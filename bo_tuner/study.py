@@ -443,7 +443,8 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
     elif info.default_space is not None:
         space = SearchSpace.from_dict(info.default_space)
     else:
-        raise ConfigError(f"space: (none) must be given for model {config.model!r}, which has no default space")
+        raise ConfigError(f"space: (none) must be given for model {config.model!r}, which has no default space "
+                          "(a default_space mapping on the function or in its module)")
     if info.defaults is not None:
         for section, names in (("space", space.names), ("fixed", list(config.fixed))):
             for name in names:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,33 @@ def test_builder_info_and_value_checks() -> None:
                       ("epochs", float("inf")), ("patience", float("nan"))):
         with pytest.raises(ConfigError, match=rf"fixed.{name}: .* must be a whole number >= "):
             models.check_training_value(name, bad, f"fixed.{name}")
+
+
+def test_a_user_builder_may_declare_its_defaults_and_space_beside_it_in_its_module(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Module-level ``hyperparameters`` / ``default_space`` (how a module of constants reads) were ignored, and the
+    study then said the builder had no default space; the function's own attribute still wins. Neither may be
+    something other than a mapping (a list was ignored without a word)."""
+    from bo_tuner.study import plan
+
+    (tmp_path / "modmodels.py").write_text(
+        "hyperparameters = {'units': 32, 'lr': 0.001}\n"
+        "default_space = {'units': {'type': 'int', 'low': 8, 'high': 64}}\n"
+        "def build(hparams, input_shape, n_outputs, task):\n    raise NotImplementedError\n"
+        "def own(hparams, input_shape, n_outputs, task):\n    raise NotImplementedError\n"
+        "own.default_space = {'lr': {'type': 'real', 'low': 0.0001, 'high': 0.1, 'log': True}}\n"
+        "def listed(hparams, input_shape, n_outputs, task):\n    raise NotImplementedError\n"
+        "listed.default_space = ['units']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    info = models.builder_info("modmodels:build")
+    assert info.defaults is not None and info.defaults["units"] == 32 and info.defaults["batch_size"] == 32
+    assert info.default_space == {"units": {"type": "int", "low": 8, "high": 64}}
+    assert models.builder_info("modmodels:own").default_space == {
+        "lr": {"type": "real", "low": 0.0001, "high": 0.1, "log": True}}
+    planned = plan({"data": "iris", "model": "modmodels:build", "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"})
+    assert planned.space.names == ["units"]
+    with pytest.raises(ConfigError, match=r"model: \('modmodels:listed'\) default_space \(list\) must be a mapping"):
+        models.builder_info("modmodels:listed")
 
 
 def test_a_user_builders_declared_training_defaults_win() -> None:
