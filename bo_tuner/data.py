@@ -342,6 +342,23 @@ def _warn_repeated_names(header: pd.DataFrame, columns: list[Any], path: Path) -
                       BoTunerWarning, stacklevel=5)
 
 
+#: Table formats pandas reads with a package we do not install, and how to hand such a table to a study instead.
+_OTHER_FORMATS = {".xlsx": "read_excel", ".xls": "read_excel", ".xlsm": "read_excel", ".ods": "read_excel",
+                  ".json": "read_json", ".jsonl": "read_json", ".feather": "read_feather", ".arrow": "read_feather",
+                  ".orc": "read_orc", ".sas7bdat": "read_sas", ".dta": "read_stata", ".sav": "read_spss",
+                  ".pkl": "read_pickle", ".pickle": "read_pickle"}
+
+
+def _convert_hint(path: Path) -> str:
+    """For a table in another format pandas reads: how to give it to a study (as a DataFrame or a Parquet file)."""
+    reader = _OTHER_FORMATS.get(path.suffix.lower())
+    if reader is None:
+        return ""
+    lines = ", lines=True" if path.suffix.lower() == ".jsonl" else ""
+    return (f"; from Python pass pandas.{reader}({path.name!r}{lines}) as data, or save it once with "
+            f"pandas.{reader}(...).to_parquet('{path.stem}.parquet')")
+
+
 def _without_saved_index(frame: pd.DataFrame, data: str, target: str | None) -> pd.DataFrame:
     """``frame`` without a first column that is a pandas index written along (``df.to_csv(path)``, no
     ``index=False``): no header (pandas names it "Unnamed: 0") and unique integers. As a feature it would carry
@@ -442,7 +459,7 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
             frame = _without_saved_index(_read_text_table(path, kind), data, target)
         else:
             raise DataError(f"data: ({data!r}) must be a .csv, .tsv or .parquet file (a .csv or .tsv may be "
-                            f"compressed: {', '.join(_COMPRESSIONS)})")
+                            f"compressed: {', '.join(_COMPRESSIONS)}){_convert_hint(path)}")
     except DataError:
         raise
     except Exception as exc:

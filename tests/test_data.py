@@ -216,7 +216,11 @@ def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
         (lambda p: _csv(p, pd.DataFrame({f"c{i}": range(20) for i in range(30)})), None,
          "columns are c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 … (30 in all)"),
         (lambda p: _csv(p, pd.DataFrame({"y": range(20)})), "y", "has no feature columns"),
-        (lambda p: str(p / "t.xlsx") if (p / "t.xlsx").write_bytes(b"x") else "", "y", "(a .csv or .tsv may be"),
+        (lambda p: str(p / "t.xlsx") if (p / "t.xlsx").write_bytes(b"x") else "", "y",
+         "(a .csv or .tsv may be compressed: .gz, .bz2, .xz, .zip); from Python pass pandas.read_excel('t.xlsx') as "
+         "data, or save it once with pandas.read_excel(...).to_parquet('t.parquet')"),
+        (lambda p: str(p / "rows.JSONL") if (p / "rows.JSONL").write_bytes(b"x") else "", "y",
+         "pandas.read_json('rows.JSONL', lines=True) as data"),
         (lambda p: str(p / "t.parquet.gz") if (p / "t.parquet.gz").write_bytes(b"x") else "", "y",
          "must be a .csv, .tsv or .parquet file"),
     ],
