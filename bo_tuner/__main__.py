@@ -18,6 +18,7 @@ from bo_tuner import interrupts
 from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, canonical_choice, load_config, parse_hparams
 from bo_tuner.errors import BoTunerError, ConfigError, show_warnings_as_lines
 from bo_tuner.pool import WorkerPool, study_pool
+from bo_tuner.space import shown_value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -256,7 +257,7 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
     if result.timed_out:
         print(f"stopped by --timeout after {len(result.trials)} of {config.n_calls} trials; continue with "
               f"`bo-tuner tune --resume {result.study_run_id}`")
-    print("best params: " + ", ".join(f"{k}={v}" for k, v in best.params.items()))
+    print("best params: " + ", ".join(f"{k}={shown_value(v)}" for k, v in best.params.items()))
     if result.test_metrics:
         print("test: " + ", ".join(f"{k}={v:.4g}" for k, v in result.test_metrics.items()))
     if result.promotion is not None:

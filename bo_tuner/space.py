@@ -319,12 +319,12 @@ class Categorical:
         return {"type": "categorical", "choices": list(self.choices)}
 
     def describe(self) -> str:
-        return "{" + ", ".join(_shown(c) for c in self.choices) + "}"
+        return "{" + ", ".join(shown_value(c) for c in self.choices) + "}"
 
 
-def _shown(choice: Scalar) -> str:
-    """A choice as the space's description lists it: quoted where bare text would read as several or none
-    (layer sizes ``'64,32'``, no layers ``''``)."""
+def shown_value(choice: Scalar) -> str:
+    """A value as a description lists it: text quoted where bare it would read as several values or none (layer
+    sizes ``'64,32'``, no layers ``''``)."""
     return repr(choice) if isinstance(choice, str) and (not choice or re.search(r"[,{}\s]", choice)) else str(choice)
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bo_tuner.errors import ConfigError
-from bo_tuner.space import Categorical, Int, Real, SearchSpace
+from bo_tuner.space import Categorical, Int, Real, SearchSpace, shown_value
 
 SPEC = {
     "n_hidden": {"type": "int", "low": 1, "high": 4},
@@ -211,6 +211,7 @@ def test_layer_size_lists_are_choices_kept_as_their_param_strings() -> None:
     # described so that one list reads as one choice and no layers as a choice at all (was "{64, 128,64, }")
     assert space.describe()["dense_layer_sizes"] == "{64, '128,64', ''}"
     assert Categorical("act", ("relu", "leaky_relu")).describe() == "{relu, leaky_relu}"
+    assert [shown_value(v) for v in ("", "64", 0.5, True, "a b")] == ["''", "64", "0.5", "True", "'a b'"]  # CLI
     with pytest.raises(ConfigError, match=r"space.a: choice \(\['x'\]\) must be a string, number, boolean or list"):
         SearchSpace.from_dict({"a": {"type": "categorical", "choices": [["x"]]}})
 
