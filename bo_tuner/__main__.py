@@ -252,8 +252,9 @@ def _command(args: argparse.Namespace, config: StudyConfig, executor: WorkerPool
     result = tune(config, resume=args.resume, progress=not args.quiet, executor=executor)
     best = result.best
     assert best is not None
-    print(f"study {result.study_run_id}: best {result.metric}={best.value:.5g} at trial {best.number} of "
-          f"{len(result.trials)} ({result.n_failed} failed) in {result.wall_seconds:.1f} s")
+    # "trial 4 of 3" read wrongly after a resume, whose trials number on past a killed one: the count stands apart
+    print(f"study {result.study_run_id}: best {result.metric}={best.value:.5g} at trial {best.number} "
+          f"({len(result.trials)} trials, {result.n_failed} failed) in {result.wall_seconds:.1f} s")
     if result.timed_out:
         print(f"stopped by --timeout after {len(result.trials)} of {config.n_calls} trials; continue with "
               f"`bo-tuner tune --resume {result.study_run_id}`")

@@ -91,6 +91,8 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, cap
     monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
     assert main(["tune", "--resume", parent, "--tracking-uri", uri, "--quiet"]) == 0
     monkeypatch.delenv("MLFLOW_RUN_ID")
+    # numbering went on past the killed trial: its count stands apart (was "at trial 7 of 6")
+    assert re.search(r"best val_accuracy=\S+ at trial \d \(6 trials, 0 failed\) in ", capsys.readouterr().out)
     launcher_tags = client.get_run(launcher).data.tags
     assert launcher_tags["bo_tuner.role"] == "resume" and launcher_tags["bo_tuner.study_run_id"] == parent
     assert launcher_tags["mlflow.runName"].endswith("-resume") and parent in launcher_tags["mlflow.note.content"]
