@@ -449,6 +449,12 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
         for section, names in (("space", space.names), ("fixed", list(config.fixed))):
             for name in names:
                 _check_name(config.model, info.defaults, section, name)
+    if config.lr_find and info.defaults is not None and "learning_rate" not in info.defaults:
+        # the finder's range would go to a hyperparameter this builder never reads (one that calls it "lr")
+        raise ConfigError(f"lr_find: (true) tunes learning_rate around the finder's suggestion, which model "
+                          f"{config.model!r} does not take (it takes {', '.join(info.defaults)}); read the rate "
+                          "as hparams['learning_rate'] in the builder, or run `bo-tuner lr-find` and give its range "
+                          "under space: yourself")
     for d in space:
         if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
             raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "

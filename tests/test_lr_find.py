@@ -72,3 +72,15 @@ def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.Ca
     assert finder.data.tags["mlflow.parentRunId"] == result.study_run_id
     with pytest.raises(bo_tuner.ConfigError, match="conflicts with lr_find"):
         bo_tuner.StudyConfig(lr_find=True, fixed={"learning_rate": 0.01})
+
+
+def test_lr_find_is_refused_for_a_builder_that_does_not_take_learning_rate(tmp_path: Path) -> None:
+    """tests.user_builder:build calls its rate ``lr``: the finder's centred range went into a ``learning_rate`` the
+    builder never read (trials logged it, the model ignored it). Refused before anything runs; a builder that
+    declares no hyperparameters cannot be checked and is trusted."""
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    with pytest.raises(bo_tuner.ConfigError, match=r"^lr_find: \(true\) tunes learning_rate .* model "
+                       r"'tests.user_builder:build' does not take \(it takes .*\blr\b"):
+        bo_tuner.plan({"data": "iris", "model": "tests.user_builder:build", "lr_find": True, "tracking_uri": uri})
+    assert not (tmp_path / "m.db").exists()
+    assert bo_tuner.plan({"data": "iris", "lr_find": True, "tracking_uri": uri}).lr_find
