@@ -491,9 +491,73 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
         return build_cnn(hparams, input_shape, n_outputs, task, target_mean=target_mean,
                          target_scale=target_scale, image_shape=image_shape)
     built = _import_user_builder(model)(dict(hparams), input_shape, n_outputs, task)
+    if not callable(getattr(built, "fit", None)) or not callable(getattr(built, "predict_on_batch", None)):
+        raise TrialFailedError(f"model: {model} returned {type(built).__name__}, not a compiled Keras model")
     if getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True):
         raise TrialFailedError(f"model: {model} returned a model that is not compiled")
     return built
+
+
+def _takes_logits(model: Any) -> bool:
+    """Whether the model was compiled with a loss on logits (``SparseCategoricalCrossentropy(from_logits=True)``)."""
+    get_config = getattr(getattr(model, "loss", None), "get_config", None)
+    try:
+        return bool(get_config().get("from_logits", False)) if callable(get_config) else False
+    except Exception:  # a loss of the user's own whose config cannot be read: taken as probabilities
+        return False
+
+
+def as_probabilities(model_name: str, model: Any, x_sample: npt.NDArray[np.float32], n_outputs: int,
+                     task: str) -> Any:
+    """A user builder's model as the study reads every model: a column of probability per class (classification)
+    or one number (regression). Keras tutorials end a classifier in other ways — logits with
+    ``from_logits=True``, or one sigmoid unit for two classes — which train fine but were read as if they were
+    softmax (a single sigmoid column decoded as class 0 for every row). Such a model is wrapped, sharing its
+    weights, in one that adds the softmax, or turns P(class 1) into the two columns; that model is what the
+    epoch scores read and what is logged and served. Checked on ``x_sample`` (two rows) before training.
+
+    Raises:
+        TrialFailedError: outputs of another width, or softmax-like outputs that are not probabilities.
+    """
+    if is_builtin(model_name):
+        return model
+    import numpy as np
+
+    outputs = np.asarray(predict(model, x_sample), dtype=float)
+    width = 1 if outputs.ndim == 1 else int(np.prod(outputs.shape[1:]))
+    if task != "classification":
+        if width != 1:
+            raise TrialFailedError(f"model: {model_name} returned a model with {width} outputs per row; a "
+                                   "regression model ends in one (Dense(1))")
+        return model
+    logits = _takes_logits(model)
+    if width == 1 and n_outputs == 2:
+        form = "sigmoid logits" if logits else "sigmoid"
+    elif width == n_outputs:
+        if not logits and outputs.size and (np.any(outputs < -1e-6) or np.any(outputs > 1 + 1e-6) or not np.allclose(
+                outputs.reshape(len(outputs), -1).sum(axis=1), 1.0, atol=1e-2)):
+            raise TrialFailedError(f"model: {model_name} returned a model whose outputs are not class probabilities "
+                                   f"(a row sums to {outputs.reshape(len(outputs), -1).sum(axis=1)[0]:.3g}); end it "
+                                   "with activation='softmax', or compile its loss with from_logits=True")
+        if not logits:
+            return model
+        form = "logits"
+    else:
+        two = " (or Dense(1, activation='sigmoid') for two classes)" if n_outputs == 2 else ""
+        raise TrialFailedError(f"model: {model_name} returned a model with {width} outputs per row for {n_outputs} "
+                               f"classes; end it with Dense({n_outputs}, activation='softmax'){two}")
+    import keras
+
+    inputs = keras.Input(shape=tuple(x_sample.shape[1:]))
+    x = model(inputs)
+    if form == "logits":
+        x = keras.layers.Softmax(name="probabilities")(x)
+    else:
+        if form == "sigmoid logits":
+            x = keras.layers.Activation("sigmoid")(x)
+        x = keras.layers.Reshape((1,))(x)
+        x = keras.layers.Concatenate(name="probabilities")([keras.layers.Rescaling(-1.0, offset=1.0)(x), x])
+    return keras.Model(inputs, x, name=f"{model.name}_probabilities")
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -798,8 +862,9 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     if model.steps_per_execution == 1 and backend_name() != "torch":  # Keras' PyTorch trainer takes one step a call
         model.steps_per_execution = STEPS_PER_EXECUTION  # no batch-level callbacks here: see stop_on_non_finite_loss
     patience = int(hparams.get("patience", TRAINING_DEFAULTS["patience"]))
+    served = as_probabilities(model_name, model, x_val[:2], n_outputs, task)  # ``model`` itself for ours
     callbacks = [
-        *([_scoring_callback(x_val, epoch_scores)] if epoch_scores else []),
+        *([_scoring_callback(served, x_val, epoch_scores)] if epoch_scores else []),
         stop_on_non_finite_loss(),
         _early_stopping(metric, maximize, patience),
     ]
@@ -833,10 +898,10 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
              if (rank := epoch_rank(value, losses[epoch] if epoch < len(losses) else None, metric, maximize))]
     best = min(ranks)[1]  # the epoch whose weights EarlyStopping restored
     if pruner is not None and pruner.pruned_at is not None:
-        return FitResult(model=model, history=curves, objective=float(values[pruner.pruned_at - 1]),
+        return FitResult(model=served, history=curves, objective=float(values[pruner.pruned_at - 1]),
                          best_epoch=best + 1, epochs_run=len(values), fit_seconds=fit_seconds,
                          pruned_at=pruner.pruned_at)
-    return FitResult(model=model, history=curves, objective=float(values[best]), best_epoch=best + 1,
+    return FitResult(model=served, history=curves, objective=float(values[best]), best_epoch=best + 1,
                      epochs_run=len(values), fit_seconds=fit_seconds)
 
 
@@ -863,17 +928,20 @@ def class_weights(setting: Any, task: str, y_train: Any, n_outputs: int) -> dict
     return {i: (total / (n_outputs * float(c)) if c else 1.0) for i, c in enumerate(counts.tolist())}
 
 
-def _scoring_callback(x_val: npt.NDArray[np.float32],
+def _scoring_callback(served: Any, x_val: npt.NDArray[np.float32],
                       scores: Mapping[str, Callable[[npt.NDArray[np.float32]], float]]) -> Any:
-    """A callback adding each of ``scores`` (a function of the outputs on ``x_val``) to an epoch's metrics; first
-    in the list, so the callbacks after it (EarlyStopping, History) see them."""
+    """A callback adding each of ``scores`` (a function of ``served``'s outputs on ``x_val``: the model in training,
+    or its :func:`as_probabilities` wrapper) to an epoch's metrics, unless the model reported one of that name
+    itself (a user builder's ``keras.metrics.AUC(name="auc")``); first in the list, so the callbacks after it
+    (EarlyStopping, History) see them."""
     import keras
 
     class EpochScores(keras.callbacks.Callback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if logs is not None:
-                outputs = predict(self.model, x_val)
-                logs.update({name: float(score(outputs)) for name, score in scores.items()})
+            missing = {name: score for name, score in scores.items() if logs is not None and name not in logs}
+            if logs is not None and missing:
+                outputs = predict(served, x_val)
+                logs.update({name: float(score(outputs)) for name, score in missing.items()})
 
     return EpochScores()
 

@@ -245,12 +245,13 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
 
 def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
                   ) -> dict[str, Callable[[np.ndarray[Any, Any]], float]] | None:
-    """The validation metric a built-in model reports beside Keras' own, when the study optimises it (the test
-    split's figure of the same name, computed the same way): ``val_auc`` (ROC AUC of the class probabilities;
+    """The validation metric a model reports beside Keras' own, when the study optimises it (the test split's
+    figure of the same name, computed the same way): ``val_auc`` (ROC AUC of the class probabilities;
     one-vs-rest, macro, for more than two classes), ``val_f1_macro`` (F1 of each class, averaged unweighted: for
     imbalanced classes, where accuracy rewards predicting the common one), ``val_r2`` (coefficient of
-    determination). A user builder reports its own (``keras.metrics.AUC(name="auc")`` gives ``val_auc``)."""
-    if not models.is_builtin(model) or (prepared.task, metric) not in {
+    determination). A user builder's model that reports the metric itself (``keras.metrics.AUC(name="auc")``
+    gives ``val_auc``) keeps its own value (see ``models._scoring_callback``)."""
+    if (prepared.task, metric) not in {
             ("classification", "val_auc"), ("classification", "val_f1_macro"), ("regression", "val_r2")}:
         return None
     if metric == "val_r2":

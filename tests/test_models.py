@@ -500,3 +500,54 @@ def test_the_best_epoch_reported_is_the_one_whose_weights_the_model_has() -> Non
     evaluated = fit.model.evaluate(x, y, verbose=0, return_dict=True)
     assert evaluated["loss"] == pytest.approx(fit.history["val_loss"][kept], rel=1e-4)
     assert trial.tie_break(fit.history, "val_accuracy", fit.best_epoch) == fit.history["val_loss"][kept]
+
+
+def _tiny_classes(n_classes: int) -> dict[str, object]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype("float32")
+    y = (np.digitize(x[:, 0], np.quantile(x[:, 0], np.linspace(0, 1, n_classes + 1)[1:-1]))).astype("int64")
+    return {"x_train": x[:40], "y_train": y[:40], "x_val": x[40:], "y_val": y[40:], "n_outputs": n_classes}
+
+
+@pytest.mark.parametrize(("builder", "n_classes"), [("build_sigmoid", 2), ("build_logits", 3), ("build_logits", 2)])
+def test_a_user_classifier_ending_in_sigmoid_or_logits_is_read_as_class_probabilities(builder: str,
+                                                                                    n_classes: int) -> None:
+    """One sigmoid unit for two classes, or logits with ``from_logits=True``: both train fine in Keras, and were read
+    as softmax columns — one sigmoid column decoded as class 0 for every row, and the study's end failed ("Shape of
+    passed values is (114, 1), indices imply (114, 2)"). The model trained, val_auc and the logged model now see a
+    column of probability per class, from the same weights."""
+    data = _tiny_classes(n_classes)
+    fit = models.train(f"tests.user_builder:{builder}", {"width": 8, "lr": 0.01}, task="classification",
+                       metric="val_auc", maximize=True, max_epochs=3, seed=1,
+                       epoch_scores={"val_auc": lambda out: float(out.shape[1] == n_classes)}, **data)  # type: ignore[arg-type]
+    assert fit.history["val_auc"] == [1.0] * fit.epochs_run  # every epoch saw n_classes columns
+    probabilities = models.predict(fit.model, data["x_val"])  # type: ignore[arg-type]
+    assert probabilities.shape == (20, n_classes)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5) and (probabilities >= 0).all()
+    inner = fit.model.layers[1]  # the user's model, shared: its output is what the wrapper turns into columns
+    raw = np.asarray(models.predict(inner, data["x_val"]), dtype=float)  # type: ignore[arg-type]
+    expected = (np.hstack([1 - raw, raw]) if builder == "build_sigmoid"
+                else np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True))
+    assert np.allclose(probabilities, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("builder", "message"), [
+    ("build_linear", r"returned a model whose outputs are not class probabilities \(a row sums to .*\); end it "
+                     r"with activation='softmax', or compile its loss with from_logits=True"),
+    ("build_one_too_many", r"returned a model with 3 outputs per row for 2 classes; end it with "
+                           r"Dense\(2, activation='softmax'\) \(or Dense\(1, activation='sigmoid'\) for two"),
+    ("build_nothing", r"returned NoneType, not a compiled Keras model"),
+])
+def test_a_user_model_that_cannot_be_read_as_classes_fails_its_trial_before_training(builder: str,
+                                                                                       message: str) -> None:
+    with pytest.raises(TrialFailedError, match=rf"^model: tests.user_builder:{builder} {message}"):
+        models.train(f"tests.user_builder:{builder}", {"width": 8, "lr": 0.01}, task="classification",
+                     metric="val_accuracy", maximize=True, max_epochs=50, seed=1, **_tiny_classes(2))  # type: ignore[arg-type]
+
+
+def test_a_user_regression_model_with_several_outputs_fails_its_trial_before_training() -> None:
+    data = _tiny_classes(2)
+    with pytest.raises(TrialFailedError, match=r"returned a model with 3 outputs per row; a regression model ends in "
+                                               r"one \(Dense\(1\)\)"):
+        models.train("tests.user_builder:build_one_too_many", {}, task="regression", metric="val_loss",
+                     maximize=False, max_epochs=5, seed=1, **{**data, "n_outputs": 2})  # type: ignore[arg-type]

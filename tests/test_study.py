@@ -355,7 +355,8 @@ def test_f1_macro_each_epoch_is_scikit_learns_on_the_validation_labels() -> None
     assert score(outputs) == pytest.approx(f1_score(labels, names[outputs.argmax(axis=1)], average="macro"))
     assert score(np.eye(3)[codes]) == 1.0
     assert trial_mod._epoch_scores("val_r2", "mlp", prepared) is None  # not a classification metric
-    assert trial_mod._epoch_scores("val_f1_macro", "tests.user_builder:build", prepared) is None  # reports its own
+    user = trial_mod._epoch_scores("val_f1_macro", "tests.user_builder:build", prepared)  # unless it reports one
+    assert user is not None and user["val_f1_macro"](np.eye(3)[codes]) == 1.0
 
 
 def test_search_plots_that_cannot_be_drawn_cost_a_warning_not_the_study(store: tuple[Path, str],
@@ -573,6 +574,19 @@ def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
     with pytest.raises(bo_tuner.ConfigError, match=r"space.depth: \('depth'\) is not a hyperparameter"):
         bo_tuner.tune(StudyConfig(data="iris", model="tests.user_builder:build", tracking_uri=uri,
                                   space={"depth": {"type": "int", "low": 1, "high": 2}}), progress=False)
+
+    # one sigmoid unit for two classes (the Keras tutorials' binary classifier): the study ended "did not load back
+    # and predict: Shape of passed values is (114, 1), indices imply (114, 2)" and registered nothing
+    binary = bo_tuner.tune(StudyConfig(data="breast_cancer", model="tests.user_builder:build_sigmoid", n_calls=1,
+                                       max_epochs=3, metric="val_auc", experiment="builders", tracking_uri=uri),
+                           progress=False)
+    assert binary.promotion is not None and binary.promotion.promoted and binary.test_metrics["test_auc"] > 0.8
+    from sklearn.datasets import load_breast_cancer
+
+    cancer = load_breast_cancer()
+    rows = pd.DataFrame(cancer.data[:3], columns=cancer.feature_names)
+    probabilities = binary.load_model().predict(rows, params={"output": "probabilities"})
+    assert list(probabilities.columns) == ["0", "1"] and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
     cnn = bo_tuner.tune({"data": "digits", "model": "cnn", "n_calls": 2, "max_epochs": 2,  # a mapping: same keys
                          "experiment": "builders", "tracking_uri": uri, "fixed": {"n_conv_blocks": 1, "epochs": 1}},

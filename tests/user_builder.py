@@ -49,3 +49,46 @@ build_crashing_once.default_space = build.default_space  # type: ignore[attr-def
 
 def wrong_signature(hparams: dict[str, Any]) -> keras.Model:
     raise AssertionError("a builder that cannot take the study's arguments is refused before any run")
+
+
+def build_sigmoid(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+    """Two classes as Keras tutorials write them: one sigmoid unit, binary cross-entropy (``n_outputs`` unused)."""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Dense(int(hparams["width"]), activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(optimizer=keras.optimizers.Adam(float(hparams["lr"])), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+build_sigmoid.hyperparameters = build.hyperparameters  # type: ignore[attr-defined]
+build_sigmoid.default_space = build.default_space  # type: ignore[attr-defined]
+
+
+def build_logits(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+    """Classes as TensorFlow's tutorials write them: a linear last layer and a loss ``from_logits=True``."""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Dense(int(hparams["width"]), activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(n_outputs)(x))
+    model.compile(optimizer=keras.optimizers.Adam(float(hparams["lr"])),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def build_linear(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+    """A linear last layer under a loss that expects probabilities: it cannot be read as classes."""
+    model = build_logits(hparams, input_shape, n_outputs, task)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_one_too_many(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
+                       task: str) -> keras.Model:
+    inputs = keras.Input(shape=input_shape)
+    model = keras.Model(inputs, keras.layers.Dense(n_outputs + 1, activation="softmax")(inputs))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_nothing(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> None:
+    return None
