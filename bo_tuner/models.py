@@ -274,8 +274,9 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
     """Reject values the builder cannot use: for a built-in builder an unknown optimizer, activation or
     initializer; for any builder a training hyperparameter below its minimum."""
     allowed = _CHOICES.get(name) if is_builtin(model) else None
-    if allowed is not None and (not isinstance(value, str) or value.lower() not in allowed):
-        raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)} (any case)")
+    if allowed is not None and canonical_choice_name(name, value) is None:
+        raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)} (any case, or Keras' class "
+                          "name such as GlorotUniform)")
     if (name in ("n_neurons", "filters") or per_layer(model, name)) and is_builtin(model) and (
             isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1):
         raise ConfigError(f"{where}: ({value!r}) must be a whole number >= 1")
@@ -307,9 +308,22 @@ def check_training_value(name: str, value: Any, where: str) -> None:
 # --------------------------------------------------------------------------------------------- building
 
 
+def _squashed(text: str) -> str:
+    return text.lower().replace("_", "").replace("-", "")
+
+
+def canonical_choice_name(name: str, value: Any) -> str | None:
+    """``value`` of optimizer, activation or kernel_initializer as we list it (``glorot_uniform``), from any case
+    and from Keras' class names (``GlorotUniform``, ``LeakyReLU``, ``RMSprop``); None when it is none of them."""
+    if not isinstance(value, str):
+        return None
+    wanted = _squashed(value)
+    return next((allowed for allowed in _CHOICES[name] if _squashed(allowed) == wanted), None)
+
+
 def _choice(hp: Mapping[str, Any], name: str) -> str:
-    """An optimizer, activation or initializer name as Keras spells it (the space may say "SGD", "ReLU")."""
-    return str(hp[name]).lower()
+    """An optimizer, activation or initializer name as Keras spells it (the space may say "SGD", "LeakyReLU")."""
+    return canonical_choice_name(name, hp[name]) or str(hp[name]).lower()
 
 
 def _optimizer(name: str, learning_rate: float, momentum: float) -> Any:

@@ -285,7 +285,10 @@ class Categorical:
             if not isinstance(choice, int | float | str | bool) or (
                 isinstance(choice, float) and not math.isfinite(choice)
             ):
-                raise ConfigError(f"{where}: choice ({choice!r}) must be a string, number, boolean or list of integers")
+                hint = ("; YAML reads null, ~ and an empty entry as None: for no class weights write none, "
+                        "else quote the word") if choice is None else ""
+                raise ConfigError(f"{where}: choice ({choice!r}) must be a string, number, boolean or list of integers"
+                                  f"{hint}")
         if len({(type(c), c) for c in choices}) != len(choices):
             raise ConfigError(f"{where}: choices ({list(choices)!r}) must not repeat a value")
         object.__setattr__(self, "choices", choices)

@@ -28,7 +28,15 @@ def test_builder_info_and_value_checks() -> None:
     for name, value in (("optimizer", "Adagrad"), ("optimizer", "SGD"), ("activation", "hard_sigmoid"),
                         ("activation", "softmax"), ("kernel_initializer", "orthogonal")):  # the classic tutorials'
         models.check_value("mlp", name, value, f"space.{name}")
-    with pytest.raises(ConfigError, match=r"fixed.optimizer: \('adagradd'\) must be one of .* \(any case\)"):
+    for name, value, ours in (("kernel_initializer", "GlorotUniform", "glorot_uniform"),  # Keras' class names
+                              ("activation", "LeakyReLU", "leaky_relu"), ("optimizer", "RMSprop", "rmsprop"),
+                              ("kernel_initializer", "HE_NORMAL", "he_normal"), ("optimizer", "SGD+Momentum",
+                                                                                  "sgd+momentum")):
+        models.check_value("mlp", name, value, f"space.{name}")
+        assert models.canonical_choice_name(name, value) == ours
+    assert models.canonical_choice_name("activation", "relu 6") is None
+    with pytest.raises(ConfigError, match=r"fixed.optimizer: \('adagradd'\) must be one of .* \(any case, or Keras' "
+                                          r"class name such as GlorotUniform\)"):
         models.check_value("mlp", "optimizer", "adagradd", "fixed.optimizer")
     with pytest.raises(ConfigError, match=r"fixed.activation: \(3\) must be one of"):
         models.check_value("mlp", "activation", 3, "fixed.activation")

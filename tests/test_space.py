@@ -67,6 +67,9 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"a": {"type": "choice", "values": [1, 2], "choices": [3]}},
          "space.a: values ([1, 2]) and choices ([3]) say the same thing; give one"),
         ({"a": {"type": "int", "high": 3}}, "space.a: low (missing)"),
+        ({"class_weight": {"type": "categorical", "choices": [None, "balanced"]}},
+         "space.class_weight: choice (None) must be a string, number, boolean or list of integers; YAML reads null, "
+         "~ and an empty entry as None: for no class weights write none, else quote the word"),
         ({"a": {"low": 1, "high": 3}}, "space.a: type (missing) must be given: one of int, real, categorical, "
                                        "boolean, e.g. {type: int, low: 1, high: 3}"),
         ({"a": {"low": 0, "high": 0.5}}, "e.g. {type: real, low: 0, high: 0.5}"),  # one float: not guessed int
