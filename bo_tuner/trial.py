@@ -214,7 +214,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
                                image_shape=prepared.image_shape, prune_reference=job.prune_reference,
                                prune_warmup=config.pruner_warmup_epochs, mixed_precision=config.mixed_precision,
                                jit_compile=config.jit_compile, on_epoch=live,
-                               epoch_scores=_epoch_scores(job.metric, config.model, prepared))
+                               epoch_scores=_epoch_scores(job.metric, prepared))
         except Exception as exc:
             return _fail(job.number, job.params, job.run_id, exc, started, status)
         live.finish(fit.history)
@@ -243,7 +243,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
                         curve=tuple(fit.history.get(job.metric, ())), history=fit.history)
 
 
-def _epoch_scores(metric: str, model: str, prepared: data_mod.PreparedData
+def _epoch_scores(metric: str, prepared: data_mod.PreparedData
                   ) -> dict[str, Callable[[np.ndarray[Any, Any]], float]] | None:
     """The validation metric a model reports beside Keras' own, when the study optimises it (the test split's
     figure of the same name, computed the same way): ``val_auc`` (ROC AUC of the class probabilities;

@@ -559,3 +559,10 @@ def test_a_user_regression_model_with_several_outputs_fails_its_trial_before_tra
                                                r"one \(Dense\(1\)\)"):
         models.train("tests.user_builder:build_one_too_many", {}, task="regression", metric="val_loss",
                      maximize=False, max_epochs=5, seed=1, **{**data, "n_outputs": 2})  # type: ignore[arg-type]
+
+
+def test_a_metric_the_user_model_reports_itself_is_not_replaced_by_ours() -> None:
+    fit = models.train("tests.user_builder:build_with_auc", {"width": 8, "lr": 0.01}, task="classification",
+                       metric="val_auc", maximize=True, max_epochs=2, seed=1,
+                       epoch_scores={"val_auc": lambda out: -1.0}, **_tiny_classes(2))  # type: ignore[arg-type]
+    assert len(fit.history["val_auc"]) == 2 and all(0.0 <= v <= 1.0 for v in fit.history["val_auc"])

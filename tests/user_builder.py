@@ -92,3 +92,10 @@ def build_one_too_many(hparams: dict[str, Any], input_shape: tuple[int, ...], n_
 
 def build_nothing(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> None:
     return None
+
+
+def build_with_auc(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+    """Reports ``val_auc`` itself (Keras' AUC of its one sigmoid unit)."""
+    model = build_sigmoid(hparams, input_shape, n_outputs, task)
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    return model
