@@ -971,6 +971,60 @@ def save_model(model: Any, path: str) -> None:
     model.save(path)
 
 
+#: Packages whose layers, activations, initializers... a saved model finds without any import of ours.
+_LIBRARY_ROOTS = frozenset({"keras", "tensorflow", "tf_keras", "jax", "jaxlib", "torch", "numpy", "builtins",
+                            "bo_tuner", "optree", "functools"})
+#: Attributes of a layer that may hold objects of the user's own (a custom activation function, regularizer...).
+_LAYER_PARTS = ("activation", "kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                "activity_regularizer", "kernel_constraint", "bias_constraint")
+
+
+@dataclass(frozen=True)
+class CustomCode:
+    """The user's code a saved model needs to load elsewhere: ``modules`` to import before loading it (their
+    ``register_keras_serializable`` decorators must run) and the ``paths`` (module files, package folders) that hold
+    them, to ship with the served model."""
+
+    modules: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+
+def custom_code(model: Any) -> CustomCode:
+    """Where ``model``'s classes and functions that are not Keras' own come from (a user builder's custom layer).
+
+    A model whose custom layer lives in the builder's module was registered and served, then failed to load
+    anywhere that module was not imported ("Could not locate class 'Scale'"). Modules of installed packages
+    (under site-packages) are left to the deployment's requirements; ``__main__`` is shipped as its file."""
+    from pathlib import Path
+
+    seen: set[str] = set()
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", None) or [])
+        for part in (layer, *(getattr(layer, name, None) for name in _LAYER_PARTS)):
+            if part is None:
+                continue
+            module = getattr(part, "__module__", None) if callable(part) and not hasattr(part, "get_config") \
+                else type(part).__module__
+            if isinstance(module, str) and module.split(".")[0] not in _LIBRARY_ROOTS:
+                seen.add(module)
+    modules: list[str] = []
+    paths: list[str] = []
+    for name in sorted(seen):
+        root = name.split(".")[0]
+        found = sys.modules.get(root)
+        origin = getattr(found, "__file__", None)
+        if found is None or origin is None or "site-packages" in origin or "dist-packages" in origin:
+            continue
+        location = getattr(found, "__path__", None)
+        path = str(Path(next(iter(location)))) if location else str(Path(origin))
+        if path not in paths:
+            paths.append(path)
+        modules.append(Path(origin).stem if name == "__main__" else name)
+    return CustomCode(tuple(modules), tuple(paths))
+
+
 def load_model(path: str) -> Any:
     import_backend()
     import keras

@@ -43,6 +43,7 @@ RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 MODEL_NAME = "model"
 KERAS_BACKEND_KEY = "keras_backend"  # in the served model's model_config
+IMPORTS_KEY = "imports"  # in the served model's model_config: the user's modules its Keras model needs
 _MAX_PARAM_LEN = 6000
 _MAX_TAG_LEN = 5000
 _BATCH = 900
@@ -533,6 +534,8 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
             os.environ.setdefault("KERAS_BACKEND", str(backend))
 
         self._pipeline = joblib.load(context.artifacts["pipeline"])
+        for module in (context.model_config or {}).get(IMPORTS_KEY) or ():  # shipped in the model's code folder
+            importlib.import_module(module)  # registers its custom layers before Keras looks them up
         self._model = models.load_model(context.artifacts["keras_model"])
 
     # No type hints on predict: MLflow would try to derive a schema from them; the signature is logged instead.
@@ -614,9 +617,10 @@ def _zone_free(signature: Any, sample: pd.DataFrame) -> Any:
 
 def log_served_model(
     keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str],
-    *, keras_backend: str,
+    *, keras_backend: str, modules: Sequence[str] = (), code_paths: Sequence[str] = (),
 ) -> LoggedModel:
-    """Log the pyfunc model (Keras model + feature pipeline + bo_tuner's code) into the active trial run."""
+    """Log the pyfunc model (Keras model + feature pipeline + bo_tuner's code) into the active trial run; with the
+    user's ``code_paths`` and the ``modules`` to import from them before the Keras model loads (custom layers)."""
     import joblib
     from mlflow.models import infer_signature
 
@@ -637,10 +641,10 @@ def log_served_model(
                 name=MODEL_NAME,
                 python_model=str(Path(bo_tuner.__file__).parent / "served_model.py"),
                 artifacts={"keras_model": keras_model_path, "pipeline": pipeline_path},
-                code_paths=[str(Path(bo_tuner.__file__).parent)],
+                code_paths=[str(Path(bo_tuner.__file__).parent), *code_paths],
                 signature=signature,
                 pip_requirements=requirements,
-                model_config={KERAS_BACKEND_KEY: keras_backend},
+                model_config={KERAS_BACKEND_KEY: keras_backend, **({IMPORTS_KEY: list(modules)} if modules else {})},
             )
     return LoggedModel(uri=str(info.model_uri), model_id=getattr(info, "model_id", None))
 

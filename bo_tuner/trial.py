@@ -289,9 +289,11 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "model.keras")
         models.save_model(model, path)
+        code = models.custom_code(model)
         logged = tracking.log_served_model(path, prepared.pipeline, sample, sample_output,
                                            tracking.pip_requirements(models.keras_versions()),
-                                           keras_backend=models.backend_name())
+                                           keras_backend=models.backend_name(), modules=code.modules,
+                                           code_paths=code.paths)
     return logged.uri
 
 

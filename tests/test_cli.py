@@ -263,6 +263,55 @@ def test_the_console_script_imports_a_builder_from_the_working_directory(tmp_pat
     assert _runs_in(tmp_path / "m.db") == 0
 
 
+_CUSTOM_LAYER_BUILDER = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="mine")
+class Halve(keras.layers.Layer):
+    def call(self, x):
+        return x * 0.5
+
+
+def build(hparams, input_shape, n_outputs, task):
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Dense(int(hparams["units"]), activation="relu")(Halve()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+build.default_space = {"units": {"type": "int", "low": 4, "high": 16}}
+"""
+
+
+@pytest.mark.slow
+def test_a_champion_with_a_custom_layer_loads_where_its_builder_module_is_not(tmp_path: Path) -> None:
+    """A builder's own Keras layer (``register_keras_serializable``) in ``mylayers.py`` beside the study: the
+    champion was registered, then failed to load anywhere else ("Could not locate class 'Halve'") — the study's own
+    check ran in a worker that had imported the module. The module now travels in the model's code folder and is
+    imported before the Keras model loads; here it is loaded from another directory, in a fresh process."""
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "mylayers.py").write_text(_CUSTOM_LAYER_BUILDER)
+    out = subprocess.run([str(Path(sys.executable).parent / "bo-tuner"), "tune", "--data", "iris", "--model",
+                          "mylayers:build", "--n-calls", "1", "--max-epochs", "2", "--tracking-uri",
+                          f"sqlite:///{study / 'm.db'}", "--quiet"],
+                         capture_output=True, text=True, cwd=study, env=subprocess_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "registered iris-build v1: now @champion" in out.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    load = ("import mlflow, sklearn.datasets as d\n"
+            f"mlflow.set_tracking_uri('sqlite:///{study / 'm.db'}')\n"
+            "rows = d.load_iris(as_frame=True).frame.drop(columns='target').head(3)\n"
+            "print(list(mlflow.pyfunc.load_model('models:/iris-build@champion').predict(rows)))\n")
+    loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, cwd=elsewhere,
+                            env=subprocess_env(), timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert re.fullmatch(r"\[(np\.int64\(\d\)(, )?){3}\]\n|\[(\d(, )?){3}\]\n", loaded.stdout), loaded.stdout
+
+
 @pytest.mark.slow
 def test_a_bad_data_file_found_after_the_workers_started_is_still_one_line(tmp_path: Path) -> None:
     """The data file is read while the workers import TensorFlow, whose import writes absl log lines

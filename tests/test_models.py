@@ -566,3 +566,24 @@ def test_a_metric_the_user_model_reports_itself_is_not_replaced_by_ours() -> Non
                        metric="val_auc", maximize=True, max_epochs=2, seed=1,
                        epoch_scores={"val_auc": lambda out: -1.0}, **_tiny_classes(2))  # type: ignore[arg-type]
     assert len(fit.history["val_auc"]) == 2 and all(0.0 <= v <= 1.0 for v in fit.history["val_auc"])
+
+
+def test_custom_code_names_the_users_modules_a_model_needs_and_nothing_of_keras(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the served model ships and imports before loading (tests/test_cli.py loads one elsewhere)."""
+    (tmp_path / "actmod.py").write_text(
+        "import keras\n\n@keras.saving.register_keras_serializable(package='t')\n"
+        "def wiggle(x):\n    return keras.ops.relu(x) * 0.9\n\n"
+        "def build(hparams, input_shape, n_outputs, task):\n"
+        "    inputs = keras.Input(shape=input_shape)\n"
+        "    x = keras.layers.Dense(4, activation=wiggle)(inputs)\n"
+        "    model = keras.Model(inputs, keras.layers.Dense(n_outputs, activation='softmax')(x))\n"
+        "    model.compile('adam', 'sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "    return model\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    custom = models.build("actmod:build", {}, (3,), 2, "classification", target_mean=0.0, target_scale=1.0,
+                          image_shape=None)
+    assert models.custom_code(custom) == models.CustomCode(("actmod",), (str(tmp_path / "actmod.py"),))
+    ours = models.build("mlp", {**models.MLP_DEFAULTS, "max_norm": 2.0, "l2": 0.01}, (3,), 2, "classification",
+                        target_mean=0.0, target_scale=1.0, image_shape=None)
+    assert models.custom_code(ours) == models.CustomCode()
