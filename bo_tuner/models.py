@@ -1021,7 +1021,7 @@ def custom_code(model: Any) -> CustomCode:
         path = str(Path(next(iter(location)))) if location else str(Path(origin))
         if path not in paths:
             paths.append(path)
-        modules.append(Path(origin).stem if name == "__main__" else name)
+        modules.append(Path(origin).stem if name in ("__main__", "__mp_main__") else name)
     return CustomCode(tuple(modules), tuple(paths))
 
 
