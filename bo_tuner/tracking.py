@@ -641,12 +641,31 @@ def log_served_model(
                 name=MODEL_NAME,
                 python_model=str(Path(bo_tuner.__file__).parent / "served_model.py"),
                 artifacts={"keras_model": keras_model_path, "pipeline": pipeline_path},
-                code_paths=[str(Path(bo_tuner.__file__).parent), *code_paths],
+                code_paths=[str(Path(bo_tuner.__file__).parent), *_python_only(code_paths, tmp)],
                 signature=signature,
                 pip_requirements=requirements,
                 model_config={KERAS_BACKEND_KEY: keras_backend, **({IMPORTS_KEY: list(modules)} if modules else {})},
             )
     return LoggedModel(uri=str(info.model_uri), model_id=getattr(info, "model_id", None))
+
+
+def _python_only(code_paths: Sequence[str], tmp: str) -> list[str]:
+    """``code_paths`` to ship, a package folder copied with its Python files only: the user's package may hold data,
+    notebooks or a virtual environment that has no place in every logged model."""
+    import shutil
+
+    def ignored(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith(".") or n == "__pycache__"
+                or (not n.endswith(".py") and not os.path.isdir(os.path.join(folder, n)))]
+
+    shipped = []
+    for path in code_paths:
+        if os.path.isdir(path):
+            copy = Path(tmp) / "code" / Path(path).name
+            shutil.copytree(path, copy, ignore=ignored)
+            path = str(copy)
+        shipped.append(path)
+    return shipped
 
 
 def load_pyfunc(uri: str) -> Any:

@@ -263,7 +263,7 @@ def test_the_console_script_imports_a_builder_from_the_working_directory(tmp_pat
     assert _runs_in(tmp_path / "m.db") == 0
 
 
-_CUSTOM_LAYER_BUILDER = """
+_CUSTOM_LAYER = """
 import keras
 
 
@@ -271,6 +271,11 @@ import keras
 class Halve(keras.layers.Layer):
     def call(self, x):
         return x * 0.5
+"""
+_BUILDER_USING_IT = """
+import keras
+
+from mylib.layers import Halve
 
 
 def build(hparams, input_shape, n_outputs, task):
@@ -286,16 +291,20 @@ build.default_space = {"units": {"type": "int", "low": 4, "high": 16}}
 
 
 @pytest.mark.slow
-def test_a_champion_with_a_custom_layer_loads_where_its_builder_module_is_not(tmp_path: Path) -> None:
-    """A builder's own Keras layer (``register_keras_serializable``) in ``mylayers.py`` beside the study: the
-    champion was registered, then failed to load anywhere else ("Could not locate class 'Halve'") — the study's own
-    check ran in a worker that had imported the module. The module now travels in the model's code folder and is
-    imported before the Keras model loads; here it is loaded from another directory, in a fresh process."""
+def test_a_champion_with_a_custom_layer_loads_where_its_builder_package_is_not(tmp_path: Path) -> None:
+    """A builder's own Keras layer (``register_keras_serializable``) in a package beside the study: the champion was
+    registered, then failed to load anywhere else ("Could not locate class 'Halve'") — the study's own check ran in
+    a worker that had imported the package. The package's Python files now travel in the model's code folder (not
+    its data) and the layer's module is imported before the Keras model loads; here it is loaded from another
+    directory, in a fresh process."""
     study = tmp_path / "study"
-    study.mkdir()
-    (study / "mylayers.py").write_text(_CUSTOM_LAYER_BUILDER)
+    (study / "mylib" / "data").mkdir(parents=True)
+    (study / "mylib" / "__init__.py").write_text("")
+    (study / "mylib" / "layers.py").write_text(_CUSTOM_LAYER)
+    (study / "mylib" / "builders.py").write_text(_BUILDER_USING_IT)
+    (study / "mylib" / "data" / "rows.csv").write_text("a,b\n1,2\n")
     out = subprocess.run([str(Path(sys.executable).parent / "bo-tuner"), "tune", "--data", "iris", "--model",
-                          "mylayers:build", "--n-calls", "1", "--max-epochs", "2", "--tracking-uri",
+                          "mylib.builders:build", "--n-calls", "1", "--max-epochs", "2", "--tracking-uri",
                           f"sqlite:///{study / 'm.db'}", "--quiet"],
                          capture_output=True, text=True, cwd=study, env=subprocess_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -305,11 +314,16 @@ def test_a_champion_with_a_custom_layer_loads_where_its_builder_module_is_not(tm
     load = ("import mlflow, sklearn.datasets as d\n"
             f"mlflow.set_tracking_uri('sqlite:///{study / 'm.db'}')\n"
             "rows = d.load_iris(as_frame=True).frame.drop(columns='target').head(3)\n"
-            "print(list(mlflow.pyfunc.load_model('models:/iris-build@champion').predict(rows)))\n")
+            "model = mlflow.pyfunc.load_model('models:/iris-build@champion')\n"
+            "print(model.metadata.flavors['python_function']['config']['imports'])\n"
+            "print([int(v) for v in model.predict(rows)])\n")
     loaded = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, cwd=elsewhere,
                             env=subprocess_env(), timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert re.fullmatch(r"\[(np\.int64\(\d\)(, )?){3}\]\n|\[(\d(, )?){3}\]\n", loaded.stdout), loaded.stdout
+    assert re.fullmatch(r"\['mylib\.layers'\]\n\[\d, \d, \d\]\n", loaded.stdout), loaded.stdout
+    shipped = {p.relative_to(code).as_posix() for code in study.glob("mlruns/*/models/*/artifacts/code")
+               for p in code.rglob("*") if p.is_file() and "mylib" in p.parts}
+    assert shipped == {"mylib/__init__.py", "mylib/layers.py", "mylib/builders.py"}  # not its data/rows.csv
 
 
 @pytest.mark.slow
