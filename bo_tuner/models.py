@@ -531,13 +531,20 @@ def as_probabilities(model_name: str, model: Any, x_sample: npt.NDArray[np.float
     epoch scores read and what is logged and served. Checked on ``x_sample`` (two rows) before training.
 
     Raises:
-        TrialFailedError: outputs of another width, or softmax-like outputs that are not probabilities.
+        TrialFailedError: outputs of another width, softmax-like outputs that are not probabilities, or a model
+            Keras cannot save (a subclassed model without ``get_config``).
     """
     if is_builtin(model_name):
         return model
     import numpy as np
 
     outputs = np.asarray(predict(model, x_sample), dtype=float)
+    try:  # what saving it calls first: a trial that could never be logged or served fails before it trains
+        model.get_config()
+    except NotImplementedError as exc:
+        reason = " ".join(str(exc).split()).split(". ")[0]  # Keras' advice spans lines; its first sentence says it
+        raise TrialFailedError(f"model: {model_name} returned a model that cannot be saved, so it could not be "
+                               f"logged or served: {reason}") from None
     width = 1 if outputs.ndim == 1 else int(np.prod(outputs.shape[1:]))
     if task != "classification":
         if width != 1:

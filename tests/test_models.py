@@ -545,6 +545,9 @@ def test_a_user_classifier_ending_in_sigmoid_or_logits_is_read_as_class_probabil
     ("build_one_too_many", r"returned a model with 3 outputs per row for 2 classes; end it with "
                            r"Dense\(2, activation='softmax'\) \(or Dense\(1, activation='sigmoid'\) for two"),
     ("build_nothing", r"returned NoneType, not a compiled Keras model"),
+    ("build_unsaveable", r"returned a model that cannot be saved, so it could not be logged or served: Object "
+                         r"Unsaveable was created by passing non-serializable argument values in `__init__\(\)`, "
+                         r"and therefore the object must override `get_config\(\)` in order to be serializable$"),
 ])
 def test_a_user_model_that_cannot_be_read_as_classes_fails_its_trial_before_training(builder: str,
                                                                                        message: str) -> None:

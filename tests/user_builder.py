@@ -99,3 +99,21 @@ def build_with_auc(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outp
     model = build_sigmoid(hparams, input_shape, n_outputs, task)
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
     return model
+
+
+class Unsaveable(keras.Model):  # type: ignore[misc]
+    """A subclassed model whose __init__ takes arguments but that has no get_config: Keras cannot save it."""
+
+    def __init__(self, n_outputs: int) -> None:
+        super().__init__()
+        self.out = keras.layers.Dense(n_outputs, activation="softmax")
+
+    def call(self, x: Any) -> Any:
+        return self.out(x)
+
+
+def build_unsaveable(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int,
+                     task: str) -> keras.Model:
+    model = Unsaveable(n_outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
