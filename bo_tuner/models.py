@@ -232,13 +232,62 @@ def _import_user_builder(model: str) -> Builder:
     builder = getattr(module, attr, None)
     if not callable(builder):
         raise ConfigError(f"model: ({model!r}) {module_name!r} has no callable {attr!r}")
-    try:
-        inspect.signature(builder).bind({}, (1,), 2, "classification")
-    except TypeError as exc:
-        raise ConfigError(f"model: ({model!r}) must take (hparams, input_shape, n_outputs, task): {exc}") from None
-    except ValueError:  # no signature to inspect (a C function): the first trial will tell
-        pass
+    if not _takes_hp(builder):
+        try:
+            inspect.signature(builder).bind({}, (1,), 2, "classification")
+        except TypeError as exc:
+            raise ConfigError(f"model: ({model!r}) must take (hparams, input_shape, n_outputs, task), or hp alone "
+                              f"as a KerasTuner build function does: {exc}") from None
+        except ValueError:  # no signature to inspect (a C function): the first trial will tell
+            pass
     return builder  # type: ignore[no-any-return]
+
+
+def _takes_hp(builder: Builder) -> bool:
+    """A KerasTuner build function, ``build(hp)``: one parameter, which the four-argument form cannot bind."""
+    try:
+        signature = inspect.signature(builder)
+    except ValueError:
+        return False
+    try:
+        signature.bind({}, (1,), 2, "classification")
+        return False
+    except TypeError:
+        pass
+    try:
+        signature.bind(object())
+        return True
+    except TypeError:
+        return False
+
+
+#: What each KerasTuner-style builder declared, per process: (defaults, space), read once.
+_DISCOVERED: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+
+
+def _discovered(model: str, builder: Builder) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The defaults and space a ``build(hp)`` builder declares (:func:`bo_tuner.hyperparameters.discover`): it is
+    called with each discrete hyperparameter's values in turn, each model built and dropped."""
+    if model not in _DISCOVERED:
+        from bo_tuner.hyperparameters import discover
+
+        import_backend()
+        import keras
+
+        def build_once(hp: Any) -> object:
+            try:
+                return builder(hp)
+            finally:
+                keras.backend.clear_session(free_memory=False)
+
+        try:
+            _DISCOVERED[model] = discover(build_once)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"model: ({model!r}) failed while its hyperparameters were read (build(hp) with "
+                              f"their defaults): {first_line(exc)}") from None
+    return _DISCOVERED[model]
 
 
 def builder_info(model: str) -> BuilderInfo:
@@ -249,8 +298,13 @@ def builder_info(model: str) -> BuilderInfo:
         return BuilderInfo("cnn", {**CNN_DEFAULTS, **TRAINING_DEFAULTS}, DEFAULT_SPACES["cnn"])
     builder = _import_user_builder(model)
     declared = _declared(model, builder, "hyperparameters")
+    space = _declared(model, builder, "default_space")
+    if _takes_hp(builder):  # KerasTuner's build(hp): its hp calls say both
+        found_defaults, found_space = _discovered(model, builder)
+        declared = declared if declared is not None else found_defaults
+        space = space if space is not None else (found_space or None)
     defaults = None if declared is None else {**TRAINING_DEFAULTS, **declared}  # theirs win
-    return BuilderInfo(model, defaults, _declared(model, builder, "default_space"))
+    return BuilderInfo(model, defaults, space)
 
 
 def _declared(model: str, builder: Builder, name: str) -> dict[str, Any] | None:
@@ -504,7 +558,13 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
     if model == "cnn":
         return build_cnn(hparams, input_shape, n_outputs, task, target_mean=target_mean,
                          target_scale=target_scale, image_shape=image_shape)
-    built = _import_user_builder(model)(dict(hparams), input_shape, n_outputs, task)
+    builder = _import_user_builder(model)
+    if _takes_hp(builder):
+        from bo_tuner.hyperparameters import HyperParameters
+
+        built = builder(HyperParameters(hparams))
+    else:
+        built = builder(dict(hparams), input_shape, n_outputs, task)
     if not callable(getattr(built, "fit", None)) or not callable(getattr(built, "predict_on_batch", None)):
         raise TrialFailedError(f"model: {model} returned {type(built).__name__}, not a compiled Keras model")
     if getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True):

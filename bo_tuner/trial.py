@@ -122,6 +122,15 @@ def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[s
     return hp
 
 
+def _space(config: StudyConfig) -> SearchSpace | None:
+    """The study's space: its own, or else the builder's default one (whose ``when:`` conditions count too: a
+    KerasTuner build function's layer loop, a user builder's declared ``default_space``)."""
+    if config.space is not None:
+        return config.space
+    default = models.builder_info(config.model).default_space
+    return SearchSpace.from_dict(default) if default else None
+
+
 def _inactive(space: SearchSpace | None, hp: Mapping[str, Any]) -> set[str]:
     """The conditional dimensions of ``space`` inactive for the hyperparameters ``hp`` (a study's trial never gets
     them; ``bo-tuner train`` may leave them at the builder's default): not logged, as the model does not use them."""
@@ -202,7 +211,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         try:
             hp = hyperparameters(config, job.params)
             # a conditional dimension this point does not use; a layer size no layer of this network takes
-            inactive = _inactive(config.space, hp) | models.unused_sizes(config.model, hp)
+            inactive = _inactive(_space(config), hp) | models.unused_sizes(config.model, hp)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values too
                                                  if k not in job.params and k not in inactive})
             prepared = prepared_data(config.data_key)

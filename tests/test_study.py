@@ -595,6 +595,28 @@ def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
     assert MlflowClient().get_run(cnn.trials[0].run_id).data.params["epochs"] == "1"
 
 
+def test_a_keras_tuner_build_function_runs_as_it_is(store: tuple[Path, str]) -> None:
+    """``--model mymodels:build_model`` where ``build_model(hp)`` is a KerasTuner build function: its hp calls are
+    the space (the layer loop's second layer conditional on num_layers), each trial's values reach them, and only
+    the layers a trial has are logged."""
+    _, uri = store
+    config = StudyConfig(data="iris", model="tests.user_builder:build_keras_tuner_style", n_calls=4,
+                         n_initial_points=3, max_epochs=3, experiment="keras-tuner", tracking_uri=uri)
+    planned = bo_tuner.plan(config)
+    assert planned.space.describe() == {"num_layers": "int[1, 2]", "units_0": "int[8, 32] step 8",
+                                        "activation": "{relu, tanh}", "lr": "real[0.001, 0.03] log",
+                                        "units_1": "int[8, 32] step 8 when num_layers in {2}"}
+    result = bo_tuner.tune(config, progress=False)
+    assert result.promotion is not None and result.promotion.promoted
+    client = MlflowClient()
+    for trial in result.trials:
+        params = client.get_run(trial.run_id).data.params
+        assert ("units_1" in params) == (params["num_layers"] == "2")
+        if "model_summary.txt" in [a.path for a in client.list_artifacts(trial.run_id)]:  # an improving trial's
+            summary = Path(client.download_artifacts(trial.run_id, "model_summary.txt")).read_text()
+            assert summary.count("Dense") == int(params["num_layers"]) + 1  # built from the trial's own values
+
+
 def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResult, store: tuple[Path, str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Failure injection at the registry seam: the alias update fails after the new version is registered."""

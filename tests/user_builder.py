@@ -117,3 +117,15 @@ def build_unsaveable(hparams: dict[str, Any], input_shape: tuple[int, ...], n_ou
     model = Unsaveable(n_outputs)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def build_keras_tuner_style(hp: Any) -> keras.Model:
+    """A KerasTuner build function as its tutorial writes one (three iris classes, hard-coded as there)."""
+    model = keras.Sequential()
+    for i in range(hp.Int("num_layers", 1, 2)):
+        model.add(keras.layers.Dense(units=hp.Int(f"units_{i}", min_value=8, max_value=32, step=8),
+                                     activation=hp.Choice("activation", ["relu", "tanh"])))
+    model.add(keras.layers.Dense(3, activation="softmax"))
+    model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", min_value=1e-3, max_value=3e-2, sampling="log")),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
