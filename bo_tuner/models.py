@@ -285,8 +285,8 @@ def _discovered(model: str, builder: Builder) -> tuple[dict[str, Any], dict[str,
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError(f"model: ({model!r}) failed while its hyperparameters were read (build(hp) with "
-                              f"their defaults): {first_line(exc)}") from None
+            raise ConfigError(f"model: ({model!r}) failed while its search space was read by calling "
+                              f"build(hp): {first_line(exc)}") from None
     return _DISCOVERED[model]
 
 

@@ -42,8 +42,12 @@ def test_builder_info_and_value_checks() -> None:
         models.check_value("mlp", "activation", 3, "fixed.activation")
     with pytest.raises(ConfigError, match="cannot import"):
         models.builder_info("nowhere.module:build")
-    with pytest.raises(ConfigError, match=r"wrong_signature'\) must take \(hparams, input_shape, n_outputs, task\)"):
+    with pytest.raises(ConfigError, match=r"wrong_signature'\) must take \(hparams, input_shape, n_outputs, task\), "
+                                          r"or hp alone as a KerasTuner build function does"):
         models.builder_info("tests.user_builder:wrong_signature")
+    with pytest.raises(ConfigError, match=r"^model: \('tests.user_builder:failing_keras_tuner_style'\) failed while "
+                                          r"its search space was read by calling build\(hp\): no such layer$"):
+        models.builder_info("tests.user_builder:failing_keras_tuner_style")
     models.check_value("mlp", "epochs", None, "fixed.epochs")  # None: the study's max_epochs
     for sizes in ("64,32", "", [64, 32], 64):
         models.check_value("cnn", "dense_layer_sizes", sizes, "fixed.dense_layer_sizes")

@@ -47,8 +47,13 @@ build_crashing_once.hyperparameters = build.hyperparameters  # type: ignore[attr
 build_crashing_once.default_space = build.default_space  # type: ignore[attr-defined]
 
 
-def wrong_signature(hparams: dict[str, Any]) -> keras.Model:
+def wrong_signature(hparams: dict[str, Any], input_shape: tuple[int, ...]) -> keras.Model:
     raise AssertionError("a builder that cannot take the study's arguments is refused before any run")
+
+
+def failing_keras_tuner_style(hp: Any) -> keras.Model:
+    """One argument: a KerasTuner build function, called while its space is read — and failing there."""
+    raise RuntimeError("no such layer")
 
 
 def build_sigmoid(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
