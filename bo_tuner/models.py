@@ -572,6 +572,27 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
     return built
 
 
+#: Losses that compare against one column per class: a model compiled with one learns from one-hot labels.
+_ONE_HOT_LOSSES = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge"})
+
+
+def labels_for(model: Any, y: Any, task: str, n_outputs: int) -> Any:
+    """Integer class labels ``y`` as ``model`` learns them: one-hot when its loss is a categorical one (KerasTuner's
+    tutorials compile with ``categorical_crossentropy``, which failed on integer labels), else as they are."""
+    loss = getattr(model, "loss", None)
+    get_config = getattr(loss, "get_config", None)
+    try:
+        name = loss if isinstance(loss, str) else (get_config().get("name") if callable(get_config)
+                                                   else getattr(loss, "__name__", ""))
+    except Exception:  # a loss of the user's own whose config cannot be read
+        name = ""
+    if task != "classification" or str(name).lower() not in _ONE_HOT_LOSSES:
+        return y
+    import keras
+
+    return keras.utils.to_categorical(y, n_outputs)
+
+
 def _takes_logits(model: Any) -> bool:
     """Whether the model was compiled with a loss on logits (``SparseCategoricalCrossentropy(from_logits=True)``)."""
     get_config = getattr(getattr(model, "loss", None), "get_config", None)
@@ -958,11 +979,13 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     started = time.perf_counter()
     batch_size = int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"]))
     epochs = int(hparams.get("epochs") or max_epochs)
+    weights = class_weights(hparams.get("class_weight"), task, y_train, n_outputs)  # from the integer labels
+    y_train, y_val = labels_for(model, y_train, task, n_outputs), labels_for(model, y_val, task, n_outputs)
     with custom_gradients_released():
         history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
                             validation_batch_size=validation_batch_size(batch_size, len(x_val)), callbacks=callbacks,
                             verbose=0, shuffle=True,
-                            class_weight=class_weights(hparams.get("class_weight"), task, y_train, n_outputs))
+                            class_weight=weights)
     fit_seconds = time.perf_counter() - started
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     losses = curves.get("loss", [])
@@ -1217,6 +1240,7 @@ def find_learning_rate(model_name: str, hparams: Mapping[str, Any], *, x_train: 
     keras.utils.set_random_seed(int(seed))
     model = build(model_name, hparams, tuple(x_train.shape[1:]), n_outputs, task, target_mean=target_mean,
                   target_scale=target_scale, image_shape=image_shape)
+    y_train = labels_for(model, y_train, task, n_outputs)
     batch = int(hparams.get("batch_size", TRAINING_DEFAULTS["batch_size"]))
     rng = np.random.default_rng(seed)
     factor = (max_lr / min_lr) ** (1.0 / max(1, steps - 1))

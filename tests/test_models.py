@@ -594,3 +594,15 @@ def test_custom_code_names_the_users_modules_a_model_needs_and_nothing_of_keras(
     ours = models.build("mlp", {**models.MLP_DEFAULTS, "max_norm": 2.0, "l2": 0.01}, (3,), 2, "classification",
                         target_mean=0.0, target_scale=1.0, image_shape=None)
     assert models.custom_code(ours) == models.CustomCode()
+
+
+@pytest.mark.parametrize("class_weight", ["none", "balanced"])
+def test_a_model_compiled_with_categorical_crossentropy_learns_from_one_hot_labels(class_weight: str) -> None:
+    """It failed every trial on the integer labels ("Arguments `target` and `output` must have the same rank");
+    the class weights still come from the integer labels."""
+    data = _tiny_classes(3)
+    fit = models.train("tests.user_builder:build_one_hot", {"width": 8, "lr": 0.01, "class_weight": class_weight},
+                       task="classification", metric="val_accuracy", maximize=True, max_epochs=2, seed=1,
+                       **data)  # type: ignore[arg-type]
+    assert len(fit.history["val_accuracy"]) == 2 and all(0.0 <= v <= 1.0 for v in fit.history["val_accuracy"])
+    assert models.labels_for(fit.model, np.array([0, 2]), "classification", 3).tolist() == [[1, 0, 0], [0, 0, 1]]

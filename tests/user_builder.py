@@ -134,3 +134,10 @@ def build_keras_tuner_style(hp: Any) -> keras.Model:
     model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", min_value=1e-3, max_value=3e-2, sampling="log")),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def build_one_hot(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+    """Compiled as KerasTuner's tutorials do: categorical_crossentropy, which wants one-hot labels."""
+    model = build(hparams, input_shape, n_outputs, task)
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
