@@ -261,14 +261,16 @@ def _takes_hp(builder: Builder) -> bool:
         return False
 
 
-#: What each KerasTuner-style builder declared, per process: (defaults, space), read once.
-_DISCOVERED: dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
+#: What each KerasTuner-style builder declared, per process: (defaults, space), read once per function object — a
+#: notebook that redefines the function (or reloads its module) between studies gets its new space.
+_DISCOVERED: dict[tuple[str, Builder], tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
 
 
 def _discovered(model: str, builder: Builder) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The defaults and space a ``build(hp)`` builder declares (:func:`bo_tuner.hyperparameters.discover`): it is
     called with each discrete hyperparameter's values in turn, each model built and dropped."""
-    if model not in _DISCOVERED:
+    key = (model, builder)
+    if key not in _DISCOVERED:
         from bo_tuner.hyperparameters import discover
 
         import_backend()
@@ -281,13 +283,13 @@ def _discovered(model: str, builder: Builder) -> tuple[dict[str, Any], dict[str,
                 keras.backend.clear_session(free_memory=False)
 
         try:
-            _DISCOVERED[model] = discover(build_once)
+            _DISCOVERED[key] = discover(build_once)
         except ConfigError:
             raise
         except Exception as exc:
             raise ConfigError(f"model: ({model!r}) failed while its search space was read by calling "
                               f"build(hp): {first_line(exc)}") from None
-    return _DISCOVERED[model]
+    return _DISCOVERED[key]
 
 
 def builder_info(model: str) -> BuilderInfo:

@@ -606,3 +606,19 @@ def test_a_model_compiled_with_categorical_crossentropy_learns_from_one_hot_labe
                        **data)  # type: ignore[arg-type]
     assert len(fit.history["val_accuracy"]) == 2 and all(0.0 <= v <= 1.0 for v in fit.history["val_accuracy"])
     assert models.labels_for(fit.model, np.array([0, 2]), "classification", 3).tolist() == [[1, 0, 0], [0, 0, 1]]
+
+
+def test_a_redefined_keras_tuner_function_is_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook edits ``build(hp)`` and tunes again under the same name: the space is the new function's."""
+    from tests import user_builder
+
+    first = models.builder_info("tests.user_builder:build_keras_tuner_style").default_space
+    assert first is not None and "lr" in first
+
+    def edited(hp: object) -> object:
+        hp.Int("width", 4, 8)  # type: ignore[attr-defined]
+        return user_builder.build({"width": 4, "lr": 0.01}, (4,), 3, "classification")
+
+    monkeypatch.setattr(user_builder, "build_keras_tuner_style", edited)
+    assert models.builder_info("tests.user_builder:build_keras_tuner_style").default_space == {
+        "width": {"type": "int", "low": 4, "high": 8}}
