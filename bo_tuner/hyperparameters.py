@@ -182,7 +182,7 @@ def discover(build: Callable[[HyperParameters], object]) -> tuple[dict[str, Any]
                     seen_under[name] = (parent, set())
                     if "when" not in spec:
                         queue.append(name)
-                first_parent, values = seen_under.get(name, (parent, set()))
+                first_parent, values = seen_under[name]
                 if first_parent == parent:
                     values.add(value)
                 else:

@@ -578,30 +578,28 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
 _ONE_HOT_LOSSES = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge"})
 
 
+def _loss_config(model: Any) -> dict[str, Any]:
+    """What the model's compiled loss says of itself: ``name`` (``categorical_crossentropy``) and, for a loss
+    object, ``from_logits``; a loss given as a string or function has only its name, one of the user's own whose
+    config cannot be read nothing (taken as a loss on probabilities and integer labels)."""
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, str):
+        return {"name": loss}
+    get_config = getattr(loss, "get_config", None)
+    try:
+        return dict(get_config()) if callable(get_config) else {"name": getattr(loss, "__name__", "")}
+    except Exception:
+        return {}
+
+
 def labels_for(model: Any, y: Any, task: str, n_outputs: int) -> Any:
     """Integer class labels ``y`` as ``model`` learns them: one-hot when its loss is a categorical one (KerasTuner's
     tutorials compile with ``categorical_crossentropy``, which failed on integer labels), else as they are."""
-    loss = getattr(model, "loss", None)
-    get_config = getattr(loss, "get_config", None)
-    try:
-        name = loss if isinstance(loss, str) else (get_config().get("name") if callable(get_config)
-                                                   else getattr(loss, "__name__", ""))
-    except Exception:  # a loss of the user's own whose config cannot be read
-        name = ""
-    if task != "classification" or str(name).lower() not in _ONE_HOT_LOSSES:
+    if task != "classification" or str(_loss_config(model).get("name", "")).lower() not in _ONE_HOT_LOSSES:
         return y
     import keras
 
     return keras.utils.to_categorical(y, n_outputs)
-
-
-def _takes_logits(model: Any) -> bool:
-    """Whether the model was compiled with a loss on logits (``SparseCategoricalCrossentropy(from_logits=True)``)."""
-    get_config = getattr(getattr(model, "loss", None), "get_config", None)
-    try:
-        return bool(get_config().get("from_logits", False)) if callable(get_config) else False
-    except Exception:  # a loss of the user's own whose config cannot be read: taken as probabilities
-        return False
 
 
 def as_probabilities(model_name: str, model: Any, x_sample: npt.NDArray[np.float32], n_outputs: int,
@@ -634,15 +632,16 @@ def as_probabilities(model_name: str, model: Any, x_sample: npt.NDArray[np.float
             raise TrialFailedError(f"model: {model_name} returned a model with {width} outputs per row; a "
                                    "regression model ends in one (Dense(1))")
         return model
-    logits = _takes_logits(model)
+    logits = bool(_loss_config(model).get("from_logits", False))  # SparseCategoricalCrossentropy(from_logits=True)
     if width == 1 and n_outputs == 2:
         form = "sigmoid logits" if logits else "sigmoid"
     elif width == n_outputs:
-        if not logits and outputs.size and (np.any(outputs < -1e-6) or np.any(outputs > 1 + 1e-6) or not np.allclose(
-                outputs.reshape(len(outputs), -1).sum(axis=1), 1.0, atol=1e-2)):
+        sums = outputs.reshape(len(outputs), -1).sum(axis=1)
+        if not logits and outputs.size and (np.any(outputs < -1e-6) or np.any(outputs > 1 + 1e-6)
+                                            or not np.allclose(sums, 1.0, atol=1e-2)):
             raise TrialFailedError(f"model: {model_name} returned a model whose outputs are not class probabilities "
-                                   f"(a row sums to {outputs.reshape(len(outputs), -1).sum(axis=1)[0]:.3g}); end it "
-                                   "with activation='softmax', or compile its loss with from_logits=True")
+                                   f"(a row sums to {sums[0]:.3g}); end it with activation='softmax', or compile its "
+                                   "loss with from_logits=True")
         if not logits:
             return model
         form = "logits"

@@ -375,7 +375,8 @@ def _prior_from_spec(where: str, spec: Mapping[Any, Any]) -> Any:
 
 def _typed_example(spec: Mapping[Any, Any]) -> str:
     """``spec`` (which lacks ``type:``) written with the type its other keys suggest, for an error's hint: a range
-    of whole numbers could still be meant as reals (a dropout of 0 to 1), so the type is never guessed silently."""
+    of whole numbers could still be meant as reals (a dropout of 0 to 1), so the type is never guessed silently
+    (also what a bare list in the space is told to become)."""
     bounds = [value for key, value in spec.items() if key in ("low", "high", "min_value", "max_value")]
     if "choices" in spec or "values" in spec:
         kind = "categorical"
@@ -397,11 +398,9 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
         raise ConfigError(f"space: name ({name!r}) must be an identifier such as 'learning_rate'")
     if not isinstance(spec, Mapping):
         if isinstance(spec, list | tuple):  # a list alone could mean its values or a range: the file says which
-            listed = ", ".join(str(v) for v in spec)
-            hint = f"{{type: categorical, choices: [{listed}]}}"
+            hint = _typed_example({"choices": spec})
             if len(spec) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec):
-                numeric = "int" if all(isinstance(v, int) for v in spec) else "real"
-                hint += f" for these values, or {{type: {numeric}, low: {spec[0]}, high: {spec[1]}}} for a range"
+                hint += f" for these values, or {_typed_example({'low': spec[0], 'high': spec[1]})} for a range"
             raise ConfigError(f"{where}: ({list(spec)!r}) must be a mapping such as {hint}")
         if isinstance(spec, str | int | float | bool):
             raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}; to fix "

@@ -51,6 +51,7 @@ from bo_tuner.trial import (
     run_function_trial,
     run_keras_trial,
     score_logged_model,
+    study_space,
 )
 
 ROLE_TAG = "bo_tuner.role"
@@ -438,11 +439,8 @@ _SYNONYMS = {"lr": "learning_rate", "learn_rate": "learning_rate", "init_mode": 
 def _validate_space(config: StudyConfig) -> SearchSpace:
     """Resolve the space (default if none) and check the builder takes every hyperparameter named."""
     info = models.builder_info(config.model)
-    if config.space is not None:
-        space = config.space
-    elif info.default_space is not None:
-        space = SearchSpace.from_dict(info.default_space)
-    else:
+    space = study_space(config)
+    if space is None:
         raise ConfigError(f"space: (none) must be given for model {config.model!r}, which has no default space "
                           "(a default_space mapping on the function or in its module)")
     if info.defaults is not None:

@@ -122,13 +122,14 @@ def hyperparameters(config: StudyConfig, params: Mapping[str, Scalar]) -> dict[s
     return hp
 
 
-def _space(config: StudyConfig) -> SearchSpace | None:
-    """The study's space: its own, or else the builder's default one (whose ``when:`` conditions count too: a
-    KerasTuner build function's layer loop, a user builder's declared ``default_space``)."""
+def study_space(config: StudyConfig) -> SearchSpace | None:
+    """The study's space: its own, or else the builder's default one (whose ``when:`` conditions count in a trial
+    too: a KerasTuner build function's layer loop, a user builder's declared ``default_space``); None when the
+    builder has none."""
     if config.space is not None:
         return config.space
     default = models.builder_info(config.model).default_space
-    return SearchSpace.from_dict(default) if default else None
+    return None if default is None else SearchSpace.from_dict(default)
 
 
 def _inactive(space: SearchSpace | None, hp: Mapping[str, Any]) -> set[str]:
@@ -211,7 +212,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         try:
             hp = hyperparameters(config, job.params)
             # a conditional dimension this point does not use; a layer size no layer of this network takes
-            inactive = _inactive(_space(config), hp) | models.unused_sizes(config.model, hp)
+            inactive = _inactive(study_space(config), hp) | models.unused_sizes(config.model, hp)
             tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values too
                                                  if k not in job.params and k not in inactive})
             prepared = prepared_data(config.data_key)
