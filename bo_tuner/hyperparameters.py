@@ -45,6 +45,13 @@ class HyperParameters:
             raise KeyError(f"hyperparameter {name!r} has not been declared")
         return self.values[name]
 
+    def copy(self) -> HyperParameters:
+        """The same values and ranges, apart: what a KerasTuner ``HyperModel(tunable=False)`` builds with, so that
+        its hp calls declare nothing."""
+        twin = HyperParameters(self.values)
+        twin.space, twin.fixed = dict(self.space), dict(self.fixed)
+        return twin
+
     @contextlib.contextmanager
     def conditional_scope(self, parent_name: str, parent_values: Any) -> Iterator[None]:
         """Hyperparameters declared inside matter only where ``parent_name`` takes one of ``parent_values``."""

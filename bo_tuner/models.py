@@ -6,11 +6,13 @@ Builders share one signature, also the one a user builder (``--model pkg.module:
     build_fn(hparams: dict, input_shape: tuple[int, ...], n_outputs: int, task: str) -> compiled keras.Model
 
 ``n_outputs`` is the number of classes for classification (integer labels 0..n-1, softmax output expected) and 1
-for regression.
+for regression. A user may also name a KerasTuner build function ``build(hp)`` or ``HyperModel`` (class or
+instance; its own ``fit(hp, model, x, y, **kwargs)`` then trains each trial): see :class:`UserBuilder`.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import inspect
@@ -220,7 +222,24 @@ def _layer_size(hp: Mapping[str, Any], base: str, layer: int, default: Any) -> i
     return int(default if value is None else value)
 
 
-def _import_user_builder(model: str) -> Builder:
+@dataclass(frozen=True)
+class UserBuilder:
+    """A user's ``--model module:name`` as imported: a function of (hparams, input_shape, n_outputs, task), a
+    KerasTuner build function ``build(hp)``, or a KerasTuner ``HyperModel`` (its class or an instance), whose own
+    ``fit(hp, model, *args, **kwargs)``, when it has one, trains each trial."""
+
+    build: Builder
+    takes_hp: bool
+    owner: object  # whose attributes (and module's names) may declare hyperparameters / default_space
+    fit: Callable[..., Any] | None = None
+
+
+#: HyperModel classes named by ``--model``, instantiated once per process (so the discovered space's cache, keyed by
+#: the bound ``build``, holds across calls).
+_HYPERMODELS: dict[tuple[str, type], object] = {}
+
+
+def _import_user_builder(model: str) -> UserBuilder:
     module_name, _, attr = model.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"model: ({model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
@@ -229,18 +248,23 @@ def _import_user_builder(model: str) -> Builder:
             module = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
-    builder = getattr(module, attr, None)
-    if not callable(builder):
+    found = getattr(module, attr, None)
+    if _is_hypermodel(found):
+        hypermodel = _hypermodel_instance(model, found)
+        return UserBuilder(hypermodel.build, takes_hp=True, owner=hypermodel,  # type: ignore[attr-defined]
+                           fit=_own_fit(hypermodel))
+    if not callable(found):
         raise ConfigError(f"model: ({model!r}) {module_name!r} has no callable {attr!r}")
-    if not _takes_hp(builder):
-        try:
-            inspect.signature(builder).bind({}, (1,), 2, "classification")
-        except TypeError as exc:
-            raise ConfigError(f"model: ({model!r}) must take (hparams, input_shape, n_outputs, task), or hp alone "
-                              f"as a KerasTuner build function does: {exc}") from None
-        except ValueError:  # no signature to inspect (a C function): the first trial will tell
-            pass
-    return builder  # type: ignore[no-any-return]
+    if _takes_hp(found):
+        return UserBuilder(found, takes_hp=True, owner=found)
+    try:
+        inspect.signature(found).bind({}, (1,), 2, "classification")
+    except TypeError as exc:
+        raise ConfigError(f"model: ({model!r}) must take (hparams, input_shape, n_outputs, task), or hp alone "
+                          f"as a KerasTuner build function does: {exc}") from None
+    except ValueError:  # no signature to inspect (a C function): the first trial will tell
+        pass
+    return UserBuilder(found, takes_hp=False, owner=found)
 
 
 def _takes_hp(builder: Builder) -> bool:
@@ -261,15 +285,49 @@ def _takes_hp(builder: Builder) -> bool:
         return False
 
 
+def _is_hypermodel(found: object) -> bool:
+    """A KerasTuner ``HyperModel`` class or instance: a ``build`` method and no ``compile`` (a Keras model has
+    both); any class written that way will do, KerasTuner itself need not be installed."""
+    if found is None or inspect.isroutine(found):
+        return False
+    kind = found if inspect.isclass(found) else type(found)
+    return callable(getattr(kind, "build", None)) and not hasattr(kind, "compile")
+
+
+def _hypermodel_instance(model: str, found: object) -> object:
+    if not inspect.isclass(found):
+        return found
+    key = (model, found)
+    if key not in _HYPERMODELS:
+        try:
+            _HYPERMODELS[key] = found()
+        except Exception as exc:
+            module_name = model.partition(":")[0]
+            raise ConfigError(f"model: ({model!r}) {found.__name__}() failed: {first_line(exc)}; create the "
+                              f"HyperModel in {module_name!r} (hypermodel = {found.__name__}(...)) and pass "
+                              f"--model {module_name}:hypermodel") from None
+    return _HYPERMODELS[key]
+
+
+def _own_fit(hypermodel: object) -> Callable[..., Any] | None:
+    """A HyperModel's ``fit`` when its class defines one (KerasTuner's own just calls ``model.fit``)."""
+    for kind in type(hypermodel).__mro__:
+        if "fit" in vars(kind):
+            return None if kind.__module__.partition(".")[0] == "keras_tuner" else hypermodel.fit  # type: ignore
+    return None
+
+
 #: What each KerasTuner-style builder declared, per process: (defaults, space), read once per function object — a
 #: notebook that redefines the function (or reloads its module) between studies gets its new space.
 _DISCOVERED: dict[tuple[str, Builder], tuple[dict[str, Any], dict[str, dict[str, Any]]]] = {}
 
 
-def _discovered(model: str, builder: Builder) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def _discovered(model: str, builder: UserBuilder) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The defaults and space a ``build(hp)`` builder declares (:func:`bo_tuner.hyperparameters.discover`): it is
-    called with each discrete hyperparameter's values in turn, each model built and dropped."""
-    key = (model, builder)
+    called with each discrete hyperparameter's values in turn, each model built and dropped. A HyperModel's own
+    ``fit`` is called too, on two rows of zeros, with a model whose ``fit`` trains nothing: the hyperparameters it
+    tunes (``batch_size``, ``shuffle``) join the space."""
+    key = (model, builder.build)
     if key not in _DISCOVERED:
         from bo_tuner.hyperparameters import discover
 
@@ -278,18 +336,81 @@ def _discovered(model: str, builder: Builder) -> tuple[dict[str, Any], dict[str,
 
         def build_once(hp: Any) -> object:
             try:
-                return builder(hp)
+                built = builder.build(hp)
+                if builder.fit is not None:
+                    x, y = _zero_rows(built)
+                    builder.fit(hp, _FitRecorder(built), x, y, validation_data=(x, y), callbacks=[])
+                return built
             finally:
                 keras.backend.clear_session(free_memory=False)
 
+        called = "build(hp)" if builder.fit is None else "build(hp) and fit(hp, model, x, y, ...)"
         try:
             _DISCOVERED[key] = discover(build_once)
         except ConfigError:
             raise
         except Exception as exc:
             raise ConfigError(f"model: ({model!r}) failed while its search space was read by calling "
-                              f"build(hp): {first_line(exc)}") from None
+                              f"{called}: {first_line(exc)}") from None
     return _DISCOVERED[key]
+
+
+def _zero_rows(model: Any) -> tuple[Any, Any]:
+    """Two rows of zeros shaped as a built model's input and output (one feature, one output when unknown)."""
+    import numpy as np
+
+    def shape(tensors: Any) -> tuple[int, ...]:
+        try:
+            return tuple(int(d or 1) for d in tensors[0].shape[1:]) or (1,)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return (1,)
+
+    return (np.zeros((2, *shape(getattr(model, "inputs", None))), dtype="float32"),
+            np.zeros((2, *shape(getattr(model, "outputs", None))), dtype="float32"))
+
+
+class _FitRecorder:
+    """The model a HyperModel's ``fit`` gets while its space is read: ``fit`` trains nothing; the rest is the
+    model's."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        return _History()
+
+
+class _History:
+    """What ``model.fit`` returns while a HyperModel's space is read: any metric's curve is one zero."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = collections.defaultdict(lambda: [0.0])
+
+
+class _FitThrough:
+    """The model a HyperModel's own ``fit`` trains: its ``model.fit(...)`` call gets the study's settings (epochs,
+    batch size, class weights, the validation rows) for every argument it leaves out, and the study's callbacks
+    beside its own — EarlyStopping, the per-epoch metrics, the pruner — so a trial's curves are read as for any
+    model. ``history`` is what the last ``model.fit`` returned."""
+
+    def __init__(self, model: Any, defaults: Mapping[str, Any], callbacks: list[Any]) -> None:
+        self._model = model
+        self._defaults = dict(defaults)
+        self._callbacks = callbacks
+        self.history: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def fit(self, *args: Any, **kwargs: Any) -> Any:
+        theirs = inspect.signature(self._model.fit).bind_partial(*args, **kwargs).arguments  # names positionals
+        own = list(theirs.pop("callbacks", None) or [])
+        callbacks = own + [c for c in self._callbacks if not any(c is t for t in own)]
+        self.history = self._model.fit(**{**self._defaults, **theirs, "callbacks": callbacks})
+        return self.history
 
 
 def builder_info(model: str) -> BuilderInfo:
@@ -299,9 +420,9 @@ def builder_info(model: str) -> BuilderInfo:
     if model == "cnn":
         return BuilderInfo("cnn", {**CNN_DEFAULTS, **TRAINING_DEFAULTS}, DEFAULT_SPACES["cnn"])
     builder = _import_user_builder(model)
-    declared = _declared(model, builder, "hyperparameters")
-    space = _declared(model, builder, "default_space")
-    if _takes_hp(builder):  # KerasTuner's build(hp): its hp calls say both
+    declared = _declared(model, builder.owner, "hyperparameters")
+    space = _declared(model, builder.owner, "default_space")
+    if builder.takes_hp:  # KerasTuner's build(hp): its hp calls say both
         found_defaults, found_space = _discovered(model, builder)
         declared = declared if declared is not None else found_defaults
         space = space if space is not None else (found_space or None)
@@ -309,12 +430,13 @@ def builder_info(model: str) -> BuilderInfo:
     return BuilderInfo(model, defaults, space)
 
 
-def _declared(model: str, builder: Builder, name: str) -> dict[str, Any] | None:
-    """A user builder's ``hyperparameters`` or ``default_space``: an attribute of the function
+def _declared(model: str, owner: object, name: str) -> dict[str, Any] | None:
+    """A user builder's ``hyperparameters`` or ``default_space``: an attribute of the function (or HyperModel)
     (``build.default_space = {...}``) or else a module-level name beside it; a mapping (or a ``SearchSpace``)."""
-    value = getattr(builder, name, None)
+    value = getattr(owner, name, None)
     if value is None:
-        value = getattr(sys.modules.get(getattr(builder, "__module__", None) or ""), name, None)
+        module = getattr(owner if inspect.isroutine(owner) else type(owner), "__module__", None)
+        value = getattr(sys.modules.get(module or ""), name, None)
     if value is None:
         return None
     if hasattr(value, "to_dict") and name == "default_space":  # a SearchSpace built in Python
@@ -561,12 +683,12 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
         return build_cnn(hparams, input_shape, n_outputs, task, target_mean=target_mean,
                          target_scale=target_scale, image_shape=image_shape)
     builder = _import_user_builder(model)
-    if _takes_hp(builder):
+    if builder.takes_hp:
         from bo_tuner.hyperparameters import HyperParameters
 
-        built = builder(HyperParameters(hparams))
+        built = builder.build(HyperParameters(hparams))
     else:
-        built = builder(dict(hparams), input_shape, n_outputs, task)
+        built = builder.build(dict(hparams), input_shape, n_outputs, task)
     if not callable(getattr(built, "fit", None)) or not callable(getattr(built, "predict_on_batch", None)):
         raise TrialFailedError(f"model: {model} returned {type(built).__name__}, not a compiled Keras model")
     if getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True):
@@ -982,11 +1104,15 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     epochs = int(hparams.get("epochs") or max_epochs)
     weights = class_weights(hparams.get("class_weight"), task, y_train, n_outputs)  # from the integer labels
     y_train, y_val = labels_for(model, y_train, task, n_outputs), labels_for(model, y_val, task, n_outputs)
+    settings = {"epochs": epochs, "batch_size": batch_size, "verbose": 0, "shuffle": True, "class_weight": weights,
+                "validation_batch_size": validation_batch_size(batch_size, len(x_val))}
+    own_fit = _import_user_builder(model_name).fit if not is_builtin(model_name) else None
     with custom_gradients_released():
-        history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
-                            validation_batch_size=validation_batch_size(batch_size, len(x_val)), callbacks=callbacks,
-                            verbose=0, shuffle=True,
-                            class_weight=weights)
+        if own_fit is None:
+            history = model.fit(x_train, y_train, validation_data=(x_val, y_val), callbacks=callbacks, **settings)
+        else:
+            history = _fit_hypermodel(own_fit, hparams, model, (x_train, y_train), (x_val, y_val), settings,
+                                      callbacks)
     fit_seconds = time.perf_counter() - started
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     losses = curves.get("loss", [])
@@ -1008,6 +1134,20 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
                          pruned_at=pruner.pruned_at)
     return FitResult(model=served, history=curves, objective=float(values[best]), best_epoch=best + 1,
                      epochs_run=len(values), fit_seconds=fit_seconds)
+
+
+def _fit_hypermodel(own_fit: Callable[..., Any], hparams: Mapping[str, Any], model: Any, train: tuple[Any, Any],
+                    validation: tuple[Any, Any], settings: Mapping[str, Any], callbacks: list[Any]) -> Any:
+    """Train through a HyperModel's own ``fit(hp, model, x, y, validation_data=..., callbacks=...)``, as KerasTuner
+    calls it; its ``model.fit`` call gets the study's settings for what it leaves out (:class:`_FitThrough`)."""
+    from bo_tuner.hyperparameters import HyperParameters
+
+    through = _FitThrough(model, {"validation_data": validation, **settings}, callbacks)
+    own_fit(HyperParameters(hparams), through, *train, validation_data=validation, callbacks=list(callbacks))
+    if through.history is None:
+        raise TrialFailedError("the HyperModel's fit() did not call model.fit(...): bo_tuner reads each epoch's "
+                               "metrics from it (a fit that trains in a loop of its own is not supported)")
+    return through.history
 
 
 def weighs_classes(setting: Any) -> bool:

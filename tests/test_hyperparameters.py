@@ -87,3 +87,12 @@ def test_a_name_that_several_parents_bring_in_stays_unconditional_and_large_rang
 def test_a_builder_that_names_an_empty_choice_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"space.act: values \(\[\]\) must not be empty"):
         discover(lambda hp: hp.Choice("act", []))
+
+
+def test_a_copy_reads_the_same_values_and_declares_apart() -> None:
+    """KerasTuner's ``HyperModel(tunable=False)`` builds with ``hp.copy()``: its calls must not join the space."""
+    hp = HyperParameters({"units": 64})
+    hp.Int("layers", 1, 3)
+    twin = hp.copy()
+    assert twin.Int("units", 32, 512) == 64 and twin.get("layers") == 1
+    assert set(hp.space) == {"layers"} and set(twin.space) == {"layers", "units"}

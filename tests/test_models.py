@@ -622,3 +622,43 @@ def test_a_redefined_keras_tuner_function_is_read_again(monkeypatch: pytest.Monk
     monkeypatch.setattr(user_builder, "build_keras_tuner_style", edited)
     assert models.builder_info("tests.user_builder:build_keras_tuner_style").default_space == {
         "width": {"type": "int", "low": 4, "high": 8}}
+
+
+def test_a_keras_tuner_hypermodel_declares_its_space_in_build_and_fit() -> None:
+    """A ``keras_tuner.HyperModel`` subclass named by ``--model``: created by the study, its ``build`` and its own
+    ``fit`` (KerasTuner's "tune model training" guide: batch size and shuffling) both declare the space; a class
+    without a ``fit`` of its own declares only what ``build`` does; an instance made in the module is used as it is."""
+    assert models.builder_info("tests.hypermodels:TunedTraining").default_space == {
+        "units": {"type": "int", "low": 8, "high": 32, "step": 8},
+        "lr": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"},
+        "batch_size": {"type": "categorical", "choices": [8, 16]},
+        "shuffle": {"type": "boolean"}}
+    assert set(models.builder_info("tests.hypermodels:BuildOnly").default_space or {}) == {"units", "lr"}
+    assert models.builder_info("tests.hypermodels:hypermodel").default_space == {
+        "units": {"type": "int", "low": 4, "high": 8}}
+    with pytest.raises(ConfigError, match=r"NeedsClasses\(\) failed: .*classes.*; create the HyperModel in "
+                                          r"'tests.hypermodels' \(hypermodel = NeedsClasses\(...\)\)"):
+        models.builder_info("tests.hypermodels:NeedsClasses")
+
+
+def test_a_hypermodels_fit_trains_each_trial_with_the_studys_settings_for_what_it_leaves_out() -> None:
+    """Its ``model.fit(x, y, batch_size, callbacks=[its own])``: the batch size it passes positionally is the one
+    Keras trains with, the study's epochs fill in what it left out, and the study's callbacks run beside its own (the
+    per-epoch metrics reach ``on_epoch``, EarlyStopping keeps the best epoch)."""
+    from tests import hypermodels
+
+    data = _tiny_classes(3)  # 40 training rows
+    epochs: list[dict[str, float]] = []
+    fit = models.train("tests.hypermodels:RecordingFit", {"units": 8, "lr": 0.01, "batch_size": 16},
+                       task="classification", metric="val_accuracy", maximize=True, max_epochs=3, seed=1,
+                       on_epoch=epochs.append, **data)  # type: ignore[arg-type]
+    seen = hypermodels.SEEN[-1]
+    assert seen["batch_size"] == 16 and seen["params"]["steps"] == 3 and seen["params"]["epochs"] == 3
+    assert len(epochs) == 3 and len(fit.history["val_accuracy"]) == 3 and 1 <= fit.best_epoch <= 3
+    duck = models.train("tests.hypermodels:DuckTyped", {"units": 8, "lr": 0.01},
+                        task="classification", metric="val_accuracy", maximize=True, max_epochs=3, seed=1,
+                        **data)  # type: ignore[arg-type]
+    assert duck.epochs_run == 1  # its fit's own epochs=hp.Int("epochs", 1, 2) at its default, not max_epochs 3
+    with pytest.raises(TrialFailedError, match=r"did not call model.fit\(...\)"):
+        models.train("tests.hypermodels:OwnLoop", {"units": 8, "lr": 0.01}, task="classification",
+                     metric="val_accuracy", maximize=True, max_epochs=1, seed=1, **data)  # type: ignore[arg-type]

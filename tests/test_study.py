@@ -617,6 +617,20 @@ def test_a_keras_tuner_build_function_runs_as_it_is(store: tuple[Path, str]) -> 
             assert summary.count("Dense") == int(params["num_layers"]) + 1  # built from the trial's own values
 
 
+def test_a_keras_tuner_hypermodel_runs_as_it_is(store: tuple[Path, str]) -> None:
+    """``--model mymodels:MyHyperModel``, a ``keras_tuner.HyperModel`` whose ``fit`` tunes the batch size: the study
+    creates it in each worker, trains every trial through its ``fit`` and registers the best."""
+    _, uri = store
+    config = StudyConfig(data="iris", model="tests.hypermodels:TunedTraining", n_calls=3, n_initial_points=3,
+                         max_epochs=2, experiment="hypermodel", tracking_uri=uri)
+    assert set(bo_tuner.plan(config).space.describe()) == {"units", "lr", "batch_size", "shuffle"}
+    result = bo_tuner.tune(config, progress=False)
+    assert result.n_failed == 0 and result.promotion is not None and result.promotion.promoted
+    for trial in result.trials:
+        params = MlflowClient().get_run(trial.run_id).data.params
+        assert params["batch_size"] in {"8", "16"} and params["shuffle"] in {"True", "False"}
+
+
 def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResult, store: tuple[Path, str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Failure injection at the registry seam: the alias update fails after the new version is registered."""
