@@ -538,6 +538,18 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
             importlib.import_module(module)  # registers its custom layers before Keras looks them up
         self._model = models.load_model(context.artifacts["keras_model"])
 
+    @property
+    def keras_model(self) -> Any:
+        """The trained Keras model (its inputs are ``pipeline.transform(rows)``; a classifier's outputs are class
+        probabilities): to fine-tune it, or export it (``keras_model.export(path)`` for TF Serving / TFLite)."""
+        return self._model
+
+    @property
+    def pipeline(self) -> FeaturePipeline:
+        """The feature pipeline fitted on the training split: raw rows → the Keras model's inputs
+        (``transform``), its outputs → labels (``decode``)."""
+        return self._pipeline  # type: ignore[no-any-return]
+
     # No type hints on predict: MLflow would try to derive a schema from them; the signature is logged instead.
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """Labels (classification) or numbers (regression); with ``params={"output": "probabilities"}`` a

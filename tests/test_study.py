@@ -100,6 +100,10 @@ def test_champion_loads_by_alias_and_predicts_labels_from_raw_rows(digits_study:
     assert set(predictions) <= set(range(10))
     assert (predictions == frame[target].head(50).to_numpy()).mean() > 0.7
     assert 0.7 < digits_study.test_metrics["test_accuracy"] <= 1.0
+    # the Keras model inside, for a Keras user to fine-tune or export: the same answers through its pipeline
+    champion = model.unwrap_python_model()
+    outputs = champion.keras_model.predict(champion.pipeline.transform(rows), verbose=0)
+    assert outputs.shape == (50, 10) and np.array_equal(champion.pipeline.decode(outputs), predictions)
     # from the result itself (a notebook): the registered version, and the trials as a table
     assert np.array_equal(np.asarray(digits_study.load_model().predict(rows)), predictions)
     table = digits_study.trials_frame()
