@@ -34,6 +34,8 @@ BUILTIN_METRICS = {
 }
 _MAXIMIZED = ("accuracy", "auc", "precision", "recall", "f1", "r2")
 _MODEL_RE = re.compile(r"^(mlp|cnn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+#: A builder passed as a Python object, as :func:`bo_tuner.models.builder_reference` saved it.
+_SAVED_BUILDER_RE = re.compile(r"^.+\.pkl:[A-Za-z_]\w*$")
 # MLflow registered model names end up in URIs (models:/<name>@champion): keep them URI- and path-safe.
 _REGISTERED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
 _EXPERIMENT_RE = re.compile(r"^[^\x00-\x1f]{1,500}$")
@@ -254,7 +256,11 @@ class StudyConfig:
             raise ConfigError(f"ignore_columns: ({self.target!r}) is the target; it cannot also be left out")
         task = _optional_str("task", self.task)
         set_("task", None if task is None else _choice("task", task, TASKS))
-        if not isinstance(self.model, str) or not _MODEL_RE.match(self.model):
+        if not isinstance(self.model, str):  # from Python, the builder itself: saved for the workers
+            from bo_tuner.models import builder_reference
+
+            set_("model", builder_reference(self.model))
+        if not _MODEL_RE.match(self.model) and not _SAVED_BUILDER_RE.match(self.model):
             raise ConfigError(f"model: ({self.model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
         if self.space is not None and not isinstance(self.space, SearchSpace):
             set_("space", SearchSpace.from_dict(self.space))

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bo_tuner.errors import ConfigError, TrialFailedError, first_line
@@ -239,16 +240,96 @@ class UserBuilder:
 _HYPERMODELS: dict[tuple[str, type], object] = {}
 
 
+#: A builder given as a Python object and saved by value (:func:`builder_reference`): ``<path>.pkl:<name>``.
+SAVED_BUILDER_SUFFIX = ".pkl"
+#: Saved builders loaded in this process (or saved from it: the object itself), per file.
+_SAVED: dict[str, object] = {}
+
+
+def builders_dir() -> Path:
+    """Where :func:`builder_reference` saves builders: ``$XDG_CACHE_HOME/bo_tuner/builders`` (``~/.cache/…``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "bo_tuner" / "builders"
+
+
+def is_saved_builder(model: str) -> bool:
+    return model.rpartition(":")[0].endswith(SAVED_BUILDER_SUFFIX)
+
+
+def builder_reference(found: object) -> str:
+    """A builder passed as a Python object (``bo_tuner.tune({"model": build_model})``: a function of the four
+    arguments, a KerasTuner ``build(hp)``, a HyperModel class or instance) as the ``model`` string the study records
+    and its workers import. ``module:name`` when that module gives back this very object; otherwise (a notebook's
+    cell, a script's ``__main__``, a lambda) it is saved by value with cloudpickle, named by its content:
+    ``builders_dir()/<digest>/<name>.pkl:<name>`` — what the worker processes load and ``--resume`` reads back.
+
+    Raises:
+        ConfigError: it is not a builder, or cannot be pickled.
+    """
+    import cloudpickle
+
+    if not (callable(found) or _is_hypermodel(found)) or isinstance(found, str):
+        raise ConfigError(f"model: ({found!r}) must be 'mlp', 'cnn', 'package.module:function' or (from Python) a "
+                          "builder function or KerasTuner HyperModel")
+    named = found if inspect.isroutine(found) or inspect.isclass(found) else type(found)
+    name = str(getattr(named, "__name__", ""))
+    module = getattr(named, "__module__", None)
+    by_name = inspect.isroutine(found) or inspect.isclass(found)  # an instance is saved (its class by name)
+    if by_name and module not in (None, "__main__", "__mp_main__") and name.isidentifier():
+        with contextlib.suppress(Exception):
+            if getattr(importlib.import_module(module), name, None) is found:
+                return f"{module}:{name}"
+    name = name if name.isidentifier() else "builder"
+    try:
+        payload = cloudpickle.dumps(found)
+    except Exception as exc:
+        raise ConfigError(f"model: ({name}) cannot be saved for the study's worker processes: {first_line(exc)}; "
+                          "define it in a module file and pass 'module:function'") from None
+    import hashlib
+
+    path = builders_dir() / hashlib.sha256(payload).hexdigest()[:16] / f"{name}{SAVED_BUILDER_SUFFIX}"
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(payload)
+            os.replace(partial, path)  # whole or not at all
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise ConfigError(f"model: ({name}) could not be saved as {path} for the study's worker processes: "
+                              f"{first_line(exc)}") from None
+    _SAVED[str(path)] = found  # this process goes on with the object itself
+    return f"{path}:{name}"
+
+
+def _saved_builder(model: str) -> object:
+    path = model.rpartition(":")[0]
+    if path not in _SAVED:
+        import cloudpickle
+
+        try:
+            with _native_log_level_kept(), open(path, "rb") as file:
+                _SAVED[path] = cloudpickle.load(file)
+        except Exception as exc:
+            raise ConfigError(f"model: ({model!r}) cannot be loaded: {first_line(exc)}; pass the builder again "
+                              "(a saved builder lives only on the machine that saved it)") from None
+    return _SAVED[path]
+
+
 def _import_user_builder(model: str) -> UserBuilder:
-    module_name, _, attr = model.partition(":")
+    module_name, _, attr = model.rpartition(":")
     if not module_name or not attr:
         raise ConfigError(f"model: ({model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
-    try:
-        with _native_log_level_kept():  # a builder's module usually imports Keras (TensorFlow) at its top
-            module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
-    found = getattr(module, attr, None)
+    if is_saved_builder(model):
+        found = _saved_builder(model)
+    else:
+        try:
+            with _native_log_level_kept():  # a builder's module usually imports Keras (TensorFlow) at its top
+                module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
+        found = getattr(module, attr, None)
     if _is_hypermodel(found):
         hypermodel = _hypermodel_instance(model, found)
         return UserBuilder(hypermodel.build, takes_hp=True, owner=hypermodel,  # type: ignore[attr-defined]
@@ -302,10 +383,10 @@ def _hypermodel_instance(model: str, found: object) -> object:
         try:
             _HYPERMODELS[key] = found()
         except Exception as exc:
-            module_name = model.partition(":")[0]
+            module_name = model.rpartition(":")[0]
             raise ConfigError(f"model: ({model!r}) {found.__name__}() failed: {first_line(exc)}; create the "
                               f"HyperModel in {module_name!r} (hypermodel = {found.__name__}(...)) and pass "
-                              f"--model {module_name}:hypermodel") from None
+                              f"--model {module_name}:hypermodel (from Python: the instance itself)") from None
     return _HYPERMODELS[key]
 
 
@@ -1218,6 +1299,10 @@ class CustomCode:
 
     modules: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
+    #: Classes and functions defined where no file holds them (a notebook's cell; a builder passed from Python and
+    #: loaded by value in a worker), by the name Keras saved them under: shipped by value (``load_model``'s
+    #: ``custom_objects``).
+    objects: tuple[tuple[str, Any], ...] = ()
 
 
 def custom_code(model: Any) -> CustomCode:
@@ -1225,10 +1310,11 @@ def custom_code(model: Any) -> CustomCode:
 
     A model whose custom layer lives in the builder's module was registered and served, then failed to load
     anywhere that module was not imported ("Could not locate class 'Scale'"). Modules of installed packages
-    (under site-packages) are left to the deployment's requirements; ``__main__`` is shipped as its file."""
-    from pathlib import Path
+    (under site-packages) are left to the deployment's requirements; ``__main__`` is shipped as its file, or, with no
+    file (a notebook), its classes and functions by value."""
+    import keras
 
-    seen: set[str] = set()
+    seen: dict[str, list[Any]] = {}
     stack = [model]
     while stack:
         layer = stack.pop()
@@ -1236,16 +1322,20 @@ def custom_code(model: Any) -> CustomCode:
         for part in (layer, *(getattr(layer, name, None) for name in _LAYER_PARTS)):
             if part is None:
                 continue
-            module = getattr(part, "__module__", None) if callable(part) and not hasattr(part, "get_config") \
-                else type(part).__module__
+            defined = part if callable(part) and not hasattr(part, "get_config") else type(part)
+            module = getattr(defined, "__module__", None)
             if isinstance(module, str) and module.split(".")[0] not in _LIBRARY_ROOTS:
-                seen.add(module)
+                seen.setdefault(module, []).append(defined)
     modules: list[str] = []
     paths: list[str] = []
+    objects: dict[str, Any] = {}
     for name in sorted(seen):
         root = name.split(".")[0]
         found = sys.modules.get(root)
         origin = getattr(found, "__file__", None)
+        if root in ("__main__", "__mp_main__") and origin is None:
+            objects.update((keras.saving.get_registered_name(defined), defined) for defined in seen[name])
+            continue
         if found is None or origin is None or "site-packages" in origin or "dist-packages" in origin:
             continue
         location = getattr(found, "__path__", None)
@@ -1253,14 +1343,14 @@ def custom_code(model: Any) -> CustomCode:
         if path not in paths:
             paths.append(path)
         modules.append(Path(origin).stem if name in ("__main__", "__mp_main__") else name)
-    return CustomCode(tuple(modules), tuple(paths))
+    return CustomCode(tuple(modules), tuple(paths), tuple(objects.items()))
 
 
-def load_model(path: str) -> Any:
+def load_model(path: str, custom_objects: Mapping[str, Any] | None = None) -> Any:
     import_backend()
     import keras
 
-    return keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, custom_objects=dict(custom_objects or {}), compile=False)
 
 
 def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:

@@ -450,9 +450,10 @@ def _validate_space(config: StudyConfig) -> SearchSpace:
     if config.lr_find and info.defaults is not None and "learning_rate" not in info.defaults:
         # the finder's range would go to a hyperparameter this builder never reads (one that calls it "lr")
         raise ConfigError(f"lr_find: (true) tunes learning_rate around the finder's suggestion, which model "
-                          f"{config.model!r} does not take (it takes {', '.join(info.defaults)}); read the rate "
-                          "as hparams['learning_rate'] in the builder, or run `bo-tuner lr-find` and give its range "
-                          "under space: yourself")
+                          f"{config.model!r} does not take (it takes {', '.join(info.defaults)}); name the rate "
+                          "learning_rate in the builder (hparams['learning_rate'], or hp.Float('learning_rate', ...) "
+                          "in a KerasTuner build), or run `bo-tuner lr-find` and give its range under space: "
+                          "yourself")
     for d in space:
         if isinstance(d, Real) and d.name in models.TRAINING_MINIMUMS:
             raise ConfigError(f"space.{d.name}: (type real) must be type int or categorical: it counts whole "
@@ -773,6 +774,8 @@ def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, 
     for name in _SAME_STUDY_FIELDS:
         if getattr(stored, name) != getattr(config, name):
             given, theirs = (config.to_dict()[name], stored.to_dict()[name])  # as the study file has them
+            if name == "model" and models.is_saved_builder(given) and _model_label(given) == _model_label(theirs):
+                continue  # the notebook's function again, as a module:function of the same name would be
             if name == "data" and data_mod.is_frame_file(given):
                 raise ConfigError(f"resume: data (a DataFrame, saved as {given}) holds other rows, columns or types "
                                   f"than study {parent_id}'s ({theirs}); pass the frame it began with, or start a "

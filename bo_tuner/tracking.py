@@ -44,6 +44,7 @@ NOTE_TAG = "mlflow.note.content"
 MODEL_NAME = "model"
 KERAS_BACKEND_KEY = "keras_backend"  # in the served model's model_config
 IMPORTS_KEY = "imports"  # in the served model's model_config: the user's modules its Keras model needs
+CUSTOM_OBJECTS_ARTIFACT = "custom_objects"  # the served model's classes and functions that no module file holds
 _MAX_PARAM_LEN = 6000
 _MAX_TAG_LEN = 5000
 _BATCH = 900
@@ -536,7 +537,13 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         self._pipeline = joblib.load(context.artifacts["pipeline"])
         for module in (context.model_config or {}).get(IMPORTS_KEY) or ():  # shipped in the model's code folder
             importlib.import_module(module)  # registers its custom layers before Keras looks them up
-        self._model = models.load_model(context.artifacts["keras_model"])
+        custom_objects = None
+        if CUSTOM_OBJECTS_ARTIFACT in context.artifacts:  # a notebook's layers, by value
+            import cloudpickle
+
+            with open(context.artifacts[CUSTOM_OBJECTS_ARTIFACT], "rb") as file:
+                custom_objects = cloudpickle.load(file)
+        self._model = models.load_model(context.artifacts["keras_model"], custom_objects)
 
     @property
     def keras_model(self) -> Any:
@@ -630,9 +637,12 @@ def _zone_free(signature: Any, sample: pd.DataFrame) -> Any:
 def log_served_model(
     keras_model_path: str, pipeline: FeaturePipeline, sample: pd.DataFrame, sample_output: Any, requirements: list[str],
     *, keras_backend: str, modules: Sequence[str] = (), code_paths: Sequence[str] = (),
+    custom_objects: Sequence[tuple[str, Any]] = (),
 ) -> LoggedModel:
     """Log the pyfunc model (Keras model + feature pipeline + bo_tuner's code) into the active trial run; with the
-    user's ``code_paths`` and the ``modules`` to import from them before the Keras model loads (custom layers)."""
+    user's ``code_paths`` and the ``modules`` to import from them before the Keras model loads (custom layers), and
+    ``custom_objects`` (name, class or function) that no file holds, pickled by value."""
+    import cloudpickle
     import joblib
     from mlflow.models import infer_signature
 
@@ -641,6 +651,10 @@ def log_served_model(
     with tempfile.TemporaryDirectory() as tmp:
         pipeline_path = str(Path(tmp) / "pipeline.joblib")
         joblib.dump(pipeline, pipeline_path)
+        artifacts = {"keras_model": keras_model_path, "pipeline": pipeline_path}
+        if custom_objects:
+            artifacts[CUSTOM_OBJECTS_ARTIFACT] = str(Path(tmp) / "custom_objects.pkl")
+            Path(artifacts[CUSTOM_OBJECTS_ARTIFACT]).write_bytes(cloudpickle.dumps(dict(custom_objects)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow suggests an input example; the signature carries the schema
             # "params": {"output": "probabilities"} in a request (or predict(..., params=...)) for a classifier's
@@ -652,7 +666,7 @@ def log_served_model(
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME,
                 python_model=str(Path(bo_tuner.__file__).parent / "served_model.py"),
-                artifacts={"keras_model": keras_model_path, "pipeline": pipeline_path},
+                artifacts=artifacts,
                 code_paths=[str(Path(bo_tuner.__file__).parent), *_python_only(code_paths, tmp)],
                 signature=signature,
                 pip_requirements=requirements,

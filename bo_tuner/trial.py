@@ -303,7 +303,7 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
         logged = tracking.log_served_model(path, prepared.pipeline, sample, sample_output,
                                            tracking.pip_requirements(models.keras_versions()),
                                            keras_backend=models.backend_name(), modules=code.modules,
-                                           code_paths=code.paths)
+                                           code_paths=code.paths, custom_objects=code.objects)
     return logged.uri
 
 

@@ -662,3 +662,34 @@ def test_a_hypermodels_fit_trains_each_trial_with_the_studys_settings_for_what_i
     with pytest.raises(TrialFailedError, match=r"did not call model.fit\(...\)"):
         models.train("tests.hypermodels:OwnLoop", {"units": 8, "lr": 0.01}, task="classification",
                      metric="val_accuracy", maximize=True, max_epochs=1, seed=1, **data)  # type: ignore[arg-type]
+
+
+def test_a_builder_passed_as_an_object_is_named_by_its_module_or_saved_by_value(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From Python, ``model`` may be the builder itself: one its module gives back by name is recorded as
+    ``module:name``; anything else (a lambda, a HyperModel instance) is saved once, by content, and loads back
+    from its file as the same kind of builder."""
+    import pickle
+    import threading
+
+    from tests import hypermodels, user_builder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert models.builder_reference(user_builder.build) == "tests.user_builder:build"
+    assert models.builder_reference(hypermodels.TunedTraining) == "tests.hypermodels:TunedTraining"
+    instance = models.builder_reference(hypermodels.hypermodel)  # an instance: saved, its class by name
+    assert instance.startswith(str(tmp_path / "bo_tuner" / "builders")) and instance.endswith(
+        "/NeedsClasses.pkl:NeedsClasses") and models.builder_reference(hypermodels.hypermodel) == instance
+    with open(instance.rpartition(":")[0], "rb") as file:
+        assert pickle.load(file).classes == 3
+    lam = models.builder_reference(lambda hp: user_builder.build({"width": hp.Int("width", 2, 6), "lr": 0.01},
+                                                                 (4,), 3, "classification"))
+    assert lam.endswith("/builder.pkl:builder")
+    models._SAVED.clear()  # as a worker process: read from the file
+    assert models.builder_info(lam).default_space == {"width": {"type": "int", "low": 2, "high": 6}}
+    assert models.builder_info(instance).default_space == {"units": {"type": "int", "low": 4, "high": 8}}
+    with pytest.raises(ConfigError, match=r"^model: \(5\) must be 'mlp', 'cnn', 'package.module:function' or "):
+        models.builder_reference(5)
+    lock = threading.Lock()
+    with pytest.raises(ConfigError, match=r"^model: \(builder\) cannot be saved for the study.s worker "):
+        models.builder_reference(lambda hp: lock)

@@ -686,6 +686,58 @@ def test_a_script_without_a_main_guard_runs_its_study_once(tmp_path: Path) -> No
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # one study, two trials
 
 
+def test_a_builder_defined_in_a_notebook_is_passed_as_it_is_and_resumed_from_the_command_line(
+        tmp_path: Path) -> None:
+    """A notebook's cell (Python reading its code from stdin: no file, as in Jupyter) defines ``build_model(hp)``,
+    which reads a global of the notebook and uses a layer of its own, and passes the function itself: the worker
+    processes could not import it. It is saved by value for them, the study's record of it lets ``bo-tuner tune
+    --resume`` go on in another process, and the layer travels with the champion by value."""
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    cell = (
+        "import keras, bo_tuner\n"
+        "N_CLASSES = 3\n"
+        "@keras.saving.register_keras_serializable(package='notebook')\n"
+        "class Halve(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return x * 0.5\n"
+        "def build_model(hp):\n"
+        "    model = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(hp.Int('units', 4, 16)), Halve(),\n"
+        "                              keras.layers.Dense(N_CLASSES, activation='softmax')])\n"
+        "    model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+        "    return model\n"
+        f"result = bo_tuner.tune({{'data': 'iris', 'model': build_model, 'n_calls': 2, 'n_initial_points': 2, "
+        f"'max_epochs': 2, 'parallel': 2, 'tracking_uri': {uri!r}}}, progress=False)\n"
+        "print(result.study_run_id, result.n_failed, result.promotion.name)\n")
+    env = subprocess_env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-"], input=cell, capture_output=True, text=True, cwd=tmp_path, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_id, failed, name = out.stdout.split()
+    assert failed == "0" and name == "iris-build_model"
+    client = MlflowClient(uri)
+    saved = client.get_run(run_id).data.params["model"]
+    assert saved.startswith(str(tmp_path / "cache" / "bo_tuner" / "builders")) and saved.endswith(
+        "/build_model.pkl:build_model")
+    resumed = subprocess.run(["bo-tuner", "tune", "--resume", run_id, "--n-calls", "3", "--tracking-uri", uri,
+                              "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{run_id}'")
+    assert sorted(t.data.tags["bo_tuner.trial_state"] for t in trials) == ["COMPLETE"] * 3
+    assert all(4 <= int(t.data.params["units"]) <= 16 for t in trials)
+    # the notebook's own layer travels with the champion by value: it loads where no cell defined it
+    mlflow.set_tracking_uri(uri)
+    champion = mlflow.pyfunc.load_model("models:/iris-build_model@champion")
+    assert "Halve" in [type(layer).__name__ for layer in champion.unwrap_python_model().keras_model.layers]
+    frame, target = load_frame("iris", None)
+    assert set(np.asarray(champion.predict(frame.drop(columns=[target]).head(5)))) <= {0, 1, 2}
+
+
 def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
     """``nohup bo-tuner tune > log``, CI, a scheduler: a bar's carriage returns made the study one endless line."""
     import io
