@@ -75,7 +75,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignore-columns", type=_opt, metavar="COLS",
                    help="comma-separated columns of a data file that are not features (ids, free text)")
     p.add_argument("--task", **_one_of(*TASKS), help="override task detection")
-    p.add_argument("--model", type=_opt, help="mlp, cnn or package.module:build_fn [mlp]")
+    p.add_argument("--model", type=_opt, help="mlp, cnn or package.module:name — a build function, a KerasTuner "
+                   "build(hp) or HyperModel [mlp]")
     p.add_argument("--max-epochs", type=_opt_int, help="epochs per trial, with EarlyStopping [100]")
     p.add_argument("--metric", type=_opt, help="validation metric to optimize: val_accuracy (default), val_auc, "
                    "val_f1_macro, val_loss for classification; val_rmse (default), val_mae, val_r2, val_loss for "

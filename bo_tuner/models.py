@@ -331,8 +331,10 @@ def _import_user_builder(model: str) -> UserBuilder:
             raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
         found = getattr(module, attr, None)
     if _is_hypermodel(found):
-        hypermodel = _hypermodel_instance(model, found)
-        return UserBuilder(hypermodel.build, takes_hp=True, owner=hypermodel,  # type: ignore[attr-defined]
+        hypermodel: Any = _hypermodel_instance(model, found)
+        own_build = type(hypermodel).build.__get__(hypermodel)  # the class's, not KerasTuner's wrapper around it
+        takes_hp = _takes_hp(own_build) or not _binds_four(own_build)  # a build(self, hparams, input_shape, ...)
+        return UserBuilder(hypermodel.build if takes_hp else own_build, takes_hp=takes_hp, owner=hypermodel,
                            fit=_own_fit(hypermodel))
     if not callable(found):
         raise ConfigError(f"model: ({model!r}) {module_name!r} has no callable {attr!r}")
@@ -346,6 +348,17 @@ def _import_user_builder(model: str) -> UserBuilder:
     except ValueError:  # no signature to inspect (a C function): the first trial will tell
         pass
     return UserBuilder(found, takes_hp=False, owner=found)
+
+
+def _binds_four(builder: Builder) -> bool:
+    """Can ``builder`` be called as (hparams, input_shape, n_outputs, task)?"""
+    try:
+        inspect.signature(builder).bind({}, (1,), 2, "classification")
+        return True
+    except TypeError:
+        return False
+    except ValueError:  # no signature to inspect
+        return True
 
 
 def _takes_hp(builder: Builder) -> bool:

@@ -83,3 +83,15 @@ class DuckTyped:
 
     def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
         return model.fit(*args, epochs=hp.Int("epochs", 1, 2), **kwargs)
+
+
+class FourArguments:
+    """A class whose build takes the study's four arguments, as a builder function does."""
+
+    hyperparameters = {"width": 8, "lr": 0.01}  # read by the study (a class attribute, as on a function)
+
+    def build(self, hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+        model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Dense(int(hparams["width"])),
+                                  keras.layers.Dense(n_outputs, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model

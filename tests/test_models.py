@@ -636,6 +636,10 @@ def test_a_keras_tuner_hypermodel_declares_its_space_in_build_and_fit() -> None:
     assert set(models.builder_info("tests.hypermodels:BuildOnly").default_space or {}) == {"units", "lr"}
     assert models.builder_info("tests.hypermodels:hypermodel").default_space == {
         "units": {"type": "int", "low": 4, "high": 8}}
+    four = models.builder_info("tests.hypermodels:FourArguments")  # build(self, hparams, input_shape, ...)
+    assert four.default_space is None and four.defaults is not None and four.defaults["width"] == 8
+    assert models.build("tests.hypermodels:FourArguments", {"width": 5}, (4,), 3, "classification", target_mean=0.0,
+                        target_scale=1.0, image_shape=None).layers[0].units == 5
     with pytest.raises(ConfigError, match=r"NeedsClasses\(\) failed: .*classes.*; create the HyperModel in "
                                           r"'tests.hypermodels' \(hypermodel = NeedsClasses\(...\)\)"):
         models.builder_info("tests.hypermodels:NeedsClasses")
