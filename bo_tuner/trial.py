@@ -255,18 +255,28 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
 
 def _epoch_scores(metric: str, prepared: data_mod.PreparedData
                   ) -> dict[str, Callable[[np.ndarray[Any, Any]], float]] | None:
-    """The validation metric a model reports beside Keras' own, when the study optimises it (the test split's
-    figure of the same name, computed the same way): ``val_auc`` (ROC AUC of the class probabilities;
-    one-vs-rest, macro, for more than two classes), ``val_f1_macro`` (F1 of each class, averaged unweighted: for
-    imbalanced classes, where accuracy rewards predicting the common one), ``val_r2`` (coefficient of
-    determination). A user builder's model that reports the metric itself (``keras.metrics.AUC(name="auc")``
-    gives ``val_auc``) keeps its own value (see ``models._scoring_callback``)."""
+    """The validation metric the study optimises, computed from the model's outputs where the model does not report
+    it (the test split's figure of the same name, computed the same way): a user's model compiled with a loss
+    alone, or with ``sparse_categorical_accuracy`` / ``name="acc"``, reports no ``val_accuracy``, and
+    ``val_auc`` (ROC AUC of the class probabilities; one-vs-rest, macro, for more than two classes),
+    ``val_f1_macro`` (F1 of each class, averaged unweighted: for imbalanced classes, where accuracy rewards
+    predicting the common one) and ``val_r2`` (coefficient of determination) are no Keras metric. A model that
+    reports the metric itself (ours report accuracy, rmse and mae; ``keras.metrics.AUC(name="auc")`` gives
+    ``val_auc``) keeps its own value (see ``models._scoring_callback``)."""
     if (prepared.task, metric) not in {
-            ("classification", "val_auc"), ("classification", "val_f1_macro"), ("regression", "val_r2")}:
+            ("classification", "val_accuracy"), ("classification", "val_auc"), ("classification", "val_f1_macro"),
+            ("regression", "val_rmse"), ("regression", "val_mae"), ("regression", "val_r2")}:
         return None
-    if metric == "val_r2":
+    if prepared.task == "regression":
         truth_values = np.asarray(prepared.y_val, dtype=float).ravel()
-        return {metric: lambda outputs: data_mod.r2(truth_values, np.asarray(outputs, dtype=float).ravel())}
+        errors: dict[str, Callable[[np.ndarray[Any, Any]], float]] = {
+            "val_rmse": lambda outputs: float(np.sqrt(np.mean((np.ravel(outputs) - truth_values) ** 2))),
+            "val_mae": lambda outputs: float(np.mean(np.abs(np.ravel(outputs) - truth_values))),
+            "val_r2": lambda outputs: data_mod.r2(truth_values, np.asarray(outputs, dtype=float).ravel())}
+        return {metric: errors[metric]}
+    if metric == "val_accuracy":
+        codes = np.asarray(prepared.y_val).ravel()
+        return {metric: lambda outputs: float(np.mean(np.argmax(outputs, axis=1) == codes))}
     if metric == "val_f1_macro":
         codes = np.asarray(prepared.y_val).ravel()
         return {metric: lambda outputs: data_mod.f1_macro(codes, np.argmax(outputs, axis=1))}

@@ -977,3 +977,30 @@ def test_train_logs_the_defaults_it_used_but_not_a_conditional_one_it_did_not(st
     assert "momentum" not in adam
     sgd = client.get_run(train_one(config, {"optimizer": "sgd+momentum"}).outcome.run_id).data.params
     assert sgd["momentum"] == "0.9" and sgd["learning_rate"] == "0.001"
+
+
+@pytest.mark.parametrize(("data", "metric"), [("iris", "val_accuracy"), ("diabetes", "val_rmse"),
+                                              ("diabetes", "val_mae")])
+def test_the_studys_metric_is_computed_for_a_model_compiled_with_a_loss_alone(data: str, metric: str) -> None:
+    """``model.compile(optimizer, loss)`` reports no val_accuracy / val_rmse / val_mae: every trial failed ("metric
+    'val_accuracy' is not reported by the model"). The study computes it from the model's outputs each epoch, as
+    scikit-learn would on the validation rows, and EarlyStopping and the trial's objective read it."""
+    from sklearn.metrics import accuracy_score, mean_absolute_error, root_mean_squared_error
+
+    from bo_tuner import models
+    from bo_tuner import trial as trial_mod
+    from bo_tuner.data import prepare
+
+    prepared = prepare(data, None, None, 0.2, 0.2, 0)
+    scores = trial_mod._epoch_scores(metric, prepared)
+    fit = models.train("tests.user_builder:build_loss_only", {"width": 8}, x_train=prepared.x_train,
+                       y_train=prepared.y_train, x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,
+                       n_outputs=prepared.n_outputs, metric=metric, maximize=metric == "val_accuracy", max_epochs=3,
+                       seed=0, epoch_scores=scores)
+    assert len(fit.history[metric]) == 3 and set(fit.history) == {"loss", "val_loss", metric}
+    outputs = models.predict(fit.model, prepared.x_val)  # the weights of the best epoch, restored
+    truth = np.asarray(prepared.y_val)
+    expected = {"val_accuracy": lambda: accuracy_score(truth, outputs.argmax(axis=1)),
+                "val_rmse": lambda: root_mean_squared_error(truth, outputs.ravel()),
+                "val_mae": lambda: mean_absolute_error(truth, outputs.ravel())}[metric]()
+    assert fit.objective == pytest.approx(expected, rel=1e-5) == fit.history[metric][fit.best_epoch - 1]

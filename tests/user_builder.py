@@ -141,3 +141,15 @@ def build_one_hot(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outpu
     model = build(hparams, input_shape, n_outputs, task)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     return model
+
+
+def build_loss_only(hparams: dict[str, Any], input_shape: tuple[int, ...], n_outputs: int, task: str) -> keras.Model:
+    """Compiled with a loss and no metrics, as many Keras examples are: it reports no accuracy, rmse or mae."""
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Dense(int(hparams.get("width", 16)), activation="relu")(inputs)
+    classifier = task == "classification"
+    outputs = keras.layers.Dense(n_outputs, activation="softmax" if classifier else None)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy" if classifier
+                  else "mse")
+    return model
