@@ -328,7 +328,12 @@ def _import_user_builder(model: str) -> UserBuilder:
             with _native_log_level_kept():  # a builder's module usually imports Keras (TensorFlow) at its top
                 module = importlib.import_module(module_name)
         except Exception as exc:
-            raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}") from None
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0]:
+                hint = (f" (from {os.getcwd()}); run from the folder that holds it or put that folder on PYTHONPATH "
+                        "— under `mlflow run <project>` the study runs in the project's folder: "
+                        "PYTHONPATH=$PWD mlflow run ...")
+            raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}{hint}") from None
         found = getattr(module, attr, None)
     if _is_hypermodel(found):
         hypermodel: Any = _hypermodel_instance(model, found)

@@ -40,8 +40,11 @@ def test_builder_info_and_value_checks() -> None:
         models.check_value("mlp", "optimizer", "adagradd", "fixed.optimizer")
     with pytest.raises(ConfigError, match=r"fixed.activation: \(3\) must be one of"):
         models.check_value("mlp", "activation", 3, "fixed.activation")
-    with pytest.raises(ConfigError, match="cannot import"):
+    with pytest.raises(ConfigError, match=r"cannot import 'nowhere.module': No module named 'nowhere' \(from .*\); "
+                                          r"run from the folder that holds it or put that folder on PYTHONPATH"):
         models.builder_info("nowhere.module:build")
+    with pytest.raises(ConfigError, match=r"cannot import 'tests.nowhere': No module named 'tests.nowhere'$"):
+        models.builder_info("tests.nowhere:build")  # its package is found: no advice about folders
     with pytest.raises(ConfigError, match=r"wrong_signature'\) must take \(hparams, input_shape, n_outputs, task\), "
                                           r"or hp alone as a KerasTuner build function does"):
         models.builder_info("tests.user_builder:wrong_signature")
