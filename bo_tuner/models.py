@@ -412,7 +412,7 @@ def _own_fit(hypermodel: object) -> Callable[..., Any] | None:
     """A HyperModel's ``fit`` when its class defines one (KerasTuner's own just calls ``model.fit``)."""
     for kind in type(hypermodel).__mro__:
         if "fit" in vars(kind):
-            return None if kind.__module__.partition(".")[0] == "keras_tuner" else hypermodel.fit  # type: ignore
+            return None if kind.__module__.partition(".")[0] == "keras_tuner" else hypermodel.fit  # type: ignore[attr-defined]
     return None
 
 

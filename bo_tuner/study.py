@@ -774,7 +774,8 @@ def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, 
     for name in _SAME_STUDY_FIELDS:
         if getattr(stored, name) != getattr(config, name):
             given, theirs = (config.to_dict()[name], stored.to_dict()[name])  # as the study file has them
-            if name == "model" and models.is_saved_builder(given) and _model_label(given) == _model_label(theirs):
+            if name == "model" and models.is_saved_builder(given) and models.is_saved_builder(theirs) and \
+                    _model_label(given) == _model_label(theirs):
                 continue  # the notebook's function again, as a module:function of the same name would be
             if name == "data" and data_mod.is_frame_file(given):
                 raise ConfigError(f"resume: data (a DataFrame, saved as {given}) holds other rows, columns or types "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -1004,3 +1005,29 @@ def test_the_studys_metric_is_computed_for_a_model_compiled_with_a_loss_alone(da
                 "val_rmse": lambda: root_mean_squared_error(truth, outputs.ravel()),
                 "val_mae": lambda: mean_absolute_error(truth, outputs.ravel())}[metric]()
     assert fit.objective == pytest.approx(expected, rel=1e-5) == fit.history[metric][fit.best_epoch - 1]
+
+
+def test_a_resume_may_pass_the_notebooks_function_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook re-runs its cells after a restart, maybe edited: the function saved again is another file. A
+    saved function of the same name is the same study, as ``module:function`` of the same name would be (its file
+    may change too); another name, or a module's builder in its place, is not."""
+    from bo_tuner import study as study_mod
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def cell(lr: float) -> Any:
+        def build_model(hp: Any) -> Any:
+            from tests.user_builder import build
+
+            return build({"width": hp.Int("width", 2, 6), "lr": lr}, (4,), 3, "classification")
+        return build_model
+
+    first, again = StudyConfig(data="iris", model=cell(0.01)), StudyConfig(data="iris", model=cell(0.02))
+    assert StudyConfig(data="iris", model=cell(0.01)).model == first.model  # named by content: the same file
+    assert first.model != again.model  # the cell edited: another file
+    study_mod._check_same_study("r1", first, again, "classification")
+    renamed = cell(0.01)
+    renamed.__name__ = renamed.__qualname__ = "other_model"
+    for other in (StudyConfig(data="iris", model=renamed), StudyConfig(data="iris", model="tests.user_builder:build")):
+        with pytest.raises(ConfigError, match=r"^resume: model \('.*'\) differs from study r1's"):
+            study_mod._check_same_study("r1", first, other, "classification")
