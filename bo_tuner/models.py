@@ -298,7 +298,7 @@ def builder_reference(found: object) -> str:
             with contextlib.suppress(OSError):
                 partial.unlink()
             raise ConfigError(f"model: ({name}) could not be saved as {path} for the study's worker processes: "
-                              f"{first_line(exc)}") from None
+                              f"{first_line(exc)}; set XDG_CACHE_HOME to a folder you can write") from None
     _SAVED[str(path)] = found  # this process goes on with the object itself
     return f"{path}:{name}"
 

@@ -700,3 +700,8 @@ def test_a_builder_passed_as_an_object_is_named_by_its_module_or_saved_by_value(
     lock = threading.Lock()
     with pytest.raises(ConfigError, match=r"^model: \(builder\) cannot be saved for the study.s worker "):
         models.builder_reference(lambda hp: lock)
+    (tmp_path / "file").write_text("")  # a cache folder that cannot be made
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    with pytest.raises(ConfigError, match=r"^model: \(builder\) could not be saved as .*; set XDG_CACHE_HOME to a "
+                                          r"folder you can write$"):
+        models.builder_reference(lambda hp: None)
