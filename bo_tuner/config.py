@@ -182,6 +182,11 @@ def _looks_like_a_dimension(value: Any) -> bool:
     return isinstance(value, Mapping) and "type" in value
 
 
+def _is_arrays(value: Any) -> bool:
+    """``(x, y)``: two array-likes with a shape (numpy arrays, tensors), as ``model.fit(x, y)`` takes them."""
+    return isinstance(value, tuple | list) and len(value) == 2 and all(hasattr(v, "shape") for v in value)
+
+
 def _is_dataframe(value: Any) -> bool:
     pandas = sys.modules.get("pandas")  # a DataFrame means pandas is loaded; the CLI does not import it here
     return pandas is not None and isinstance(value, pandas.DataFrame)
@@ -240,6 +245,12 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         set_ = self._set
+        if _is_arrays(self.data):  # from Python: (x, y) as Keras takes them, made a table
+            from bo_tuner.data import arrays_frame
+
+            target = _optional_str("target", self.target) or "target"
+            set_("data", arrays_frame(self.data[0], self.data[1], target))
+            set_("target", target)
         if _is_dataframe(self.data):  # from Python: saved once as Parquet, which the workers read
             from bo_tuner.data import frame_file
 
@@ -249,7 +260,7 @@ class StudyConfig:
             package = "" if kind.__module__ == "builtins" else kind.__module__.split(".")[0] + "."
             shown = repr(self.data) if isinstance(self.data, str | None) else f"a {package}{kind.__name__}"
             raise ConfigError(f"data: ({shown}) must be a bundled dataset name, a file path or (from Python) a "
-                              "pandas DataFrame")
+                              "pandas DataFrame or a pair of arrays (x, y)")
         set_("target", _optional_str("target", self.target))
         set_("ignore_columns", _column_names("ignore_columns", self.ignore_columns))
         if self.target is not None and self.target in self.ignore_columns:

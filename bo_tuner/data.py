@@ -434,6 +434,39 @@ def frame_file(frame: pd.DataFrame) -> str:
     return str(path)
 
 
+def arrays_frame(x: Any, y: Any, target: str) -> pd.DataFrame:
+    """``(x, y)`` arrays (the Python API's ``data=(x, y)``, as ``model.fit`` takes them) as a table: one column per
+    feature, ``x0`` … ``x<n-1>`` (what the served model is sent), and ``target``.
+
+    Raises:
+        ConfigError: x is not one row per sample of numbers, y not one value per row, or their lengths differ.
+    """
+    features, labels = np.asarray(x), np.asarray(y)
+    shown = f"(x of shape {features.shape}, y of shape {labels.shape})"
+    if features.ndim == 1:
+        features = features.reshape(-1, 1)
+    if features.ndim != 2:
+        raise ConfigError(f"data: {shown} x must have one row of features per sample: flatten images with "
+                          "x.reshape(len(x), -1) (the cnn model takes image_shape, e.g. fixed: {image_shape: "
+                          "28x28x1})")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise ConfigError(f"data: {shown} y must hold one label or value per row: for one-hot labels pass "
+                          "y.argmax(axis=1)")
+    if len(features) != len(labels):
+        raise ConfigError(f"data: {shown} x and y must have as many rows")
+    if not np.issubdtype(features.dtype, np.number) and features.dtype != bool:
+        raise ConfigError(f"data: {shown} x must hold numbers (dtype {features.dtype}); pass a DataFrame for "
+                          "text columns")
+    columns = [f"x{i}" for i in range(features.shape[1])]
+    if target in columns:
+        raise ConfigError(f"target: ({target!r}) names one of x's columns (x0 … x{len(columns) - 1})")
+    frame = pd.DataFrame(features, columns=columns)
+    frame[target] = labels
+    return frame
+
+
 def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
     """Load the raw table and resolve the target column's name."""
     if is_bundled(data):

@@ -460,7 +460,7 @@ def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_i
     with pytest.raises(ConfigError, match=r"^data: \(a list\) must be"):
         StudyConfig(data=[1, 2])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^data: \(a numpy.ndarray\) must be a bundled dataset name, a file path or "
-                       r"\(from Python\) a pandas DataFrame$"):
+                       r"\(from Python\) a pandas DataFrame or a pair of arrays \(x, y\)$"):
         StudyConfig(data=frame.to_numpy())  # type: ignore[arg-type]
     mixed = frame.assign(x=[1, "one", 2.5, None, 3] * 10)  # one column, three types: Parquet holds one
     with pytest.raises(ConfigError, match=r"^data: \(a DataFrame of 50 rows x 3 columns\) cannot be saved as Parquet "
@@ -472,3 +472,30 @@ def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_i
     with pytest.raises(ConfigError, match=r"could not be saved as .* save it yourself "
                        r"\(frame.to_parquet\('table.parquet'\)\) and pass the path"):
         data.frame_file(frame)
+
+
+def test_arrays_from_python_are_a_table_of_numbered_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data=(x, y)`` as ``model.fit(x, y)`` takes them: a table with columns x0 … x<n-1> and the target, saved
+    as a DataFrame is (the same arrays, the same file); shapes that are no table say how to make one."""
+    from sklearn.datasets import load_iris
+
+    from bo_tuner import StudyConfig
+    from bo_tuner.errors import ConfigError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    x, y = load_iris(return_X_y=True)
+    config = StudyConfig(data=(x, y))  # type: ignore[arg-type]
+    assert config.target == "target" and StudyConfig(data=[x, y.reshape(-1, 1)]).data == config.data  # type: ignore
+    prepared = data.prepare(config.data, config.target, None, 0.2, 0.2, 0)
+    assert prepared.pipeline.columns == ["x0", "x1", "x2", "x3"] and prepared.pipeline.class_names() == ["0", "1", "2"]
+    assert prepared.task == "classification" and prepared.n_rows == 150
+    named = StudyConfig(data=(x[:, 0], x[:, 1]), target="width", task="regression")  # type: ignore[arg-type]
+    assert data.load_frame(named.data, "width")[0].columns.tolist() == ["x0", "width"]
+    for arrays, message in (((x.reshape(150, 2, 2), y), r"x must have one row of features per sample: flatten images "
+                                                        r"with x.reshape\(len\(x\), -1\)"),
+                            ((x, np.eye(3)[y]), r"y must hold one label or value per row: for one-hot labels pass "
+                                                r"y.argmax\(axis=1\)"),
+                            ((x, y[:100]), r"x and y must have as many rows"),
+                            ((x.astype(str), y), r"x must hold numbers")):
+        with pytest.raises(ConfigError, match=r"^data: \(x of shape .*, y of shape .*\) " + message):
+            StudyConfig(data=arrays)  # type: ignore[arg-type]
