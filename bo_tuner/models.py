@@ -792,7 +792,38 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
         raise TrialFailedError(f"model: {model} returned {type(built).__name__}, not a compiled Keras model")
     if getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True):
         raise TrialFailedError(f"model: {model} returned a model that is not compiled")
-    return built
+    return _flat_inputs(model, built, input_shape)
+
+
+def _flat_inputs(model_name: str, model: Any, input_shape: tuple[int, ...]) -> Any:
+    """A user's model that declares image inputs — ``Input(shape=(8, 8, 1))``, as KerasTuner's CNN tutorials and
+    its HyperResNet do — while the study's rows are flat: wrapped, sharing its weights, in a model that reshapes
+    each row first, compiled as it was. A model not yet built (no ``Input``) takes the rows as they come.
+
+    Raises:
+        TrialFailedError: its input holds another number of values than a row has features.
+    """
+    import keras
+    import numpy as np
+
+    try:
+        (declared,) = model.inputs
+        shape = tuple(declared.shape[1:])
+    except (AttributeError, TypeError, ValueError):  # not built, or several inputs: Keras will say
+        return model
+    if shape == tuple(input_shape) or any(d is None for d in shape) or len(input_shape) != 1:
+        return model
+    if int(np.prod(shape)) != input_shape[0]:
+        raise TrialFailedError(f"model: {model_name} takes inputs of shape {shape} ({int(np.prod(shape))} values "
+                               f"per row); the data's rows have {input_shape[0]} features")
+    inputs = keras.Input(shape=input_shape)
+    wrapped = keras.Model(inputs, model(keras.layers.Reshape(shape)(inputs)), name=f"{model.name}_on_rows")
+    config = model.get_compile_config()
+    if config:
+        wrapped.compile_from_config(config)
+    else:
+        wrapped.compile(optimizer=model.optimizer, loss=model.loss)
+    return wrapped
 
 
 #: Losses that compare against one column per class: a model compiled with one learns from one-hot labels.

@@ -705,3 +705,20 @@ def test_a_builder_passed_as_an_object_is_named_by_its_module_or_saved_by_value(
     with pytest.raises(ConfigError, match=r"^model: \(builder\) could not be saved as .*; set XDG_CACHE_HOME to a "
                                           r"folder you can write$"):
         models.builder_reference(lambda hp: None)
+
+
+def test_a_user_model_with_an_image_input_trains_on_the_studys_flat_rows() -> None:
+    """``Input(shape=(2, 2, 1))`` while each row has 4 features: every trial failed in Keras ("expected shape").
+    The model is wrapped, sharing its weights, in one that reshapes rows first, compiled as the builder compiled it
+    (its learning rate and metrics); an input of another size fails the trial, saying both sizes."""
+    built = models.build("tests.user_builder:build_image_input", {"filters": 3, "lr": 0.05}, (4,), 3,
+                         "classification", target_mean=0.0, target_scale=1.0, image_shape=None)
+    assert tuple(built.inputs[0].shape) == (None, 4) and built.layers[-1].name.startswith("sequential")
+    assert float(built.optimizer.learning_rate) == pytest.approx(0.05)
+    fit = models.train("tests.user_builder:build_image_input", {"filters": 3, "lr": 0.05}, task="classification",
+                       metric="val_acc", maximize=True, max_epochs=2, seed=1, **_tiny_classes(3))  # type: ignore[arg-type]
+    assert len(fit.history["val_acc"]) == 2 and len(fit.history["acc"]) == 2  # the builder's own metric, compiled
+    with pytest.raises(TrialFailedError, match=r"takes inputs of shape \(2, 2, 1\) \(4 values per row\); the data's "
+                                               r"rows have 6 features"):
+        models.build("tests.user_builder:build_image_input", {}, (6,), 3, "classification", target_mean=0.0,
+                     target_scale=1.0, image_shape=None)

@@ -153,3 +153,16 @@ def build_loss_only(hparams: dict[str, Any], input_shape: tuple[int, ...], n_out
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy" if classifier
                   else "mse")
     return model
+
+
+def build_image_input(hp: Any) -> keras.Model:
+    """A KerasTuner CNN as its tutorials write one: an image input (2x2x1 here, four features a row)."""
+    model = keras.Sequential([
+        keras.Input(shape=(2, 2, int(hp.Fixed("channels", 1)))),
+        keras.layers.Conv2D(hp.Int("filters", 2, 4), 2, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", 1e-3, 1e-1, sampling="log", default=0.02)),
+                  loss="sparse_categorical_crossentropy", metrics=[keras.metrics.SparseCategoricalAccuracy("acc")])
+    return model
