@@ -245,11 +245,13 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         set_ = self._set
+        image_shape = None  # of (x, y) arrays of images, which the cnn model is then told
         if _is_arrays(self.data):  # from Python: (x, y) as Keras takes them, made a table
             from bo_tuner.data import arrays_frame
 
             target = _optional_str("target", self.target) or "target"
-            set_("data", arrays_frame(self.data[0], self.data[1], target))
+            frame, image_shape = arrays_frame(self.data[0], self.data[1], target)
+            set_("data", frame)
             set_("target", target)
         if _is_dataframe(self.data):  # from Python: saved once as Parquet, which the workers read
             from bo_tuner.data import frame_file
@@ -287,12 +289,14 @@ class StudyConfig:
                     isinstance(value, float) and not math.isfinite(value)):
                 also = "; to tune it, give it under space: instead" if _looks_like_a_dimension(value) else ""
                 raise ConfigError(f"fixed.{key}: ({value!r}) must be a number, string, boolean or list{also}")
-        set_("fixed", fixed)
         if self.space is not None:
             overlap = sorted(set(fixed) & set(self.space.names))
             if overlap:
                 raise ConfigError(f"fixed.{overlap[0]}: ({fixed[overlap[0]]!r}) is also in the space; "
                                   "keep it in one of the two")
+        if image_shape and self.model == "cnn" and "image_shape" not in (*fixed, *(self.space.names if self.space else ())):
+            fixed["image_shape"] = "x".join(map(str, image_shape))
+        set_("fixed", fixed)
         set_("n_calls", _int("n_calls", self.n_calls, minimum=1))
         if self.n_initial_points is None or str(self.n_initial_points) == "":
             set_("n_initial_points", min(DEFAULT_INITIAL_POINTS, self.n_calls))

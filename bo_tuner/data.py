@@ -434,21 +434,24 @@ def frame_file(frame: pd.DataFrame) -> str:
     return str(path)
 
 
-def arrays_frame(x: Any, y: Any, target: str) -> pd.DataFrame:
+def arrays_frame(x: Any, y: Any, target: str) -> tuple[pd.DataFrame, tuple[int, ...] | None]:
     """``(x, y)`` arrays (the Python API's ``data=(x, y)``, as ``model.fit`` takes them) as a table: one column per
-    feature, ``x0`` … ``x<n-1>`` (what the served model is sent), and ``target``.
+    feature, ``x0`` … ``x<n-1>`` (what the served model is sent), and ``target``; images (x of 3 or 4 dimensions)
+    flattened a row each, their shape (height, width, channels) returned beside the table (else None).
 
     Raises:
         ConfigError: x is not one row per sample of numbers, y not one value per row, or their lengths differ.
     """
     features, labels = np.asarray(x), np.asarray(y)
     shown = f"(x of shape {features.shape}, y of shape {labels.shape})"
+    image_shape = None
     if features.ndim == 1:
         features = features.reshape(-1, 1)
+    if features.ndim in (3, 4):  # (n, height, width) or (n, height, width, channels)
+        image_shape = (*features.shape[1:], 1)[:3]
+        features = features.reshape(len(features), -1)
     if features.ndim != 2:
-        raise ConfigError(f"data: {shown} x must have one row of features per sample: flatten images with "
-                          "x.reshape(len(x), -1) (the cnn model takes image_shape, e.g. fixed: {image_shape: "
-                          "28x28x1})")
+        raise ConfigError(f"data: {shown} x must hold one row of features, or one image, per sample")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels.ravel()
     if labels.ndim != 1:
@@ -464,7 +467,7 @@ def arrays_frame(x: Any, y: Any, target: str) -> pd.DataFrame:
         raise ConfigError(f"target: ({target!r}) names one of x's columns (x0 … x{len(columns) - 1})")
     frame = pd.DataFrame(features, columns=columns)
     frame[target] = labels
-    return frame
+    return frame, image_shape
 
 
 def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:

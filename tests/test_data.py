@@ -476,7 +476,8 @@ def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_i
 
 def test_arrays_from_python_are_a_table_of_numbered_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``data=(x, y)`` as ``model.fit(x, y)`` takes them: a table with columns x0 … x<n-1> and the target, saved
-    as a DataFrame is (the same arrays, the same file); shapes that are no table say how to make one."""
+    as a DataFrame is (the same arrays, the same file); images are flattened, the cnn model told their shape; shapes
+    that are no table say what they must be."""
     from sklearn.datasets import load_iris
 
     from bo_tuner import StudyConfig
@@ -491,8 +492,13 @@ def test_arrays_from_python_are_a_table_of_numbered_columns(tmp_path: Path, monk
     assert prepared.task == "classification" and prepared.n_rows == 150
     named = StudyConfig(data=(x[:, 0], x[:, 1]), target="width", task="regression")  # type: ignore[arg-type]
     assert data.load_frame(named.data, "width")[0].columns.tolist() == ["x0", "width"]
-    for arrays, message in (((x.reshape(150, 2, 2), y), r"x must have one row of features per sample: flatten images "
-                                                        r"with x.reshape\(len\(x\), -1\)"),
+    images = StudyConfig(data=(x.reshape(150, 2, 2), y), model="cnn")  # type: ignore[arg-type]
+    assert images.fixed == {"image_shape": "2x2x1"} and data.load_frame(images.data, "target")[0].shape == (150, 5)
+    assert StudyConfig(data=(x.reshape(150, 1, 2, 2), y), model="cnn",  # type: ignore[arg-type]
+                       space={"image_shape": {"type": "categorical", "choices": ["2x2x1"]}}).fixed == {}
+    assert StudyConfig(data=(x.reshape(150, 2, 2), y)).fixed == {}  # type: ignore[arg-type]  # the mlp: rows
+    for arrays, message in (((x.reshape(150, 1, 1, 2, 2), y), r"x must hold one row of features, or one image, per "
+                                                              r"sample"),
                             ((x, np.eye(3)[y]), r"y must hold one label or value per row: for one-hot labels pass "
                                                 r"y.argmax\(axis=1\)"),
                             ((x, y[:100]), r"x and y must have as many rows"),
