@@ -294,7 +294,8 @@ class StudyConfig:
             if overlap:
                 raise ConfigError(f"fixed.{overlap[0]}: ({fixed[overlap[0]]!r}) is also in the space; "
                                   "keep it in one of the two")
-        if image_shape and self.model == "cnn" and "image_shape" not in (*fixed, *(self.space.names if self.space else ())):
+        tuned = self.space.names if self.space is not None else ()
+        if image_shape and self.model == "cnn" and "image_shape" not in (*fixed, *tuned):
             fixed["image_shape"] = "x".join(map(str, image_shape))
         set_("fixed", fixed)
         set_("n_calls", _int("n_calls", self.n_calls, minimum=1))

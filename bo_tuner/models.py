@@ -1396,10 +1396,18 @@ def custom_code(model: Any) -> CustomCode:
 
 
 def load_model(path: str, custom_objects: Mapping[str, Any] | None = None) -> Any:
+    """The saved Keras model, for predictions (not compiled). A user's model that the study wrapped (a Reshape in
+    front, a softmax after) is saved inside the wrapper with the optimizer it was compiled with but never stepped;
+    Keras warns that it skips those optimizer variables as it loads — nothing a prediction uses — so that warning
+    is not shown."""
+    import warnings
+
     import_backend()
     import keras
 
-    return keras.models.load_model(path, custom_objects=dict(custom_objects or {}), compile=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        return keras.models.load_model(path, custom_objects=dict(custom_objects or {}), compile=False)
 
 
 def predict(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[Any]:

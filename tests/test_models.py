@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -707,7 +708,7 @@ def test_a_builder_passed_as_an_object_is_named_by_its_module_or_saved_by_value(
         models.builder_reference(lambda hp: None)
 
 
-def test_a_user_model_with_an_image_input_trains_on_the_studys_flat_rows() -> None:
+def test_a_user_model_with_an_image_input_trains_on_the_studys_flat_rows(tmp_path: Path) -> None:
     """``Input(shape=(2, 2, 1))`` while each row has 4 features: every trial failed in Keras ("expected shape").
     The model is wrapped, sharing its weights, in one that reshapes rows first, compiled as the builder compiled it
     (its learning rate and metrics); an input of another size fails the trial, saying both sizes."""
@@ -718,6 +719,13 @@ def test_a_user_model_with_an_image_input_trains_on_the_studys_flat_rows() -> No
     fit = models.train("tests.user_builder:build_image_input", {"filters": 3, "lr": 0.05}, task="classification",
                        metric="val_acc", maximize=True, max_epochs=2, seed=1, **_tiny_classes(3))  # type: ignore[arg-type]
     assert len(fit.history["val_acc"]) == 2 and len(fit.history["acc"]) == 2  # the builder's own metric, compiled
+    models.save_model(fit.model, str(tmp_path / "model.keras"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        loaded = models.load_model(str(tmp_path / "model.keras"))
+    assert not [w for w in seen if "optimizer" in str(w.message)]  # Keras' "Skipping variable loading for optimizer"
+    x_val = _tiny_classes(3)["x_val"]
+    assert np.allclose(models.predict(loaded, x_val), models.predict(fit.model, x_val), atol=1e-6)
     with pytest.raises(TrialFailedError, match=r"takes inputs of shape \(2, 2, 1\) \(4 values per row\); the data's "
                                                r"rows have 6 features"):
         models.build("tests.user_builder:build_image_input", {}, (6,), 3, "classification", target_mean=0.0,
