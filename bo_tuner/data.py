@@ -437,11 +437,20 @@ def frame_file(frame: pd.DataFrame) -> str:
 def arrays_frame(x: Any, y: Any, target: str) -> tuple[pd.DataFrame, tuple[int, ...] | None]:
     """``(x, y)`` arrays (the Python API's ``data=(x, y)``, as ``model.fit`` takes them) as a table: one column per
     feature, ``x0`` … ``x<n-1>`` (what the served model is sent), and ``target``; images (x of 3 or 4 dimensions)
-    flattened a row each, their shape (height, width, channels) returned beside the table (else None).
+    flattened a row each, their shape (height, width, channels) returned beside the table (else None). An x that is
+    a DataFrame (scikit-learn's ``return_X_y=True, as_frame=True``) keeps its columns.
 
     Raises:
         ConfigError: x is not one row per sample of numbers, y not one value per row, or their lengths differ.
     """
+    if isinstance(x, pd.DataFrame):  # scikit-learn's (X, y) with as_frame=True: the columns keep their names
+        labels = np.asarray(y).ravel() if np.ndim(y) == 2 and np.shape(y)[1] == 1 else np.asarray(y)
+        if labels.ndim != 1 or len(labels) != len(x):
+            raise ConfigError(f"data: (x of shape {x.shape}, y of shape {labels.shape}) y must hold one label or "
+                              "value per row of x")
+        if target in x.columns:
+            raise ConfigError(f"target: ({target!r}) names one of x's columns; give the target another name")
+        return x.assign(**{target: labels}), None
     features, labels = np.asarray(x), np.asarray(y)
     shown = f"(x of shape {features.shape}, y of shape {labels.shape})"
     image_shape = None

@@ -490,6 +490,9 @@ def test_arrays_from_python_are_a_table_of_numbered_columns(tmp_path: Path, monk
     prepared = data.prepare(config.data, config.target, None, 0.2, 0.2, 0)
     assert prepared.pipeline.columns == ["x0", "x1", "x2", "x3"] and prepared.pipeline.class_names() == ["0", "1", "2"]
     assert prepared.task == "classification" and prepared.n_rows == 150
+    frame_x, series_y = load_iris(return_X_y=True, as_frame=True)  # scikit-learn's pair: the names are kept
+    columns = data.load_frame(StudyConfig(data=(frame_x, series_y)).data, "target")[0].columns  # type: ignore
+    assert columns.tolist() == [*frame_x.columns, "target"]
     named = StudyConfig(data=(x[:, 0], x[:, 1]), target="width", task="regression")  # type: ignore[arg-type]
     assert data.load_frame(named.data, "width")[0].columns.tolist() == ["x0", "width"]
     images = StudyConfig(data=(x.reshape(150, 2, 2), y), model="cnn")  # type: ignore[arg-type]
