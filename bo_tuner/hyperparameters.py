@@ -82,7 +82,10 @@ class HyperParameters:
               sampling: str = "linear", default: float | None = None, parent_name: str | None = None,
               parent_values: Any = None) -> float:
         spec: dict[str, Any] = {"type": "real", "low": float(min_value), "high": float(max_value)}
-        if _is_log(sampling):
+        if _is_log(sampling) and step is not None and step > 1:  # KerasTuner: a log step multiplies, as for Int
+            spec = {"type": "categorical", "choices": _geometric_floats(float(min_value), float(max_value),
+                                                                         float(step))}
+        elif _is_log(sampling):
             spec["prior"] = "log-uniform"
         elif step:
             steps = math.floor((float(max_value) - float(min_value)) / float(step) + 1e-9)
@@ -130,6 +133,14 @@ def _geometric(low: int, high: int, factor: int) -> list[int]:
     values = [low]
     while values[-1] * factor <= high:
         values.append(values[-1] * factor)
+    return values
+
+
+def _geometric_floats(low: float, high: float, factor: float) -> list[float]:
+    """low, low·factor, … up to high, each rounded to 12 significant digits (1e-4·10 is 0.001, not 0.0010…02)."""
+    values = [low]
+    while values[-1] * factor <= high * (1 + 1e-9):
+        values.append(float(f"{values[-1] * factor:.12g}"))
     return values
 
 

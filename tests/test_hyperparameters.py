@@ -59,11 +59,13 @@ def test_scopes_parents_fixed_values_defaults_and_log_steps() -> None:
         hp.Int("units", 16, 256, parent_name="kind", parent_values="mlp", default=64)
         hp.Fixed("optimizer", "adam")
         hp.Float("momentum", 0.0, 0.9, default=0.5)
+        hp.Float("lr", 1e-4, 1e-1, step=10, sampling="log")  # likewise for a float
         assert kind in ("mlp", "cnn")
 
     defaults, space = discover(build)
     assert space["filters"] == {"type": "categorical", "choices": [8, 16, 32, 64], "when": {"kind": ["cnn"]}}
     assert space["units"] == {"type": "int", "low": 16, "high": 256, "when": {"kind": ["mlp"]}}
+    assert space["lr"] == {"type": "categorical", "choices": [1e-4, 1e-3, 1e-2, 1e-1]} and defaults["lr"] == 1e-4
     assert "optimizer" not in space and defaults["optimizer"] == "adam"  # fixed: a default, never searched
     assert defaults["kind"] == "cnn" and defaults["units"] == 64 and defaults["momentum"] == 0.5
 
