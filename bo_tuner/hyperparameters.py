@@ -45,6 +45,13 @@ class HyperParameters:
             raise KeyError(f"hyperparameter {name!r} has not been declared")
         return self.values[name]
 
+    def __getitem__(self, name: str) -> Any:
+        """``hp["units"]``, as KerasTuner reads a value."""
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
+
     def copy(self) -> HyperParameters:
         """The same values and ranges, apart: what a KerasTuner ``HyperModel(tunable=False)`` builds with, so that
         its hp calls declare nothing."""

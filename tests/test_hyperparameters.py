@@ -97,4 +97,7 @@ def test_a_copy_reads_the_same_values_and_declares_apart() -> None:
     hp.Int("layers", 1, 3)
     twin = hp.copy()
     assert twin.Int("units", 32, 512) == 64 and twin.get("layers") == 1
+    assert twin["units"] == 64 and "units" in twin and "depth" not in twin  # KerasTuner's hp["units"], "x" in hp
+    with pytest.raises(KeyError, match="'depth' has not been declared"):
+        twin["depth"]
     assert set(hp.space) == {"layers"} and set(twin.space) == {"layers", "units"}
