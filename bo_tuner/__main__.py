@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from bo_tuner import interrupts
-from bo_tuner.config import ACQ_FUNCS, PROMOTE, TASKS, StudyConfig, canonical_choice, load_config, parse_hparams
+from bo_tuner.config import (
+    ACQ_FUNCS,
+    DIRECTIONS,
+    PROMOTE,
+    TASKS,
+    StudyConfig,
+    canonical_choice,
+    load_config,
+    parse_hparams,
+)
 from bo_tuner.errors import BoTunerError, ConfigError, show_warnings_as_lines
 from bo_tuner.pool import WorkerPool, study_pool
 from bo_tuner.space import shown_value
@@ -81,6 +90,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", type=_opt, help="validation metric to optimize: val_accuracy (default), val_auc, "
                    "val_f1_macro, val_loss for classification; val_rmse (default), val_mae, val_r2, val_loss for "
                    "regression")
+    p.add_argument("--direction", type=_opt, metavar="{" + ",".join(DIRECTIONS) + "}",  # max/min too: the config
+                   help="maximize or minimize the metric [auto: accuracy, auc, f1, ... up; losses, errors down]")
     p.add_argument("--experiment", type=_opt, help="MLflow experiment name [bo_tuner]")
     p.add_argument("--seed", type=_opt_int, help="seed for splits, proposals and training [42]")
     p.add_argument("--tracking-uri", type=_opt, help="MLflow tracking URI [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
@@ -149,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_FLAG_FIELDS = ("data", "target", "ignore_columns", "task", "model", "max_epochs", "metric", "experiment", "seed",
+_FLAG_FIELDS = ("data", "target", "ignore_columns", "task", "model", "max_epochs", "metric", "direction",
+                "experiment", "seed",
                 "tracking_uri", "n_calls", "n_initial_points", "acq_func", "registered_model", "promote", "parallel",
                 "max_consecutive_failures", "study_name", "warm_start", "pruner", "lr_find", "gpus", "backend",
                 "ray_address", "mixed_precision", "jit_compile", "timeout", "enqueue")

@@ -26,13 +26,17 @@ DEFAULT_INITIAL_POINTS = 6
 BACKENDS = ("local", "ray")
 PRUNERS = ("none", "median")
 PROMOTE = ("if-better", "always", "never")
+#: Whether the metric is maximized: ``auto`` reads its name (:func:`metric_is_maximized`).
+DIRECTIONS = ("auto", "maximize", "minimize")
 TASKS = ("classification", "regression")
 DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_rmse"}
 BUILTIN_METRICS = {
     "classification": ("val_accuracy", "val_loss", "val_auc", "val_f1_macro", "accuracy", "loss"),
     "regression": ("val_rmse", "val_mae", "val_r2", "val_loss", "rmse", "mae", "loss"),
 }
-_MAXIMIZED = ("accuracy", "auc", "precision", "recall", "f1", "r2")
+#: Words of a metric's name (Keras' metrics and their short forms) that mean higher is better.
+_MAXIMIZED = frozenset({"accuracy", "acc", "auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "similarity",
+                        "dice", "kappa", "mcc", "sensitivity", "specificity"})
 _MODEL_RE = re.compile(r"^(mlp|cnn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
 #: A builder passed as a Python object, as :func:`bo_tuner.models.builder_reference` saved it.
 _SAVED_BUILDER_RE = re.compile(r"^.+\.pkl:[A-Za-z_]\w*$")
@@ -53,8 +57,11 @@ def uses_database(tracking_uri: str) -> bool:
 
 
 def metric_is_maximized(metric: str) -> bool:
-    """Accuracy-like metrics are maximized; losses and errors are minimized."""
-    return any(word in metric.lower() for word in _MAXIMIZED)
+    """Accuracy-like metrics are maximized (a word of the name: ``val_acc``, ``val_top_k_categorical_accuracy``,
+    ``val_pr_auc``, ``val_f1_score``, ``val_mean_io_u``, ``val_cosine_similarity``); losses, errors and anything
+    else are minimized (``direction: maximize`` says otherwise)."""
+    name = metric.lower()
+    return bool(set(re.findall(r"[a-z0-9]+", name)) & _MAXIMIZED) or "io_u" in name
 
 
 def _int(name: str, value: Any, *, minimum: int) -> int:
@@ -227,6 +234,8 @@ class StudyConfig:
     worker_max_growth_mb: int = 384  # ... or sooner, once its resident memory grew by this many MB
     warm_start: str | None = None
     pruner: str = "none"
+    #: Is the metric maximized? ``auto`` reads its name (accuracy, auc, f1, ... up; losses and errors down).
+    direction: str = "auto"
     system_metrics: bool = True
     mixed_precision: bool = False  # float16 compute on GPUs
     jit_compile: bool | None = None  # XLA: None keeps Keras' "auto"
@@ -338,6 +347,9 @@ class StudyConfig:
         if not isinstance(self.system_metrics, bool):
             raise ConfigError(f"system_metrics: ({self.system_metrics!r}) must be true or false")
         set_("pruner", _choice("pruner", self.pruner, PRUNERS))
+        short = {"max": "maximize", "min": "minimize"}  # KerasTuner's Objective(name, direction="max")
+        set_("direction", _choice("direction", short.get(str(self.direction).strip().lower(), self.direction),
+                                  DIRECTIONS))
         set_("pruner_warmup_epochs", _int("pruner_warmup_epochs", self.pruner_warmup_epochs, minimum=1))
         set_("timeout", _seconds("timeout", self.timeout))
         set_("enqueue", _points("enqueue", self.enqueue))
@@ -384,6 +396,10 @@ class StudyConfig:
 
     def metric_for(self, task: str) -> str:
         return str(self.metric or DEFAULT_METRIC[task])
+
+    def maximizes(self, metric: str) -> bool:
+        """Is ``metric`` maximized in this study (``direction``, else as its name says)?"""
+        return self.direction == "maximize" or (self.direction == "auto" and metric_is_maximized(metric))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-ready form; ``from_mapping(to_dict())`` gives an equal config."""

@@ -24,7 +24,7 @@ import yaml
 
 from bo_tuner import data as data_mod
 from bo_tuner import interrupts, models, registry, tracking
-from bo_tuner.config import BUILTIN_METRICS, StudyConfig, load_config, metric_is_maximized
+from bo_tuner.config import BUILTIN_METRICS, StudyConfig, load_config
 from bo_tuner.errors import (
     BoTunerError,
     BoTunerWarning,
@@ -704,7 +704,7 @@ def _abort_parent(parent_id: str, status: str, message: str) -> None:
 # ------------------------------------------------------------------------------------------------ resume / warm start
 
 _SAME_STUDY_FIELDS = ("data", "target", "ignore_columns", "task", "model", "fixed", "seed", "val_fraction",
-                      "test_fraction")
+                      "test_fraction", "direction")
 
 
 def _this_process() -> dict[str, str]:
@@ -959,7 +959,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
           callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float,
           enqueued: Sequence[dict[str, Scalar]]) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
-    maximize = metric_is_maximized(metric)
+    maximize = config.maximizes(metric)
     label, registered_name = _study_names(config, prepared)
     config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
     process = _this_process()
@@ -1264,7 +1264,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         rows=(len(prepared.x_train), len(prepared.x_val), len(prepared.test_frame)),
         inputs=int(prepared.x_train.shape[1]),
         classes=prepared.n_outputs if prepared.task == "classification" else None,
-        metric=metric, maximize=metric_is_maximized(metric), model=config.model, space=space,
+        metric=metric, maximize=config.maximizes(metric), model=config.model, space=space,
         fixed=dict(config.fixed), n_calls=config.n_calls, n_initial_points=config.initial_points,
         enqueue=tuple(enqueued), experiment=tracking.experiment_name(config.experiment),
         registered_model=registered, lr_find=config.lr_find,
@@ -1372,7 +1372,7 @@ def train_one(config: StudyConfig, params: Mapping[str, Any]) -> TrainReport:
     _check_inputs(config, prepared, params=params)
     tracking_uri = tracking.connect(config.tracking_uri)
     metric = config.metric_for(prepared.task)
-    maximize = metric_is_maximized(metric)
+    maximize = config.maximizes(metric)
     label = config.study_name or f"{prepared.name}-{_model_label(config.model)}-train"
     run_id, _ = _start_parent(config.experiment, label, {ROLE_TAG: "train", "bo_tuner.metric": metric},
                               allow_launcher=True)

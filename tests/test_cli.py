@@ -158,6 +158,12 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
     assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--lr-find"]) == 0
     assert "  (the learning-rate finder runs first: learning_rate is then tuned within 10x of its suggestion)" in (
         capsys.readouterr().out.splitlines())
+    assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--metric", "val_loss",
+                 "--direction", "max"]) == 0  # KerasTuner's Objective("val_loss", direction="max"), perverse as it is
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("objective: maximize val_loss;")]
+    assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--direction", "sideways"]) == 2
+    assert capsys.readouterr().err.strip() == ("bo-tuner: error: direction: ('sideways') must be one of auto, "
+                                               "maximize, minimize (any case)")
     assert main(["tune", "--config", "study.yaml", "--tracking-uri", uri, "--dry-run", "--metric", "val_r2"]) == 2
     assert capsys.readouterr().err.strip() == ("bo-tuner: error: metric: ('val_r2') is not reported for "
                                                "classification; use one of val_accuracy, val_loss, val_auc, "

@@ -79,6 +79,17 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_metric_direction() -> None:
     assert metric_is_maximized("val_accuracy") and metric_is_maximized("val_auc")
     assert not metric_is_maximized("val_loss") and not metric_is_maximized("val_rmse")
+    # Keras' names and their short forms: val_acc was minimized (no "accuracy" in it), as were IoU and similarity
+    for up in ("val_acc", "val_top_k_categorical_accuracy", "val_pr_auc", "val_f1_score", "val_fbeta_score",
+               "val_mean_io_u", "val_iou", "val_cosine_similarity", "val_r2_score", "val_precision_1", "val_dice"):
+        assert metric_is_maximized(up), up
+    for down in ("val_mae", "val_mean_squared_logarithmic_error", "val_previous_loss", "val_kl_divergence",
+                 "val_hinge", "val_poisson", "val_log_cosh", "val_brier_score", "val_accumulated_error"):
+        assert not metric_is_maximized(down), down
+    assert StudyConfig(direction="max").maximizes("val_loss") and not StudyConfig(direction="MIN").maximizes("val_acc")
+    assert StudyConfig().maximizes("val_acc") and StudyConfig(direction="auto").direction == "auto"
+    with pytest.raises(ConfigError, match=r"^direction: \('up'\) must be one of auto, maximize, minimize"):
+        StudyConfig(direction="up")
 
 
 def test_parse_hparams_forms() -> None:
