@@ -425,7 +425,8 @@ def _discovered(model: str, builder: UserBuilder) -> tuple[dict[str, Any], dict[
     """The defaults and space a ``build(hp)`` builder declares (:func:`bo_tuner.hyperparameters.discover`): it is
     called with each discrete hyperparameter's values in turn, each model built and dropped. A HyperModel's own
     ``fit`` is called too, on two rows of zeros, with a model whose ``fit`` trains nothing: the hyperparameters it
-    tunes (``batch_size``, ``shuffle``) join the space."""
+    tunes (``batch_size``, ``shuffle``) join the space (an error after them — a loop of its own on those rows — is
+    ignored)."""
     key = (model, builder.build)
     if key not in _DISCOVERED:
         from bo_tuner.hyperparameters import discover
@@ -438,7 +439,10 @@ def _discovered(model: str, builder: UserBuilder) -> tuple[dict[str, Any], dict[
                 built = builder.build(hp)
                 if builder.fit is not None:
                     x, y = _zero_rows(built)
-                    builder.fit(hp, _FitRecorder(built), x, y, validation_data=(x, y), callbacks=[])
+                    # Its hp calls come first; a loop of its own that then fails on stand-in rows (labels shaped
+                    # as outputs) has declared them already.
+                    with contextlib.suppress(Exception):
+                        builder.fit(hp, _FitRecorder(built), x, y, validation_data=(x, y), callbacks=[])
                 return built
             finally:
                 keras.backend.clear_session(free_memory=False)
@@ -478,15 +482,37 @@ class _FitRecorder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._model(*args, **kwargs)
+
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         return _History()
 
 
 class _History:
-    """What ``model.fit`` returns while a HyperModel's space is read: any metric's curve is one zero."""
+    """A ``History``'s ``history`` without a model.fit: ``curves``, or (while a HyperModel's space is read) one zero
+    for any metric."""
 
-    def __init__(self) -> None:
-        self.history: dict[str, list[float]] = collections.defaultdict(lambda: [0.0])
+    def __init__(self, curves: Mapping[str, list[float]] | None = None) -> None:
+        self.history: dict[str, list[float]] = (dict(curves) if curves is not None
+                                                else collections.defaultdict(lambda: [0.0]))
+
+
+def _epoch_curves() -> Any:
+    """A callback keeping each epoch's logs as curves (``history``): what a training loop of the user's own
+    reports through the callbacks it is given."""
+    import keras
+
+    class Curves(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: dict[str, list[float]] = {}
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            for name, value in (logs or {}).items():
+                self.history.setdefault(str(name), []).append(float(value))
+
+    return Curves()
 
 
 class _FitThrough:
@@ -503,6 +529,9 @@ class _FitThrough:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # a training loop of its own calls the model
+        return self._model(*args, **kwargs)
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         theirs = inspect.signature(self._model.fit).bind_partial(*args, **kwargs).arguments  # names positionals
@@ -790,7 +819,8 @@ def build(model: str, hparams: Mapping[str, Any], input_shape: tuple[int, ...], 
         built = builder.build(dict(hparams), input_shape, n_outputs, task)
     if not callable(getattr(built, "fit", None)) or not callable(getattr(built, "predict_on_batch", None)):
         raise TrialFailedError(f"model: {model} returned {type(built).__name__}, not a compiled Keras model")
-    if getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True):
+    uncompiled = getattr(built, "optimizer", None) is None or not getattr(built, "compiled", True)
+    if uncompiled and builder.fit is None:  # a HyperModel's own fit may train it in a loop of its own
         raise TrialFailedError(f"model: {model} returned a model that is not compiled")
     return _flat_inputs(model, built, input_shape)
 
@@ -1242,7 +1272,7 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
             history = model.fit(x_train, y_train, validation_data=(x_val, y_val), callbacks=callbacks, **settings)
         else:
             history = _fit_hypermodel(own_fit, hparams, model, (x_train, y_train), (x_val, y_val), settings,
-                                      callbacks)
+                                      callbacks, metric)
     fit_seconds = time.perf_counter() - started
     curves = {name: [float(v) for v in values] for name, values in history.history.items()}
     losses = curves.get("loss", [])
@@ -1267,17 +1297,47 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
 
 
 def _fit_hypermodel(own_fit: Callable[..., Any], hparams: Mapping[str, Any], model: Any, train: tuple[Any, Any],
-                    validation: tuple[Any, Any], settings: Mapping[str, Any], callbacks: list[Any]) -> Any:
+                    validation: tuple[Any, Any], settings: Mapping[str, Any], callbacks: list[Any],
+                    metric: str) -> Any:
     """Train through a HyperModel's own ``fit(hp, model, x, y, validation_data=..., callbacks=...)``, as KerasTuner
-    calls it; its ``model.fit`` call gets the study's settings for what it leaves out (:class:`_FitThrough`)."""
+    calls it; its ``model.fit`` call gets the study's settings for what it leaves out (:class:`_FitThrough`).
+
+    A fit that trains in a loop of its own (KerasTuner's "tune a custom training loop" guide) reports each epoch by
+    calling the callbacks it was given, ``callback.on_epoch_end(epoch, logs={"my_metric": ...})``: those epochs are
+    the trial's curves, and EarlyStopping's best weights are restored when it returns (its ``stop_training`` is the
+    loop's to read). One that reports no epoch is scored by what it returns: the metric's value, or a mapping of
+    metric values, as KerasTuner takes it.
+
+    Raises:
+        TrialFailedError: it neither called ``model.fit`` nor reported the metric (per epoch or returned).
+    """
+    import numpy as np
+
     from bo_tuner.hyperparameters import HyperParameters
 
+    epochs = _epoch_curves()
+    callbacks = [*callbacks, epochs]
     through = _FitThrough(model, {"validation_data": validation, **settings}, callbacks)
-    own_fit(HyperParameters(hparams), through, *train, validation_data=validation, callbacks=list(callbacks))
-    if through.history is None:
-        raise TrialFailedError("the HyperModel's fit() did not call model.fit(...): bo_tuner reads each epoch's "
-                               "metrics from it (a fit that trains in a loop of its own is not supported)")
-    return through.history
+    for callback in callbacks:  # as model.fit would first; a loop of its own may not
+        callback.set_model(model)
+        callback.on_train_begin()
+    returned = own_fit(HyperParameters(hparams), through, *train, validation_data=validation,
+                       callbacks=list(callbacks))
+    if through.history is not None:
+        return through.history
+    for callback in callbacks:
+        callback.on_train_end()
+    curves = epochs.history
+    if not curves:
+        if isinstance(returned, Mapping):
+            curves = {str(name): [value] for name, value in returned.items()}
+        elif isinstance(returned, int | float | np.number) and not isinstance(returned, bool):
+            curves = {metric: [float(returned)]}
+    if metric not in curves:
+        raise TrialFailedError(f"the HyperModel's fit() reported no {metric!r}: call model.fit(...), or report "
+                               f"each epoch with callback.on_epoch_end(epoch, logs={{{metric!r}: value}}) for the "
+                               "callbacks it is given, or return the value")
+    return _History(curves)
 
 
 def weighs_classes(setting: Any) -> bool:

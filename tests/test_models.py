@@ -667,9 +667,34 @@ def test_a_hypermodels_fit_trains_each_trial_with_the_studys_settings_for_what_i
                         task="classification", metric="val_accuracy", maximize=True, max_epochs=3, seed=1,
                         **data)  # type: ignore[arg-type]
     assert duck.epochs_run == 1  # its fit's own epochs=hp.Int("epochs", 1, 2) at its default, not max_epochs 3
-    with pytest.raises(TrialFailedError, match=r"did not call model.fit\(...\)"):
+    with pytest.raises(TrialFailedError, match=r"fit\(\) reported no 'val_accuracy': call model.fit\(...\), or report "
+                                               r"each epoch with callback.on_epoch_end"):
         models.train("tests.hypermodels:OwnLoop", {"units": 8, "lr": 0.01}, task="classification",
                      metric="val_accuracy", maximize=True, max_epochs=1, seed=1, **data)  # type: ignore[arg-type]
+
+
+def test_a_hypermodels_own_training_loop_reports_its_epochs_through_the_callbacks_it_is_given() -> None:
+    """KerasTuner's "tune a custom training loop" guide: an uncompiled model, a GradientTape loop calling
+    ``callback.on_epoch_end(epoch, logs={"my_metric": ...})``, the best value returned. Those epochs are the trial's
+    curve (the study's per-epoch logging saw them), and the weights kept are those of the best epoch. A loop that
+    reports nothing is scored by what it returns."""
+    assert models.builder_info("tests.hypermodels:CustomLoop").default_space == {  # its fit's lr is read too
+        "units": {"type": "int", "low": 4, "high": 8}, "lr": {"type": "real", "low": 1e-3, "high": 1e-1,
+                                                              "prior": "log-uniform"}}
+    data = _tiny_classes(3)
+    seen: list[dict[str, float]] = []
+    fit = models.train("tests.hypermodels:CustomLoop", {"units": 6}, task="classification", metric="my_metric",
+                       maximize=False, max_epochs=3, seed=1, on_epoch=seen.append, **data)  # type: ignore[arg-type]
+    curve = fit.history["my_metric"]
+    assert len(curve) == 3 and [e["my_metric"] for e in seen] == curve and fit.objective == min(curve)
+    assert fit.best_epoch == curve.index(min(curve)) + 1
+    import keras
+
+    loss = keras.losses.SparseCategoricalCrossentropy()(data["y_val"], fit.model(data["x_val"]))
+    assert float(loss) == pytest.approx(min(curve), rel=1e-5)  # the best epoch's weights, restored
+    scored = models.train("tests.hypermodels:ReturnsScore", {"units": 6}, task="classification", metric="my_metric",
+                          maximize=False, max_epochs=3, seed=1, **data)  # type: ignore[arg-type]
+    assert scored.objective == 0.25 and scored.history == {"my_metric": [0.25], "other": [1.0]}
 
 
 def test_a_builder_passed_as_an_object_is_named_by_its_module_or_saved_by_value(
