@@ -62,8 +62,7 @@ class HyperParameters:
     @contextlib.contextmanager
     def conditional_scope(self, parent_name: str, parent_values: Any) -> Iterator[None]:
         """Hyperparameters declared inside matter only where ``parent_name`` takes one of ``parent_values``."""
-        values = tuple(parent_values) if isinstance(parent_values, list | tuple) else (parent_values,)
-        self._scopes.append((parent_name, values))
+        self._scopes.append((parent_name, _values(parent_values)))
         try:
             yield
         finally:
@@ -90,8 +89,7 @@ class HyperParameters:
               parent_values: Any = None) -> float:
         spec: dict[str, Any] = {"type": "real", "low": float(min_value), "high": float(max_value)}
         if _is_log(sampling) and step is not None and step > 1:  # KerasTuner: a log step multiplies, as for Int
-            spec = {"type": "categorical", "choices": _geometric_floats(float(min_value), float(max_value),
-                                                                         float(step))}
+            spec = {"type": "categorical", "choices": _geometric(float(min_value), float(max_value), float(step))}
         elif _is_log(sampling):
             spec["prior"] = "log-uniform"
         elif step:
@@ -123,8 +121,7 @@ class HyperParameters:
                  parent_values: Any) -> Any:
         scopes = list(self._scopes)
         if parent_name is not None:
-            scopes.append((parent_name, tuple(parent_values) if isinstance(parent_values, list | tuple)
-                           else (parent_values,)))
+            scopes.append((parent_name, _values(parent_values)))
         if scopes:  # one parent is what a space's when: holds; the innermost scope says most
             parent, allowed = scopes[-1]
             spec = {**spec, "when": {parent: list(allowed)}}
@@ -136,19 +133,19 @@ def _is_log(sampling: str | None) -> bool:
     return str(sampling or "linear").lower() == "log"
 
 
-def _geometric(low: int, high: int, factor: int) -> list[int]:
-    values = [low]
-    while values[-1] * factor <= high:
-        values.append(values[-1] * factor)
+def _geometric(low: Any, high: Any, factor: Any) -> list[Any]:
+    """low, low·factor, … up to high: whole numbers for an Int; for a Float each rounded to 12 significant digits
+    (1e-4·10 is 0.001, not 0.0010…02) and high reached within rounding."""
+    values, limit = [low], high if isinstance(high, int) else high * (1 + 1e-9)
+    while values[-1] * factor <= limit:
+        following = values[-1] * factor
+        values.append(following if isinstance(following, int) else float(f"{following:.12g}"))
     return values
 
 
-def _geometric_floats(low: float, high: float, factor: float) -> list[float]:
-    """low, low·factor, … up to high, each rounded to 12 significant digits (1e-4·10 is 0.001, not 0.0010…02)."""
-    values = [low]
-    while values[-1] * factor <= high * (1 + 1e-9):
-        values.append(float(f"{values[-1] * factor:.12g}"))
-    return values
+def _values(parent_values: Any) -> tuple[Any, ...]:
+    """KerasTuner's ``parent_values``: one value or a list of them."""
+    return tuple(parent_values) if isinstance(parent_values, list | tuple) else (parent_values,)
 
 
 def _sorted(values: set[Any]) -> list[Any]:
