@@ -718,12 +718,10 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
           probabilities: pd.DataFrame | None = None) -> dict[str, float]:
     """Test-set metrics in the target's own terms, computed once for the best trial. With a classifier's class
     ``probabilities`` (a column per class, named as :meth:`FeaturePipeline.class_names`), also ``test_auc``."""
-    from sklearn import metrics
-
     if task == "classification":
         truth, pred = as_labels(y_true), as_labels(y_pred)
         scores = {
-            "test_accuracy": float(metrics.accuracy_score(truth, pred)),
+            "test_accuracy": accuracy(truth, pred),
             "test_f1_macro": f1_macro(truth, pred),
         }
         auc = None if probabilities is None else roc_auc(truth, probabilities.to_numpy(),
@@ -734,10 +732,34 @@ def score(task: str, y_true: pd.Series, y_pred: npt.NDArray[Any],
     truth_f = np.asarray(y_true, dtype=float)
     pred_f = np.asarray(y_pred, dtype=float)
     return {
-        "test_rmse": float(np.sqrt(metrics.mean_squared_error(truth_f, pred_f))),
-        "test_mae": float(metrics.mean_absolute_error(truth_f, pred_f)),
+        "test_rmse": rmse(truth_f, pred_f),
+        "test_mae": mae(truth_f, pred_f),
         "test_r2": r2(truth_f, pred_f),
     }
+
+
+def accuracy(truth: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
+    """The share of rows whose class is right: ``test_accuracy`` and, for a model that does not report it, the
+    metric ``val_accuracy``."""
+    from sklearn import metrics
+
+    return float(metrics.accuracy_score(truth, predicted))
+
+
+def rmse(truth: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
+    """Root mean squared error in the target's units: ``test_rmse`` and, for a model that does not report it, the
+    metric ``val_rmse``."""
+    from sklearn import metrics
+
+    return float(np.sqrt(metrics.mean_squared_error(truth, predicted)))
+
+
+def mae(truth: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
+    """Mean absolute error in the target's units: ``test_mae`` and, for a model that does not report it, the metric
+    ``val_mae``."""
+    from sklearn import metrics
+
+    return float(metrics.mean_absolute_error(truth, predicted))
 
 
 def f1_macro(truth: npt.ArrayLike, predicted: npt.ArrayLike) -> float:

@@ -269,17 +269,12 @@ def _epoch_scores(metric: str, prepared: data_mod.PreparedData
         return None
     if prepared.task == "regression":
         truth_values = np.asarray(prepared.y_val, dtype=float).ravel()
-        errors: dict[str, Callable[[np.ndarray[Any, Any]], float]] = {
-            "val_rmse": lambda outputs: float(np.sqrt(np.mean((np.ravel(outputs) - truth_values) ** 2))),
-            "val_mae": lambda outputs: float(np.mean(np.abs(np.ravel(outputs) - truth_values))),
-            "val_r2": lambda outputs: data_mod.r2(truth_values, np.asarray(outputs, dtype=float).ravel())}
-        return {metric: errors[metric]}
-    if metric == "val_accuracy":
+        error = {"val_rmse": data_mod.rmse, "val_mae": data_mod.mae, "val_r2": data_mod.r2}[metric]
+        return {metric: lambda outputs: error(truth_values, np.asarray(outputs, dtype=float).ravel())}
+    if metric in ("val_accuracy", "val_f1_macro"):
         codes = np.asarray(prepared.y_val).ravel()
-        return {metric: lambda outputs: float(np.mean(np.argmax(outputs, axis=1) == codes))}
-    if metric == "val_f1_macro":
-        codes = np.asarray(prepared.y_val).ravel()
-        return {metric: lambda outputs: data_mod.f1_macro(codes, np.argmax(outputs, axis=1))}
+        of_classes = data_mod.accuracy if metric == "val_accuracy" else data_mod.f1_macro
+        return {metric: lambda outputs: of_classes(codes, np.argmax(outputs, axis=1))}
     classes = prepared.pipeline.class_names()
     truth = prepared.val_labels()
 
