@@ -346,7 +346,7 @@ def _import_user_builder(model: str) -> UserBuilder:
     if _takes_hp(found):
         return UserBuilder(found, takes_hp=True, owner=found)
     try:
-        inspect.signature(found).bind({}, (1,), 2, "classification")
+        inspect.signature(found).bind(*_FOUR_ARGUMENTS)
     except TypeError as exc:
         raise ConfigError(f"model: ({model!r}) must take (hparams, input_shape, n_outputs, task), or hp alone "
                           f"as a KerasTuner build function does: {exc}") from None
@@ -355,10 +355,14 @@ def _import_user_builder(model: str) -> UserBuilder:
     return UserBuilder(found, takes_hp=False, owner=found)
 
 
+#: Stand-ins for a builder's (hparams, input_shape, n_outputs, task), to bind its signature against.
+_FOUR_ARGUMENTS: tuple[dict[str, Any], tuple[int, ...], int, str] = ({}, (1,), 2, "classification")
+
+
 def _binds_four(builder: Builder) -> bool:
     """Can ``builder`` be called as (hparams, input_shape, n_outputs, task)?"""
     try:
-        inspect.signature(builder).bind({}, (1,), 2, "classification")
+        inspect.signature(builder).bind(*_FOUR_ARGUMENTS)
         return True
     except TypeError:
         return False
@@ -373,7 +377,7 @@ def _takes_hp(builder: Builder) -> bool:
     except ValueError:
         return False
     try:
-        signature.bind({}, (1,), 2, "classification")
+        signature.bind(*_FOUR_ARGUMENTS)
         return False
     except TypeError:
         pass
@@ -472,9 +476,9 @@ def _zero_rows(model: Any) -> tuple[Any, Any]:
             np.zeros((2, *shape(getattr(model, "outputs", None))), dtype="float32"))
 
 
-class _FitRecorder:
-    """The model a HyperModel's ``fit`` gets while its space is read: ``fit`` trains nothing; the rest is the
-    model's."""
+class _ModelProxy:
+    """A Keras model as a HyperModel's own ``fit`` gets it: everything the model's but ``fit`` (see subclasses);
+    called as the model, as a training loop of its own does."""
 
     def __init__(self, model: Any) -> None:
         self._model = model
@@ -484,6 +488,10 @@ class _FitRecorder:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._model(*args, **kwargs)
+
+
+class _FitRecorder(_ModelProxy):
+    """The model a HyperModel's ``fit`` gets while its space is read: ``fit`` trains nothing."""
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         return _History()
@@ -515,23 +523,17 @@ def _epoch_curves() -> Any:
     return Curves()
 
 
-class _FitThrough:
+class _FitThrough(_ModelProxy):
     """The model a HyperModel's own ``fit`` trains: its ``model.fit(...)`` call gets the study's settings (epochs,
     batch size, class weights, the validation rows) for every argument it leaves out, and the study's callbacks
     beside its own — EarlyStopping, the per-epoch metrics, the pruner — so a trial's curves are read as for any
     model. ``history`` is what the last ``model.fit`` returned."""
 
     def __init__(self, model: Any, defaults: Mapping[str, Any], callbacks: list[Any]) -> None:
-        self._model = model
+        super().__init__(model)
         self._defaults = dict(defaults)
         self._callbacks = callbacks
         self.history: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # a training loop of its own calls the model
-        return self._model(*args, **kwargs)
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         theirs = inspect.signature(self._model.fit).bind_partial(*args, **kwargs).arguments  # names positionals
