@@ -17,7 +17,6 @@ import hashlib
 import json
 import lzma
 import math
-import os
 import shlex
 import warnings
 import zipfile
@@ -30,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from bo_tuner.cache import cache_dir, save_once
 from bo_tuner.errors import BoTunerWarning, ConfigError, DataError, first_line, name_hint
 
 Task = Literal["classification", "regression"]
@@ -384,8 +384,7 @@ FRAME_FILE = "dataframe.parquet"
 
 def frames_dir() -> Path:
     """Where :func:`frame_file` keeps DataFrames: ``$XDG_CACHE_HOME/bo_tuner/frames`` (``~/.cache/…``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "bo_tuner" / "frames"
+    return cache_dir("frames")
 
 
 def is_frame_file(data: Any) -> bool:
@@ -413,21 +412,13 @@ def frame_file(frame: pd.DataFrame) -> str:
     if repeated:
         raise ConfigError(f"data: ({shape}) names a column twice: {', '.join(map(repr, repeated))}")
     path = frames_dir() / _content_digest(frame, index=True, types=True) / FRAME_FILE
-    if path.exists():
-        return str(path)
-    partial = path.with_name(f".{FRAME_FILE}.{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(partial)
-        os.replace(partial, path)  # whole or not at all: another study may be saving the same frame
-    except Exception as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        if isinstance(exc, OSError):  # the cache folder: not writable, full
-            raise ConfigError(f"data: ({shape}) could not be saved as {path} for the study's workers: "
-                              f"{first_line(exc)}; save it yourself (frame.to_parquet('table.parquet')) and pass "
-                              "the path") from None
-        # a column Parquet cannot hold: mixed types in one object column, say
+        save_once(path, frame.to_parquet)
+    except OSError as exc:  # the cache folder: not writable, full
+        raise ConfigError(f"data: ({shape}) could not be saved as {path} for the study's workers: "
+                          f"{first_line(exc)}; save it yourself (frame.to_parquet('table.parquet')) and pass "
+                          "the path") from None
+    except Exception as exc:  # a column Parquet cannot hold: mixed types in one object column, say
         raise ConfigError(f"data: ({shape}) cannot be saved as Parquet for the study's workers: "
                           f"{first_line(exc)}; give such a column one type (frame[col].astype(str), or "
                           "pd.to_numeric(frame[col], errors='coerce'))") from None

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bo_tuner.cache import cache_dir, save_once
 from bo_tuner.errors import ConfigError, TrialFailedError, first_line
 
 if TYPE_CHECKING:
@@ -248,8 +249,7 @@ _SAVED: dict[str, object] = {}
 
 def builders_dir() -> Path:
     """Where :func:`builder_reference` saves builders: ``$XDG_CACHE_HOME/bo_tuner/builders`` (``~/.cache/…``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "bo_tuner" / "builders"
+    return cache_dir("builders")
 
 
 def is_saved_builder(model: str) -> bool:
@@ -288,17 +288,11 @@ def builder_reference(found: object) -> str:
     import hashlib
 
     path = builders_dir() / hashlib.sha256(payload).hexdigest()[:16] / f"{name}{SAVED_BUILDER_SUFFIX}"
-    if not path.exists():
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(payload)
-            os.replace(partial, path)  # whole or not at all
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise ConfigError(f"model: ({name}) could not be saved as {path} for the study's worker processes: "
-                              f"{first_line(exc)}; set XDG_CACHE_HOME to a folder you can write") from None
+    try:
+        save_once(path, lambda partial: partial.write_bytes(payload))
+    except OSError as exc:
+        raise ConfigError(f"model: ({name}) could not be saved as {path} for the study's worker processes: "
+                          f"{first_line(exc)}; set XDG_CACHE_HOME to a folder you can write") from None
     _SAVED[str(path)] = found  # this process goes on with the object itself
     return f"{path}:{name}"
 
