@@ -38,8 +38,6 @@ BUILTIN_METRICS = {
 _MAXIMIZED = frozenset({"accuracy", "acc", "auc", "precision", "recall", "f1", "fbeta", "r2", "iou", "similarity",
                         "dice", "kappa", "mcc", "sensitivity", "specificity"})
 _MODEL_RE = re.compile(r"^(mlp|cnn|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
-#: A builder passed as a Python object, as :func:`bo_tuner.models.builder_reference` saved it.
-_SAVED_BUILDER_RE = re.compile(r"^.+\.pkl:[A-Za-z_]\w*$")
 # MLflow registered model names end up in URIs (models:/<name>@champion): keep them URI- and path-safe.
 _REGISTERED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
 _EXPERIMENT_RE = re.compile(r"^[^\x00-\x1f]{1,500}$")
@@ -282,8 +280,11 @@ class StudyConfig:
             from bo_tuner.models import builder_reference
 
             set_("model", builder_reference(self.model))
-        if not _MODEL_RE.match(self.model) and not _SAVED_BUILDER_RE.match(self.model):
-            raise ConfigError(f"model: ({self.model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
+        if not _MODEL_RE.match(self.model):
+            from bo_tuner.models import is_saved_builder
+
+            if not is_saved_builder(self.model):
+                raise ConfigError(f"model: ({self.model!r}) must be 'mlp', 'cnn' or 'package.module:function'")
         if self.space is not None and not isinstance(self.space, SearchSpace):
             set_("space", SearchSpace.from_dict(self.space))
         if self.fixed is None:

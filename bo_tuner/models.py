@@ -252,8 +252,12 @@ def builders_dir() -> Path:
     return cache_dir("builders")
 
 
+_SAVED_BUILDER_RE = re.compile(r"^.+\.pkl:[A-Za-z_]\w*$")
+
+
 def is_saved_builder(model: str) -> bool:
-    return model.rpartition(":")[0].endswith(SAVED_BUILDER_SUFFIX)
+    """Is ``model`` a builder :func:`builder_reference` saved (``<path>.pkl:<name>``)?"""
+    return bool(_SAVED_BUILDER_RE.match(model))
 
 
 def builder_reference(found: object) -> str:
