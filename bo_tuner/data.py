@@ -434,16 +434,13 @@ def arrays_frame(x: Any, y: Any, target: str) -> tuple[pd.DataFrame, tuple[int, 
     Raises:
         ConfigError: x is not one row per sample of numbers, y not one value per row, or their lengths differ.
     """
+    shown = f"(x of shape {np.shape(x)}, y of shape {np.shape(y)})"
     if isinstance(x, pd.DataFrame):  # scikit-learn's (X, y) with as_frame=True: the columns keep their names
-        labels = np.asarray(y).ravel() if np.ndim(y) == 2 and np.shape(y)[1] == 1 else np.asarray(y)
-        if labels.ndim != 1 or len(labels) != len(x):
-            raise ConfigError(f"data: (x of shape {x.shape}, y of shape {labels.shape}) y must hold one label or "
-                              "value per row of x")
+        labels = _one_per_row(y, len(x), shown)
         if target in x.columns:
             raise ConfigError(f"target: ({target!r}) names one of x's columns; give the target another name")
         return x.assign(**{target: labels}), None
-    features, labels = np.asarray(x), np.asarray(y)
-    shown = f"(x of shape {features.shape}, y of shape {labels.shape})"
+    features = np.asarray(x)
     image_shape = None
     if features.ndim == 1:
         features = features.reshape(-1, 1)
@@ -452,13 +449,7 @@ def arrays_frame(x: Any, y: Any, target: str) -> tuple[pd.DataFrame, tuple[int, 
         features = features.reshape(len(features), -1)
     if features.ndim != 2:
         raise ConfigError(f"data: {shown} x must hold one row of features, or one image, per sample")
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels.ravel()
-    if labels.ndim != 1:
-        raise ConfigError(f"data: {shown} y must hold one label or value per row: for one-hot labels pass "
-                          "y.argmax(axis=1)")
-    if len(features) != len(labels):
-        raise ConfigError(f"data: {shown} x and y must have as many rows")
+    labels = _one_per_row(y, len(features), shown)
     if not np.issubdtype(features.dtype, np.number) and features.dtype != bool:
         raise ConfigError(f"data: {shown} x must hold numbers (dtype {features.dtype}); pass a DataFrame for "
                           "text columns")
@@ -468,6 +459,19 @@ def arrays_frame(x: Any, y: Any, target: str) -> tuple[pd.DataFrame, tuple[int, 
     frame = pd.DataFrame(features, columns=columns)
     frame[target] = labels
     return frame, image_shape
+
+
+def _one_per_row(y: Any, n_rows: int, shown: str) -> npt.NDArray[Any]:
+    """``y`` of :func:`arrays_frame` as one label or value per row of x (a column of them is read as one)."""
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise ConfigError(f"data: {shown} y must hold one label or value per row: for one-hot labels pass "
+                          "y.argmax(axis=1)")
+    if len(labels) != n_rows:
+        raise ConfigError(f"data: {shown} x and y must have as many rows")
+    return labels
 
 
 def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
