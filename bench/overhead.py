@@ -63,7 +63,8 @@ def plain_loop(spec_file: str) -> None:
 
     spec = json.loads(Path(spec_file).read_text())
     models.configure_runtime(None)  # what a study's worker sets (on a CPU: no Grappler), so the fits are alike
-    prepared = data.prepare(*(tuple(v) if isinstance(v, list) else v for v in spec["data_key"]))  # JSON: lists
+    source, target, task, val_fraction, test_fraction, seed, ignored = spec["data_key"]
+    prepared = data.prepare(source, target, task, val_fraction, test_fraction, seed, tuple(ignored))  # JSON: a list
     fit_seconds = []
     for hp, seed in spec["trials"]:
         fit = models.train(spec["model"], hp, x_train=prepared.x_train, y_train=prepared.y_train,

@@ -293,6 +293,23 @@ def _import_from_working_directory() -> None:
         sys.path.insert(0, here)
 
 
+def _from_launcher_folder(args: argparse.Namespace) -> None:
+    """Under ``mlflow run <project>``, which runs the command in the project's folder: a relative ``--data`` or
+    ``--config`` that names no file there names one in the folder ``mlflow run`` was started from (as MLflow reads
+    its own ``path`` parameters), and a ``--model`` module is looked for there too (after the project's folder).
+    """
+    folder = interrupts.launcher_folder()
+    if folder is None or os.path.samefile(folder, os.getcwd()):
+        return
+    for name in ("data", "config"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)) and \
+                not os.path.exists(value) and os.path.exists(there := os.path.join(folder, value)):
+            setattr(args, name, there)
+    if folder not in sys.path:
+        sys.path.insert(sys.path.index(os.getcwd()) + 1 if os.getcwd() in sys.path else len(sys.path), folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     interrupts.install()
     show_warnings_as_lines()
@@ -302,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    _from_launcher_folder(args)
     try:
         return _run(args)
     except BoTunerError as exc:

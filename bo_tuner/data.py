@@ -84,6 +84,15 @@ def _table_format(path: Path) -> tuple[str, bool]:
     return ("" if compressed and kind == "parquet" else kind), compressed
 
 
+def located(data: str) -> str:
+    """``data`` as a study records it for ``--resume``: a file's absolute path (a relative one named the file from
+    the folder the study ran in), anything else (a bundled name, a path that names no file) as given."""
+    if is_bundled(data):
+        return data
+    path = Path(data).expanduser()
+    return str(path.resolve()) if path.exists() else data
+
+
 def dataset_label(data: str) -> str:
     """A short name for the data: the bundled name or the file's name without its suffixes (table.csv.gz → table),
     for run and model names."""
@@ -619,16 +628,36 @@ def _warn_identifiers(x: pd.DataFrame, data: str, dates: Sequence[str]) -> None:
                           f"--ignore-columns {shlex.quote(str(column))})", BoTunerWarning, stacklevel=3)
 
 
-@functools.lru_cache(maxsize=4)
 def prepare(data: str, target: str | None, task: str | None, val_fraction: float, test_fraction: float,
             seed: int, ignore_columns: tuple[str, ...] = ()) -> PreparedData:
-    """Load, split and transform the data; cached per process so each worker loads it once.
+    """Load, split and transform the data; cached per process so each worker loads it once — per version of the
+    file: a notebook's next study reads the CSV as edited since, or another folder's file of the same name.
 
     ``ignore_columns`` are not features: the pipeline (and so the served model) neither takes nor needs them.
 
     Raises:
         DataError: naming the field and bad value (file, target, rows, classes).
     """
+    return _prepare(data, _file_version(data), target, task, val_fraction, test_fraction, seed, ignore_columns)
+
+
+def _file_version(data: str) -> tuple[Any, ...] | None:
+    """What tells the file ``data`` names now from another: its absolute path, size and modification time (a
+    folder: its Parquet files'); None for a bundled dataset or a path that names nothing (``prepare`` says so)."""
+    if is_bundled(data):
+        return None
+    path = Path(data).expanduser()
+    try:
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        return (str(path.resolve()), *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _prepare(data: str, version: tuple[Any, ...] | None, target: str | None, task: str | None, val_fraction: float,
+             test_fraction: float, seed: int, ignore_columns: tuple[str, ...]) -> PreparedData:
+    """:func:`prepare` of one ``version`` of the file."""
     frame, target_col = load_frame(data, target)
     ignored = _ignored(frame, target_col, ignore_columns, data)
     dataset = dataset_info(data, frame)

@@ -179,6 +179,18 @@ def stop_with_launcher() -> None:
     when_gone(launcher, stop, name="bo_tuner-launcher-watch")
 
 
+def launcher_folder() -> str | None:
+    """The working directory of the ``mlflow run`` process that started this one (which runs the project in the
+    project's own folder), or None when there is none or it cannot be read."""
+    if not os.environ.get("MLFLOW_RUN_ID"):
+        return None
+    try:
+        launcher = _launcher()
+        return str(launcher.cwd()) if launcher is not None else None
+    except Exception:  # no psutil, /proc hidden, the launcher gone
+        return None
+
+
 def launcher_ended() -> bool:
     """Whether :func:`stop_with_launcher` saw the ``mlflow run`` process end."""
     return _launcher_ended.is_set()

@@ -328,9 +328,8 @@ def _import_user_builder(model: str) -> UserBuilder:
         except Exception as exc:
             hint = ""
             if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0]:
-                hint = (f" (from {os.getcwd()}); run from the folder that holds it or put that folder on PYTHONPATH "
-                        "— under `mlflow run <project>` the study runs in the project's folder: "
-                        "PYTHONPATH=$PWD mlflow run ...")
+                hint = (f" (from {os.getcwd()}); run from the folder that holds it or put that folder on "
+                        "PYTHONPATH")
             raise ConfigError(f"model: ({model!r}) cannot import {module_name!r}: {first_line(exc)}{hint}") from None
         found = getattr(module, attr, None)
     if _is_hypermodel(found):

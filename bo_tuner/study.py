@@ -29,6 +29,7 @@ from bo_tuner.errors import (
     BoTunerError,
     BoTunerWarning,
     ConfigError,
+    DataError,
     RegistryError,
     StudyFailedError,
     StudyInterrupted,
@@ -770,17 +771,16 @@ def load_resume_config(parent_id: str, config_path: str | None = None, **overrid
     return StudyConfig.from_mapping(values)
 
 
-def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, task: str) -> None:
+def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig,
+                      prepared: data_mod.PreparedData) -> None:
+    task = prepared.task
+    _check_same_data(parent_id, stored.data, config.data, prepared.dataset.digest)
     for name in _SAME_STUDY_FIELDS:
-        if getattr(stored, name) != getattr(config, name):
+        if name != "data" and getattr(stored, name) != getattr(config, name):
             given, theirs = (config.to_dict()[name], stored.to_dict()[name])  # as the study file has them
             if name == "model" and models.is_saved_builder(given) and models.is_saved_builder(theirs) and \
                     _model_label(given) == _model_label(theirs):
                 continue  # the notebook's function again, as a module:function of the same name would be
-            if name == "data" and data_mod.is_frame_file(given):
-                raise ConfigError(f"resume: data (a DataFrame, saved as {given}) holds other rows, columns or types "
-                                  f"than study {parent_id}'s ({theirs}); pass the frame it began with, or start a "
-                                  "new study")
             raise ConfigError(f"resume: {name} ({given!r}) differs from study {parent_id}'s ({theirs!r}); start a "
                               "new study or use --warm-start")
     if _validate_space(stored) != _validate_space(config):
@@ -789,6 +789,37 @@ def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, 
     if stored.metric_for(task) != config.metric_for(task):
         raise ConfigError(f"resume: metric ({config.metric_for(task)!r}) differs from study {parent_id}'s "
                           f"({stored.metric_for(task)!r}); the objectives would not be comparable")
+
+
+def _named_as(stored: StudyConfig, config: StudyConfig) -> StudyConfig:
+    """A resumed study keeps its run's name and registered model when its data file has moved or been renamed
+    (both default to the file's name)."""
+    if config.study_name or config.data == stored.data:
+        return config
+    label = f"{data_mod.dataset_label(stored.data)}-{_model_label(config.model)}"
+    return config.replace(study_name=label, registered_model=config.registered_model or _safe_name(label))
+
+
+def _check_same_data(parent_id: str, theirs: str, given: str, digest: str) -> None:
+    """The table a resume trains on is the one study ``parent_id`` began with: the same content (the digest of
+    the dataset its parent run logged) wherever the file is now, or, for a study that logged none, the same file.
+
+    A study recorded its data as given until it recorded absolute paths (:func:`bo_tuner.data.located`); a
+    relative one names the file from the folder it ran in, wherever that was.
+    """
+    same_file = given == theirs or data_mod.located(given) == data_mod.located(theirs)
+    logged = tracking.dataset_digests(parent_id)
+    if (not logged and same_file) or digest in logged:
+        return
+    if data_mod.is_frame_file(given):
+        raise ConfigError(f"resume: data (a DataFrame, saved as {given}) holds other rows, columns or types than "
+                          f"study {parent_id}'s ({theirs}); pass the frame it began with, or start a new study")
+    if same_file:
+        raise ConfigError(f"resume: data ({given!r}) has changed since study {parent_id} began (other rows, columns "
+                          "or values): its finished trials were scored on the table as it was; restore that file, or "
+                          f"start a new study with --warm-start {parent_id}")
+    raise ConfigError(f"resume: data ({given!r}) differs from study {parent_id}'s ({theirs!r}); start a new study "
+                      "or use --warm-start")
 
 
 def _outcome_from_run(run: Any, space: SearchSpace, logged: Mapping[str, Any] | None = None) -> TrialOutcome | None:
@@ -937,10 +968,11 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     if executor is None:
         executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
     try:
-        prepared = data_mod.prepare(*config.data_key)
+        prepared = _prepared(config, stored, resume)
         metric = _checked_metric(config, prepared, space)
         if stored is not None:
-            _check_same_study(resume or "", stored, config, prepared.task)
+            _check_same_study(resume or "", stored, config, prepared)
+            config = _named_as(stored, config)
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
                        callbacks=callbacks, started=started, enqueued=enqueued)
     except (KeyboardInterrupt, StudyInterrupted):
@@ -954,6 +986,17 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     return result
 
 
+def _prepared(config: StudyConfig, stored: StudyConfig | None, resume: str | None) -> data_mod.PreparedData:
+    try:
+        return data_mod.prepare(*config.data_key)
+    except DataError as exc:
+        path = os.path.expanduser(config.data)
+        if stored is None or config.data != stored.data or os.path.isabs(path) or os.path.exists(path):
+            raise
+        raise DataError(f"{exc} — study {resume} recorded its data as {config.data!r}, a path from the folder it "
+                        "ran in: run from that folder, or pass --data with the file's path") from None
+
+
 def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedData, metric: str,
           executor: cf.Executor, *, resume: str | None, progress: bool,
           callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float,
@@ -961,7 +1004,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
     maximize = config.maximizes(metric)
     label, registered_name = _study_names(config, prepared)
-    config_yaml = yaml.safe_dump(_public_config(config), sort_keys=False)
+    # data as an absolute path: `--resume` from another folder (a scheduler's, `mlflow run`'s) reads the same file
+    config_yaml = yaml.safe_dump({**_public_config(config), "data": data_mod.located(config.data)}, sort_keys=False)
     process = _this_process()
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
             "minimize", **process, "bo_tuner.data": prepared.name, MODEL_TAG: config.model,

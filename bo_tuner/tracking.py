@@ -29,6 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from bo_tuner import interrupts
 from bo_tuner.config import SQL_STORE_MODULE, uses_database
 from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError, first_line
 
@@ -63,7 +64,7 @@ def connect(tracking_uri: str | None) -> str:
     """
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    uri = mlflow.get_tracking_uri()
+    uri = _in_launcher_folder(mlflow.get_tracking_uri())
     if _launcher_run_missing(uri, connected=False):
         raise _elsewhere(uri)  # before a new, empty store is made in the wrong folder
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
@@ -106,6 +107,21 @@ def connect_existing(tracking_uri: str | None) -> str:
         raise TrackingUnavailableError(f"tracking_uri: ({uri!r}) no such database file ({Path(database).resolve()}); "
                                        "run this where the study ran, or pass --tracking-uri")
     return connect(tracking_uri)
+
+
+def _in_launcher_folder(uri: str) -> str:
+    """Under ``mlflow run <project>`` started in another folder, a relative sqlite URI names the file from that
+    folder, as it did for ``mlflow run``, which made its run there (``sqlite:///mlflow.db``, MLflow's default);
+    the command runs in the project's folder (a temporary clone for a git URL). Set as the tracking URI then."""
+    database = _sqlite_file(uri)
+    if not os.environ.get("MLFLOW_RUN_ID") or database is None or Path(database).is_absolute():
+        return uri
+    folder = interrupts.launcher_folder()
+    if folder is None or not (Path(folder) / database).exists() or Path(folder).resolve() == Path.cwd().resolve():
+        return uri
+    absolute = uri.replace(database, str(Path(folder) / database), 1)
+    mlflow.set_tracking_uri(absolute)
+    return absolute
 
 
 def _launcher_run_missing(uri: str, *, connected: bool) -> bool:
@@ -348,6 +364,12 @@ def log_dataset(run_id: str, dataset: DatasetInfo, sample: pd.DataFrame) -> None
     table = TableDataset(source=source, name=dataset.name, digest=dataset.digest, schema=schema)
     MlflowClient().log_inputs(run_id, datasets=[DatasetInput(table._to_mlflow_entity(),
                                                               tags=[InputTag("mlflow.data.context", "training")])])
+
+
+def dataset_digests(run_id: str) -> list[str]:
+    """The digests of the datasets logged as inputs of run ``run_id`` (none: an empty list)."""
+    inputs = MlflowClient().get_run(run_id).inputs
+    return [str(d.dataset.digest) for d in (inputs.dataset_inputs if inputs is not None else [])]
 
 
 def set_tags(run_id: str, tags: Mapping[str, Any]) -> None:

@@ -440,3 +440,42 @@ def test_val_auc_on_a_validation_split_without_some_class_is_refused_before_any_
                    "rows of class '10'; optimise val_accuracy, or give the data more rows of the rare classes")
     assert _runs_in(workdir / "mlflow.db") == 0
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.slow
+def test_a_study_on_a_relative_data_path_resumes_from_another_folder_and_from_a_moved_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A study records its data file's absolute path, so ``--resume`` from another folder (a scheduler's, a new
+    shell's) reads the same file; a copy of it elsewhere (the same content: the digest of the dataset the study
+    logged) resumes it under its own names, and is the file it records from then on; a file whose rows changed
+    since is refused, one line, exit 2."""
+    started_in, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    started_in.mkdir()
+    elsewhere.mkdir()
+    from bo_tuner.data import load_frame
+
+    load_frame("iris", None)[0].to_csv(started_in / "flowers.csv", index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["--quiet", "--max-epochs", "2", "--tracking-uri", uri]
+    monkeypatch.chdir(started_in)
+    assert main(["tune", "--data", "flowers.csv", "--target", "target", "--n-calls", "1", *common]) == 0
+    client = MlflowClient(uri)
+    (parent,) = client.search_runs(["1"], "tags.`bo_tuner.role` = 'study'")
+    study = parent.info.run_id
+    monkeypatch.chdir(elsewhere)
+    assert main(["tune", "--resume", study, "--n-calls", "2", *common]) == 0
+    (elsewhere / "copy.csv").write_bytes((started_in / "flowers.csv").read_bytes())
+    assert main(["tune", "--resume", study, "--data", "copy.csv", "--n-calls", "3", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.count("registered flowers-mlp v") == 3 and "copy-mlp" not in out
+    trials = client.search_runs(["1"], f"tags.`mlflow.parentRunId` = '{study}'")
+    assert sorted(int(t.data.tags["bo_tuner.trial_number"]) for t in trials) == [1, 2, 3]
+    assert {t.info.status for t in trials} == {"FINISHED"}
+    with (elsewhere / "copy.csv").open("a") as file:  # the file the study last read, which it now records
+        file.write("5.0,3.0,1.5,0.2,0\n")
+    assert main(["tune", "--resume", study, "--n-calls", "4", *common]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"bo-tuner: error: resume: data \('{re.escape(str(elsewhere))}/copy.csv'\) has changed "
+                        rf"since study {study} began \(other rows, columns or values\): .*\n", err), err
+    assert main(["tune", "--resume", study, "--data", str(tmp_path / "nowhere.csv"), "--n-calls", "4", *common]) == 2
+    assert len(client.search_runs(["1"], f"tags.`mlflow.parentRunId` = '{study}'")) == 3

@@ -12,7 +12,7 @@ from bo_tuner.errors import BoTunerWarning, DataError
 
 def prepare(source: str, target: str | None = None, task: str | None = None, seed: int = 0,
             ignore: tuple[str, ...] = ()) -> data.PreparedData:
-    return data.prepare.__wrapped__(source, target, task, 0.2, 0.2, seed, ignore)
+    return data._prepare.__wrapped__(source, None, target, task, 0.2, 0.2, seed, ignore)
 
 
 def test_digits_split_is_stratified_and_scaled() -> None:
@@ -31,6 +31,25 @@ def test_same_seed_same_split() -> None:
     a, b, c = prepare("wine", seed=1), prepare("wine", seed=1), prepare("wine", seed=2)
     assert np.array_equal(a.x_val, b.x_val)
     assert not np.array_equal(a.x_val, c.x_val)
+
+
+def test_the_per_process_cache_reads_a_file_again_once_edited_and_a_same_named_file_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook runs studies one after the other in one process: the table edited between them (rows fixed or
+    added), or another folder's file of the same relative name, is what the next study reads."""
+    rng = np.random.default_rng(0)
+    for folder, rows in (("a", 60), ("b", 80)):
+        (tmp_path / folder).mkdir()
+        pd.DataFrame({"x": rng.normal(size=rows), "y": rng.normal(size=rows)}).to_csv(tmp_path / folder / "t.csv",
+                                                                                    index=False)
+    monkeypatch.chdir(tmp_path / "a")
+    first = data.prepare("t.csv", "y", None, 0.2, 0.2, 0)
+    assert data.prepare("t.csv", "y", None, 0.2, 0.2, 0) is first and first.n_rows == 60
+    with open("t.csv", "a") as file:
+        file.write("0.5,0.25\n" * 5)
+    assert data.prepare("t.csv", "y", None, 0.2, 0.2, 0).n_rows == 65
+    monkeypatch.chdir(tmp_path / "b")
+    assert data.prepare("t.csv", "y", None, 0.2, 0.2, 0).n_rows == 80
 
 
 def test_csv_with_categorical_column_and_string_labels(tmp_path: Path) -> None:
@@ -404,7 +423,7 @@ def test_ignored_columns_are_not_features_and_identifier_like_columns_are_pointe
     assert "leave it out with --ignore-columns customer_id" in str(caught[0].message)
     from bo_tuner.trial import prepared_data
 
-    data.prepare.cache_clear()
+    data._prepare.cache_clear()
     prepared_data((str(path), "y", None, 0.2, 0.2, 0, ()))  # where trials run: the study has said it (no warning)
 
     d = prepare(str(path), "y", ignore=("customer_id", "email"))  # no warning left (BoTunerWarning is an error here)

@@ -46,25 +46,34 @@ def test_mlflow_run_main_entry_point(workdir: Path) -> None:
     assert "Successfully registered" not in out.stderr  # MLflow's own print; the study says it on stdout
 
 
-def test_mlflow_run_from_another_folder_with_a_relative_sqlite_uri_stops_before_writing_elsewhere(
-        workdir: Path) -> None:
-    """`mlflow run /path/to/project` (or a git URL: a temporary clone) from the user's folder with
-    MLFLOW_TRACKING_URI=sqlite:///mlflow.db: MLflow makes its run in the user's folder's store, then runs the study
-    in the project's folder with the same URI text — the study, trials and champion went into a store in the
-    project's folder (for a git URL, one deleted afterwards). It now stops with one line, creating nothing there."""
-    name = f"elsewhere-{workdir.name}.db"
-    cmd = ["mlflow", "run", str(REPO), "--env-manager", "local", "-P", "data=iris", "-P", "n_calls=1",
-           "-P", "max_epochs=1", "-P", "quiet=true"]
+def test_mlflow_run_from_another_folder_reads_relative_paths_from_there(workdir: Path) -> None:
+    """`mlflow run /path/to/project` (or a git URL: a temporary clone) from the user's folder runs the command in
+    the project's folder. A relative data file, builder module and sqlite URI (MLFLOW_TRACKING_URI=
+    sqlite:///mlflow.db, where MLflow made its run) name what is in the user's folder, as MLflow reads its own
+    `path` parameters: the study lands in the launcher's run there, nothing is written to the project's folder."""
+    name = f"here-{workdir.name}.db"
+    from bo_tuner.data import load_frame
+
+    load_frame("iris", None)[0].rename(columns={"target": "species"}).to_csv(workdir / "flowers.csv", index=False)
+    shutil.copy(Path(__file__).with_name("user_builder.py"), workdir / "mymodels.py")
+    cmd = ["mlflow", "run", str(REPO), "--env-manager", "local", "-P", "data=flowers.csv", "-P", "target=species",
+           "-P", "model=mymodels:build", "-P", "n_calls=1", "-P", "max_epochs=1", "-P", "quiet=true"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=600,
                              env=subprocess_env(MLFLOW_TRACKING_URI=f"sqlite:///{name}"))
-        assert out.returncode != 0
-        assert f"tracking_uri: ('sqlite:///{name}') is a relative path, here resolved in {REPO}" in out.stderr
+        assert out.returncode == 0, out.stderr[-3000:]
         assert not (REPO / name).exists()
     finally:
         (REPO / name).unlink(missing_ok=True)
-    runs = MlflowClient(f"sqlite:///{workdir / name}").search_runs(["0"])
-    assert [r.info.status for r in runs] == ["FAILED"]  # only the launcher's own run, which it marked FAILED
+    client = MlflowClient(f"sqlite:///{workdir / name}")
+    runs = client.search_runs(["0"])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]  # the launcher's run is the study
+    assert parent.info.status == "FINISHED" and parent.data.tags["bo_tuner.role"] == "study"
+    assert [r.data.tags["mlflow.runName"] for r in runs if r is not parent] == ["trial-1"]
+    champion = client.get_model_version_by_alias("flowers-build", "champion")
+    assert champion.tags["bo_tuner.study_run_id"] == parent.info.run_id
+    stored = client.download_artifacts(parent.info.run_id, "study.yaml", str(workdir))
+    assert f"data: {workdir / 'flowers.csv'}" in Path(stored).read_text()  # what a resume from anywhere reads
 
 
 def test_mlflow_run_train_entry_point(workdir: Path) -> None:
