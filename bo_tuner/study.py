@@ -704,8 +704,9 @@ def _abort_parent(parent_id: str, status: str, message: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ resume / warm start
 
-_SAME_STUDY_FIELDS = ("data", "target", "ignore_columns", "task", "model", "fixed", "seed", "val_fraction",
-                      "test_fraction", "direction")
+#: What a resume must keep (the data too, by content: :func:`_check_same_data`)
+_SAME_STUDY_FIELDS = ("target", "ignore_columns", "task", "model", "fixed", "seed", "val_fraction", "test_fraction",
+                      "direction")
 
 
 def _this_process() -> dict[str, str]:
@@ -771,12 +772,10 @@ def load_resume_config(parent_id: str, config_path: str | None = None, **overrid
     return StudyConfig.from_mapping(values)
 
 
-def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig,
-                      prepared: data_mod.PreparedData) -> None:
-    task = prepared.task
-    _check_same_data(parent_id, stored.data, config.data, prepared.dataset.digest)
+def _check_same_study(parent_id: str, stored: StudyConfig, config: StudyConfig, task: str) -> None:
+    """Everything but the data (:func:`_check_same_data`) is as study ``parent_id`` had it."""
     for name in _SAME_STUDY_FIELDS:
-        if name != "data" and getattr(stored, name) != getattr(config, name):
+        if getattr(stored, name) != getattr(config, name):
             given, theirs = (config.to_dict()[name], stored.to_dict()[name])  # as the study file has them
             if name == "model" and models.is_saved_builder(given) and models.is_saved_builder(theirs) and \
                     _model_label(given) == _model_label(theirs):
@@ -971,7 +970,8 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         prepared = _prepared(config, stored, resume)
         metric = _checked_metric(config, prepared, space)
         if stored is not None:
-            _check_same_study(resume or "", stored, config, prepared)
+            _check_same_data(resume or "", stored.data, config.data, prepared.dataset.digest)
+            _check_same_study(resume or "", stored, config, prepared.task)
             config = _named_as(stored, config)
         result = _tune(config, space, prepared, metric, executor, resume=resume, progress=progress,
                        callbacks=callbacks, started=started, enqueued=enqueued)
@@ -987,14 +987,17 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
 
 
 def _prepared(config: StudyConfig, stored: StudyConfig | None, resume: str | None) -> data_mod.PreparedData:
+    """The study's data; a resume whose recorded file is not there says how to point it at the file."""
     try:
         return data_mod.prepare(*config.data_key)
     except DataError as exc:
         path = os.path.expanduser(config.data)
-        if stored is None or config.data != stored.data or os.path.isabs(path) or os.path.exists(path):
+        if stored is None or config.data != stored.data or os.path.exists(path) or data_mod.is_bundled(path) \
+                or data_mod.is_frame_file(config.data):
             raise
-        raise DataError(f"{exc} — study {resume} recorded its data as {config.data!r}, a path from the folder it "
-                        "ran in: run from that folder, or pass --data with the file's path") from None
+        where = ("" if os.path.isabs(path) else ", a path from the folder it ran in: run from that folder, or")
+        raise DataError(f"{exc} — study {resume} read its data from {config.data!r}{where or ';'} pass --data with "
+                        "the file's path now (a copy of the same table resumes it too)") from None
 
 
 def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedData, metric: str,

@@ -478,4 +478,10 @@ def test_a_study_on_a_relative_data_path_resumes_from_another_folder_and_from_a_
     assert re.fullmatch(rf"bo-tuner: error: resume: data \('{re.escape(str(elsewhere))}/copy.csv'\) has changed "
                         rf"since study {study} began \(other rows, columns or values\): .*\n", err), err
     assert main(["tune", "--resume", study, "--data", str(tmp_path / "nowhere.csv"), "--n-calls", "4", *common]) == 2
+    assert capsys.readouterr().err.endswith("nowhere.csv') no such file\n")
+    (elsewhere / "copy.csv").rename(elsewhere / "moved.csv")
+    assert main(["tune", "--resume", study, "--n-calls", "4", *common]) == 2
+    assert re.fullmatch(rf"bo-tuner: error: data: \('{re.escape(str(elsewhere))}/copy.csv'\) no such file — study "
+                        rf"{study} read its data from '.*/copy.csv'; pass --data with the file's path now .*\n",
+                        capsys.readouterr().err)
     assert len(client.search_runs(["1"], f"tags.`mlflow.parentRunId` = '{study}'")) == 3
