@@ -526,11 +526,27 @@ def load_frame(data: str, target: str | None) -> tuple[pd.DataFrame, str]:
             more = f" … ({frame.shape[1]} in all)" if frame.shape[1] > len(shown) else ""
             raise DataError(f"target: (None) must name the column to predict (--target COLUMN, -P target=COLUMN or "
                             f"target: in a study file; a column named 'target' is taken without it); columns are "
-                            f"{', '.join(shown)}{more}")
+                            f"{', '.join(shown)}{more}{_headerless_hint(frame)}")
     if target not in frame.columns:
         raise DataError(f"target: ({target!r}) is not a column of {data}"
-                        f"{name_hint(target, [str(c) for c in frame.columns], listed='columns are')}")
+                        f"{name_hint(target, [str(c) for c in frame.columns], listed='columns are')}"
+                        f"{_headerless_hint(frame)}")
     return frame, target
+
+
+def _headerless_hint(frame: pd.DataFrame) -> str:
+    """For a table whose column names are mostly numbers (a file without a header line, as UCI's iris.data):
+    say so, for the target error that follows."""
+    def is_number(name: str) -> bool:
+        try:
+            return math.isfinite(float(name))
+        except ValueError:
+            return False
+
+    if sum(is_number(c) for c in frame.columns) * 2 < frame.shape[1]:
+        return ""
+    return ("; the first line reads like a row of values, not column names: give the file a header line naming "
+            "its columns")
 
 
 def _plain_column(column: pd.Series) -> pd.Series:

@@ -206,6 +206,12 @@ def test_regression_detected_for_float_target(tmp_path: Path) -> None:
     assert 80 < d.target_mean < 120 and 10 < d.target_scale < 30
 
 
+def _text(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    return str(path)
+
+
 def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
@@ -235,6 +241,11 @@ def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
         (lambda p: _csv(p, pd.DataFrame({f"c{i}": range(20) for i in range(30)})), None,
          "columns are c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11 … (30 in all)"),
         (lambda p: _csv(p, pd.DataFrame({"y": range(20)})), "y", "has no feature columns"),
+        (lambda p: _text(p, "5.1,3.5,setosa\n4.9,3.0,setosa\n" * 10), None,
+         "columns are 5.1, 3.5, setosa; the first line reads like a row of values, not column names: give the file a "
+         "header line naming its columns"),
+        (lambda p: _text(p, "5.1,3.5,setosa\n4.9,3.0,setosa\n" * 10), "species",
+         "d.csv; columns are 5.1, 3.5, setosa; the first line reads like a row of values"),
         (lambda p: str(p / "t.xlsx") if (p / "t.xlsx").write_bytes(b"x") else "", "y",
          "(a .csv or .tsv may be compressed: .gz, .bz2, .xz, .zip); from Python pass pandas.read_excel('t.xlsx') as "
          "data, or save it once with pandas.read_excel(...).to_parquet('t.parquet')"),
