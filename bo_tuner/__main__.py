@@ -299,7 +299,7 @@ def _from_launcher_folder(args: argparse.Namespace) -> None:
     its own ``path`` parameters), and a ``--model`` module is looked for there too (after the project's folder).
     """
     folder = interrupts.launcher_folder()
-    if folder is None or os.path.samefile(folder, os.getcwd()):
+    if folder is None or os.path.realpath(folder) == os.path.realpath(os.getcwd()):
         return
     for name in ("data", "config"):
         value = getattr(args, name, None)
