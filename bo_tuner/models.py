@@ -112,6 +112,21 @@ CNN_DEFAULTS: dict[str, Any] = {
     **_COMMON_DEFAULTS,
 }
 
+#: The built-in builders' numeric hyperparameters: what Keras takes (or what trains at all: a negative learning
+#: rate climbs the loss, a negative l2 rewards large weights) — (test, the values in words), checked before any run.
+_NUMBER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "n_hidden": (lambda v: v >= 0 and v == int(v), "a whole number >= 0"),
+    "n_conv_blocks": (lambda v: v >= 0 and v == int(v), "a whole number >= 0"),
+    "kernel_size": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),
+    "pool_size": (lambda v: v >= 1 and v == int(v), "a whole number >= 1 (1: no pooling)"),
+    "learning_rate": (lambda v: v > 0, "a number > 0"),
+    "momentum": (lambda v: 0 <= v <= 1, "a number from 0 to 1"),
+    "dropout": (lambda v: 0 <= v < 1, "a number >= 0 and < 1 (the share of units dropped)"),
+    "l1": (lambda v: v >= 0, "a number >= 0"),
+    "l2": (lambda v: v >= 0, "a number >= 0"),
+    "max_norm": (lambda v: v >= 0, "a number >= 0 (0: no max-norm constraint)"),
+}
+
 DEFAULT_SPACES: dict[str, dict[str, dict[str, Any]]] = {
     "mlp": {
         "n_hidden": {"type": "int", "low": 1, "high": 3},
@@ -585,6 +600,12 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
     if (name in ("n_neurons", "filters") or per_layer(model, name)) and is_builtin(model) and (
             isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1):
         raise ConfigError(f"{where}: ({value!r}) must be a whole number >= 1")
+    rule = _NUMBER_RULES.get(name) if is_builtin(model) else None
+    if rule is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                             or not math.isfinite(value) or not rule[0](value)):
+        raise ConfigError(f"{where}: ({value!r}) must be {rule[1]}")
+    if name == "batch_norm" and is_builtin(model) and not isinstance(value, bool):
+        raise ConfigError(f"{where}: ({value!r}) must be true or false")
     if name == "dense_layer_sizes" and is_builtin(model):
         try:
             valid = all(size >= 1 for size in _layer_sizes(value))
