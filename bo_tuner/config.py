@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -264,6 +265,8 @@ class StudyConfig:
             from bo_tuner.data import frame_file
 
             set_("data", frame_file(self.data))
+        if isinstance(self.data, os.PathLike):  # from Python: pathlib.Path("table.csv")
+            set_("data", os.fspath(self.data))
         if not isinstance(self.data, str) or not self.data.strip():
             kind = type(self.data)
             package = "" if kind.__module__ == "builtins" else kind.__module__.split(".")[0] + "."

@@ -489,6 +489,7 @@ def test_a_dataframe_from_python_is_saved_once_by_its_content_and_read_back_as_i
         data.frame_file(frame.head(0))
     with pytest.raises(ConfigError, match=r"^data: \(a list\) must be"):
         StudyConfig(data=[1, 2])  # type: ignore[arg-type]
+    assert StudyConfig(data=path, target="y").data == str(path)  # type: ignore[arg-type]  # a pathlib.Path
     with pytest.raises(ConfigError, match=r"^data: \(a numpy.ndarray\) must be a bundled dataset name, a file path or "
                        r"\(from Python\) a pandas DataFrame or a pair of arrays \(x, y\)$"):
         StudyConfig(data=frame.to_numpy())  # type: ignore[arg-type]
