@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from bo_tuner.errors import ConfigError, name_hint
-from bo_tuner.space import SearchSpace
+from bo_tuner.space import SearchSpace, plain_scalar
 
 ACQ_FUNCS = ("gp_hedge", "EI", "PI", "LCB")
 DEFAULT_INITIAL_POINTS = 6
@@ -253,6 +253,8 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         set_ = self._set
+        for config_field in dataclasses.fields(self):  # numpy scalars from Python (n_calls=np.int64(30)): their values
+            set_(config_field.name, plain_scalar(getattr(self, config_field.name)))
         image_shape = None  # of (x, y) arrays of images, which the cnn model is then told
         if _is_arrays(self.data):  # from Python: (x, y) as Keras takes them, made a table
             from bo_tuner.data import arrays_frame
@@ -294,7 +296,8 @@ class StudyConfig:
             set_("fixed", {})
         if not isinstance(self.fixed, Mapping):
             raise ConfigError(f"fixed: ({self.fixed!r}) must be a mapping of hyperparameter -> value")
-        fixed = dict(self.fixed)
+        fixed = {key: [plain_scalar(v) for v in value] if isinstance(value, list) else plain_scalar(value)
+                 for key, value in self.fixed.items()}  # numpy scalars from Python: what they hold
         for key, value in fixed.items():
             if not isinstance(key, str):
                 raise ConfigError(f"fixed: key ({key!r}) must be a string")

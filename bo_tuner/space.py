@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ def _number(where: str, field: str, value: Any, *, integer: bool) -> int | float
     """Convert a YAML scalar to a number, accepting strings such as '1e-4' that YAML 1.1 leaves unparsed."""
     if isinstance(value, bool):
         raise ConfigError(f"{where}: {field} ({value!r}) must be a number")
+    if isinstance(value, numbers.Real) and not isinstance(value, int | float):  # numpy scalars, from Python
+        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -258,10 +261,18 @@ class Real:
             f" step {self.step:g}" if self.step is not None else "")
 
 
+def plain_scalar(value: Any) -> Any:
+    """A numpy scalar (a choice made with numpy, from Python) → the Python scalar it holds; anything else as is."""
+    return value.item() if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 else value
+
+
 def _layer_list(choice: Any) -> Any:
     """A list of integers as a choice (layer sizes such as ``[64, 32]``) → its comma-joined string ``'64,32'``,
     the form MLflow logs as a param and the built-in builders read (``dense_layer_sizes``). Anything else as is."""
-    if isinstance(choice, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in choice):
+    choice = plain_scalar(choice)
+    if isinstance(choice, list | tuple):
+        choice = [plain_scalar(v) for v in choice]
+    if isinstance(choice, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in choice):
         return ",".join(str(v) for v in choice)
     return choice
 
@@ -428,7 +439,7 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
         if "choices" not in spec:
             raise ConfigError(f"{where}: choices (missing) must be given for a categorical")
         choices = spec["choices"]
-        if not isinstance(choices, list | tuple):
+        if isinstance(choices, str | bytes | Mapping) or not hasattr(choices, "__iter__"):  # a list, tuple, array
             raise ConfigError(f"{where}: choices ({choices!r}) must be a list")
         return Categorical(name, tuple(choices))
     for field in ("low", "high"):

@@ -22,6 +22,29 @@ def test_defaults_are_the_demo() -> None:
     assert (loose.task, loose.promote, loose.pruner, loose.backend) == ("regression", "always", "median", "local")
 
 
+def test_numpy_scalars_from_python_are_taken_as_the_values_they_hold() -> None:
+    """Bounds, choices, fixed values and settings computed with numpy (``np.logspace``, ``np.arange``, a loop over
+    an array) are what they hold, in the plain Python types the rest of the study and MLflow's params see."""
+    import numpy as np
+
+    config = StudyConfig(
+        data="iris", n_calls=np.int64(5), max_epochs=np.int32(3), seed=np.int64(1),
+        fixed={"dropout": np.float64(0.1), "n_hidden": np.int64(2), "batch_norm": np.bool_(True)},
+        space={"learning_rate": {"type": "real", "low": np.float32(0.5), "high": np.float64(0.75)},
+               "n_neurons": {"type": "int", "low": np.int64(8), "high": np.int64(64)},
+               "activation": {"type": "categorical", "choices": np.array(["relu", "tanh"])},
+               "batch_size": {"type": "categorical", "choices": list(np.array([16, 32]))},
+               "dense_layer_sizes": {"type": "categorical", "choices": [list(np.array([16, 8])), []]}})
+    assert (config.n_calls, config.max_epochs, config.seed) == (5, 3, 1) and type(config.n_calls) is int
+    assert config.fixed == {"dropout": 0.1, "n_hidden": 2, "batch_norm": True}
+    assert [type(v) for v in config.fixed.values()] == [float, int, bool]
+    assert config.space is not None
+    assert config.space.describe() == {"learning_rate": "real[0.5, 0.75]", "n_neurons": "int[8, 64]",
+                                       "activation": "{relu, tanh}", "batch_size": "{16, 32}",
+                                       "dense_layer_sizes": "{'16,8', ''}"}
+    assert [type(c) for c in config.space["batch_size"].choices] == [int, int]  # type: ignore[union-attr]
+
+
 def test_flags_override_file(tmp_path: Path) -> None:
     file = tmp_path / "study.yaml"
     file.write_text(yaml.safe_dump({"n_calls": 30, "max_epochs": 7, "space": {
