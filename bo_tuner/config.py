@@ -137,6 +137,12 @@ def _column_names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _plain_values(values: Mapping[Any, Any]) -> dict[Any, Any]:
+    """Hyperparameter values (``fixed``, an enqueued point) with numpy scalars from Python as what they hold."""
+    return {key: [plain_scalar(v) for v in value] if isinstance(value, list) else plain_scalar(value)
+            for key, value in values.items()}
+
+
 def _points(name: str, value: Any) -> tuple[dict[str, Any], ...]:
     """Hyperparameter points: a list of mappings, one mapping, or either as YAML/JSON text (the command line's
     ``--enqueue '{n_hidden: 2, learning_rate: 0.001}'``); ``()`` for none. Whether each fits the space is checked
@@ -158,6 +164,7 @@ def _points(name: str, value: Any) -> tuple[dict[str, Any], ...]:
             raise ConfigError(f"{name}[{i}]: ({item!r}) must be a mapping of hyperparameter -> value")
         if not item:
             raise ConfigError(f"{name}[{i}]: ({item!r}) must give at least one hyperparameter's value")
+        item = _plain_values(item)
         for key, v in item.items():
             if not isinstance(key, str):
                 raise ConfigError(f"{name}[{i}]: key ({key!r}) must be a hyperparameter name")
@@ -296,8 +303,7 @@ class StudyConfig:
             set_("fixed", {})
         if not isinstance(self.fixed, Mapping):
             raise ConfigError(f"fixed: ({self.fixed!r}) must be a mapping of hyperparameter -> value")
-        fixed = {key: [plain_scalar(v) for v in value] if isinstance(value, list) else plain_scalar(value)
-                 for key, value in self.fixed.items()}  # numpy scalars from Python: what they hold
+        fixed = _plain_values(self.fixed)
         for key, value in fixed.items():
             if not isinstance(key, str):
                 raise ConfigError(f"fixed: key ({key!r}) must be a string")

@@ -43,6 +43,8 @@ def test_numpy_scalars_from_python_are_taken_as_the_values_they_hold() -> None:
                                        "activation": "{relu, tanh}", "batch_size": "{16, 32}",
                                        "dense_layer_sizes": "{'16,8', ''}"}
     assert [type(c) for c in config.space["batch_size"].choices] == [int, int]  # type: ignore[union-attr]
+    queued = StudyConfig(data="iris", n_calls=3, enqueue=[{"n_hidden": np.int64(2), "activation": np.str_("tanh")}])
+    assert queued.enqueue == ({"n_hidden": 2, "activation": "tanh"},) and type(queued.enqueue[0]["n_hidden"]) is int
 
 
 def test_flags_override_file(tmp_path: Path) -> None:
