@@ -337,6 +337,36 @@ def _read_csv(path: Path, kind: str, first: bytes, encoding: str) -> pd.DataFram
             frame = comma
     _warn_repeated_names(pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str),
                          list(frame.columns), path)
+    return _marks_as_missing(frame, path)
+
+
+#: What files write for a missing number beyond what pandas reads as missing ("", "NA", "N/A", "null", "NaN"):
+#: UCI's "?", a spreadsheet's "-" or "#DIV/0!". A numeric column holding one was read as text and one-hot encoded.
+_MISSING_MARKS = frozenset({"?", "-", "--", "---", ".", "missing", "unknown", "none", "nil", "#value!", "#div/0!",
+                            "#ref!", "#num!"})
+
+
+def _marks_as_missing(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Each text column that holds numbers but for missing-value marks (:data:`_MISSING_MARKS`, any case): its
+    numbers, the marks missing (imputed like any gap; rows of a target without a value are left out), with a
+    warning that names them."""
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values) or _is_datetime(values):
+            continue
+        given = values.notna()
+        text = values[given].astype(str).str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        marks = text[numbers.isna()]
+        if marks.empty or numbers.notna().sum() == 0 or not set(marks.str.lower()) <= _MISSING_MARKS:
+            continue
+        converted = pd.Series(np.nan, index=frame.index, dtype=float)
+        converted[given] = numbers.astype(float)
+        frame[column] = converted
+        shown = ", ".join(repr(m) for m in sorted(set(marks)))
+        warnings.warn(f"data: ({path.name!r}) column {column!r} holds numbers and {shown} (in {len(marks)} of "
+                      f"{len(values)} rows): read as numbers, {shown} as missing values (imputed); a served request "
+                      "gives a missing value as null", BoTunerWarning, stacklevel=2)
     return frame
 
 

@@ -539,3 +539,28 @@ def test_arrays_from_python_are_a_table_of_numbered_columns(tmp_path: Path, monk
                             ((x.astype(str), y), r"x must hold numbers")):
         with pytest.raises(ConfigError, match=r"^data: \(x of shape .*, y of shape .*\) " + message):
             StudyConfig(data=arrays)  # type: ignore[arg-type]
+
+
+def test_a_numeric_column_with_missing_value_marks_is_read_as_numbers(tmp_path: Path) -> None:
+    """UCI's files mark a missing number with "?" (auto-mpg's horsepower), spreadsheets with "-" or "#DIV/0!":
+    pandas reads such a column as text, which was one-hot encoded (50 columns of values instead of one number).
+    It is read as numbers, the marks as missing values, with a warning naming them; a column with other words
+    stays text; marks in the target leave those rows out."""
+    rng = np.random.default_rng(0)
+    n = 80
+    power = [str(v) if i % 9 else "?" for i, v in enumerate(rng.integers(50, 200, n))]
+    ratio = [f"{v:.2f}" if i % 13 else ("-" if i % 2 else "#DIV/0!") for i, v in enumerate(rng.normal(size=n))]
+    size = [str(v) if i % 7 else "XL" for i, v in enumerate(rng.integers(36, 46, n))]
+    target = [f"{v:.3f}" if i != 5 else "?" for i, v in enumerate(rng.normal(size=n))]
+    path = tmp_path / "auto.csv"
+    pd.DataFrame({"horsepower": power, "ratio": ratio, "size": size, "mpg": target}).to_csv(path, index=False)
+    with pytest.warns(BoTunerWarning) as caught:
+        d = prepare(str(path), "mpg")
+    messages = [str(w.message) for w in caught]
+    assert "data: ('auto.csv') column 'horsepower' holds numbers and '?' (in 9 of 80 rows): read as numbers, '?' " \
+           "as missing values (imputed); a served request gives a missing value as null" in messages
+    assert any("column 'ratio' holds numbers and '#DIV/0!', '-' (in 7 of 80 rows)" in m for m in messages)
+    assert any(m.startswith("target: ('mpg') is missing in 1 of 80 rows") for m in messages)
+    assert d.task == "regression" and d.pipeline.numeric == ["horsepower", "ratio"]
+    assert d.pipeline.categorical == ["size"] and d.x_train.shape[1] == 2 + 10 + 1  # sizes 36..45 and XL
+    assert d.test_frame["horsepower"].dtype == np.float64
