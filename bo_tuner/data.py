@@ -59,7 +59,8 @@ BUNDLED: dict[str, tuple[Task, tuple[int, ...] | None]] = {
     "wine": ("classification", None),
     "iris": ("classification", None),
 }
-_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+_FORMATS = {".csv": "csv", ".txt": "csv", ".data": "csv", ".dat": "csv", ".tsv": "tsv", ".parquet": "parquet",
+            ".pq": "parquet"}  # .data: as UCI names its CSV files
 #: Compressed text tables pandas reads as they are: table.csv.gz, table.tsv.zip (one file inside), ...
 _COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip")
 #: Tried in turn when a text file is not UTF-8: a spreadsheet's export on Windows is usually cp1252; latin-1 reads

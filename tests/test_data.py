@@ -89,6 +89,7 @@ def test_spreadsheet_csv_with_semicolons_and_decimal_commas(tmp_path: Path) -> N
         ("shipped.tsv.zip", lambda f, p: f.to_csv(p, index=False, sep="\t")),
         ("shipped.csv.bz2", lambda f, p: f.to_csv(p, index=False, sep=";")),
         ("shipped.csv.xz", lambda f, p: f.to_csv(p, index=False)),
+        ("uci.data", lambda f, p: f.to_csv(p, index=False)),  # UCI's name for its CSV files
     ],
 )
 def test_text_tables_in_other_encodings_and_compressed(tmp_path: Path, name: str, write) -> None:
