@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -45,10 +44,9 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 def _number(where: str, field: str, value: Any, *, integer: bool) -> int | float:
     """Convert a YAML scalar to a number, accepting strings such as '1e-4' that YAML 1.1 leaves unparsed."""
+    value = plain_scalar(value)  # a numpy scalar, from Python
     if isinstance(value, bool):
         raise ConfigError(f"{where}: {field} ({value!r}) must be a number")
-    if isinstance(value, numbers.Real) and not isinstance(value, int | float):  # numpy scalars, from Python
-        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, str):
         try:
             value = float(value.strip())
