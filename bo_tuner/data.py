@@ -156,10 +156,12 @@ def _days(column: pd.Series) -> pd.Series:
 
 
 def _as_text(frame: Any) -> npt.NDArray[Any]:
-    """Turn categorical columns into plain strings (missing → 'missing') before one-hot encoding."""
+    """Turn categorical columns into plain strings before one-hot encoding: without the spaces around them (a
+    served request's " State-gov" is the category 'State-gov'), missing or blank → 'missing'."""
     frame = pd.DataFrame(frame)
-    text: npt.NDArray[Any] = frame.astype(object).where(frame.notna(), "missing").astype(str).to_numpy(dtype=object)
-    return text
+    text = frame.astype(object).where(frame.notna(), "missing").astype(str)
+    stripped = text.apply(lambda column: column.str.strip().replace("", "missing"))
+    return np.asarray(stripped.to_numpy(dtype=object))
 
 
 class FeaturePipeline:
@@ -331,13 +333,15 @@ def _read_text_table(path: Path, kind: str) -> pd.DataFrame:
 def _read_csv(path: Path, kind: str, first: bytes, encoding: str) -> pd.DataFrame:
     header = first.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="ignore")  # for counting
     sep = "\t" if kind == "tsv" else _delimiter(header)
-    frame = pd.read_csv(path, sep=sep, encoding=encoding)
+    # A space after each separator ("age, workclass" as UCI's adult.data has it) is layout, not part of the names
+    # and values: with it the target was ' income' and a served request's 'State-gov' an unseen category.
+    read = functools.partial(pd.read_csv, path, sep=sep, encoding=encoding, skipinitialspace=True)
+    frame = read()
     if sep == ";":  # spreadsheets that separate with ';' usually write decimal commas: 1,5
-        comma = pd.read_csv(path, sep=sep, decimal=",", encoding=encoding)
+        comma = read(decimal=",")
         if _n_numeric(comma) > _n_numeric(frame):
             frame = comma
-    _warn_repeated_names(pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str),
-                         list(frame.columns), path)
+    _warn_repeated_names(read(header=None, nrows=1, dtype=str), list(frame.columns), path)
     return _marks_as_missing(frame, path)
 
 

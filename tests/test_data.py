@@ -565,3 +565,19 @@ def test_a_numeric_column_with_missing_value_marks_is_read_as_numbers(tmp_path: 
     assert d.task == "regression" and d.pipeline.numeric == ["horsepower", "ratio"]
     assert d.pipeline.categorical == ["size"] and d.x_train.shape[1] == 2 + 10 + 1  # sizes 36..45 and XL
     assert d.test_frame["horsepower"].dtype == np.float64
+
+
+def test_a_space_after_each_comma_is_layout_and_categories_ignore_surrounding_spaces(tmp_path: Path) -> None:
+    """UCI's adult.data writes "39, State-gov, <=50K": the names and values start after the space (the target is
+    'income', not ' income'), and a served request's category with spaces around it is that category."""
+    rng = np.random.default_rng(0)
+    rows = [f"{rng.integers(18, 90)}, {rng.choice(['State-gov', 'Private', 'Self-emp'])}, "
+            f"{rng.choice(['<=50K', '>50K'])}" for _ in range(60)]
+    path = tmp_path / "adult.data"
+    path.write_text("age, workclass, income\n" + "\n".join(rows) + "\n")
+    d = prepare(str(path), "income")
+    assert d.target == "income" and d.pipeline.classes == ["<=50K", ">50K"]
+    assert d.pipeline.columns == ["age", "workclass"] and d.pipeline.numeric == ["age"]
+    assert d.x_train.shape[1] == 1 + 3
+    padded = d.pipeline.transform(pd.DataFrame({"age": [40, 40], "workclass": [" Private ", "Private"]}))
+    assert np.array_equal(padded[0], padded[1]) and padded[0, 1:].sum() == 1  # one known category, not unseen
