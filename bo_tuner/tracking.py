@@ -555,6 +555,9 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         backend = (context.model_config or {}).get(KERAS_BACKEND_KEY)
         if backend:
             os.environ.setdefault("KERAS_BACKEND", str(backend))
+        # TensorFlow's import-time INFO lines (oneDNN, CPU instructions) in every server start and `mlflow models
+        # predict`, unless the server chose a level; its warnings and errors stay.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
         self._pipeline = joblib.load(context.artifacts["pipeline"])
         for module in (context.model_config or {}).get(IMPORTS_KEY) or ():  # shipped in the model's code folder

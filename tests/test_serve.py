@@ -153,7 +153,10 @@ def test_the_champion_loads_with_only_its_own_requirements(digits_study: bo_tune
                      if module != "bo_tuner" and module not in sys.stdlib_module_names
                      and not {d.lower().replace("_", "-") for d in dists} & closure)
     assert "psutil" in blocked and "skopt" in blocked  # installed here, not needed by the served model
+    env = subprocess_env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a server's environment has it: TensorFlow's default
     out = subprocess.run([sys.executable, "-c", _LOAD_WITH_ONLY, uri, json.dumps(blocked)], capture_output=True,
-                         text=True, env=subprocess_env(), timeout=300)
+                         text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(json.loads(out.stdout.strip().splitlines()[-1])) == 1
+    assert "oneDNN" not in out.stderr and "cpu_feature_guard" not in out.stderr  # TensorFlow's INFO lines held back
