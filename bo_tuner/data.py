@@ -700,7 +700,8 @@ def _file_version(data: str) -> tuple[Any, ...] | None:
     path = Path(data).expanduser()
     try:
         files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        return (str(path.resolve()), *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+        stats = [(str(file), file.stat()) for file in files]
+        return (str(path.resolve()), *((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats))
     except OSError:
         return None
 

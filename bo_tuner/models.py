@@ -115,6 +115,8 @@ CNN_DEFAULTS: dict[str, Any] = {
 #: The built-in builders' numeric hyperparameters: what Keras takes (or what trains at all: a negative learning
 #: rate climbs the loss, a negative l2 rewards large weights) — (test, the values in words), checked before any run.
 _NUMBER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "n_neurons": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),  # and each n_neurons_<i>
+    "filters": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),  # and each filters_<i>
     "n_hidden": (lambda v: v >= 0 and v == int(v), "a whole number >= 0"),
     "n_conv_blocks": (lambda v: v >= 0 and v == int(v), "a whole number >= 0"),
     "kernel_size": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),
@@ -597,10 +599,7 @@ def check_value(model: str, name: str, value: Any, where: str) -> None:
     if allowed is not None and canonical_choice_name(name, value) is None:
         raise ConfigError(f"{where}: ({value!r}) must be one of {', '.join(allowed)} (any case, or Keras' class "
                           "name such as GlorotUniform)")
-    if (name in ("n_neurons", "filters") or per_layer(model, name)) and is_builtin(model) and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 1):
-        raise ConfigError(f"{where}: ({value!r}) must be a whole number >= 1")
-    rule = _NUMBER_RULES.get(name) if is_builtin(model) else None
+    rule = _NUMBER_RULES.get(PER_LAYER[model][0] if per_layer(model, name) else name) if is_builtin(model) else None
     if rule is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                              or not math.isfinite(value) or not rule[0](value)):
         raise ConfigError(f"{where}: ({value!r}) must be {rule[1]}")
