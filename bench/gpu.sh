@@ -7,7 +7,8 @@
 # go to bench.throughput as they are. MPS=1 runs the Keras-on-JAX study under CUDA MPS (the daemon is started
 # before it and stopped after it; needs root or the GPU's owner): the k workers' kernels then run side by side on
 # the GPU instead of time-slicing between processes (for these tiny MLPs it made no difference beyond run-to-run
-# noise: bench/RESULTS.md). Logs are named by it: throughput_jax[_mps].log, smi[_mps].csv.
+# noise: bench/RESULTS.md). Logs are named by it and by LOG_TAG (several runs in one call):
+# throughput_jax[_TAG][_mps].log, smi[_TAG][_mps].csv.
 # Missing Python packages travel as wheels in .whl/ (ignored by git); they are installed into /tmp/site and put on
 # PYTHONPATH. Fetch them here for the GPU machine's Python 3.12, then delete the ones its image already has
 # (numpy, pandas, scikit-learn, scipy, jax, torch, matplotlib, ...: see the device tool's KINDS.md), ~39 MB remain:
@@ -34,11 +35,11 @@ export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
 KERAS_BACKEND=jax python3 -c "import sys, numpy, pandas, sklearn, jax, keras, mlflow, skopt; print(sys.version.split()[0], 'numpy', numpy.__version__, 'pandas', pandas.__version__, 'sklearn', sklearn.__version__, 'jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'mlflow', mlflow.__version__)" 2>&1 | tee -a "$out/gpu.txt"
 nproc | tee -a "$out/gpu.txt"
-suffix=""
-[ "${MPS:-0}" = 1 ] && suffix=_mps
+suffix=${LOG_TAG:+_$LOG_TAG}
+[ "${MPS:-0}" = 1 ] && suffix=${suffix}_mps
 # GPU load and memory once a second while the benchmark runs
 (nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 1 >"$out/smi$suffix.csv" 2>&1 &)
-if [ -n "$suffix" ]; then
+if [ "${MPS:-0}" = 1 ]; then
     export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
     mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
     nvidia-cuda-mps-control -d || { echo "MPS: the control daemon did not start"; exit 1; }
@@ -46,7 +47,7 @@ if [ -n "$suffix" ]; then
 fi
 KERAS_BACKEND=jax timeout "$jax_seconds" python3 -m bench.throughput --n-calls "$n_calls" --parallel "${parallel[@]}" \
     ${THROUGHPUT_ARGS:-} 2>&1 | tee "$out/throughput_jax$suffix.log"
-if [ -n "$suffix" ]; then
+if [ "${MPS:-0}" = 1 ]; then
     echo quit | nvidia-cuda-mps-control
     cp "$CUDA_MPS_LOG_DIRECTORY/control.log" "$out/mps_control.log" 2>/dev/null
     cp "$CUDA_MPS_LOG_DIRECTORY/server.log" "$out/mps_server.log" 2>/dev/null

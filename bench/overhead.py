@@ -46,12 +46,13 @@ def timeline(uri: str, result: bo_tuner.StudyResult, started: float, ended: floa
                     key=lambda r: r.info.start_time)
     spans = [(t.info.start_time / 1000, t.info.end_time / 1000, t.data.metrics.get("fit_seconds", 0.0))
              for t in trials]
+    epochs = sum(t.data.metrics.get("epochs_run", 0.0) for t in trials)
     parent = client.get_run(result.study_run_id).data.metrics
     wall = ended - started
     fit = sum(f for _, _, f in spans)
     first_fit_start = spans[0][1] - spans[0][2]  # fits run at the end of a trial run (logging after is tiny)
     between = sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)) if parallel == 1 else float("nan")
-    return {"wall": wall, "fit": fit, "trials": len(spans), "start": first_fit_start - started,
+    return {"wall": wall, "fit": fit, "trials": len(spans), "epochs": epochs, "start": first_fit_start - started,
             "in_trials": sum(end - start - f for start, end, f in spans[1:]), "between": between,
             "end": ended - max(s[1] for s in spans), "not_fit": wall - fit / parallel,
             "overhead_fraction": parent["overhead_fraction"], "pruned": parent.get("n_pruned_trials", 0.0)}

@@ -5,7 +5,9 @@
 
 Runs the real study (worker processes, MLflow on a temporary sqlite store, model logging, registry) and prints
 wall time, best validation accuracy, test accuracy and overhead fraction per k, with the wall-time ratio to k=1,
-and the fixed costs: start (until the first fit begins) and end (last trial to ``tune()`` returning).
+the trials' fit time and epochs (fit time per epoch, first-epoch compiles included, says whether k workers slow
+each other's training or just ran other trials), and the fixed costs: start (until the first fit begins) and end
+(last trial to ``tune()`` returning).
 Which trials a study picks depends on k (the constant liar changes the search path), and on 2 vCPUs one digits
 trial takes 1-10 s depending on its batch size and epochs, so one seed's ratio mixes parallel efficiency with search
 luck (0.69x-0.82x for k=2 over three seeds of the same code). ``--seeds`` runs several and prints the median
@@ -69,8 +71,8 @@ def main() -> None:
     print(f"{args.data}, {args.n_calls} trials, max_epochs {max_epochs}, backend {backend}, "
           f"{os.cpu_count()} CPUs{', equal trials' if args.equal_trials else ''}\n")
     print("| seed | parallel | wall s | wall / k=1 | best val metric | test metric | overhead fraction | fit s (sum) "
-          "| start s | end s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| epochs (sum) | fit ms / epoch | start s | end s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios: dict[int, list[float]] = {k: [] for k in args.parallel}
     for seed in args.seeds:
         base = None
@@ -79,7 +81,9 @@ def main() -> None:
             base = base or r["wall"]
             ratios[k].append(r["wall"] / base)
             print(f"| {seed} | {k} | {r['wall']:.1f} | {r['wall'] / base:.2f} | {r['best']:.4f} | {r['test']:.4f} | "
-                  f"{r['overhead_fraction']:.3f} | {r['fit']:.1f} | {r['start']:.1f} | {r['end']:.1f} |", flush=True)
+                  f"{r['overhead_fraction']:.3f} | {r['fit']:.1f} | {r['epochs']:.0f} | "
+                  f"{1000 * r['fit'] / r['epochs']:.0f} | "
+                  f"{r['start']:.1f} | {r['end']:.1f} |", flush=True)
     if len(args.seeds) > 1:
         print("\nmedian wall / k=1 over seeds: " + ", ".join(f"k={k}: {statistics.median(v):.2f}"
                                                              for k, v in ratios.items()))
