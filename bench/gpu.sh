@@ -28,6 +28,8 @@ mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null && [ ! -e /tmp/site/.installed ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         .whl/*.whl || exit 1
+    # what pip would have compiled at install: else the first study's process compiles them (each study is a fresh one)
+    python3 -m compileall -q -j 0 /tmp/site >/dev/null
     touch /tmp/site/.installed
 fi
 [ -e /tmp/site/.installed ] && export PYTHONPATH=/tmp/site:$PWD

@@ -1102,6 +1102,20 @@ def _pruning_callback(metric: str, maximize: bool, warmup: int, reference: list[
 
 
 
+# XLA (JAX, and TensorFlow when it compiles with XLA) autotunes each new matrix product and convolution on a GPU as it
+# compiles: it times candidate kernels there and keeps the fastest. A study compiles new models every trial, and k
+# workers sharing one GPU autotune at once, timing kernels against each other's. On an H100 (bench/RESULTS.md,
+# session 23: digits, 16 trials, Keras on JAX) fit time per epoch, first-epoch compiles included, was 230 ms for one
+# worker and 417 ms each for four with autotuning; 185 and 219 ms without, and four workers took 0.27x the wall time
+# of one instead of 0.41x. So study workers compile with XLA's default kernels unless XLA_FLAGS sets a level.
+_XLA_AUTOTUNE = re.compile(r"(?:^|\s)--?xla_gpu_autotune_level(?:=|\s|$)")
+
+
+def trial_xla_flags(flags: str) -> str:
+    """``XLA_FLAGS`` for a study's worker: ``flags`` with GPU autotuning off, unless they set its level already."""
+    return flags if _XLA_AUTOTUNE.search(flags) else f"{flags} --xla_gpu_autotune_level=0".strip()
+
+
 def configure_runtime(intra_op_threads: int | None) -> None:
     """Per-process settings before the first model: GPU memory growth, CPU thread counts, and (CPU only) no Grappler.
 

@@ -418,6 +418,7 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX backend: share the GPU
+    os.environ["XLA_FLAGS"] = models.trial_xla_flags(os.environ.get("XLA_FLAGS", ""))  # read at first compile
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # loading the champion back is quiet
     if intra_op_threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -305,3 +305,23 @@ def test_keras_backend_is_found_as_keras_finds_it(tmp_path: Path, monkeypatch: p
     (tmp_path / "keras.json").write_text("not json")
     monkeypatch.delenv("KERAS_BACKEND")
     assert keras_backend() == "tensorflow"
+
+
+def test_a_study_worker_compiles_without_gpu_autotuning_unless_xla_flags_set_a_level(tmp_path: Path) -> None:
+    """XLA's autotuning times candidate kernels on the GPU that k workers share (bench/RESULTS.md, session 23): a
+    study's worker turns it off, keeping the XLA_FLAGS it was given; a level set there stays."""
+    from bo_tuner.config import StudyConfig
+    from bo_tuner.models import trial_xla_flags
+    from bo_tuner.pool import call_by_name, study_pool
+
+    pool = study_pool(StudyConfig(data="digits", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
+    try:
+        flags = pool.submit(call_by_name, "os:getenv", "XLA_FLAGS").result(timeout=120)
+    finally:
+        pool.shutdown()
+    assert flags == trial_xla_flags(os.environ.get("XLA_FLAGS", ""))
+    assert trial_xla_flags("") == "--xla_gpu_autotune_level=0"
+    assert trial_xla_flags("--xla_dump_to=/tmp/d") == "--xla_dump_to=/tmp/d --xla_gpu_autotune_level=0"
+    for own in ("--xla_gpu_autotune_level=4", "--xla_dump_to=d -xla_gpu_autotune_level=2", "--xla_gpu_autotune_level"):
+        assert trial_xla_flags(own) == own
+    assert trial_xla_flags("--xla_gpu_autotune_level_x=1").endswith(" --xla_gpu_autotune_level=0")
