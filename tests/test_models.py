@@ -755,3 +755,43 @@ def test_a_user_model_with_an_image_input_trains_on_the_studys_flat_rows(tmp_pat
                                                r"rows have 6 features"):
         models.build("tests.user_builder:build_image_input", {}, (6,), 3, "classification", target_mean=0.0,
                      target_scale=1.0, image_shape=None)
+
+
+def test_cpu_batches_draw_every_row_once_an_epoch_in_a_new_order() -> None:
+    import numpy as np
+
+    if models.backend_name() != "tensorflow":
+        pytest.skip("the tf.data input is TensorFlow's")
+    x = np.arange(20, dtype="float32").reshape(10, 2)
+    y = np.arange(10)
+
+    def epochs(seed: int | None) -> list[list[int]]:
+        batches = models._cpu_batches(x, y, 4, seed=seed)
+        return [[int(v) for xb, yb in batches for v in yb.numpy()] for _ in range(3)]
+
+    shuffled = epochs(7)
+    assert all(sorted(epoch) == list(range(10)) for epoch in shuffled)
+    assert len({tuple(epoch) for epoch in shuffled}) == 3  # reshuffled each epoch
+    assert epochs(7) == shuffled  # the trial's seed fixes the order
+    assert epochs(None) == [list(range(10))] * 3  # validation: in order
+    xb, yb = next(iter(models._cpu_batches(x, y, 4)))
+    assert xb.shape == (4, 2) and list(yb.numpy()) == [0, 1, 2, 3] and (xb.numpy()[:, 0] == 2 * yb.numpy()).all()
+
+
+def test_a_cpu_trial_on_tensorflow_is_fed_by_its_own_pipeline_reproducibly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On TensorFlow without a GPU a trial trains from :func:`models._cpu_batches` (Keras' own pipeline for arrays
+    waits on its threads: bench/RESULTS.md, session 23): the same seed gives the same curves, class weights apply."""
+    if models.backend_name() != "tensorflow" or models.gpu_count():
+        pytest.skip("TensorFlow on a CPU only")
+    built = []
+    real = models._cpu_batches
+    monkeypatch.setattr(models, "_cpu_batches", lambda *a, **k: built.append(k.get("seed")) or real(*a, **k))
+    x, y = _toy(n=150)
+    hp = {"n_hidden": 1, "n_neurons": 8, "batch_size": 16}
+    kwargs = {"x_train": x, "y_train": y, "x_val": x[:40], "y_val": y[:40], "task": "classification",
+              "n_outputs": 3, "metric": "val_accuracy", "maximize": True, "max_epochs": 4, "seed": 5}
+    first = models.train("mlp", hp, **kwargs)  # type: ignore[arg-type]
+    assert built == [5, None]  # training rows shuffled by the trial's seed; validation rows in order
+    assert models.train("mlp", hp, **kwargs).history == first.history  # type: ignore[arg-type]
+    weighted = models.train("mlp", {**hp, "class_weight": "balanced"}, **kwargs)  # type: ignore[arg-type]
+    assert weighted.history["loss"] != first.history["loss"] and weighted.epochs_run == 4
