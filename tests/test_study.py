@@ -330,7 +330,7 @@ def test_a_study_optimising_a_metric_scikit_learn_computes_each_epoch(store: tup
     from bo_tuner.data import prepare
 
     _, uri = store
-    config = StudyConfig(data=data, metric=metric, n_calls=1, max_epochs=4, experiment=f"sk-{metric}",
+    config = StudyConfig(data=data, metric=metric, n_calls=1, max_epochs=8, experiment=f"sk-{metric}",
                          tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 16, "high": 32}})
     result = bo_tuner.tune(config, progress=False)
     assert result.metric == metric and result.maximize and result.n_failed == 0
