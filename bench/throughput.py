@@ -57,7 +57,6 @@ def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int, **ov
             "test": next(iter(result.test_metrics.values()), float("nan"))}
 
 
-# --equal-trials: a space of two nearly identical points, every trial the same cost
 def run_fresh(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int,
               **overrides: object) -> dict[str, float]:
     """:func:`run` in a fresh Python process (this one's interpreter and environment, the repository as cwd)."""
@@ -71,6 +70,7 @@ def run_fresh(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int
     return result
 
 
+# --equal-trials: a space of two nearly identical points, every trial the same cost
 EQUAL_TRIALS = {"space": {"n_neurons": {"type": "int", "low": 64, "high": 65}},
                 "fixed": {"patience": 1000, "batch_size": 64, "n_hidden": 2, "learning_rate": 0.003},
                 "n_initial_points": 4}
