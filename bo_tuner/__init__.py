@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from bo_tuner.config import StudyConfig, load_config
+from bo_tuner.config import StudyConfig, as_config, load_config
 from bo_tuner.errors import (
     BoTunerError,
     BoTunerWarning,
@@ -67,9 +67,21 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
 
     Heavy libraries load on the first call.
     """
-    from bo_tuner.study import tune as _tune
+    executor = None
+    if resume is None:  # a resumed study's config is read from MLflow first
+        config = as_config(config, None)
+        if config is not None and config.backend == "local":
+            from bo_tuner.pool import study_pool
 
-    return _tune(config, resume=resume, progress=progress, callbacks=callbacks)
+            # as the command line does: workers start before this process imports MLflow, skopt and pandas (~1 s)
+            executor = study_pool(config)
+    try:
+        from bo_tuner.study import tune as _tune
+    except BaseException:
+        if executor is not None:
+            executor.terminate()
+        raise
+    return _tune(config, resume=resume, progress=progress, callbacks=callbacks, executor=executor)
 
 
 def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> StudyPlan:

@@ -498,6 +498,21 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig
     return StudyConfig.from_mapping(values)
 
 
+def as_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None,
+              resume: str | None) -> StudyConfig | None:
+    """What ``tune(config)`` was given as a :class:`StudyConfig`: itself, a mapping of ``study.yaml``'s keys, a YAML
+    file's path, or None (the defaults; a resumed study's own: None here)."""
+    if isinstance(config, StudyConfig):
+        return config
+    if isinstance(config, Mapping):
+        return StudyConfig.from_mapping(config)
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(os.fspath(config))
+    if config is None:
+        return None if resume is not None else StudyConfig()
+    raise ConfigError(f"config: ({type(config).__name__}) must be a StudyConfig, a mapping or a YAML file's path")
+
+
 def parse_hparams(text: str | None) -> dict[str, Any]:
     """Parse ``--params`` for the train command: JSON or YAML mapping text, or ``a=1,b=relu``."""
     if not text:

@@ -24,7 +24,7 @@ import yaml
 
 from bo_tuner import data as data_mod
 from bo_tuner import interrupts, models, registry, tracking
-from bo_tuner.config import BUILTIN_METRICS, StudyConfig, load_config
+from bo_tuner.config import BUILTIN_METRICS, StudyConfig, as_config
 from bo_tuner.errors import (
     BoTunerError,
     BoTunerWarning,
@@ -914,19 +914,6 @@ def _warm_start(source: str, space: SearchSpace, maximize: bool, exclude: str | 
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def _as_config(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None,
-               resume: str | None) -> StudyConfig | None:
-    if isinstance(config, StudyConfig):
-        return config
-    if isinstance(config, Mapping):
-        return StudyConfig.from_mapping(config)
-    if isinstance(config, (str, os.PathLike)):
-        return load_config(os.fspath(config))
-    if config is None:
-        return None if resume is not None else StudyConfig()
-    raise ConfigError(f"config: ({type(config).__name__}) must be a StudyConfig, a mapping or a YAML file's path")
-
-
 def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *, resume: str | None = None,
          progress: bool = True, callbacks: Sequence[Callable[[TrialOutcome], Any]] = (),
          executor: cf.Executor | None = None) -> StudyResult:
@@ -952,7 +939,7 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     started = time.perf_counter()
     stored: StudyConfig | None = None
     try:
-        config = _as_config(config, resume)
+        config = as_config(config, resume)
         if resume is not None:
             tracking.connect(config.tracking_uri if config else None)
             stored = stored_config(resume)
@@ -1297,7 +1284,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     Raises:
         ConfigError, DataError, TrackingUnavailableError: as :func:`tune` would, before any run.
     """
-    config = _as_config(config, None)
+    config = as_config(config, None)
     assert config is not None
     space = _validate_space(config)
     enqueued = _enqueued_points(config, space)

@@ -1031,3 +1031,36 @@ def test_a_resume_may_pass_the_notebooks_function_again(tmp_path: Path, monkeypa
     for other in (StudyConfig(data="iris", model=renamed), StudyConfig(data="iris", model="tests.user_builder:build")):
         with pytest.raises(ConfigError, match=r"^resume: model \('.*'\) differs from study r1's"):
             study_mod._check_same_study("r1", first, other, "classification")
+
+
+def test_tune_from_python_starts_its_workers_before_importing_mlflow_and_ends_them_on_bad_input(
+        tmp_path: Path) -> None:
+    """As the command line does: ``bo_tuner.tune`` starts the study's workers (whose Keras import is the start's
+    critical path) before this process imports MLflow and the study code; input the study then refuses (a data file
+    that does not exist) ends them, and no run is created. In a fresh Python, where nothing is imported yet."""
+    import subprocess
+
+    from .conftest import REPO, subprocess_env
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    script = f"""
+import json, sys, bo_tuner, bo_tuner.pool as pool
+seen = {{}}
+real = pool.study_pool
+def spy(config):
+    seen["imported"] = [m for m in ("mlflow", "skopt", "pandas", "bo_tuner.study") if m in sys.modules]
+    seen["pool"] = real(config)
+    return seen["pool"]
+pool.study_pool = spy
+try:
+    bo_tuner.tune({{"data": {str(tmp_path / "missing.csv")!r}, "tracking_uri": {uri!r}}}, progress=False)
+except bo_tuner.BoTunerError as exc:
+    alive = [w.process.is_alive() for w in seen["pool"]._all]
+    print(json.dumps([type(exc).__name__, seen["imported"], len(alive), any(alive)]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env=subprocess_env())
+    error, imported, workers, alive = json.loads(out.stdout.splitlines()[-1])
+    assert (error, imported, alive) == ("DataError", [], False) and workers >= 1, out.stderr[-2000:]
+    if (tmp_path / "mlflow.db").exists():
+        assert MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()]) == []
