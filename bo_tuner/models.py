@@ -1357,8 +1357,9 @@ def _cpu_batches(x: Any, y: Any, batch_size: int, *, seed: int | None = None) ->
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
     options.experimental_optimization.apply_default_optimizations = False
-    return (indices.batch(batch_size).map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
-            .with_options(options))
+    # plain TensorFlow already: AutoGraph would only convert it, leaving a generated module file in /tmp per process
+    rows_at = tf.autograph.experimental.do_not_convert(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+    return indices.batch(batch_size).map(rows_at).with_options(options)
 
 
 def _fit_hypermodel(own_fit: Callable[..., Any], hparams: Mapping[str, Any], model: Any, train: tuple[Any, Any],
