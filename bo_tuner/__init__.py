@@ -69,12 +69,10 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     """
     executor = None
     if resume is None:  # a resumed study's config is read from MLflow first
-        config = as_config(config, None)
-        if config is not None and config.backend == "local":
-            from bo_tuner.pool import study_pool
+        from bo_tuner.pool import early_study_pool
 
-            # as the command line does: workers start before this process imports MLflow, skopt and pandas (~1 s)
-            executor = study_pool(config)
+        config = as_config(config, None)
+        executor = early_study_pool(config, resume=None) if config is not None else None
     try:
         from bo_tuner.study import tune as _tune
     except BaseException:

@@ -26,7 +26,7 @@ from bo_tuner.config import (
     parse_hparams,
 )
 from bo_tuner.errors import BoTunerError, ConfigError, show_warnings_as_lines
-from bo_tuner.pool import WorkerPool, study_pool
+from bo_tuner.pool import WorkerPool, early_study_pool
 from bo_tuner.space import shown_value
 
 
@@ -215,10 +215,8 @@ def _run(args: argparse.Namespace) -> int:
     _set_environment()
     interrupts.stop_with_launcher()
     executor = None
-    if args.command == "tune" and not args.resume and not args.dry_run and config.backend == "local":
-        # Workers spawn before this process imports MLflow, skopt and pandas (~2 s): their own imports (Keras,
-        # TensorFlow) are the study's critical path. A resumed study's config is read from MLflow first.
-        executor = study_pool(config)
+    if args.command == "tune" and not args.dry_run:
+        executor = early_study_pool(config, resume=args.resume)
     try:
         with interrupts.signals_as_interrupt():  # train and lr-find end their runs KILLED; a study does so itself
             return _command(args, config, executor)

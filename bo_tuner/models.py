@@ -1303,10 +1303,10 @@ def train(model_name: str, hparams: Mapping[str, Any], *, x_train: npt.NDArray[n
     own_fit = _import_user_builder(model_name).fit if not is_builtin(model_name) else None
     with custom_gradients_released():
         if own_fit is None and backend_name() == "tensorflow" and gpu_count() == 0:
-            fed = {k: v for k, v in settings.items() if k not in {"batch_size", "validation_batch_size"}}
-            fed["shuffle"] = False  # the pipeline shuffles; Keras warns when asked to shuffle a dataset
-            history = model.fit(_cpu_batches(x_train, y_train, batch_size, seed=int(seed)), callbacks=callbacks,
-                                validation_data=_cpu_batches(x_val, y_val, val_batch_size), **fed)
+            # the pipeline batches and shuffles (Keras warns when asked to shuffle a dataset)
+            history = model.fit(_cpu_batches(x_train, y_train, batch_size, seed=int(seed)),
+                                validation_data=_cpu_batches(x_val, y_val, val_batch_size), callbacks=callbacks,
+                                epochs=epochs, verbose=0, shuffle=False, class_weight=weights)
         elif own_fit is None:
             history = model.fit(x_train, y_train, validation_data=(x_val, y_val), callbacks=callbacks, **settings)
         else:

@@ -508,6 +508,13 @@ def call_by_name(target: str, *args: Any) -> Any:
     return getattr(importlib.import_module(module), name)(*args)
 
 
+def early_study_pool(config: StudyConfig, *, resume: str | None) -> WorkerPool | None:
+    """A study's workers started before its process imports MLflow, skopt and pandas (``bo-tuner tune``,
+    ``bo_tuner.tune``): their own imports (Keras, TensorFlow) are the study's critical path. None for a resumed
+    study (its config is read from MLflow first) or another backend (the study starts its own)."""
+    return study_pool(config) if resume is None and config.backend == "local" else None
+
+
 def study_pool(config: StudyConfig) -> WorkerPool:
     """A study's Keras workers, started now and warmed up at once, recycled after ``worker_max_trials`` trials or
     once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots round-robin. With k > 1 workers

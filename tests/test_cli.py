@@ -202,7 +202,7 @@ def test_a_dry_run_under_mlflow_run_describes_the_run_mlflow_made(
 
 def test_tune_runs_on_the_workers_it_started_first(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command line spawns the study's workers before importing MLflow; the study runs on them and stops them."""
-    import bo_tuner.__main__ as cli
+    import bo_tuner.pool as pool_mod
 
     made, submitted = [], []
 
@@ -213,8 +213,8 @@ def test_tune_runs_on_the_workers_it_started_first(workdir: Path, monkeypatch: p
         made.append(pool)
         return pool
 
-    real = cli.study_pool
-    monkeypatch.setattr(cli, "study_pool", recording)
+    real = pool_mod.study_pool
+    monkeypatch.setattr(pool_mod, "study_pool", recording)
     db = workdir / "mlflow.db"
     assert main(["tune", "--data", "iris", "--n-calls", "2", "--n-initial-points", "2", "--max-epochs", "2",
                  "--quiet", "--promote", "never", "--tracking-uri", f"sqlite:///{db}"]) == 0
