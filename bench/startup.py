@@ -23,6 +23,7 @@ import time
 
 def _measure(data: str, sizes: list[int], rounds: int) -> list[tuple[int, int, float]]:
     """In this process: (round, k, seconds until k workers answered) for each pool."""
+    from bench import startup  # run as ``-m``, this module is __main__, which the workers do not import
     from bo_tuner import StudyConfig
     from bo_tuner.pool import study_pool
 
@@ -34,7 +35,7 @@ def _measure(data: str, sizes: list[int], rounds: int) -> list[tuple[int, int, f
             started = time.perf_counter()
             pool = study_pool(config)
             try:
-                pids = {f.result() for f in [pool.submit(_slow_pid) for _ in range(k)]}
+                pids = {f.result() for f in [pool.submit(startup._slow_pid) for _ in range(k)]}
                 seconds = time.perf_counter() - started
             finally:
                 pool.shutdown()
