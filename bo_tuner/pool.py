@@ -508,6 +508,20 @@ def call_by_name(target: str, *args: Any) -> Any:
     return getattr(importlib.import_module(module), name)(*args)
 
 
+def curve_pool(tracking_uri: str) -> WorkerPool:
+    """One process that draws and logs the trials' learning-curve plots, at the lowest CPU priority (``nice`` 19),
+    forked like a study's workers (:func:`bo_tuner.trial.init_plotter`).
+
+    Drawn by the study's own process, each plot (~55 ms of CPU on 2 vCPUs, more beside two fits) took CPU from the
+    workers' fits whenever every core was training: the digits study at ``--parallel 2`` took 1-3 s longer with the
+    plots than without them, ``--parallel 1`` ~1 s (bench/RESULTS.md, session 24). At the lowest priority the plots
+    use the CPU time that would go idle: while a worker waits for its next point, while the last trials run, at the
+    study's end.
+    """
+    return WorkerPool(1, max_tasks=1000, initializer=call_by_name, preload=["bo_tuner.trial"], main=False,
+                      initargs=lambda slot: ("bo_tuner.trial:init_plotter", tracking_uri))
+
+
 def early_study_pool(config: StudyConfig, *, resume: str | None) -> WorkerPool | None:
     """A study's workers started before its process imports MLflow, skopt and pandas (``bo-tuner tune``,
     ``bo_tuner.tune``): their own imports (Keras, TensorFlow) are the study's critical path. None for a resumed

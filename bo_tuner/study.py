@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -37,7 +38,7 @@ from bo_tuner.errors import (
     name_hint,
 )
 from bo_tuner.optimizer import Optimizer
-from bo_tuner.pool import WorkerPool, study_pool
+from bo_tuner.pool import WorkerPool, curve_pool, study_pool
 from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace, discrete_values
 from bo_tuner.trial import (
     NUMBER_TAG,
@@ -237,6 +238,11 @@ class _Study:
     timed_out: bool = False
     unplotted: list[TrialOutcome] = field(default_factory=list)  # finished trials whose learning curve is not drawn
     queue: list[dict[str, Scalar]] = field(default_factory=list)  # points the next trials train before any asked
+    #: Starts the process that draws the learning curves (:func:`bo_tuner.pool.curve_pool`; local workers only),
+    #: on the first curve; None: this process draws them.
+    plotter: Callable[[], cf.Executor] | None = None
+    curves: cf.Executor | None = None  # that process, once started
+    drawing: dict[cf.Future[None], TrialOutcome] = field(default_factory=dict)  # curves handed to it
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
         """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
@@ -370,20 +376,57 @@ class _Study:
             tracking.end_run(job.run_id, "KILLED")
 
     def _draw_learning_curves(self) -> None:
-        """Each finished trial's learning-curve plot, on its run. Drawn here, after the next trials were handed
-        out, rather than in the worker after its trial: there it delayed the worker's next trial (~0.1 s each on
-        2 vCPUs), here it runs beside a fit, which keeps about one core busy. A plot that fails costs a warning.
-        Each is atomic: a Ctrl-C inside the first one's ``import matplotlib`` left a half-imported module that
-        failed the study's clean-up (the search plots) with an AttributeError instead of ending it KILLED."""
+        """Each finished trial's learning-curve plot, on its run: handed to the plotter process (``plotter``), which
+        draws at the lowest CPU priority, or else drawn here after the next trials were handed out. Not in the
+        trial's worker: there it delayed the worker's next trial (~0.1 s each on 2 vCPUs). A plot that fails costs
+        a warning. Each drawn here is atomic: a Ctrl-C inside the first one's ``import matplotlib`` left a
+        half-imported module that failed the study's clean-up (the search plots) with an AttributeError instead of
+        ending it KILLED."""
+        self._collect_curves(wait=False)
         while self.unplotted:
             outcome = self.unplotted.pop(0)
+            if self._hand_over_curve(outcome):
+                continue
             with interrupts.atomic():
                 try:
                     log_learning_curve(outcome, self.metric)
                 except Exception as exc:
-                    warnings.warn(f"trial-{outcome.number}: its learning-curve plot was not logged "
-                                  f"({first_line(exc, 200)})", BoTunerWarning, stacklevel=2)
+                    _warn_curve_not_logged(outcome, exc)
             interrupts.check()
+
+    def _hand_over_curve(self, outcome: TrialOutcome) -> bool:
+        """Give the plotter process ``outcome``'s curve (starting the process first); False when there is none or
+        it cannot start (this process draws the curves then)."""
+        if self.plotter is None:
+            return False
+        try:
+            if self.curves is None:
+                self.curves = self.plotter()
+            self.drawing[self.curves.submit(log_learning_curve, outcome, self.metric)] = outcome
+            return True
+        except Exception as exc:
+            logging.getLogger(__name__).debug("learning curves drawn by the study (%s)", first_line(exc, 200))
+            self.plotter = None
+            return False
+
+    def _collect_curves(self, *, wait: bool) -> None:
+        """The plotter's finished curves (with ``wait``: all of them, and then the process is stopped); one that
+        failed costs a warning, as one drawn here would."""
+        if wait and self.drawing:
+            cf.wait(self.drawing)
+        for future in [f for f in self.drawing if f.done()]:
+            outcome = self.drawing.pop(future)
+            if not future.cancelled() and future.exception() is not None:
+                _warn_curve_not_logged(outcome, future.exception())  # type: ignore[arg-type]
+        if wait:
+            self.stop_plotter()
+
+    def stop_plotter(self) -> None:
+        """End the plotter process (at once: curves still queued are left undrawn)."""
+        if self.curves is not None:
+            _terminate(self.curves)
+            self.curves = None
+        self.plotter = None
 
     def _record(self, outcome: TrialOutcome) -> None:
         self.trials.append(outcome)
@@ -402,6 +445,11 @@ class _Study:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+
+def _warn_curve_not_logged(outcome: TrialOutcome, exc: BaseException) -> None:
+    warnings.warn(f"trial-{outcome.number}: its learning-curve plot was not logged ({first_line(exc, 200)})",
+                  BoTunerWarning, stacklevel=3)
 
 
 def _log_dataset(run_id: str, prepared: data_mod.PreparedData) -> None:
@@ -683,6 +731,7 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     }, tags={tracking.NOTE_TAG: note})
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
+    study._collect_curves(wait=True)
     for outcome in study.unplotted:  # recorded after the last drawing: trials a Ctrl-C's clean-up settled
         with contextlib.suppress(Exception):
             log_learning_curve(outcome, study.metric)
@@ -1063,7 +1112,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             best.metrics.get(TIE_BREAK_METRIC) if best else None),
         run=run_keras_trial, progress=progress, label=label, first_number=last_number + 1,
         callbacks=tuple(callbacks), prune=config.pruner == "median", trial_tags=trial_tags,
-        deadline=None if config.timeout is None else started + config.timeout)
+        deadline=None if config.timeout is None else started + config.timeout,
+        plotter=(lambda: curve_pool(tracking_uri)) if isinstance(executor, WorkerPool) else None)
     for outcome in history:
         study.trials.append(outcome)
     optimizer.tell_many([t.params for t in history], [study._signed(t.value) for t in history])
@@ -1108,6 +1158,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                        "FAILED", time.perf_counter() - started)
         raise
     except BaseException as exc:
+        study.stop_plotter()
         _abort_parent(parent_id, "FAILED", f"{type(exc).__name__}: {exc}")
         raise
 
@@ -1119,6 +1170,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                               prepared.dataset.digest, same_split)
     except KeyboardInterrupt:
         with interrupts.shielded():
+            study.stop_plotter()
             _abort_parent(parent_id, "KILLED", "interrupted during the registry step; check the champion alias")
         raise StudyInterrupted(f"study {label} ({parent_id}) interrupted during the registry step") from None
 

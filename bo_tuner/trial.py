@@ -404,6 +404,17 @@ def warn_without_gpu(gpu: str) -> None:
                       BoTunerWarning, stacklevel=2)
 
 
+def init_plotter(tracking_uri: str) -> None:
+    """Start of the process that draws the trials' learning curves (:func:`bo_tuner.pool.curve_pool`): the lowest
+    CPU priority (where the system allows it), Ctrl-C left to the study, the study's tracking store."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    show_warnings_as_lines()
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tracking.set_tracking_uri(tracking_uri)
+
+
 def init_worker(intra_op_threads: int | None, gpu: str | None = None,
                 data_key: DataKey | None = None,
                 tracking_uri: str | None = None) -> None:

@@ -856,6 +856,56 @@ def test_a_trial_settled_by_the_clean_up_still_gets_its_learning_curve(store: tu
     assert client.get_run(parent).info.status == "KILLED" and study.unplotted == []
 
 
+def test_learning_curves_are_drawn_by_a_process_of_their_own_at_the_lowest_priority(store: tuple[Path, str]) -> None:
+    """With local workers the curves go to :func:`bo_tuner.pool.curve_pool` (CPU time the fits would otherwise lose,
+    bench/RESULTS.md session 24); ending the study's run waits for them and stops that process. A curve it cannot
+    log costs a warning, as one drawn by the study does."""
+    import os
+
+    from bo_tuner import tracking
+    from bo_tuner.pool import curve_pool
+    from bo_tuner.study import _finish_parent, _Study
+
+    _, uri = store
+    tracking.connect(uri)
+    probe = curve_pool(uri)
+    try:
+        assert probe.submit(os.getpid).result(timeout=120) != os.getpid()
+        assert probe.submit(os.nice, 0).result(timeout=60) == 19  # niceness: os.nice(0) changes nothing
+    finally:
+        probe.shutdown()
+    experiment = tracking.experiment_id("curves elsewhere")
+    parent = tracking.create_run(experiment, "study")
+    history = {"loss": [1.0, 0.6], "val_loss": [1.1, 0.7], "val_accuracy": [0.6, 0.8]}
+    outcomes = []
+    for number in (1, 2):
+        run = tracking.create_run(experiment, f"trial-{number}", parent_id=parent)
+        tracking.end_run(run, "FINISHED")
+        outcomes.append(TrialOutcome(number, {"x": 0.5}, run, "COMPLETE", 0.8, history=history))
+    outcomes.append(TrialOutcome(3, {"x": 0.4}, "f" * 32, "COMPLETE", 0.7, history=history))  # no such run
+    space = SearchSpace.from_dict({"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    started: list[object] = []
+
+    def plotter() -> object:
+        started.append(curve_pool(uri))
+        return started[-1]
+
+    study = _Study(space=space, optimizer=Optimizer(space, seed=0), metric="val_accuracy", maximize=True,  # type: ignore
+                   n_calls=3, parallel=1, max_consecutive_failures=5, experiment_id=experiment, parent_id=parent,
+                   make_job=None, run=None, progress=False, label="curves", trials=list(outcomes),  # type: ignore
+                   unplotted=list(outcomes), plotter=plotter)  # type: ignore[arg-type]
+    study._draw_learning_curves()
+    assert len(started) == 1 and study.unplotted == [] and len(study.drawing) <= 3
+    with pytest.warns(BoTunerWarning, match=r"trial-3: its learning-curve plot was not logged"):
+        _finish_parent(study, "done", "FINISHED", 1.0)
+    client = MlflowClient()
+    for outcome in outcomes[:2]:
+        assert [a.path for a in client.list_artifacts(outcome.run_id, "plots")] == ["plots/learning_curve.png"]
+    assert study.curves is None and study.drawing == {}
+    with pytest.raises(RuntimeError, match="shut down"):
+        started[0].submit(os.getpid)  # type: ignore[attr-defined]
+
+
 def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_and_resumes(
         store: tuple[Path, str]) -> None:
     """``momentum`` with ``when: {optimizer: sgd+momentum}``: adam trials neither get nor log it (the builder's
