@@ -514,9 +514,10 @@ def curve_pool(tracking_uri: str) -> WorkerPool:
 
     Drawn by the study's own process, each plot (~55 ms of CPU on 2 vCPUs, more beside two fits) took CPU from the
     workers' fits whenever every core was training: the digits study at ``--parallel 2`` took 1-3 s longer with the
-    plots than without them, ``--parallel 1`` ~1 s (bench/RESULTS.md, session 24). At the lowest priority the plots
-    use the CPU time that would go idle: while a worker waits for its next point, while the last trials run, at the
-    study's end.
+    plots than without them, ``--parallel 1`` ~1 s. At the lowest priority the plots mostly wait for CPU time the
+    fits leave idle (while the last trials run, at the study's end): about 0.5 s of a 16 s ``--parallel 2`` study
+    came back in paired runs (bench/RESULTS.md, session 24). Spawned rather than forked (off Linux), its imports
+    run before it lowers its priority.
     """
     return WorkerPool(1, max_tasks=1000, initializer=call_by_name, preload=["bo_tuner.trial"], main=False,
                       initargs=lambda slot: ("bo_tuner.trial:init_plotter", tracking_uri))

@@ -382,7 +382,7 @@ class _Study:
         a warning. Each drawn here is atomic: a Ctrl-C inside the first one's ``import matplotlib`` left a
         half-imported module that failed the study's clean-up (the search plots) with an AttributeError instead of
         ending it KILLED."""
-        self._collect_curves(wait=False)
+        self.collect_curves(wait=False)
         while self.unplotted:
             outcome = self.unplotted.pop(0)
             if self._hand_over_curve(outcome):
@@ -409,7 +409,7 @@ class _Study:
             self.plotter = None
             return False
 
-    def _collect_curves(self, *, wait: bool) -> None:
+    def collect_curves(self, *, wait: bool) -> None:
         """The plotter's finished curves (with ``wait``: all of them, and then the process is stopped); one that
         failed costs a warning, as one drawn here would."""
         if wait and self.drawing:
@@ -731,7 +731,7 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     }, tags={tracking.NOTE_TAG: note})
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
-    study._collect_curves(wait=True)
+    study.collect_curves(wait=True)
     for outcome in study.unplotted:  # recorded after the last drawing: trials a Ctrl-C's clean-up settled
         with contextlib.suppress(Exception):
             log_learning_curve(outcome, study.metric)
