@@ -1,6 +1,6 @@
 """GP cost per step for long studies: skopt's GP as is vs bo_tuner's (fast variance, hyperparameter schedule).
 
-    python -m bench.gp_cost [--calls 300] [--baseline-calls 200] [--seeds 1]
+    python -m bench.gp_cost [--calls 300] [--baseline-calls 200] [--seeds 1] [--pending]
 
 Runs bo_tuner's Optimizer (the study's ask/tell, skopt GP with gp_hedge) on Hartmann6 (6 dimensions) and times
 each tell + ask: skopt's own GP class with hyperparameters re-optimised at every step (what ``gp_minimize`` does),
@@ -8,7 +8,9 @@ the same with bo_tuner's faster predictive variance, and bo_tuner's default (fas
 re-optimised when the number of points has grown 10 % since the last time). Prints the median
 seconds per step around each checkpoint, the total, how many hyperparameter fits ran, and the simple regret reached
 (best value - the known minimum -3.32237) at the baseline's last n and at each row's own last n, so the cost
-saving can be weighed against search quality.
+saving can be weighed against search quality. ``--pending`` times the step of a study with two trials at once
+instead: each result told while the other point is pending, then the next point asked beside it, with every tell
+fitting the GP and searching a next point (before session 24) against tells that only record (``propose=False``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ H6_MIN = -3.32237
 CHECKPOINTS = (25, 50, 100, 150, 200, 300, 400, 500)
 
 
-def run(calls: int, refit_growth: float, seed: int, *, plain_skopt: bool = False) -> tuple[list[float], list[float],
-                                                                                           int]:
-    """Seconds per step (tell + next ask), the simple regret after each evaluation, hyperparameter fits."""
+def run(calls: int, refit_growth: float, seed: int, *, plain_skopt: bool = False,
+        pending: bool | None = None) -> tuple[list[float], list[float], int]:
+    """Seconds per step (tell + next ask), the simple regret after each evaluation, hyperparameter fits.
+
+    ``pending``: two trials at once, as in ``--parallel 2``: each result is told while the other point is still
+    pending, and the next point asked beside it; True tells with ``propose=False`` (the study's way since session
+    24), False as before (a fit and next-point search at every tell)."""
     from bo_tuner.optimizer import Optimizer
     from bo_tuner.space import SearchSpace
 
@@ -45,12 +51,17 @@ def run(calls: int, refit_growth: float, seed: int, *, plain_skopt: bool = False
     seconds: list[float] = []
     regrets: list[float] = []
     point = opt.ask()
+    running = opt.ask([point]) if pending is not None else None
     for _ in range(calls):
         value = hartmann6(point)
         regrets.append(min(value, regrets[-1] + H6_MIN if regrets else value) - H6_MIN)
         started = time.perf_counter()
-        opt.tell(point, value)
-        point = opt.ask()
+        if running is None:
+            opt.tell(point, value)
+            point = opt.ask()
+        else:
+            opt.tell_many([point], [value], propose=not pending)
+            point, running = running, opt.ask([running])
         seconds.append(time.perf_counter() - started)
     return seconds, regrets, opt.hyperparameter_fits
 
@@ -65,19 +76,25 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--baseline-calls", type=int, default=200, help="every-step refits get slow; stop earlier")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--pending", action="store_true",
+                        help="two trials at once (--parallel 2): each tell with the other point pending")
     args = parser.parse_args()
     checkpoints = [n for n in CHECKPOINTS if n <= args.calls]
     print(f"Hartmann6, {args.seeds} seed(s); seconds per step (tell + ask), median of 5 steps around n\n")
     print("| hyperparameters | " + " | ".join(f"n={n}" for n in checkpoints)
           + f" | total s | hyperparameter fits | regret at n={args.baseline_calls} | regret at the last n |")
     print("|---|" + "---|" * len(checkpoints) + "---|---|---|---|")
-    variants = (("skopt as is: every step, einsum variance", 0.0, True, args.baseline_calls),
-                ("fast variance, hyperparameters every step", 0.0, False, args.calls),
-                ("bo_tuner: fast variance + 10 % growth schedule", 0.1, False, args.calls))
-    for label, growth, plain, calls in variants:
+    variants: tuple[tuple[str, float, bool, int, bool | None], ...] = (
+        ("skopt as is: every step, einsum variance", 0.0, True, args.baseline_calls, None),
+        ("fast variance, hyperparameters every step", 0.0, False, args.calls, None),
+        ("bo_tuner: fast variance + 10 % growth schedule", 0.1, False, args.calls, None))
+    if args.pending:
+        variants = (("two at once, every tell fits and searches", 0.1, False, args.calls, False),
+                    ("two at once, tells before a pending ask only record", 0.1, False, args.calls, True))
+    for label, growth, plain, calls, pending in variants:
         curves, regrets, fits = [], [], []
         for seed in range(args.seeds):
-            seconds, regret, n_fits = run(calls, growth, seed, plain_skopt=plain)
+            seconds, regret, n_fits = run(calls, growth, seed, plain_skopt=plain, pending=pending)
             curves.append(seconds)
             regrets.append(regret)
             fits.append(n_fits)

@@ -296,6 +296,7 @@ class Optimizer:
         self._refit_growth = refit_growth
         self._refit_at = 0  # re-optimise the hyperparameters when this many points are known
         self.hyperparameter_fits = 0  # GP fits that optimised the kernel hyperparameters
+        self._unfitted = False  # points told without a GP fit (``tell_many(propose=False)``)
 
     def _choose_fit(self, n_after: int) -> bool:
         """Before skopt fits the GP on ``n_after`` points: optimise its hyperparameters (True), or keep the last
@@ -395,6 +396,7 @@ class Optimizer:
 
     def _ask(self, pending: Sequence[Mapping[str, Any]]) -> dict[str, Scalar]:
         if not pending:
+            self._fit_if_needed()
             return self._to_point(self._opt.ask())
         known_x, known_y = self._opt.Xi, self._opt.yi
         lie = max(known_y) if known_y else 0.0
@@ -414,9 +416,16 @@ class Optimizer:
         self.tell_many([point], [value])
 
     @_one_blas_thread
-    def tell_many(self, points: Sequence[Mapping[str, Any]], values: Sequence[float | None]) -> None:
+    def tell_many(self, points: Sequence[Mapping[str, Any]], values: Sequence[float | None], *,
+                  propose: bool = True) -> None:
         """Tell results at once (also resume, warm start): one GP fit however many points; failures get the
-        penalty, and earlier failures' penalties are refreshed in place (skopt refits on all (Xi, yi) at each tell)."""
+        penalty, and earlier failures' penalties are refreshed in place (skopt refits on all (Xi, yi) at each tell).
+
+        ``propose=False``: the next point will be asked with trials still pending (a parallel study), and :meth:`ask`
+        fits a copy of the GP for those. The points are then only recorded, unless the kernel's hyperparameters are
+        due for re-optimisation: skopt's own fit and its search for a next point (~50 ms at 10-20 points, more as
+        they grow) were thrown away at every such step. Whatever needs them (an ask without pending points, the
+        plots) fits first."""
         if not points:
             return
         clean = [v if v is not None and math.isfinite(v) else None for v in values]
@@ -427,11 +436,24 @@ class Optimizer:
             if v is None:
                 self._opt.yi[i] = told
         optimise = self._choose_fit(len(self._values))
+        xs, ys = [self._to_x(p) for p in points], [v if v is not None else told for v in clean]
+        if not propose and not optimise:
+            self._opt.tell(xs, ys, fit=False)
+            self._unfitted = True
+            return
         previous = self._opt.models[-1] if self._opt.models else None
-        self._opt.tell([self._to_x(p) for p in points], [v if v is not None else told for v in clean])
+        self._opt.tell(xs, ys)
+        self._unfitted = False
         if optimise and self._opt.models and self._opt.models[-1] is not previous:  # no GP during initial points
             self.hyperparameter_fits += 1
         self._freeze_hyperparameters()
+
+    @_one_blas_thread
+    def _fit_if_needed(self) -> None:
+        """Fit the GP on every told point and search skopt's next point, where ``propose=False`` tells skipped it."""
+        if self._unfitted:
+            self._unfitted = False
+            self._opt.tell([], [])  # no new point: skopt refits on all of them
 
     @property
     def n_told(self) -> int:
@@ -442,6 +464,7 @@ class Optimizer:
         shortest for (the objective changes fastest along them; a categorical counts by its shortest one-hot
         column). In space order while no GP is fitted or the space is small enough; constant dimensions are left
         out, as skopt's plots do."""
+        self._fit_if_needed()
         names = [d.name for d, sk in zip(self.space, self._opt.space.dimensions, strict=True) if not sk.is_constant]
         if len(names) <= limit or not self._opt.models:
             return names[:limit]
@@ -471,6 +494,7 @@ class Optimizer:
         """
         if not self._opt.yi:
             return []
+        self._fit_if_needed()
         result = self._opt.get_result()
         shown = self.relevant_dimensions(MAX_PLOT_DIMS)
         grids = _stepped_axes(self.space)

@@ -306,7 +306,8 @@ class _Study:
                     for future in sorted(done, key=lambda f: pending[f].number):
                         job = pending.pop(future)
                         outcome = self._outcome(future, job)
-                        self._record(outcome)
+                        # the next point is asked beside trials still running: ask() fits its own GP for that
+                        self._record(outcome, propose=not pending)
                         consecutive = consecutive + 1 if outcome.state == "FAILED" else 0
                         bar.finished(outcome, len(self.trials), self.best)
                 interrupts.check()
@@ -428,11 +429,11 @@ class _Study:
             self.curves = None
         self.plotter = None
 
-    def _record(self, outcome: TrialOutcome) -> None:
+    def _record(self, outcome: TrialOutcome, *, propose: bool = True) -> None:
         self.trials.append(outcome)
         if outcome.history:
             self.unplotted.append(outcome)
-        self.optimizer.tell(outcome.params, self._signed(outcome.value))
+        self.optimizer.tell_many([outcome.params], [self._signed(outcome.value)], propose=propose)
         metrics: dict[str, float] = {}
         if outcome.value is not None:
             metrics["objective"] = outcome.value

@@ -113,6 +113,33 @@ def test_tell_many_then_continue() -> None:
     assert SPACE.contains(opt.ask())
 
 
+def test_a_result_told_before_an_ask_beside_pending_points_is_fitted_only_when_needed() -> None:
+    """In a parallel study the next point is asked with trials pending, from a copy of the GP fitted with their
+    lies: the fit and next-point search skopt makes at each tell were thrown away. ``propose=False`` skips them
+    unless the hyperparameters are due; an ask without pending points, and the plots, fit first."""
+    opt = Optimizer(SPACE, n_initial_points=3, seed=0, refit_growth=10.0)  # one hyperparameter fit, then frozen
+    for _ in range(6):
+        point = opt.ask()
+        opt.tell(point, objective(point))
+    model, fits = opt._opt.models[-1], opt.hyperparameter_fits
+    running = opt.ask()
+    for _ in range(4):  # two trials at once: each result is told with the other one still running
+        finished, running = running, opt.ask([running])
+        assert SPACE.contains(running) and running != finished
+        opt.tell_many([finished], [objective(finished)], propose=False)
+        assert opt._opt.models[-1] is model  # no fit: the ask beside the running trial fits its own copy
+    assert opt.n_told == len(opt._opt.Xi) == 10 and opt.hyperparameter_fits == fits
+    assert opt.relevant_dimensions(2) and opt._opt.models[-1] is not model
+    assert opt._opt.models[-1].X_train_.shape[0] == 10  # fitted on every told point
+    assert SPACE.contains(opt.ask())
+
+    due = Optimizer(SPACE, n_initial_points=3, seed=0)  # hyperparameters re-optimised at every step this early
+    for _ in range(5):
+        point = due.ask()
+        due.tell_many([point], [objective(point)], propose=False)
+    assert due.hyperparameter_fits == 3 and due._opt.models[-1].X_train_.shape[0] == 5
+
+
 def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
     def search(refit_growth: float) -> Optimizer:
         opt = Optimizer(SPACE, n_initial_points=3, seed=0, refit_growth=refit_growth)
