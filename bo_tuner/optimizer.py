@@ -28,7 +28,7 @@ import logging
 import math
 import random
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeGuard, TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -135,6 +135,11 @@ def _fast_gp_class() -> type[Any]:
     sqrt5 = math.sqrt(5.0)
 
     class FastVarianceGP(GaussianProcessRegressor):  # type: ignore[misc]
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            """Pickled by state and rebuilt through this factory (the class is local to it, so pickle could not
+            find it by name): a fitted GP goes to the process that draws the partial-dependence plot."""
+            return _new_fast_gp, (), self.__getstate__()
+
         def _matern52(self) -> tuple[float, Any, float] | None:
             """(amplitude, length scales, white noise) when the fitted kernel is skopt's default, else None."""
             kernel = getattr(self, "kernel_", None)
@@ -262,6 +267,12 @@ def _fast_gp_class() -> type[Any]:
             return mean, std, grad_mean, grad_std
 
     return FastVarianceGP
+
+
+def _new_fast_gp() -> Any:
+    """An empty :func:`_fast_gp_class` GP for unpickling (its state is set next)."""
+    cls = _fast_gp_class()
+    return object.__new__(cls)
 
 
 def _length_scales(kernel: Any) -> list[float] | None:
@@ -481,16 +492,18 @@ class Optimizer:
 
     @_one_blas_thread
     def save_plots(self, directory: str, *, maximize: bool = False, title: str = "",
-                   submit: Callable[..., cf.Future[bool]] | None = None) -> list[str]:
+                   submit: Callable[..., cf.Future[bool]] | None = None,
+                   submit_others: Callable[..., cf.Future[bool]] | None = None) -> list[str]:
         """Save skopt's plots of the search: convergence, partial dependence of the objective, evaluations.
 
         Values are shown as minimized (a maximized metric appears negated; the axis label says so). A plot that
         skopt cannot draw for this search (too few points, no fitted GP yet) is skipped; paths of the saved ones
         are returned. The grid plots show the :meth:`relevant_dimensions` only.
 
-        ``submit`` (an executor's, e.g. the study's warm worker pool): the evaluations grid, which needs no GP, is
-        drawn there while this process draws the other two — the two 6x6 grids are ~2 s each on a 2-vCPU machine,
-        on the critical path at the study's end.
+        Drawn here unless given executors' ``submit``: the evaluations grid (which needs no GP) there (e.g. the
+        study's warm worker pool), the other two with ``submit_others`` (e.g. the study's plotter process), so
+        the three are drawn at once (the two 6x6 grids are ~0.5-0.7 s each on a 2-vCPU machine, on the critical
+        path at the study's end) and this process imports no matplotlib. One that fails there is drawn here.
         """
         if not self._opt.yi:
             return []
@@ -500,19 +513,22 @@ class Optimizer:
         grids = _stepped_axes(self.space)
         names = ["convergence.png", "evaluations.png"] + (["objective.png"] if self._opt.models else [])
         offloaded: dict[str, cf.Future[bool]] = {}
-        if submit is not None:
-            without_models = copy.copy(result)
-            without_models.models = []  # the GP's class is local to this module's factory and would not pickle
-            path = f"{directory}/evaluations.png"
-            offloaded["evaluations.png"] = submit(draw_search_plot, without_models, "evaluations.png", shown, path,
-                                                  maximize, title, grids)
+        for name in names:
+            where = submit if name == "evaluations.png" else submit_others
+            if where is not None:
+                sent = result
+                if name != "objective.png":  # the only one that needs the GP: the others go without it
+                    sent = copy.copy(result)
+                    sent.models = []
+                offloaded[name] = where(draw_search_plot, sent, name, shown, f"{directory}/{name}", maximize, title,
+                                        grids)
         drawn = {name: draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title, grids)
                  for name in names if name not in offloaded}
         for name, future in offloaded.items():
             try:
                 drawn[name] = future.result()
-            except Exception as exc:  # the worker died or could not draw it: draw it here after all
-                logger.debug("the %s plot was not drawn by a worker (%s)", name, exc)
+            except Exception as exc:  # the process died or could not draw it: draw it here after all
+                logger.debug("the %s plot was not drawn by another process (%s)", name, exc)
                 drawn[name] = draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title, grids)
         return [f"{directory}/{name}" for name in names if drawn[name]]
 
@@ -523,11 +539,11 @@ def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximi
     evaluations.png or objective.png); False when skopt cannot draw it for this search. Module-level, so a worker
     process can draw it (``result`` must then pickle). ``grids``: ``name -> (low, step)`` of the dimensions skopt
     knows as the index of their value; their axes are labelled with the values."""
-    import matplotlib
+    from bo_tuner.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # before skopt.plots, which imports pyplot
     from skopt.plots import plot_convergence, plot_evaluations, plot_objective
+    from skopt.space import Integer
 
     draw: Callable[[], Any] = {
         "convergence.png": lambda: plot_convergence(result),
@@ -543,8 +559,9 @@ def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximi
         return False
     first = axes.flat[0] if hasattr(axes, "flat") else axes
     figure = first.figure
-    if grids and name != "convergence.png":
-        _label_grid_axes(figure, shown, grids)
+    if name != "convergence.png":
+        integers = {d.name for d in result.space.dimensions if isinstance(d, Integer)}
+        _tidy_grid_axes(figure, shown, grids or {}, integers)
     if name == "convergence.png":
         first.set_title(f"{title}: convergence" if title else "Convergence")
         if maximize:
@@ -555,24 +572,40 @@ def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximi
     return True
 
 
-def _label_grid_axes(figure: Any, shown: Sequence[str], grids: Mapping[str, tuple[float, float]]) -> None:
-    """Tick labels in values (``low + index * step``) on the axes of a grid plot that show a stepped dimension as
-    its index. skopt's layout: the figure's first axes holds an n x n grid of subplots added row by row, in which
-    the x axes of column j and the y axes of row i (below the diagonal) show ``shown[j]``, ``shown[i]`` (the
-    diagonal's y axis is the objective or a count)."""
-    from matplotlib.ticker import FuncFormatter
+def _tidy_grid_axes(figure: Any, shown: Sequence[str], grids: Mapping[str, tuple[float, float]],
+                    integers: Collection[str]) -> None:
+    """Ticks a reader can use on the axes of a grid plot (skopt's own are fractional for integers and crowded on
+    log scales):
+
+    - a stepped dimension, which skopt knows as the index of its value (``grids``: ``name -> (low, step)``), is
+      labelled with the values (``low + index * step``), at whole indices;
+    - an integer dimension (``integers``, skopt's names) gets whole-number ticks (n_hidden 1, 2, 3, not 1.2, 1.6);
+    - a log axis gets minor ticks at 2 and 5 per decade only (skopt's 1-9 crowd the labels of a narrow range, and
+      each tick is a matplotlib object: ~0.2 s of each 6x6 grid's ~0.8 s on a 2-vCPU machine, at the study's end).
+
+    skopt's layout: the figure's first axes holds an n x n grid of subplots added row by row, in which the x axes
+    of column j and the y axes of row i (below the diagonal) show ``shown[j]``, ``shown[i]`` (the diagonal's y
+    axis is the objective or a count). Another layout keeps skopt's ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
     def formatter(low: float, step: float) -> Any:
         return FuncFormatter(lambda index, _: f"{low + index * step:.6g}")
 
+    def tidy(axis: Any, name: str) -> None:
+        if axis.get_scale() == "log":
+            axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        elif name in integers or name in grids:
+            axis.set_major_locator(MaxNLocator(integer=True))
+        if name in grids:
+            axis.set_major_formatter(formatter(*grids[name]))
+
     n = len(shown)
     subplots = figure.axes[1:]
-    if len(subplots) != n * n:  # not the layout this knows: leave skopt's labels
+    if len(subplots) != n * n:
         return
     for i, row_name in enumerate(shown):
         for j, column_name in enumerate(shown[: i + 1]):
             ax = subplots[i * n + j]
-            if column_name in grids:
-                ax.xaxis.set_major_formatter(formatter(*grids[column_name]))
-            if j < i and row_name in grids:
-                ax.yaxis.set_major_formatter(formatter(*grids[row_name]))
+            tidy(ax.xaxis, column_name)
+            if j < i:
+                tidy(ax.yaxis, row_name)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,15 +13,36 @@ import numpy.typing as npt
 from bo_tuner.config import metric_is_maximized
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot, to draw figures into files (each is closed once saved, so none shows anywhere).
+
+    Agg, unless this process chose its backend already: pyplot imported, or ``MPLBACKEND`` set (a Jupyter kernel
+    sets its inline backend so). A study or ``minimize`` that draws in the caller's process (the Ray backend, a
+    Python objective) would otherwise switch a notebook to Agg, and the user's own plots after it would no longer
+    show. bo_tuner's worker and plotter processes switch to Agg as they start (:func:`draw_into_files`).
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_into_files() -> None:
+    """Agg in one of bo_tuner's own processes (a worker, the plotter), whatever backend it inherited: Keras
+    imports pyplot (with ``MPLBACKEND``'s backend, e.g. a notebook's inline one) before the process draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, title: str) -> bool:
     """Loss and ``metric`` per epoch, training and validation side by side. False when there is nothing to draw."""
     if not history.get("loss"):
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     base = metric.removeprefix("val_")
     panels = [name for name in ("loss", base) if name in history or f"val_{name}" in history]
     # Fixed margins and legend corners: tight_layout and legend(loc="best") were two thirds of the drawing time,
@@ -45,13 +68,9 @@ def learning_curve(history: Mapping[str, list[float]], metric: str, path: str, t
 def lr_finder(learning_rates: list[float], losses: list[float], smoothed: list[float], suggestion: float,
               path: str, title: str) -> None:
     """Loss against learning rate (log scale), the smoothed curve and the suggested rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import math
 
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, ax = plt.subplots(figsize=(6, 3.8))
     finite = [(r, v) for r, v in zip(learning_rates, losses, strict=True) if math.isfinite(v)]
     ax.plot([r for r, _ in finite], [v for _, v in finite], alpha=0.35, label="batch loss")
@@ -75,12 +94,9 @@ def test_predictions(task: str, truth: npt.NDArray[Any], predictions: npt.NDArra
                      classes: Sequence[str] | None, path: str, title: str) -> None:
     """The best model on the held-out test split: scikit-learn's confusion matrix (classification; labels as
     strings, in ``classes``' order) or its actual-vs-predicted and residual plots (regression)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay, PredictionErrorDisplay
 
+    plt = pyplot()
     if task == "classification":
         labels = list(classes) if classes is not None else sorted(set(truth.tolist()) | set(predictions.tolist()))
         side = min(14.0, max(4.5, 0.45 * len(labels) + 2.5))

@@ -245,14 +245,17 @@ class _Study:
     drawing: dict[cf.Future[None], TrialOutcome] = field(default_factory=dict)  # curves handed to it
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
-        """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
-        worker); :func:`_finish_parent` logs them. Plots that cannot be drawn cost a warning, never the study
-        (nor, after a Ctrl-C, the clean-up that ends its run KILLED)."""
+        """Draw the search plots (skopt) into a temporary folder: the evaluations grid with ``submit`` if given (a
+        warm worker), the others by the plotter process when there is one, else here; :func:`_finish_parent` logs
+        them. Plots that cannot be drawn cost a warning, never the study (nor, after a Ctrl-C, the clean-up that
+        ends its run KILLED)."""
         if self.plot_dir is None:
             self.plot_dir = tempfile.TemporaryDirectory(prefix="bo_tuner-plots-")
+            plotter = self._plotter_pool()
             try:
-                self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
-                                                            title=self.label, submit=submit)
+                self.plot_paths = self.optimizer.save_plots(
+                    self.plot_dir.name, maximize=self.maximize, title=self.label, submit=submit,
+                    submit_others=plotter.submit if plotter is not None else None)
             except Exception as exc:
                 warnings.warn(f"the search plots were not drawn ({type(exc).__name__}: {first_line(exc, 200)})",
                               BoTunerWarning, stacklevel=2)
@@ -386,7 +389,7 @@ class _Study:
         self.collect_curves(wait=False)
         while self.unplotted:
             outcome = self.unplotted.pop(0)
-            if self._hand_over_curve(outcome):
+            if self.hand_over_curve(outcome):
                 continue
             with interrupts.atomic():
                 try:
@@ -395,20 +398,32 @@ class _Study:
                     _warn_curve_not_logged(outcome, exc)
             interrupts.check()
 
-    def _hand_over_curve(self, outcome: TrialOutcome) -> bool:
+    def hand_over_curve(self, outcome: TrialOutcome) -> bool:
         """Give the plotter process ``outcome``'s curve (starting the process first); False when there is none or
         it cannot start (this process draws the curves then)."""
-        if self.plotter is None:
+        plotter = self._plotter_pool()
+        if plotter is None:
             return False
         try:
-            if self.curves is None:
-                self.curves = self.plotter()
-            self.drawing[self.curves.submit(log_learning_curve, outcome, self.metric)] = outcome
+            self.drawing[plotter.submit(log_learning_curve, outcome, self.metric)] = outcome
             return True
         except Exception as exc:
-            logging.getLogger(__name__).debug("learning curves drawn by the study (%s)", first_line(exc, 200))
-            self.plotter = None
+            self._plotter_failed(exc)
             return False
+
+    def _plotter_pool(self) -> cf.Executor | None:
+        """The plotter process, started now if it was not yet; None when there is none (the plots are drawn
+        here)."""
+        if self.plotter is not None and self.curves is None:
+            try:
+                self.curves = self.plotter()
+            except Exception as exc:
+                self._plotter_failed(exc)
+        return self.curves
+
+    def _plotter_failed(self, exc: BaseException) -> None:
+        logging.getLogger(__name__).debug("plots drawn by the study (%s)", first_line(exc, 200))
+        self.stop_plotter()
 
     def collect_curves(self, *, wait: bool) -> None:
         """The plotter's finished curves (with ``wait``: all of them, and then the process is stopped); one that
@@ -732,12 +747,13 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     }, tags={tracking.NOTE_TAG: note})
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
-    study.collect_curves(wait=True)
     for outcome in study.unplotted:  # recorded after the last drawing: trials a Ctrl-C's clean-up settled
-        with contextlib.suppress(Exception):
-            log_learning_curve(outcome, study.metric)
+        if not study.hand_over_curve(outcome):
+            with contextlib.suppress(Exception):
+                log_learning_curve(outcome, study.metric)
     study.unplotted.clear()
-    study.render_plots()
+    study.render_plots()  # (a finished study drew them already)
+    study.collect_curves(wait=True)
     for path in study.plot_paths:
         tracking.log_artifact(parent, path, "plots")
     if study.plot_dir is not None:
@@ -1130,7 +1146,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             tracking.set_tags(parent_id, {"bo_tuner.stopped_by": "timeout" if study.timed_out else "n_calls"})
             best = study.best
             # Load the best model back and score the test split in a warm worker; draw the search plots
-            # meanwhile, here and (one of them, after the scoring) in a worker.
+            # meanwhile, in the plotter process and (one of them, after the scoring) in a worker.
             scoring: cf.Future[dict[str, float]] | None = None
             champion: tracking.VersionInfo | None = None  # trained on another table: scored here too
             champion_scoring: cf.Future[dict[str, float]] | None = None

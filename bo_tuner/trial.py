@@ -412,6 +412,7 @@ def init_plotter(tracking_uri: str) -> None:
     with contextlib.suppress(OSError):
         os.nice(19)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    plots.draw_into_files()
     tracking.set_tracking_uri(tracking_uri)
 
 
@@ -431,6 +432,7 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX backend: share the GPU
     os.environ["XLA_FLAGS"] = models.trial_xla_flags(os.environ.get("XLA_FLAGS", ""))  # read at first compile
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # loading the champion back is quiet
+    plots.draw_into_files()
     if intra_op_threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(intra_op_threads)

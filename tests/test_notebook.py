@@ -31,12 +31,16 @@ CELLS = [
     "print(result.n_failed, result.promotion.name, result.promotion.promoted)",
 
     "print(*result.load_model().predict(frame.drop(columns=['target']).head(20)))",
+
+    "import matplotlib\n"
+    "print(matplotlib.get_backend())",
 ]
 
 
 def test_a_notebook_tunes_a_builder_defined_in_its_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The builder, its custom layer and the data live in the kernel only (no file holds them); the study's worker
-    processes train them, and the champion loads back, its layer with it. The cells run as a user runs them."""
+    processes train them, and the champion loads back, its layer with it; the kernel's matplotlib backend is left
+    alone. The cells run as a user runs them."""
     import nbclient
     import nbformat
 
@@ -51,3 +55,5 @@ def test_a_notebook_tunes_a_builder_defined_in_its_cells(tmp_path: Path, monkeyp
     assert printed[3] == "0 dataframe-build_model True"
     predictions = printed[4].split()
     assert len(predictions) == 20 and set(predictions) <= {"0", "1", "2"}
+    # the kernel's own plots still show inline after the study (its plots were drawn into files elsewhere)
+    assert printed[5] == "module://matplotlib_inline.backend_inline"

@@ -264,7 +264,7 @@ def test_stepped_dimensions_are_proposed_on_their_grid_and_plotted_in_their_valu
     matplotlib.use("Agg")
     from skopt.plots import plot_evaluations
 
-    from bo_tuner.optimizer import _label_grid_axes, _stepped_axes
+    from bo_tuner.optimizer import _stepped_axes, _tidy_grid_axes
 
     space = SearchSpace.from_dict({"units": {"type": "int", "low": 32, "high": 256, "step": 32},
                                    "dropout": {"type": "real", "low": 0.0, "high": 0.5, "step": 0.1},
@@ -287,7 +287,7 @@ def test_stepped_dimensions_are_proposed_on_their_grid_and_plotted_in_their_valu
     assert grids == {"units": (32, 32), "dropout": (0.0, 0.1)}
     shown = ["units", "dropout", "lr"]
     figure = plot_evaluations(opt._opt.get_result(), plot_dims=shown).figure
-    _label_grid_axes(figure, shown, grids)
+    _tidy_grid_axes(figure, shown, grids, {"units"})
     grid = figure.axes[1:]
     assert grid[2 * 3 + 0].xaxis.get_major_formatter()(3, 0) == "128"  # bottom row, units column: index 3
     assert grid[1 * 3 + 0].yaxis.get_major_formatter()(2, 0) == "0.2"  # dropout row, units column
@@ -311,23 +311,34 @@ def test_plots_show_the_dimensions_the_objective_depends_on(tmp_path: Path) -> N
     assert sorted(Path(p).name for p in saved) == ["convergence.png", "evaluations.png", "objective.png"]
 
 
-def test_a_worker_draws_the_evaluations_plot_and_a_failed_one_is_drawn_here(tmp_path: Path) -> None:
-    """The study's end: one grid plot is drawn by a warm worker (a real process: the result must pickle) while
-    this process draws the others; if the worker cannot, it is drawn here."""
+def test_the_search_plots_are_drawn_by_other_processes_and_a_failed_one_is_drawn_here(tmp_path: Path) -> None:
+    """The study's end: the evaluations grid is drawn by a warm worker, the convergence and partial-dependence
+    plots by the plotter process (real processes: the result and its fitted GP must pickle), so this process
+    draws none; one that another process cannot draw is drawn here."""
+    import pickle
+
+    import numpy as np
+
     opt = Optimizer(SearchSpace.from_dict({"x": {"type": "real", "low": -2.0, "high": 2.0},
                                            "kind": {"type": "categorical", "choices": ["a", "b"]}}),
                     n_initial_points=4, seed=1)
     for _ in range(8):
         p = opt.ask()
         opt.tell(p, float(p["x"]) ** 2 + (p["kind"] == "b"))
-    submitted: list[str] = []
-    with WorkerPool(1, max_tasks=10) as pool:
-        def submit(fn: Any, *args: Any) -> cf.Future[bool]:
-            submitted.append(args[1])
-            return pool.submit(fn, *args)
+    gp = opt._opt.get_result().models[-1]
+    grid = np.linspace(0.0, 1.0, 14).reshape(7, 2)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(gp)).predict(grid, return_std=True)[1],
+                                  gp.predict(grid, return_std=True)[1])
+    submitted: dict[str, list[str]] = {"worker": [], "plotter": []}
+    with WorkerPool(1, max_tasks=10) as workers, WorkerPool(1, max_tasks=10) as plotter:
+        def to(pool: WorkerPool, who: str) -> Any:
+            def submit(fn: Any, *args: Any) -> cf.Future[bool]:
+                submitted[who].append(args[1])
+                return pool.submit(fn, *args)
+            return submit
 
-        saved = opt.save_plots(str(tmp_path), submit=submit)
-    assert submitted == ["evaluations.png"]
+        saved = opt.save_plots(str(tmp_path), submit=to(workers, "worker"), submit_others=to(plotter, "plotter"))
+    assert submitted == {"worker": ["evaluations.png"], "plotter": ["convergence.png", "objective.png"]}
     assert [Path(p).name for p in saved] == ["convergence.png", "evaluations.png", "objective.png"]
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in saved)
 
@@ -337,9 +348,45 @@ def test_a_worker_draws_the_evaluations_plot_and_a_failed_one_is_drawn_here(tmp_
         return future
 
     (tmp_path / "again").mkdir()
-    again = opt.save_plots(str(tmp_path / "again"), submit=broken)
+    again = opt.save_plots(str(tmp_path / "again"), submit=broken, submit_others=broken)
     assert [Path(p).name for p in again] == ["convergence.png", "evaluations.png", "objective.png"]
     assert all(Path(p).stat().st_size > 0 for p in again)
+
+
+def test_grid_plots_tick_integers_as_whole_numbers_and_log_axes_at_2_and_5(tmp_path: Path) -> None:
+    """skopt ticks an integer dimension at 1.2, 1.6, ... and a log axis at every 1-9 per decade (each a
+    matplotlib object: ~0.2 s per 6x6 grid); both grid plots tick them as a reader expects."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bo_tuner import optimizer
+
+    space = SearchSpace.from_dict({"layers": {"type": "int", "low": 1, "high": 3},
+                                   "lr": {"type": "real", "low": 1e-3, "high": 3e-2, "prior": "log-uniform"},
+                                   "x": {"type": "real", "low": 0.0, "high": 1.0}})
+    opt = Optimizer(space, n_initial_points=4, seed=3)
+    for _ in range(7):
+        p = opt.ask()
+        opt.tell(p, (p["layers"] - 2) ** 2 + abs(math.log10(p["lr"]) + 2) + p["x"])
+    figures: list[Any] = []
+    real_close = plt.close
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plt, "close", lambda figure=None: figures.append(figure))
+        for name in ("objective.png", "evaluations.png"):
+            assert optimizer.draw_search_plot(opt._opt.get_result(), name, ["layers", "lr", "x"],
+                                              str(tmp_path / name), False, "t")
+    for figure in figures:
+        grid = figure.axes[1:]
+        layers_ticks = grid[2 * 3 + 0].xaxis.get_majorticklocs()  # bottom row, the layers column
+        inside = [t for t in layers_ticks if 1 <= t <= 3]
+        assert inside and all(float(t).is_integer() for t in layers_ticks), layers_ticks
+        lr_axis = grid[2 * 3 + 1].xaxis
+        assert lr_axis.get_scale() == "log"
+        minor = [t for t in lr_axis.get_minorticklocs() if 1e-3 <= t <= 3e-2]
+        assert minor and {round(t / 10 ** math.floor(math.log10(t) + 1e-9)) for t in minor} <= {2, 5}, minor
+        real_close(figure)
 
 
 def test_a_conditional_dimension_is_proposed_only_where_active_and_told_at_its_reference_value() -> None:
