@@ -354,8 +354,9 @@ def test_the_search_plots_are_drawn_by_other_processes_and_a_failed_one_is_drawn
 
 
 def test_grid_plots_tick_integers_as_whole_numbers_and_log_axes_at_2_and_5(tmp_path: Path) -> None:
-    """skopt ticks an integer dimension at 1.2, 1.6, ... and a log axis at every 1-9 per decade (each a
-    matplotlib object: ~0.2 s per 6x6 grid); both grid plots tick them as a reader expects."""
+    """skopt ticks an integer dimension at 1.2, 1.6, ..., a log axis at every 1-9 per decade (each a matplotlib
+    object: ~0.2 s per 6x6 grid) and the diagonal's top axes as densely as the others, where their labels ran
+    together; both grid plots tick them as a reader expects."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -386,6 +387,8 @@ def test_grid_plots_tick_integers_as_whole_numbers_and_log_axes_at_2_and_5(tmp_p
         assert lr_axis.get_scale() == "log"
         minor = [t for t in lr_axis.get_minorticklocs() if 1e-3 <= t <= 3e-2]
         assert minor and {round(t / 10 ** math.floor(math.log10(t) + 1e-9)) for t in minor} <= {2, 5}, minor
+        diagonal_x = [t for t in grid[2 * 3 + 2].xaxis.get_majorticklocs() if 0.0 <= t <= 1.0]
+        assert 2 <= len(diagonal_x) <= 4, diagonal_x  # labelled above the plot, side by side: skopt put six
         real_close(figure)
 
 
