@@ -36,6 +36,32 @@ def test_help_lists_every_flag() -> None:
         assert flag in out.stdout
 
 
+def test_the_command_ends_its_process_with_main_s_code_after_the_atexit_work(tmp_path: Path) -> None:
+    """``cli`` (``bo-tuner``, ``python -m bo_tuner``) skips Python's teardown of the heap (~0.5 s) but not what
+    ``atexit`` holds (logging, multiprocessing, temporary folders, MLflow), nor a thread still writing, nor the
+    exit code."""
+    code = ("import atexit, sys, threading, time\n"
+            "from bo_tuner.__main__ import cli\n"
+            "atexit.register(lambda: print('atexit ran'))\n"
+            "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+            "class Late:\n"
+            "    def __del__(self): print('torn down')\n"
+            "late = Late()\n"
+            "sys.argv = ['bo-tuner', *sys.argv[1:]]\n"
+            "cli()\n")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    dry = subprocess.run([sys.executable, "-c", code, "tune", "--dry-run", "--data", "iris", "--tracking-uri", uri],
+                         capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "registry: no iris-mlp@champion yet" in dry.stdout
+    lines = dry.stdout.splitlines()
+    assert "thread done" in lines and lines[-1] == "atexit ran" and "torn down" not in lines  # no teardown
+    bad = subprocess.run([sys.executable, "-c", code, "tune", "--n-calls", "0"], capture_output=True, text=True,
+                         timeout=120, env=subprocess_env(), cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("bo-tuner: error: n_calls: (0) must be >= 1")
+    assert bad.stdout.splitlines() == ["thread done", "atexit ran"]
+
+
 def _runs_in(db: Path) -> int:
     if not db.exists():
         return 0
