@@ -367,11 +367,11 @@ def cli() -> NoReturn:
     """``bo-tuner`` and ``python -m bo_tuner``: :func:`main`, then the process ends without tearing down its heap.
 
     By the time :func:`main` returns, the study has ended its runs, its workers have finished their after-work and
-    exited (``_run`` joins them) and everything it printed is out. Python's own exit would then spend ~0.5 s of a
-    2-vCPU machine's wall time (more than the partial-dependence plot) freeing MLflow's, SQLAlchemy's, pandas' and
-    skopt's objects one by one, for nothing. So: other threads joined, the ``atexit`` handlers run (logging,
-    multiprocessing, temporary folders, MLflow's), stdout and stderr flushed, then ``os._exit``. An exception that
-    escapes :func:`main` exits as Python does.
+    exited (``_run`` joins them) and everything it printed is out. Python's own exit would then spend 0.5-1 s
+    of a 2-vCPU machine's wall time after a digits study (more than the partial-dependence plot) freeing MLflow's,
+    SQLAlchemy's, pandas' and skopt's objects one by one, for nothing. So: other threads joined, the ``atexit``
+    handlers run (logging, multiprocessing, temporary folders, MLflow's), stdout and stderr flushed, then
+    ``os._exit``. An exception that escapes :func:`main` exits as Python does.
     """
     exit_code = main()
     if exit_code == 130:
