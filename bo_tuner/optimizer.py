@@ -422,9 +422,10 @@ class Optimizer:
         tmp.tell(known_x + [self._to_x(p) for p in pending], known_y + [lie] * len(pending))
         return self._to_point(tmp.ask())
 
-    def tell(self, point: Mapping[str, Any], value: float | None) -> None:
-        """Record a result; ``None``, NaN or inf mark a failed trial (told a penalty)."""
-        self.tell_many([point], [value])
+    def tell(self, point: Mapping[str, Any], value: float | None, *, propose: bool = True) -> None:
+        """Record a result; ``None``, NaN or inf mark a failed trial (told a penalty). ``propose``: as in
+        :meth:`tell_many`."""
+        self.tell_many([point], [value], propose=propose)
 
     @_one_blas_thread
     def tell_many(self, points: Sequence[Mapping[str, Any]], values: Sequence[float | None], *,

@@ -448,7 +448,7 @@ class _Study:
         self.trials.append(outcome)
         if outcome.history:
             self.unplotted.append(outcome)
-        self.optimizer.tell_many([outcome.params], [self._signed(outcome.value)], propose=propose)
+        self.optimizer.tell(outcome.params, self._signed(outcome.value), propose=propose)
         metrics: dict[str, float] = {}
         if outcome.value is not None:
             metrics["objective"] = outcome.value

@@ -126,7 +126,7 @@ def test_a_result_told_before_an_ask_beside_pending_points_is_fitted_only_when_n
     for _ in range(4):  # two trials at once: each result is told with the other one still running
         finished, running = running, opt.ask([running])
         assert SPACE.contains(running) and running != finished
-        opt.tell_many([finished], [objective(finished)], propose=False)
+        opt.tell(finished, objective(finished), propose=False)
         assert opt._opt.models[-1] is model  # no fit: the ask beside the running trial fits its own copy
     assert opt.n_told == len(opt._opt.Xi) == 10 and opt.hyperparameter_fits == fits
     assert opt.relevant_dimensions(2) and opt._opt.models[-1] is not model
