@@ -135,11 +135,6 @@ def _fast_gp_class() -> type[Any]:
     sqrt5 = math.sqrt(5.0)
 
     class FastVarianceGP(GaussianProcessRegressor):  # type: ignore[misc]
-        def __reduce_ex__(self, protocol: Any) -> Any:
-            """Pickled by state and rebuilt through this factory (the class is local to it, so pickle could not
-            find it by name): a fitted GP goes to the process that draws the partial-dependence plot."""
-            return _new_fast_gp, (), self.__getstate__()
-
         def _matern52(self) -> tuple[float, Any, float] | None:
             """(amplitude, length scales, white noise) when the fitted kernel is skopt's default, else None."""
             kernel = getattr(self, "kernel_", None)
@@ -267,12 +262,6 @@ def _fast_gp_class() -> type[Any]:
             return mean, std, grad_mean, grad_std
 
     return FastVarianceGP
-
-
-def _new_fast_gp() -> Any:
-    """An empty :func:`_fast_gp_class` GP for unpickling (its state is set next)."""
-    cls = _fast_gp_class()
-    return object.__new__(cls)
 
 
 def _length_scales(kernel: Any) -> list[float] | None:
@@ -493,18 +482,16 @@ class Optimizer:
 
     @_one_blas_thread
     def save_plots(self, directory: str, *, maximize: bool = False, title: str = "",
-                   submit: Callable[..., cf.Future[bool]] | None = None,
-                   submit_others: Callable[..., cf.Future[bool]] | None = None) -> list[str]:
+                   submit: Callable[..., cf.Future[bool]] | None = None) -> list[str]:
         """Save skopt's plots of the search: convergence, partial dependence of the objective, evaluations.
 
         Values are shown as minimized (a maximized metric appears negated; the axis label says so). A plot that
         skopt cannot draw for this search (too few points, no fitted GP yet) is skipped; paths of the saved ones
         are returned. The grid plots show the :meth:`relevant_dimensions` only.
 
-        Drawn here unless given executors' ``submit``: the evaluations grid (which needs no GP) there (e.g. the
-        study's warm worker pool), the other two with ``submit_others`` (e.g. the study's plotter process), so
-        the three are drawn at once (the two 6x6 grids are ~0.5-0.7 s each on a 2-vCPU machine, on the critical
-        path at the study's end) and this process imports no matplotlib. One that fails there is drawn here.
+        ``submit`` (an executor's, e.g. the study's warm worker pool): the evaluations grid, which needs no GP, is
+        drawn there while this process draws the other two — the two 6x6 grids are ~0.5-0.6 s each on a 2-vCPU
+        machine, on the critical path at the study's end.
         """
         if not self._opt.yi:
             return []
@@ -514,24 +501,30 @@ class Optimizer:
         grids = _stepped_axes(self.space)
         names = ["convergence.png", "evaluations.png"] + (["objective.png"] if self._opt.models else [])
         offloaded: dict[str, cf.Future[bool]] = {}
-        for name in names:
-            where = submit if name == "evaluations.png" else submit_others
-            if where is not None:
-                sent = result
-                if name != "objective.png":  # the only one that needs the GP: the others go without it
-                    sent = copy.copy(result)
-                    sent.models = []
-                offloaded[name] = where(draw_search_plot, sent, name, shown, f"{directory}/{name}", maximize, title,
-                                        grids)
+        if submit is not None:
+            without_models = copy.copy(result)
+            without_models.models = []  # the GP's class is local to this module's factory and would not pickle
+            path = f"{directory}/evaluations.png"
+            offloaded["evaluations.png"] = submit(draw_search_plot, without_models, "evaluations.png", shown, path,
+                                                  maximize, title, grids)
         drawn = {name: draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title, grids)
                  for name in names if name not in offloaded}
         for name, future in offloaded.items():
             try:
                 drawn[name] = future.result()
-            except Exception as exc:  # the process died or could not draw it: draw it here after all
-                logger.debug("the %s plot was not drawn by another process (%s)", name, exc)
+            except Exception as exc:  # the worker died or could not draw it: draw it here after all
+                logger.debug("the %s plot was not drawn by a worker (%s)", name, exc)
                 drawn[name] = draw_search_plot(result, name, shown, f"{directory}/{name}", maximize, title, grids)
         return [f"{directory}/{name}" for name in names if drawn[name]]
+
+
+def prepare_plots() -> None:
+    """Import what :func:`draw_search_plot` draws with (matplotlib's pyplot, skopt's plots: ~0.3 s on 2 vCPUs),
+    e.g. while a study's first trials train, so that the import is not on the critical path at its end."""
+    from bo_tuner.plots import pyplot
+
+    pyplot()
+    import skopt.plots  # noqa: F401
 
 
 def draw_search_plot(result: Any, name: str, shown: list[str], path: str, maximize: bool, title: str,

@@ -517,7 +517,9 @@ def curve_pool(tracking_uri: str) -> WorkerPool:
     plots than without them, ``--parallel 1`` ~1 s. At the lowest priority the plots mostly wait for CPU time the
     fits leave idle (while the last trials run, at the study's end): about 0.5 s of a 16 s ``--parallel 2`` study
     came back in paired runs (bench/RESULTS.md, session 24). Spawned rather than forked (off Linux), its imports
-    run before it lowers its priority.
+    run before it lowers its priority. Only for work nothing waits on: on a machine other processes keep busy it
+    gets almost no CPU (the study's end draws the curves it has not drawn within a second itself, and the search
+    plots, ~0.7 s of CPU, took 70 s there beside two busy processes when it was tried).
     """
     return WorkerPool(1, max_tasks=1000, initializer=call_by_name, preload=["bo_tuner.trial"], main=False,
                       initargs=lambda slot: ("bo_tuner.trial:init_plotter", tracking_uri))

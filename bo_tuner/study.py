@@ -37,7 +37,7 @@ from bo_tuner.errors import (
     first_line,
     name_hint,
 )
-from bo_tuner.optimizer import Optimizer
+from bo_tuner.optimizer import Optimizer, prepare_plots
 from bo_tuner.pool import WorkerPool, curve_pool, study_pool
 from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace, discrete_values
 from bo_tuner.trial import (
@@ -56,6 +56,8 @@ from bo_tuner.trial import (
     study_space,
 )
 
+#: How long a study's end waits for the plotter process's last learning curves before it draws them itself.
+PLOTTER_GRACE_S = 1.0
 ROLE_TAG = "bo_tuner.role"
 STUDY_TAG = "bo_tuner.study_run_id"
 MODEL_TAG = "bo_tuner.model"
@@ -245,17 +247,14 @@ class _Study:
     drawing: dict[cf.Future[None], TrialOutcome] = field(default_factory=dict)  # curves handed to it
 
     def render_plots(self, submit: Callable[..., cf.Future[bool]] | None = None) -> None:
-        """Draw the search plots (skopt) into a temporary folder: the evaluations grid with ``submit`` if given (a
-        warm worker), the others by the plotter process when there is one, else here; :func:`_finish_parent` logs
-        them. Plots that cannot be drawn cost a warning, never the study (nor, after a Ctrl-C, the clean-up that
-        ends its run KILLED)."""
+        """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
+        worker); :func:`_finish_parent` logs them. Plots that cannot be drawn cost a warning, never the study
+        (nor, after a Ctrl-C, the clean-up that ends its run KILLED)."""
         if self.plot_dir is None:
             self.plot_dir = tempfile.TemporaryDirectory(prefix="bo_tuner-plots-")
-            plotter = self._plotter_pool()
             try:
-                self.plot_paths = self.optimizer.save_plots(
-                    self.plot_dir.name, maximize=self.maximize, title=self.label, submit=submit,
-                    submit_others=plotter.submit if plotter is not None else None)
+                self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
+                                                            title=self.label, submit=submit)
             except Exception as exc:
                 warnings.warn(f"the search plots were not drawn ({type(exc).__name__}: {first_line(exc, 200)})",
                               BoTunerWarning, stacklevel=2)
@@ -274,6 +273,7 @@ class _Study:
         pending: dict[cf.Future[TrialOutcome], TrialJob] = {}
         number = self.first_number
         consecutive = 0
+        plots_prepared = False
         bar = _Progress(self.progress, self.n_calls, len(self.trials), self.label, self.metric, self.parallel)
         try:
             while True:
@@ -302,6 +302,13 @@ class _Study:
                         number += 1
                     interrupts.check()
                 self._draw_learning_curves()  # while the workers train: this process would only wait
+                if not plots_prepared:
+                    plots_prepared = True
+                    # ~0.3 s of imports while the first trials train, not on the critical path at the study's end;
+                    # whole (a Ctrl-C inside an import leaves it half done for the clean-up's plots)
+                    with interrupts.atomic(), contextlib.suppress(Exception):  # then the end says what is wrong
+                        prepare_plots()
+                    interrupts.check()
                 if not pending:
                     break
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)  # where an interrupt lands
@@ -389,7 +396,7 @@ class _Study:
         self.collect_curves(wait=False)
         while self.unplotted:
             outcome = self.unplotted.pop(0)
-            if self.hand_over_curve(outcome):
+            if self._hand_over_curve(outcome):
                 continue
             with interrupts.atomic():
                 try:
@@ -398,44 +405,45 @@ class _Study:
                     _warn_curve_not_logged(outcome, exc)
             interrupts.check()
 
-    def hand_over_curve(self, outcome: TrialOutcome) -> bool:
+    def _hand_over_curve(self, outcome: TrialOutcome) -> bool:
         """Give the plotter process ``outcome``'s curve (starting the process first); False when there is none or
         it cannot start (this process draws the curves then)."""
-        plotter = self._plotter_pool()
-        if plotter is None:
+        if self.plotter is None:
             return False
         try:
-            self.drawing[plotter.submit(log_learning_curve, outcome, self.metric)] = outcome
+            if self.curves is None:
+                self.curves = self.plotter()
+            self.drawing[self.curves.submit(log_learning_curve, outcome, self.metric)] = outcome
             return True
         except Exception as exc:
-            self._plotter_failed(exc)
+            logging.getLogger(__name__).debug("learning curves drawn by the study (%s)", first_line(exc, 200))
+            self.plotter = None
             return False
 
-    def _plotter_pool(self) -> cf.Executor | None:
-        """The plotter process, started now if it was not yet; None when there is none (the plots are drawn
-        here)."""
-        if self.plotter is not None and self.curves is None:
-            try:
-                self.curves = self.plotter()
-            except Exception as exc:
-                self._plotter_failed(exc)
-        return self.curves
-
-    def _plotter_failed(self, exc: BaseException) -> None:
-        logging.getLogger(__name__).debug("plots drawn by the study (%s)", first_line(exc, 200))
-        self.stop_plotter()
-
     def collect_curves(self, *, wait: bool) -> None:
-        """The plotter's finished curves (with ``wait``: all of them, and then the process is stopped); one that
-        failed costs a warning, as one drawn here would."""
+        """The plotter's finished curves; one that failed costs a warning, as one drawn here would.
+
+        With ``wait`` (the study's end) all of them, and the process is stopped: the curves it has not drawn within
+        :data:`PLOTTER_GRACE_S` are drawn here. At ``nice`` 19 the plotter gets almost no CPU while other processes
+        keep the cores busy (another study, a test run): beside two busy processes a 6-trial study waited 70 s for
+        its last curves. Drawn again here, a curve the plotter was logging replaces its artifact."""
         if wait and self.drawing:
-            cf.wait(self.drawing)
-        for future in [f for f in self.drawing if f.done()]:
-            outcome = self.drawing.pop(future)
-            if not future.cancelled() and future.exception() is not None:
-                _warn_curve_not_logged(outcome, future.exception())  # type: ignore[arg-type]
+            cf.wait(self.drawing, timeout=PLOTTER_GRACE_S)
+        late: list[TrialOutcome] = []
+        for future in list(self.drawing):
+            if future.done() and not future.cancelled():
+                outcome = self.drawing.pop(future)
+                if future.exception() is not None:
+                    _warn_curve_not_logged(outcome, future.exception())  # type: ignore[arg-type]
+            elif wait:
+                late.append(self.drawing.pop(future))
         if wait:
             self.stop_plotter()
+            for outcome in late:
+                try:
+                    log_learning_curve(outcome, self.metric)
+                except Exception as exc:
+                    _warn_curve_not_logged(outcome, exc)
 
     def stop_plotter(self) -> None:
         """End the plotter process (at once: curves still queued are left undrawn)."""
@@ -747,13 +755,12 @@ def _finish_parent(study: _Study, note: str, status: str, wall: float) -> None:
     }, tags={tracking.NOTE_TAG: note})
     if study.trials:
         tracking.log_text(parent, _trials_table(study.trials, study.space), "trials.csv")
-    for outcome in study.unplotted:  # recorded after the last drawing: trials a Ctrl-C's clean-up settled
-        if not study.hand_over_curve(outcome):
-            with contextlib.suppress(Exception):
-                log_learning_curve(outcome, study.metric)
-    study.unplotted.clear()
-    study.render_plots()  # (a finished study drew them already)
     study.collect_curves(wait=True)
+    for outcome in study.unplotted:  # recorded after the last drawing: trials a Ctrl-C's clean-up settled
+        with contextlib.suppress(Exception):
+            log_learning_curve(outcome, study.metric)
+    study.unplotted.clear()
+    study.render_plots()
     for path in study.plot_paths:
         tracking.log_artifact(parent, path, "plots")
     if study.plot_dir is not None:
@@ -1146,7 +1153,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             tracking.set_tags(parent_id, {"bo_tuner.stopped_by": "timeout" if study.timed_out else "n_calls"})
             best = study.best
             # Load the best model back and score the test split in a warm worker; draw the search plots
-            # meanwhile, in the plotter process and (one of them, after the scoring) in a worker.
+            # meanwhile, here and (one of them, after the scoring) in a worker.
             scoring: cf.Future[dict[str, float]] | None = None
             champion: tracking.VersionInfo | None = None  # trained on another table: scored here too
             champion_scoring: cf.Future[dict[str, float]] | None = None

@@ -906,6 +906,47 @@ def test_learning_curves_are_drawn_by_a_process_of_their_own_at_the_lowest_prior
         started[0].submit(os.getpid)  # type: ignore[attr-defined]
 
 
+def test_curves_the_plotter_has_not_drawn_as_the_study_ends_are_drawn_by_the_study(
+        store: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At ``nice`` 19 the plotter gets almost no CPU on a machine other work keeps busy (a study's end waited 70 s
+    for it beside two busy processes): here it is held up by a long task, and the study's end stops it after the
+    grace period and logs the curves itself."""
+    import time
+
+    from bo_tuner import study as study_mod
+    from bo_tuner import tracking
+    from bo_tuner.pool import curve_pool
+    from bo_tuner.study import _finish_parent, _Study
+
+    _, uri = store
+    tracking.connect(uri)
+    monkeypatch.setattr(study_mod, "PLOTTER_GRACE_S", 0.5)
+    experiment = tracking.experiment_id("curves late")
+    parent = tracking.create_run(experiment, "study")
+    history = {"loss": [1.0, 0.6], "val_loss": [1.1, 0.7], "val_accuracy": [0.6, 0.8]}
+    outcomes = []
+    for number in (1, 2):
+        run = tracking.create_run(experiment, f"trial-{number}", parent_id=parent)
+        tracking.end_run(run, "FINISHED")
+        outcomes.append(TrialOutcome(number, {"x": 0.5}, run, "COMPLETE", 0.8, history=history))
+    plotter = curve_pool(uri)
+    held_up = plotter.submit(time.sleep, 120)
+    space = SearchSpace.from_dict({"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    study = _Study(space=space, optimizer=Optimizer(space, seed=0), metric="val_accuracy", maximize=True,  # type: ignore
+                   n_calls=2, parallel=1, max_consecutive_failures=5, experiment_id=experiment, parent_id=parent,
+                   make_job=None, run=None, progress=False, label="late", trials=list(outcomes),  # type: ignore
+                   unplotted=list(outcomes), plotter=lambda: plotter)  # type: ignore[arg-type]
+    study._draw_learning_curves()
+    assert len(study.drawing) == 2  # queued behind the long task
+    _finish_parent(study, "done", "FINISHED", 1.0)
+    assert held_up.done() and not held_up.cancelled() and held_up.exception() is not None  # stopped, not waited for
+    client = MlflowClient()
+    for outcome in outcomes:
+        assert [a.path for a in client.list_artifacts(outcome.run_id, "plots")] == ["plots/learning_curve.png"]
+    assert study.curves is None and study.drawing == {}
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
 def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_and_resumes(
         store: tuple[Path, str]) -> None:
     """``momentum`` with ``when: {optimizer: sgd+momentum}``: adam trials neither get nor log it (the builder's
