@@ -425,8 +425,9 @@ class _Study:
 
         With ``wait`` (the study's end) all of them, and the process is stopped: the curves it has not drawn within
         :data:`PLOTTER_GRACE_S` are drawn here. At ``nice`` 19 the plotter gets almost no CPU while other processes
-        keep the cores busy (another study, a test run): beside two busy processes a 6-trial study waited 70 s for
-        its last curves. Drawn again here, a curve the plotter was logging replaces its artifact."""
+        keep the cores busy (another study, a test run): beside two busy processes a 6-trial study's end waited 2-8 s
+        for its last curves (70 s when the search plots were drawn there too). Drawn again here, a curve the plotter
+        was logging replaces its artifact."""
         if wait and self.drawing:
             cf.wait(self.drawing, timeout=PLOTTER_GRACE_S)
         late: list[TrialOutcome] = []
