@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -856,6 +857,35 @@ def test_a_trial_settled_by_the_clean_up_still_gets_its_learning_curve(store: tu
     assert client.get_run(parent).info.status == "KILLED" and study.unplotted == []
 
 
+def _finished_trials(experiment_name: str) -> list[TrialOutcome]:
+    """Two finished trial runs under a new study run, with a two-epoch history each."""
+    from bo_tuner import tracking
+
+    experiment = tracking.experiment_id(experiment_name)
+    parent = tracking.create_run(experiment, "study")
+    history = {"loss": [1.0, 0.6], "val_loss": [1.1, 0.7], "val_accuracy": [0.6, 0.8]}
+    outcomes = []
+    for number in (1, 2):
+        run = tracking.create_run(experiment, f"trial-{number}", parent_id=parent)
+        tracking.end_run(run, "FINISHED")
+        outcomes.append(TrialOutcome(number, {"x": 0.5}, run, "COMPLETE", 0.8, history=history))
+    return outcomes
+
+
+def _curve_study(outcomes: list[TrialOutcome], plotter: Callable[[], object]) -> Any:
+    """A study's state with ``outcomes`` recorded and their curves still to draw (by ``plotter``'s process)."""
+    from bo_tuner import tracking
+    from bo_tuner.study import _Study
+
+    run = tracking.get_run(outcomes[0].run_id)
+    space = SearchSpace.from_dict({"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    return _Study(space=space, optimizer=Optimizer(space, seed=0), metric="val_accuracy", maximize=True,
+                  n_calls=len(outcomes), parallel=1, max_consecutive_failures=5,
+                  experiment_id=run.info.experiment_id, parent_id=run.data.tags["mlflow.parentRunId"],
+                  make_job=None, run=None, progress=False, label="curves", trials=list(outcomes),  # type: ignore
+                  unplotted=list(outcomes), plotter=plotter)  # type: ignore[arg-type]
+
+
 def test_learning_curves_are_drawn_by_a_process_of_their_own_at_the_lowest_priority(store: tuple[Path, str]) -> None:
     """With local workers the curves go to :func:`bo_tuner.pool.curve_pool` (CPU time the fits would otherwise lose,
     bench/RESULTS.md session 24); ending the study's run waits for them and stops that process. A curve it cannot
@@ -864,7 +894,7 @@ def test_learning_curves_are_drawn_by_a_process_of_their_own_at_the_lowest_prior
 
     from bo_tuner import tracking
     from bo_tuner.pool import curve_pool
-    from bo_tuner.study import _finish_parent, _Study
+    from bo_tuner.study import _finish_parent
 
     _, uri = store
     tracking.connect(uri)
@@ -874,26 +904,15 @@ def test_learning_curves_are_drawn_by_a_process_of_their_own_at_the_lowest_prior
         assert probe.submit(os.nice, 0).result(timeout=60) == 19  # niceness: os.nice(0) changes nothing
     finally:
         probe.shutdown()
-    experiment = tracking.experiment_id("curves elsewhere")
-    parent = tracking.create_run(experiment, "study")
-    history = {"loss": [1.0, 0.6], "val_loss": [1.1, 0.7], "val_accuracy": [0.6, 0.8]}
-    outcomes = []
-    for number in (1, 2):
-        run = tracking.create_run(experiment, f"trial-{number}", parent_id=parent)
-        tracking.end_run(run, "FINISHED")
-        outcomes.append(TrialOutcome(number, {"x": 0.5}, run, "COMPLETE", 0.8, history=history))
-    outcomes.append(TrialOutcome(3, {"x": 0.4}, "f" * 32, "COMPLETE", 0.7, history=history))  # no such run
-    space = SearchSpace.from_dict({"x": {"type": "real", "low": 0.0, "high": 1.0}})
+    outcomes = _finished_trials("curves elsewhere")
+    outcomes.append(TrialOutcome(3, {"x": 0.4}, "f" * 32, "COMPLETE", 0.7, history=outcomes[0].history))  # no run
     started: list[object] = []
 
     def plotter() -> object:
         started.append(curve_pool(uri))
         return started[-1]
 
-    study = _Study(space=space, optimizer=Optimizer(space, seed=0), metric="val_accuracy", maximize=True,  # type: ignore
-                   n_calls=3, parallel=1, max_consecutive_failures=5, experiment_id=experiment, parent_id=parent,
-                   make_job=None, run=None, progress=False, label="curves", trials=list(outcomes),  # type: ignore
-                   unplotted=list(outcomes), plotter=plotter)  # type: ignore[arg-type]
+    study = _curve_study(outcomes, plotter)
     study._draw_learning_curves()
     assert len(started) == 1 and study.unplotted == [] and len(study.drawing) <= 3
     with pytest.warns(BoTunerWarning, match=r"trial-3: its learning-curve plot was not logged"):
@@ -916,26 +935,15 @@ def test_curves_the_plotter_has_not_drawn_as_the_study_ends_are_drawn_by_the_stu
     from bo_tuner import study as study_mod
     from bo_tuner import tracking
     from bo_tuner.pool import curve_pool
-    from bo_tuner.study import _finish_parent, _Study
+    from bo_tuner.study import _finish_parent
 
     _, uri = store
     tracking.connect(uri)
     monkeypatch.setattr(study_mod, "PLOTTER_GRACE_S", 0.5)
-    experiment = tracking.experiment_id("curves late")
-    parent = tracking.create_run(experiment, "study")
-    history = {"loss": [1.0, 0.6], "val_loss": [1.1, 0.7], "val_accuracy": [0.6, 0.8]}
-    outcomes = []
-    for number in (1, 2):
-        run = tracking.create_run(experiment, f"trial-{number}", parent_id=parent)
-        tracking.end_run(run, "FINISHED")
-        outcomes.append(TrialOutcome(number, {"x": 0.5}, run, "COMPLETE", 0.8, history=history))
+    outcomes = _finished_trials("curves late")
     plotter = curve_pool(uri)
     held_up = plotter.submit(time.sleep, 120)
-    space = SearchSpace.from_dict({"x": {"type": "real", "low": 0.0, "high": 1.0}})
-    study = _Study(space=space, optimizer=Optimizer(space, seed=0), metric="val_accuracy", maximize=True,  # type: ignore
-                   n_calls=2, parallel=1, max_consecutive_failures=5, experiment_id=experiment, parent_id=parent,
-                   make_job=None, run=None, progress=False, label="late", trials=list(outcomes),  # type: ignore
-                   unplotted=list(outcomes), plotter=lambda: plotter)  # type: ignore[arg-type]
+    study = _curve_study(outcomes, lambda: plotter)
     study._draw_learning_curves()
     assert len(study.drawing) == 2  # queued behind the long task
     _finish_parent(study, "done", "FINISHED", 1.0)
@@ -944,7 +952,7 @@ def test_curves_the_plotter_has_not_drawn_as_the_study_ends_are_drawn_by_the_stu
     for outcome in outcomes:
         assert [a.path for a in client.list_artifacts(outcome.run_id, "plots")] == ["plots/learning_curve.png"]
     assert study.curves is None and study.drawing == {}
-    assert client.get_run(parent).info.status == "FINISHED"
+    assert client.get_run(study.parent_id).info.status == "FINISHED"
 
 
 def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_and_resumes(
