@@ -797,6 +797,46 @@ def test_a_cpu_trial_on_tensorflow_is_fed_by_its_own_pipeline_reproducibly(monke
     assert weighted.history["loss"] != first.history["loss"] and weighted.epochs_run == 4
 
 
+@pytest.mark.slow
+def test_a_cpu_trial_leaves_no_autograph_module_files_in_the_temp_folder(tmp_path: Path) -> None:
+    """AutoGraph converts a Python function it is given into a module file in the temp folder, removed by an
+    ``atexit`` handler that a worker process (ended by ``os._exit``) never runs: one file left per worker.
+    :func:`models._cpu_batches`' row lookup is plain TensorFlow and is not converted. Checked in fresh processes (a
+    file is written once per process), once as the trial runs and once with the conversion let through, which must
+    write one."""
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    if models.backend_name() != "tensorflow" or models.gpu_count():
+        pytest.skip("TensorFlow on a CPU only")
+    script = (
+        "import sys, numpy as np\n"
+        "from bo_tuner import models\n"
+        "models.import_backend()\n"
+        "import tensorflow as tf\n"
+        "if sys.argv[1] == 'convert':\n"
+        "    tf.autograph.experimental.do_not_convert = lambda f: f\n"
+        "rng = np.random.default_rng(0)\n"
+        "y = rng.integers(0, 3, size=90)\n"
+        "x = (rng.normal(size=(90, 8)) + y[:, None]).astype(np.float32)\n"
+        "models.train('mlp', {'n_hidden': 1, 'n_neurons': 8, 'batch_size': 16}, x_train=x, y_train=y,\n"
+        "             x_val=x[:30], y_val=y[:30], task='classification', n_outputs=3, metric='val_accuracy',\n"
+        "             maximize=True, max_epochs=2, seed=1)\n"
+        "import os, tempfile\n"  # listed before the exit: AutoGraph's atexit removes them, which a worker skips
+        "print(*(n for n in os.listdir(tempfile.gettempdir()) if n.startswith('__autograph_generated_file')))\n")
+    left = {}
+    for mode in ("as_is", "convert"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=300,
+                             env=subprocess_env(TMPDIR=str(folder)))
+        assert out.returncode == 0, out.stderr[-2000:]
+        left[mode] = out.stdout.split()
+    assert left["as_is"] == [] and len(left["convert"]) >= 1, left
+
+
 def test_a_trial_traces_its_train_step_once_on_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
     """The optimizer's slots and the compiled metrics' variables exist before the first step
     (:func:`models.build_training_state`): without them the first trace creates variables and TensorFlow traces the
