@@ -60,7 +60,7 @@ def run(calls: int, refit_growth: float, seed: int, *, plain_skopt: bool = False
             opt.tell(point, value)
             point = opt.ask()
         else:
-            opt.tell_many([point], [value], propose=not pending)
+            opt.tell(point, value, propose=not pending)
             point, running = running, opt.ask([running])
         seconds.append(time.perf_counter() - started)
     return seconds, regrets, opt.hyperparameter_fits

@@ -399,10 +399,7 @@ class _Study:
             if self._hand_over_curve(outcome):
                 continue
             with interrupts.atomic():
-                try:
-                    log_learning_curve(outcome, self.metric)
-                except Exception as exc:
-                    _warn_curve_not_logged(outcome, exc)
+                self._draw_curve_here(outcome)
             interrupts.check()
 
     def _hand_over_curve(self, outcome: TrialOutcome) -> bool:
@@ -441,10 +438,13 @@ class _Study:
         if wait:
             self.stop_plotter()
             for outcome in late:
-                try:
-                    log_learning_curve(outcome, self.metric)
-                except Exception as exc:
-                    _warn_curve_not_logged(outcome, exc)
+                self._draw_curve_here(outcome)
+
+    def _draw_curve_here(self, outcome: TrialOutcome) -> None:
+        try:
+            log_learning_curve(outcome, self.metric)
+        except Exception as exc:
+            _warn_curve_not_logged(outcome, exc)
 
     def stop_plotter(self) -> None:
         """End the plotter process (at once: curves still queued are left undrawn)."""
