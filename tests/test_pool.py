@@ -49,11 +49,11 @@ def _fail() -> None:
     raise ValueError("bad input 42")
 
 
-def _probe() -> tuple[int, str, str | None, str | None, bool, bool]:
+def _probe() -> tuple[int, str, str | None, str | None, bool, bool, bool]:
     """What a worker sees: who started it, where it runs, two variables, whether the preload was imported, whether
-    its heap came frozen."""
+    its heap came frozen, whether its garbage collector runs (the forkserver turns it off for its imports)."""
     return (os.getppid(), os.getcwd(), os.environ.get("BO_TUNER_PROBE"), os.environ.get("KERAS_BACKEND"),
-            "xml.dom.minidom" in sys.modules, gc.get_freeze_count() > 0)
+            "xml.dom.minidom" in sys.modules, gc.get_freeze_count() > 0, gc.isenabled())
 
 
 _held: list[bytes] = []
@@ -225,6 +225,7 @@ def test_preloaded_workers_fork_from_a_forkserver_and_run_where_the_pool_runs(tm
     assert first[0] == second[0] != pid  # both forked by the same forkserver
     assert first[4] and second[4]  # which had imported the preload before forking them
     assert first[5] and second[5]  # and frozen the heap its imports made
+    assert first[6] and second[6] and third[6]  # with the garbage collector back on
     assert second[1:4] == [str(tmp_path), "set since", None]
     assert third[0] == pid and not third[4] and not third[5]  # spawned: its own fresh interpreter, no preload
     assert third[1:4] == [str(tmp_path), "set since", "jax"]
@@ -307,18 +308,27 @@ def test_keras_backend_is_found_as_keras_finds_it(tmp_path: Path, monkeypatch: p
     assert keras_backend() == "tensorflow"
 
 
-def test_a_study_worker_compiles_without_gpu_autotuning_unless_xla_flags_set_a_level(tmp_path: Path) -> None:
-    """XLA's autotuning times candidate kernels on the GPU that k workers share (bench/RESULTS.md, session 23): a
-    study's worker turns it off, keeping the XLA_FLAGS it was given; a level set there stays."""
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_study_worker_collects_garbage_and_compiles_without_gpu_autotuning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """A study's worker, forked or spawned, has the garbage collector on once warmed up (off for its imports,
+    ``trial.init_worker``) and its imports' heap frozen. XLA's autotuning times candidate kernels on the GPU that k
+    workers share (bench/RESULTS.md, session 23): a study's worker turns it off, keeping the XLA_FLAGS it was given;
+    a level set there stays."""
     from bo_tuner.config import StudyConfig
     from bo_tuner.models import trial_xla_flags
     from bo_tuner.pool import call_by_name, study_pool
 
+    monkeypatch.setenv("BO_TUNER_START_METHOD", method)
     pool = study_pool(StudyConfig(data="digits", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
     try:
         flags = pool.submit(call_by_name, "os:getenv", "XLA_FLAGS").result(timeout=120)
+        collecting = pool.submit(call_by_name, "gc:isenabled").result(timeout=60)
+        frozen = pool.submit(call_by_name, "gc:get_freeze_count").result(timeout=60)
     finally:
         pool.shutdown()
+    assert collecting is True
+    assert frozen > 100_000  # Keras, TensorFlow and MLflow's objects
     assert flags == trial_xla_flags(os.environ.get("XLA_FLAGS", ""))
     assert trial_xla_flags("") == "--xla_gpu_autotune_level=0"
     assert trial_xla_flags("--xla_dump_to=/tmp/d") == "--xla_dump_to=/tmp/d --xla_gpu_autotune_level=0"
