@@ -369,16 +369,16 @@ def cli() -> NoReturn:
     By the time :func:`main` returns, the study has ended its runs, its workers have finished their after-work and
     exited (``_run`` joins them) and everything it printed is out. Python's own exit would then spend 0.5-1 s
     of a 2-vCPU machine's wall time after a digits study (more than the partial-dependence plot) freeing MLflow's,
-    SQLAlchemy's, pandas' and skopt's objects one by one, for nothing. So: other threads joined, the ``atexit``
-    handlers run (logging, multiprocessing, temporary folders, MLflow's), stdout and stderr flushed, then
+    SQLAlchemy's, pandas' and skopt's objects one by one, for nothing. So, in the order Python's own exit takes:
+    ``threading._shutdown`` (thread pools shut down, then the other threads joined: joining a live pool's idle
+    threads, as a first version did, waited forever for the pool an MLflow artifact repository kept), the
+    ``atexit`` handlers (logging, multiprocessing, temporary folders, MLflow's), stdout and stderr flushed, then
     ``os._exit``. An exception that escapes :func:`main` exits as Python does.
     """
     exit_code = main()
     if exit_code == 130:
         _exit_interrupted()
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()  # type: ignore[attr-defined]  # CPython's, what its exit calls first
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing more to say

@@ -39,11 +39,15 @@ def test_help_lists_every_flag() -> None:
 def test_the_command_ends_its_process_with_main_s_code_after_the_atexit_work(tmp_path: Path) -> None:
     """``cli`` (``bo-tuner``, ``python -m bo_tuner``) skips Python's teardown of the heap (~0.5 s) but not what
     ``atexit`` holds (logging, multiprocessing, temporary folders, MLflow), nor a thread still writing, nor the
-    exit code."""
+    exit code; and it ends as Python would with a thread pool still up (MLflow's artifact repositories keep one,
+    whose idle threads end only when the pool is shut down or collected: joining them hung the command)."""
     code = ("import atexit, sys, threading, time\n"
+            "from concurrent.futures import ThreadPoolExecutor\n"
             "from bo_tuner.__main__ import cli\n"
             "atexit.register(lambda: print('atexit ran'))\n"
             "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+            "idle = ThreadPoolExecutor(2)\n"
+            "idle.submit(print, 'pool used').result()\n"
             "class Late:\n"
             "    def __del__(self): print('torn down')\n"
             "late = Late()\n"
@@ -59,7 +63,7 @@ def test_the_command_ends_its_process_with_main_s_code_after_the_atexit_work(tmp
     bad = subprocess.run([sys.executable, "-c", code, "tune", "--n-calls", "0"], capture_output=True, text=True,
                          timeout=120, env=subprocess_env(), cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().endswith("bo-tuner: error: n_calls: (0) must be >= 1")
-    assert bad.stdout.splitlines() == ["thread done", "atexit ran"]
+    assert bad.stdout.splitlines() == ["pool used", "thread done", "atexit ran"]
 
 
 def _runs_in(db: Path) -> int:

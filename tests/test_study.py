@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import bo_tuner
-from bo_tuner import StudyConfig
+from bo_tuner import StudyConfig, tracking
 from bo_tuner.data import load_frame
 from bo_tuner.errors import BoTunerWarning, ConfigError
 from bo_tuner.optimizer import Optimizer
@@ -459,6 +460,54 @@ def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
             assert run.data.metrics["inside"] == 1.0
 
 
+def test_the_study_s_process_collects_its_garbage_as_before_unless_it_manages_its_collector_itself(
+        store: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a study sets itself up, this process's collector is off (its imports' full collections cost seconds);
+    then what they made is frozen and the collector runs again, for the trials in this process too; at the end,
+    however the study ended, the heap is unfrozen. A process that turned its collector off, or froze objects itself,
+    is left as it was."""
+    _, uri = store
+    seen: list[tuple[bool, int]] = []
+    connecting: list[bool] = []
+    connect = tracking.connect
+    monkeypatch.setattr(tracking, "connect",
+                        lambda uri: connecting.append(gc.isenabled()) or connect(uri))
+
+    def objective(params: dict) -> float:
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
+        if params["x"] > 10:
+            raise ValueError("out of range")
+        return float(params["x"] ** 2)
+
+    def study(low: float = -2, high: float = 2) -> None:
+        bo_tuner.minimize(objective, {"x": {"type": "real", "low": low, "high": high}}, n_calls=3,
+                          n_initial_points=3, seed=0, tracking_uri=uri, max_consecutive_failures=1)
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    study()
+    assert connecting == [False]  # the store's code imported, its tables made without collections
+    assert len(seen) == 3 and all(on and frozen > 10_000 for on, frozen in seen), seen
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with pytest.raises(bo_tuner.StudyFailedError):
+        study(11, 20)  # the first trial fails, and with it the study
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    seen.clear()
+    gc.disable()
+    try:
+        study()
+        assert not gc.isenabled() and seen == [(False, 0)] * 3
+    finally:
+        gc.enable()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        study()
+        # nothing frozen by the study (the count falls as frozen objects are freed), nothing unfrozen
+        assert gc.isenabled() and frozen - 10_000 < gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_a_timeout_stops_starting_trials_and_the_study_ends_normally(store: tuple[Path, str]) -> None:
     """Optuna's ``timeout``: once it has passed no trial starts (the first always does); the one running
     finishes, the study ends FINISHED with its best, and says it was the timeout (a resume can add the rest)."""
@@ -551,7 +600,12 @@ def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) ->
                          registered_model="iris-parallel",
                          space={"learning_rate": {"type": "real", "low": 1e-5, "high": 1e-1, "prior": "log-uniform"},
                                 "n_neurons": {"type": "int", "low": 4, "high": 32}})
-    result = bo_tuner.tune(config, progress=False)
+    collector: list[tuple[bool, int]] = []
+    result = bo_tuner.tune(config, progress=False,
+                           callbacks=[lambda _: collector.append((gc.isenabled(), gc.get_freeze_count()))])
+    # the study's imports frozen out of the collector's sight while its trials ran, everything given back after
+    assert len(collector) == 6 and all(on and frozen > 100_000 for on, frozen in collector), collector
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     client = MlflowClient()
     children = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.study_run_id}'")
     assert len(children) == len(result.trials) == 6
