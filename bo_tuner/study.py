@@ -1149,6 +1149,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         if stored_space is not None:  # the finder already ran; its centred range is in the stored space.yaml
             space = stored_space
         else:  # a new study, or one killed while the finder ran (its run was marked KILLED with the trials')
+            imports_done()  # the finder trains in this process: its garbage is collected as it goes
             try:
                 report = _run_lr_finder(config, {}, prepared, (exp_id, parent_id))
             except BaseException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import bo_tuner
+from bo_tuner import models
 from bo_tuner.__main__ import main
 from bo_tuner.models import suggest_learning_rate
 
@@ -43,7 +45,8 @@ def test_without_divergence_the_suggestion_is_ten_times_below_the_lowest_loss() 
 
 
 @pytest.mark.slow
-def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     assert main(["lr-find", "--data", "iris", "--steps", "150", "--tracking-uri", uri, "--experiment", "lr",
                  "--params", "n_hidden=1,n_neurons=16"]) == 0
@@ -60,7 +63,12 @@ def test_lr_find_command_and_tune_centred_on_it(workdir: Path, capsys: pytest.Ca
     config = bo_tuner.StudyConfig(data="iris", n_calls=2, max_epochs=3, lr_find=True, experiment="lr-tune",
                                   tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 8, "high": 16}})
     capsys.readouterr()
+    collecting: list[bool] = []  # the finder trains in the study's process: its garbage is collected as it goes
+    sweep = models.find_learning_rate
+    monkeypatch.setattr(models, "find_learning_rate",
+                        lambda *a, **k: collecting.append(gc.isenabled()) or sweep(*a, **k))
     result = bo_tuner.tune(config, progress=True)
+    assert collecting == [True]
     parent = client.get_run(result.study_run_id)
     centre = float(parent.data.tags["bo_tuner.lr_find_suggestion"])
     assert f"learning-rate finder: suggested {centre:.3g}; learning_rate is tuned in real[" in capsys.readouterr().err
