@@ -325,7 +325,8 @@ class StudyConfig:
             set_("n_initial_points", min(DEFAULT_INITIAL_POINTS, self.n_calls))
         set_("n_initial_points", _int("n_initial_points", self.n_initial_points, minimum=1))
         if self.initial_points > self.n_calls:
-            raise ConfigError(f"n_initial_points: ({self.n_initial_points}) must be <= n_calls ({self.n_calls})")
+            raise ConfigError(f"n_initial_points: ({self.n_initial_points}) must be <= n_calls ({self.n_calls}); "
+                              "with fewer calls, give fewer initial points too (--n-initial-points)")
         set_("acq_func", _choice("acq_func", self.acq_func, ACQ_FUNCS))
         set_("max_epochs", _int("max_epochs", self.max_epochs, minimum=1))
         metric = _optional_str("metric", self.metric)

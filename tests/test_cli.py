@@ -78,7 +78,8 @@ def _runs_in(db: Path) -> int:
     ("args", "message"),
     [
         (["--n-calls", "0"], "n_calls: (0) must be >= 1"),
-        (["--n-calls", "3", "--n-initial-points", "5"], "n_initial_points: (5) must be <= n_calls (3)"),
+        (["--n-calls", "3", "--n-initial-points", "5"], "n_initial_points: (5) must be <= n_calls (3); with fewer "
+                                                        "calls, give fewer initial points too (--n-initial-points)"),
         (["--n-calls", "many"], "invalid integer value: 'many'"),
         (["--acq-func", "UCB"], "invalid choice: 'UCB'"),
         (["--data", "mnist"], "data: ('mnist') is neither a bundled dataset"),
