@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,81 @@ def test_fast_gp_likelihood_and_fit_are_sklearns(n_dims: int) -> None:
         want = GaussianProcessRegressor.log_marginal_likelihood(slow, theta, eval_gradient=True, clone_kernel=False)
         assert got[0] == want[0]
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_gp_hedge_predicts_its_candidates_once_for_its_three_acquisition_functions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """EI, PI and LCB are weighed on the same 10,000 candidates with the same GP: one prediction serves all three
+    (the batch was the costliest part of a step past ~20 points), and a caller never sees another's arrays."""
+    import numpy as np
+
+    from bo_tuner.optimizer import _fast_gp_class
+
+    gp_class = _fast_gp_class()
+    computed: list[int] = []
+    batch = gp_class._predict_batch
+
+    def counted(self: Any, X: Any) -> Any:
+        computed.append(len(X))
+        return batch(self, X)
+
+    monkeypatch.setattr(gp_class, "_predict_batch", counted)
+    opt = _searched(steps=6)
+    computed.clear()
+    point = opt.ask()
+    opt.tell(point, objective(point))
+    assert computed == [opt._opt.n_points]  # without sharing: three
+
+    fitted = opt._opt.models[-1]
+    candidates = opt._opt.space.transform(opt._opt.space.rvs(n_samples=50, random_state=4))
+    computed.clear()
+    mean, std = fitted.predict(candidates, return_std=True)
+    mean[:] = 0.0  # the caller's own copy
+    again = fitted.predict(candidates.copy(), return_std=True)  # equal values, another array: still the same answer
+    assert computed == [50]
+    np.testing.assert_array_equal(again[1], std)
+    assert not np.array_equal(again[0], mean)
+    moved = candidates.copy()
+    moved[0, 0] = 1.0 - moved[0, 0]
+    fitted.predict(moved, return_std=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn: a length scale at its bound
+        fitted.fit(fitted.X_train_, fitted.y_train_ * fitted.y_train_std_ + fitted.y_train_mean_)
+    fitted.predict(moved, return_std=True)  # the same points after a new fit: predicted again
+    assert computed == [50, 50, 50]
+
+
+def test_skopts_acquisition_evaluates_the_standard_normal_as_scipy_does_without_its_generic_code(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expected and probable improvement take the normal's cdf and pdf at every L-BFGS step: skopt gets scipy's
+    own standard-normal functions, bit for bit the numbers ``scipy.stats.norm`` gives, without its argument
+    handling around them."""
+    import numpy as np
+    import scipy.stats
+    import skopt.acquisition
+
+    Optimizer(SPACE, seed=0)  # the first one in a process hands skopt the standard normal
+    values = np.concatenate([np.linspace(-40.0, 40.0, 2001), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, 9e307],
+                             np.random.default_rng(0).normal(scale=5.0, size=1000)])
+    fast = skopt.acquisition.norm
+    for x in (values, values[:1], np.float64(0.3), 2.0):
+        for name in ("cdf", "pdf"):
+            with np.errstate(over="ignore"):  # 9e307 squared, in both
+                got, want = getattr(fast, name)(x), getattr(scipy.stats.norm, name)(x)
+            np.testing.assert_array_equal(got, want)
+            assert np.shape(got) == np.shape(want) and np.asarray(got).dtype == np.asarray(want).dtype
+    assert fast.logcdf(-3.0) == scipy.stats.norm.logcdf(-3.0)  # the rest is scipy's
+
+    def generic(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("scipy.stats.norm's generic cdf/pdf was called")
+
+    monkeypatch.setattr(scipy.stats.norm, "cdf", generic)
+    monkeypatch.setattr(scipy.stats.norm, "pdf", generic)
+    for acq_func in ("EI", "PI", "gp_hedge"):
+        other = Optimizer(SPACE, n_initial_points=3, acq_func=acq_func, seed=1)
+        for _ in range(5):
+            point = other.ask()
+            other.tell(point, objective(point))
 
 
 def test_stepped_dimensions_are_proposed_on_their_grid_and_plotted_in_their_values(tmp_path: Path) -> None:
