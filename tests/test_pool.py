@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -229,6 +230,33 @@ def test_preloaded_workers_fork_from_a_forkserver_and_run_where_the_pool_runs(tm
     assert second[1:4] == [str(tmp_path), "set since", None]
     assert third[0] == pid and not third[4] and not third[5]  # spawned: its own fresh interpreter, no preload
     assert third[1:4] == [str(tmp_path), "set since", "jax"]
+
+
+_EXIT_SCRIPT = """
+import os
+from bo_tuner.pool import WorkerPool
+
+pool = WorkerPool(1, max_tasks=5, preload=["tests.exit_probe"])
+print(pool.submit(os.getppid).result(timeout=120), flush=True)
+pool.shutdown()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked from a forkserver on Linux only")
+def test_the_forkserver_ends_without_its_exit_handlers_and_teardown(tmp_path: Path) -> None:
+    """When the pool's process has gone, the forkserver leaves at once (``os._exit``) instead of running the exit
+    handlers its preloaded libraries registered and freeing its heap object by object (0.25-0.3 s holding the
+    study's stdout: a pipe reading it saw its end that much later)."""
+    ran = tmp_path / "exit_handlers_ran"
+    env = {**subprocess_env(), "BO_TUNER_EXIT_PROBE": str(ran)}
+    env.pop("BO_TUNER_START_METHOD", None)
+    out = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    forkserver = int(out.stdout.split()[-1])
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(forkserver).wait(timeout=30)
+    assert not ran.exists(), ran.read_text()  # with Python's exit: the forkserver's pid
 
 
 _OWNER_SCRIPT = """
