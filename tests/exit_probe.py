@@ -15,3 +15,7 @@ def _record() -> None:
 
 
 atexit.register(_record)
+
+
+def loaded() -> None:
+    """A pool initializer: what matters is that the worker imported this module."""
