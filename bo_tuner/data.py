@@ -625,6 +625,11 @@ def _python(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+#: Fewer validation rows than this draw a warning: a trial's score then rests on too few rows to rank configurations
+#: (iris, the smallest bundled dataset, has 30).
+MIN_VALIDATION_ROWS = 30
+
+
 def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction: float,
            seed: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     from sklearn.model_selection import train_test_split
@@ -644,6 +649,11 @@ def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction:
     rest_strat = stratify[rest] if stratify is not None else None
     train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
                                   stratify=rest_strat)
+    if len(val) < MIN_VALIDATION_ROWS:
+        warnings.warn(f"val_fraction: ({val_fraction:g}) leaves {len(val)} validation rows of {n}: every trial is "
+                      f"scored on them alone, so the search mostly compares noise (an accuracy moves in steps of "
+                      f"1/{len(val)}); give the data more rows, or a larger val_fraction in the study file",
+                      BoTunerWarning, stacklevel=3)
     return np.sort(train), np.sort(val), np.sort(test)
 
 

@@ -174,7 +174,8 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
         workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """KerasTuner's search_space_summary, with every check a study makes first: the plan on stdout, exit 0, no run
     and no worker; a bad input is the same one-line error the study would give."""
-    pd.DataFrame({"a": range(40), "b": ["x", "y"] * 20, "y": [0, 1, 1, 0] * 10}).to_csv("t.csv", index=False)
+    table = pd.DataFrame({"a": [i % 10 for i in range(150)], "b": ["x", "y"] * 75, "y": [0, 1, 1, 0, 1, 0] * 25})
+    table.to_csv("t.csv", index=False)  # 30 validation rows: fewer would draw a warning
     (workdir / "study.yaml").write_text(
         "data: t.csv\ntarget: y\nn_calls: 7\nspace:\n  n_hidden: {type: int, low: 1, high: 2}\n"
         "  n_neurons_2: {type: int, low: 4, high: 8, when: {n_hidden: 2}}\n  batch_norm: {type: boolean}\n"
@@ -185,7 +186,7 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "study t-mlp: a dry run, nothing was started",
-        "data: t: 40 rows (24 training / 8 validation / 8 test), 3 model inputs, classification of 2 classes",
+        "data: t: 150 rows (90 training / 30 validation / 30 test), 3 model inputs, classification of 2 classes",
         "objective: maximize val_accuracy; model mlp; 7 trials, the first 6 random (1 of them enqueued)",
         "space (3 dimensions, 12 distinct points):",
         "  n_hidden: int[1, 2]",
