@@ -328,9 +328,9 @@ class Optimizer:
 
         self.space = space
         self._seed = seed
+        _standard_normal_for_skopt()
         # A conditional space: the acquisition is weighed at the points the GP will be told (inactive dimensions at
         # their reference value), among sampled candidates; L-BFGS would move those dimensions off it again.
-        _standard_normal_for_skopt()
         self._opt = SkOptimizer(_to_skopt(space), base_estimator="GP", n_initial_points=n_initial_points,
                                 acq_func=acq_func, acq_optimizer="sampling" if space.conditions else "auto",
                                 random_state=seed, model_queue_size=1)
