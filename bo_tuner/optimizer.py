@@ -550,8 +550,12 @@ class Optimizer:
         names = ["convergence.png", "evaluations.png"] + (["objective.png"] if self._opt.models else [])
         offloaded: dict[str, cf.Future[bool]] = {}
         if submit is not None:
+            from skopt.space import Space
+
             without_models = copy.copy(result)
             without_models.models = []  # the GP's class is local to this module's factory and would not pickle
+            # nor would a conditional space's candidate drawing (a function of this process, set on the space)
+            without_models.space = Space(result.space.dimensions)
             path = f"{directory}/evaluations.png"
             offloaded["evaluations.png"] = submit(draw_search_plot, without_models, "evaluations.png", shown, path,
                                                   maximize, title, grids)

@@ -387,23 +387,31 @@ def test_plots_show_the_dimensions_the_objective_depends_on(tmp_path: Path) -> N
     assert sorted(Path(p).name for p in saved) == ["convergence.png", "evaluations.png", "objective.png"]
 
 
-def test_a_worker_draws_the_evaluations_plot_and_a_failed_one_is_drawn_here(tmp_path: Path) -> None:
-    """The study's end: one grid plot is drawn by a warm worker (a real process: the result must pickle) while
-    this process draws the others; if the worker cannot, it is drawn here."""
-    opt = Optimizer(SearchSpace.from_dict({"x": {"type": "real", "low": -2.0, "high": 2.0},
-                                           "kind": {"type": "categorical", "choices": ["a", "b"]}}),
-                    n_initial_points=4, seed=1)
+@pytest.mark.parametrize("conditional", [False, True], ids=["flat", "conditional"])
+def test_a_worker_draws_the_evaluations_plot_and_a_failed_one_is_drawn_here(tmp_path: Path,
+                                                                            conditional: bool) -> None:
+    """The study's end: one grid plot is drawn by a warm worker (a real process: the result must pickle, a
+    conditional space's too, whose skopt space draws candidates through a function of this process) while this
+    process draws the others; if the worker cannot, it is drawn here."""
+    spec: dict[str, Any] = {"x": {"type": "real", "low": -2.0, "high": 2.0},
+                            "kind": {"type": "categorical", "choices": ["a", "b"]}}
+    if conditional:
+        spec["y"] = {"type": "real", "low": 0.0, "high": 1.0, "when": {"kind": "b"}}
+    opt = Optimizer(SearchSpace.from_dict(spec), n_initial_points=4, seed=1)
     for _ in range(8):
         p = opt.ask()
-        opt.tell(p, float(p["x"]) ** 2 + (p["kind"] == "b"))
+        opt.tell(p, float(p["x"]) ** 2 + (p["kind"] == "b") + float(p.get("y", 0.0)))
     submitted: list[str] = []
+    drawn: list[cf.Future[bool]] = []
     with WorkerPool(1, max_tasks=10) as pool:
         def submit(fn: Any, *args: Any) -> cf.Future[bool]:
             submitted.append(args[1])
-            return pool.submit(fn, *args)
+            drawn.append(pool.submit(fn, *args))
+            return drawn[-1]
 
         saved = opt.save_plots(str(tmp_path), submit=submit)
     assert submitted == ["evaluations.png"]
+    assert drawn[0].result() is True  # by the worker, not drawn here after it failed
     assert [Path(p).name for p in saved] == ["convergence.png", "evaluations.png", "objective.png"]
     assert all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in saved)
 
