@@ -28,7 +28,7 @@ from bo_tuner.config import (
     parse_hparams,
 )
 from bo_tuner.errors import BoTunerError, ConfigError, show_warnings_as_lines
-from bo_tuner.pool import WorkerPool, early_study_pool
+from bo_tuner.pool import WorkerPool, early_study_pool, exit_now
 from bo_tuner.space import shown_value
 
 
@@ -358,9 +358,7 @@ def _exit_interrupted() -> None:
     SIGINT)``, in about one run in seven that were interrupted ~2 s in), so a Python parent sees -2, not 130. The
     study has stopped its workers and ended its runs by now; stdout and stderr are flushed, the rest is skipped.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(130)
+    exit_now(130)
 
 
 def cli() -> NoReturn:
@@ -380,10 +378,7 @@ def cli() -> NoReturn:
         _exit_interrupted()
     threading._shutdown()  # type: ignore[attr-defined]  # CPython's, what its exit calls first
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing more to say
-            stream.flush()
-    os._exit(exit_code)
+    exit_now(exit_code)
 
 
 if __name__ == "__main__":

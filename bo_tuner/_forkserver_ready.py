@@ -22,21 +22,17 @@ forks leave with ``os._exit`` anyway (multiprocessing's), without exit handlers.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import gc
 import os
-import sys
+
+from bo_tuner.pool import exit_now
 
 _FORKSERVER = os.getpid()
 
 
 def _exit_at_once() -> None:
-    if os.getpid() != _FORKSERVER:  # not the forkserver: exit as Python does
-        return
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(0)
+    if os.getpid() == _FORKSERVER:  # elsewhere: exit as Python does
+        exit_now(0)
 
 
 atexit.register(_exit_at_once)
