@@ -242,18 +242,24 @@ pool.shutdown()
 """
 
 
+def _run_exit_probed(script: str, ran: Path) -> list[str]:
+    """Run ``script`` in a fresh Python, where ``tests/exit_probe.py``'s exit handler writes to ``ran`` the pid of
+    each process that runs it; the words the script printed."""
+    env = {**subprocess_env(), "BO_TUNER_EXIT_PROBE": str(ran)}
+    env.pop("BO_TUNER_START_METHOD", None)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="workers are forked from a forkserver on Linux only")
 def test_the_forkserver_ends_without_its_exit_handlers_and_teardown(tmp_path: Path) -> None:
     """When the pool's process has gone, the forkserver leaves at once (``os._exit``) instead of running the exit
     handlers its preloaded libraries registered and freeing its heap object by object (0.25-0.3 s holding the
     study's stdout: a pipe reading it saw its end that much later)."""
     ran = tmp_path / "exit_handlers_ran"
-    env = {**subprocess_env(), "BO_TUNER_EXIT_PROBE": str(ran)}
-    env.pop("BO_TUNER_START_METHOD", None)
-    out = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    forkserver = int(out.stdout.split()[-1])
+    forkserver = int(_run_exit_probed(_EXIT_SCRIPT, ran)[-1])
     with contextlib.suppress(psutil.NoSuchProcess):
         psutil.Process(forkserver).wait(timeout=30)
     assert not ran.exists(), ran.read_text()  # with Python's exit: the forkserver's pid
@@ -275,11 +281,7 @@ def test_a_worker_told_to_stop_ends_without_its_exit_handlers_and_teardown(tmp_p
     for); told to stop, with its after-work done, it leaves with ``os._exit`` as a forked one does. The script's
     own process runs the same exit handler as Python exits (the probe works)."""
     ran = tmp_path / "exit_handlers_ran"
-    env = {**subprocess_env(), "BO_TUNER_EXIT_PROBE": str(ran)}
-    out = subprocess.run([sys.executable, "-c", _SPAWNED_EXIT_SCRIPT], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    worker, script = out.stdout.split()[-2:]
+    worker, script = _run_exit_probed(_SPAWNED_EXIT_SCRIPT, ran)[-2:]
     assert worker != script
     assert ran.read_text().split() == [script]  # Python's exit in the worker too: [worker, script]
 
