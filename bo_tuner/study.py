@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -1201,8 +1202,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             champion: tracking.VersionInfo | None = None  # trained on another table: scored here too
             champion_scoring: cf.Future[dict[str, float]] | None = None
             if best is not None and best.model_uri is not None:
-                scoring = executor.submit(score_logged_model, best.model_uri, tracking_uri, config, parent_id,
-                                          f"{label}, trial {best.number}")
+                scoring = executor.submit(functools.partial(score_logged_model, logged_here=True), best.model_uri,
+                                          tracking_uri, config, parent_id, f"{label}, trial {best.number}")
                 champion = registry.champion_to_score(registered_name, metric, config.promote, prepared.interface,
                                                       prepared.dataset.digest)
                 if champion is not None:

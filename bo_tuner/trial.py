@@ -321,11 +321,13 @@ def prepared_data(data_key: DataKey) -> data_mod.PreparedData:
 
 
 def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig,
-                       report_run: str | None = None, title: str = "") -> dict[str, float]:
+                       report_run: str | None = None, title: str = "", *, logged_here: bool = False
+                       ) -> dict[str, float]:
     """Load a logged model back as MLflow will serve it and score the test split once (the champion check); with
     ``report_run`` (the study's run), also log there how it did on that split: ``plots/test_confusion_matrix.png``
     and ``test_report.txt`` (per-class precision, recall, F1) for a classifier, ``plots/test_predictions.png``
-    (actual vs predicted, residuals) for a regressor.
+    (actual vs predicted, residuals) for a regressor. ``logged_here``: a trial of this study logged it, so MLflow's
+    check of its pip requirements against this environment is skipped (:func:`tracking.load_pyfunc`).
 
     Raises:
         RegistryError: the model does not load or predict; nothing must be registered.
@@ -333,7 +335,7 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig,
     tracking.set_tracking_uri(tracking_uri)
     prepared = prepared_data(config.data_key)
     try:
-        model = tracking.load_pyfunc(model_uri)
+        model = tracking.load_pyfunc(model_uri, logged_here=logged_here)
         predictions = model.predict(prepared.test_frame)
         probabilities = (model.predict(prepared.test_frame, params={"output": "probabilities"})
                          if prepared.task == "classification" else None)

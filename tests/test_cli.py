@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from bo_tuner.__main__ import main
 from bo_tuner.errors import BoTunerWarning, show_warnings_as_lines
+from bo_tuner.trial import score_logged_model
 
 from .conftest import subprocess_env
 
@@ -252,6 +253,9 @@ def test_tune_runs_on_the_workers_it_started_first(workdir: Path, monkeypatch: p
                  "--quiet", "--promote", "never", "--tracking-uri", f"sqlite:///{db}"]) == 0
     assert len(made) == 1
     assert [fn.__name__ for fn in submitted[:2]] == ["run_keras_trial"] * 2  # both trials ran on these workers
+    # the best model scored there as this study's own: without MLflow's check of its pip requirements
+    assert [fn.keywords for fn in submitted if getattr(fn, "func", None) is score_logged_model] == [
+        {"logged_here": True}]
     with pytest.raises(RuntimeError, match="shut down"):
         made[0].submit(print)
     assert not multiprocessing.active_children()

@@ -142,3 +142,41 @@ def test_the_experiment_a_study_would_use_is_named_without_creating_it(tracking_
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     assert experiment_name(None) == "from-env"
     assert client.get_experiment_by_name("bo_tuner") is None and client.get_experiment_by_name("mine") is None
+
+
+def test_a_trial_s_model_is_logged_and_scored_without_mlflow_s_scan_of_installed_packages(
+        tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow checks a logged or loaded model's pip requirements against the installed packages, and the check's
+    first use in a process maps every installed distribution's files to modules (~0.5 s, paid by each worker's
+    first improving trial). A trial's requirements are the installed versions, so the trial's log and the study's
+    scoring of its own best model skip it; loading any other model still checks."""
+    from mlflow.utils import environment, requirements_utils
+
+    from bo_tuner import models, trial
+    from bo_tuner.config import StudyConfig
+
+    config = StudyConfig(data="iris", seed=3)
+    prepared = trial.prepared_data(config.data_key)
+    fit = models.train("mlp", {"n_hidden": 1, "n_neurons": 8}, x_train=prepared.x_train, y_train=prepared.y_train,
+                       x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task, n_outputs=prepared.n_outputs,
+                       metric="val_accuracy", maximize=True, max_epochs=2, seed=3)
+    scans: list[int] = []
+    scan = requirements_utils.importlib_metadata.packages_distributions
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a fresh worker
+    monkeypatch.setattr(requirements_utils.importlib_metadata, "packages_distributions",
+                        lambda: scans.append(1) or scan())
+    check = environment.warn_dependency_requirement_mismatches
+
+    client = MlflowClient(tracking_uri)
+    run_id = _new_run(client)
+    with trial_run(run_id):
+        uri = trial._log_model(fit.model, prepared)
+    assert environment.warn_dependency_requirement_mismatches is check  # put back for anyone else's log_model
+    scores = trial.score_logged_model(uri, tracking_uri, config, logged_here=True)
+    assert scans == [] and 0.0 <= scores["test_accuracy"] <= 1.0
+    with trial_run(client.create_run(client.get_run(run_id).info.experiment_id).info.run_id):
+        trial._log_model(fit.model, prepared)  # a second log: the check stays off
+    assert scans == []
+
+    trial.score_logged_model(uri, tracking_uri, config)  # not this study's model: MLflow checks it
+    assert scans == [1]
