@@ -295,6 +295,36 @@ def test_several_steps_per_call_train_exactly_as_one(monkeypatch: pytest.MonkeyP
     assert several.history == one.history  # 10 batches an epoch: one partial call of 10 vs ten calls of 1
 
 
+def test_validation_runs_one_compiled_step_a_batch_with_keras_own_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras' TensorFlow trainer evaluates ``steps_per_execution`` batches per call inside a traced
+    ``tf.while_loop``; a trial's validation calls its ``test_step`` once per batch instead
+    (:func:`models.validate_step_by_step`), with the same epochs' values however the batches fall into calls."""
+    if models.backend_name() != "tensorflow":
+        pytest.skip("TensorFlow's trainer only")
+    x, y = _toy(n=400)
+    monkeypatch.setattr(models, "INFERENCE_BATCH_ROWS", 40)  # 300 validation rows: 8 batches an epoch...
+    monkeypatch.setattr(models, "STEPS_PER_EXECUTION", 3)  # ... taken 3, 3 and 2 a call
+    calls: list[int] = []
+    real = models.validate_step_by_step
+
+    def counted(model: object) -> None:
+        real(model)
+        ours = model.test_function  # type: ignore[attr-defined]
+        model.test_function = lambda iterator: (calls.append(1), ours(iterator))[1]  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(models, "validate_step_by_step", counted)
+    hp = {"n_hidden": 2, "n_neurons": 8, "dropout": 0.2, "batch_norm": True, "batch_size": 16}
+    kwargs = {"x_train": x[:100], "y_train": y[:100], "x_val": x[100:], "y_val": y[100:], "task": "classification",
+              "n_outputs": 3, "metric": "val_accuracy", "maximize": True, "max_epochs": 3, "seed": 0}
+    step_by_step = models.train("mlp", hp, **kwargs)  # type: ignore[arg-type]
+    assert len(calls) == 3 * step_by_step.epochs_run == 9
+    monkeypatch.setattr(models, "validate_step_by_step", lambda model: None)
+    keras_own = models.train("mlp", hp, **kwargs)  # type: ignore[arg-type]
+    assert step_by_step.history.keys() == keras_own.history.keys()
+    for key, values in keras_own.history.items():  # equal on CPUs without Grappler; float rounding with it
+        np.testing.assert_allclose(step_by_step.history[key], values, rtol=1e-6, err_msg=key)
+
+
 def test_a_cpu_worker_trains_without_grappler() -> None:
     """configure_runtime in a fresh process (as a worker runs it): on a machine without a GPU, TensorFlow's graph
     optimiser is off; thread counts as asked."""
