@@ -325,6 +325,30 @@ def test_validation_runs_one_compiled_step_a_batch_with_keras_own_values(monkeyp
         np.testing.assert_allclose(step_by_step.history[key], values, rtol=1e-6, err_msg=key)
 
 
+def test_tensorflow_s_import_leaves_jax_out_and_jax_imports_after_it(tmp_path: Path) -> None:
+    """TensorFlow imports JAX where it is installed (its TFLite converter), 0.1-0.35 s of every study's start: with
+    the TensorFlow backend Keras is imported without it, and ``import jax`` works afterwards; a backend chosen in
+    keras.json (JAX here) is read as Keras reads it, and JAX then loads as before."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed: TensorFlow has nothing to import")
+    script = ("import sys\nfrom bo_tuner import models\nmodels.import_backend()\nimport keras\n"
+              "print(keras.config.backend(), 'jax' in sys.modules)\nimport jax\nprint(jax.numpy.add(1, 2))\n")
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    seen = []
+    for environment in ({"KERAS_BACKEND": "tensorflow"}, {"KERAS_HOME": str(tmp_path)}):
+        env = {k: v for k, v in subprocess_env(**environment).items() if k != "KERAS_BACKEND" or environment.get(k)}
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        seen.append(out.stdout.split())
+    assert seen == [["tensorflow", "False", "3"], ["jax", "True", "3"]]
+
+
 def test_a_cpu_worker_trains_without_grappler() -> None:
     """configure_runtime in a fresh process (as a worker runs it): on a machine without a GPU, TensorFlow's graph
     optimiser is off; thread counts as asked."""
