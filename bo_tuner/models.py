@@ -1214,7 +1214,7 @@ def import_backend() -> None:
 
 @contextlib.contextmanager
 def _jax_left_out() -> Iterator[None]:
-    """TensorFlow's import imports JAX where it is installed (``tensorflow.lite``'s JAX converter: 0.1-0.35 s on 2
+    """TensorFlow's import imports JAX where it is installed (``tensorflow.lite``'s JAX converter: 0.25-0.3 s on 2
     vCPUs, on the start of every study). With the TensorFlow backend and JAX not imported yet, ``import jax`` fails
     for the duration of Keras' import (TensorFlow Lite then has no JAX converter in this process) and works again
     after it."""
@@ -1386,7 +1386,7 @@ def validate_step_by_step(model: Any) -> None:
 
     Keras' TensorFlow trainer evaluates as it trains, ``steps_per_execution`` batches per call inside a
     ``tf.while_loop``, and each trial traced that loop, with its conditions and optionals, for its first epoch's
-    validation: 60-90 ms of a digits MLP's first epoch on 2 vCPUs, where a trial's validation is mostly one batch an
+    validation: 40-90 ms of a digits MLP's first epoch on 2 vCPUs, where a trial's validation is mostly one batch an
     epoch (:func:`validation_batch_size`) and the loop saves nothing. The steps, and so an epoch's validation metrics,
     are the same (a test compares them; equal on CPUs, where Grappler is off; within float rounding with it).
     TensorFlow, compiled, without a distribution strategy only; elsewhere Keras' own.
