@@ -155,6 +155,19 @@ def _days(column: pd.Series) -> pd.Series:
     return since.dt.total_seconds() / 86400.0
 
 
+def _numbers(values: pd.Series, column: str) -> pd.Series:
+    """A whole-number column of a request that came as objects or text (``[3, None]``, ``["3", "4"]``) → numbers,
+    missing → NaN (imputed). Anything else is refused, naming the column: imputing it would answer as if it were
+    missing."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    marks = values.map(lambda v: isinstance(v, str) and v.strip().lower() in _MISSING_TEXT)
+    bad = values[numbers.isna() & values.notna() & ~marks]
+    if len(bad):
+        raise DataError(f"input: column {column!r} holds {bad.iloc[0]!r}, not a number; send a number, or null for a "
+                        "missing value")
+    return numbers
+
+
 def _as_text(frame: Any) -> npt.NDArray[Any]:
     """Turn categorical columns into plain strings before one-hot encoding: without the spaces around them (a
     served request's " State-gov" is the category 'State-gov'), missing or blank → 'missing'."""
@@ -195,6 +208,9 @@ class FeaturePipeline:
         self.transformer = ColumnTransformer(parts, remainder="drop")
 
     def fit(self, frame: pd.DataFrame) -> FeaturePipeline:
+        #: Numeric columns of whole numbers: typed ``Any`` in the served model's signature (MLflow's ``long`` refuses
+        #: a missing value, which this pipeline imputes), so :meth:`transform` checks that they hold numbers.
+        self.whole_numbers = [c for c in self.numeric if pd.api.types.is_integer_dtype(frame[c])]
         self.transformer.fit(frame[self.columns])
         return self
 
@@ -202,7 +218,11 @@ class FeaturePipeline:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise DataError(f"input: columns {missing} are missing; the model takes {self.columns}")
-        return np.asarray(self.transformer.transform(frame[self.columns]), dtype=np.float32)
+        frame = frame[self.columns]
+        for column in getattr(self, "whole_numbers", ()):  # a pipeline pickled before they were noted: none
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                frame = frame.assign(**{column: _numbers(frame[column], column)})
+        return np.asarray(self.transformer.transform(frame), dtype=np.float32)
 
     def encode_target(self, y: pd.Series) -> npt.NDArray[Any]:
         if self.task == "regression":
@@ -349,6 +369,8 @@ def _read_csv(path: Path, kind: str, first: bytes, encoding: str) -> pd.DataFram
 #: UCI's "?", a spreadsheet's "-" or "#DIV/0!". A numeric column holding one was read as text and one-hot encoded.
 _MISSING_MARKS = frozenset({"?", "-", "--", "---", ".", "missing", "unknown", "none", "nil", "#value!", "#div/0!",
                             "#ref!", "#num!"})
+#: Text a request may send for a missing number: what pandas reads as missing, and the marks above (lower case).
+_MISSING_TEXT = _MISSING_MARKS | {"", "na", "n/a", "nan", "null"}
 
 
 def _marks_as_missing(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

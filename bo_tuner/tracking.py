@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from bo_tuner import interrupts
 from bo_tuner.config import SQL_STORE_MODULE, uses_database
-from bo_tuner.errors import ConfigError, RegistryError, TrackingUnavailableError, first_line
+from bo_tuner.errors import ConfigError, DataError, RegistryError, TrackingUnavailableError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -597,7 +597,11 @@ class ChampionModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
             raise MlflowException.invalid_parameter_value(
                 f"output: ({output!r}) must be one of {', '.join(allowed)} for this {self._pipeline.task} model")
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        outputs = models.predict(self._model, self._pipeline.transform(frame))
+        try:
+            inputs = self._pipeline.transform(frame)
+        except DataError as exc:  # a served request's fault (HTTP 400), named by its column
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
+        outputs = models.predict(self._model, inputs)
         if output == "probabilities":  # served as {"predictions": [{"<label>": p, ...}, ...]}
             return pd.DataFrame(np.asarray(outputs, dtype=float), columns=self._pipeline.class_names())
         # A plain array (typed from the labels) serves as {"predictions": [label, ...]}.
@@ -639,22 +643,28 @@ class LoggedModel:
     model_id: str | None
 
 
-def _zone_free(signature: Any, sample: pd.DataFrame) -> Any:
-    """``signature`` with each time-zone aware date-time column of ``sample`` typed ``Any``.
+def _loose_inputs(signature: Any, sample: pd.DataFrame, whole_numbers: Sequence[str]) -> Any:
+    """``signature`` with each time-zone aware date-time column of ``sample`` and each of ``whole_numbers`` typed
+    ``Any``: the feature pipeline reads and checks them itself.
 
     MLflow's ``datetime`` type holds only zone-free date-times: its input check converts such a column with
     ``astype("datetime64[ns]")``, which refuses an aware one, so the model failed on the very rows it was trained on
     (a Parquet file's ``timestamp[UTC]`` column) and nothing was registered. The feature pipeline reads every form
-    itself (aware or not, ISO 8601 text as a JSON request carries it) as days since 1970 UTC."""
+    itself (aware or not, ISO 8601 text as a JSON request carries it) as days since 1970 UTC.
+
+    A column of whole numbers is ``long`` to MLflow, which refuses a request with a missing value in it (JSON's
+    ``null`` makes the column float); ``double`` would refuse whole numbers. The pipeline imputes a missing value as
+    it does in a column of decimals, and refuses what is not a number (:meth:`FeaturePipeline.transform`)."""
     import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    aware = {str(c) for c in sample.columns if isinstance(sample[c].dtype, pd.DatetimeTZDtype)}
-    if not aware:
+    loose = {str(c) for c in sample.columns if isinstance(sample[c].dtype, pd.DatetimeTZDtype)}
+    loose |= {str(c) for c in whole_numbers}
+    if not loose:
         return signature
     any_type = AnyType()  # type: ignore[no-untyped-call]
-    inputs = Schema([ColSpec(any_type, spec.name, required=spec.required) if spec.name in aware else spec
+    inputs = Schema([ColSpec(any_type, spec.name, required=spec.required) if spec.name in loose else spec
                      for spec in signature.inputs.inputs])
     return ModelSignature(inputs=inputs, outputs=signature.outputs, params=signature.params)
 
@@ -684,8 +694,8 @@ def log_served_model(
             warnings.simplefilter("ignore")  # MLflow suggests an input example; the signature carries the schema
             # "params": {"output": "probabilities"} in a request (or predict(..., params=...)) for a classifier's
             # class probabilities; the default answers labels / numbers.
-            signature = _zone_free(infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]}),
-                                   sample)
+            signature = _loose_inputs(infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]}),
+                                      sample, getattr(pipeline, "whole_numbers", ()))
         with warnings.catch_warnings(), _requirements_unchecked():
             warnings.simplefilter("ignore")  # "no input example" advice: the signature is explicit
             info = mlflow.pyfunc.log_model(

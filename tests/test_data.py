@@ -602,3 +602,25 @@ def test_a_space_after_each_comma_is_layout_and_categories_ignore_surrounding_sp
     assert d.x_train.shape[1] == 1 + 3
     padded = d.pipeline.transform(pd.DataFrame({"age": [40, 40], "workclass": [" Private ", "Private"]}))
     assert np.array_equal(padded[0], padded[1]) and padded[0, 1:].sum() == 1  # one known category, not unseen
+
+
+def test_a_whole_number_column_takes_a_request_s_missing_values_and_refuses_what_is_not_a_number(
+        tmp_path: Path) -> None:
+    """A column of whole numbers is typed ``Any`` in the served model (MLflow's ``long`` refuses JSON's null): the
+    pipeline imputes a missing value there as in a column of decimals — null, NaN, blank or a missing-value mark,
+    numbers as text read as numbers — and refuses anything else, naming the column."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"visits": rng.integers(0, 9, size=60), "size": rng.normal(size=60),
+                          "label": rng.choice(["cat", "dog"], size=60)})
+    path = tmp_path / "pets.csv"
+    frame.to_csv(path, index=False)
+    d = prepare(str(path), "label")
+    assert d.pipeline.whole_numbers == ["visits"]
+    imputed = d.pipeline.transform(pd.DataFrame({"visits": [np.nan], "size": [0.5]}))[0]
+    as_sent = pd.DataFrame({"visits": [3, None, "4", " ", "n/a", "?"], "size": [0.5] * 6})
+    got = d.pipeline.transform(as_sent)
+    numbers = d.pipeline.transform(pd.DataFrame({"visits": [3.0, 4.0], "size": [0.5, 0.5]}))
+    assert np.array_equal(got[[0, 2]], numbers) and all(np.array_equal(row, imputed) for row in got[[1, 3, 4, 5]])
+    with pytest.raises(DataError, match=r"^input: column 'visits' holds 'many', not a number; send a number, or null "
+                                        "for a missing value$"):
+        d.pipeline.transform(pd.DataFrame({"visits": [3, "many"], "size": [0.5, 0.5]}))

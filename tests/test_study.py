@@ -151,6 +151,7 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     frame, target = load_frame("diabetes", None)
     frame["sex"] = np.where(frame["sex"] > 0, "M", "F")  # a text column, one-hot encoded inside the model
     frame.loc[::17, "bmi"] = np.nan  # gaps, imputed inside the model
+    frame["visits"] = np.arange(len(frame)) % 7  # whole numbers, none missing here
     frame = frame.rename(columns={target: "progression"})
     frame.insert(0, "patient_id", np.arange(len(frame)) * 7 + 100)  # not a feature: left out
     path = directory / "diabetes.csv"
@@ -170,6 +171,13 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert predictions.shape == (5,) and np.all(np.isfinite(predictions))
     assert 25 < predictions.mean() < 350
     assert np.array_equal(predictions, np.asarray(model.predict(raw.drop(columns=["patient_id"])), dtype=float))
+    # MLflow's long would refuse a missing value in the whole-number column; the model imputes it, as for bmi
+    types = {spec.name: repr(spec.type) for spec in model.metadata.get_input_schema().inputs}
+    assert types["visits"] == "Any" and types["bmi"] == "double" and types["sex"] == "string"
+    gaps = raw.assign(visits=[3, None, 2, None, 1], bmi=[np.nan, 0.01, np.nan, 0.02, 0.0])
+    assert np.all(np.isfinite(np.asarray(model.predict(gaps), dtype=float)))
+    with pytest.raises(mlflow.exceptions.MlflowException, match=r"input: column 'visits' holds 'many', not a number"):
+        model.predict(raw.assign(visits="many"))
     with pytest.raises(mlflow.exceptions.MlflowException, match=r"output: \('probabilities'\) must be one of labels "
                        "for this regression model"):
         model.predict(raw, params={"output": "probabilities"})
