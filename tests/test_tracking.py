@@ -147,7 +147,7 @@ def test_the_experiment_a_study_would_use_is_named_without_creating_it(tracking_
 def test_a_trial_s_model_is_logged_and_scored_without_mlflow_s_scan_of_installed_packages(
         tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow checks a logged or loaded model's pip requirements against the installed packages, and the check's
-    first use in a process maps every installed distribution's files to modules (~0.5 s, paid by each worker's
+    first use in a process maps every installed distribution's files to modules (~0.2 s, paid by each worker's
     first improving trial). A trial's requirements are the installed versions, so the trial's log and the study's
     scoring of its own best model skip it; loading any other model still checks."""
     from mlflow.utils import environment, requirements_utils
