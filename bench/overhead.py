@@ -63,9 +63,10 @@ def plain_loop(spec_file: str) -> None:
     from bo_tuner import data, models
 
     spec = json.loads(Path(spec_file).read_text())
-    models.configure_runtime(None)  # what a study's worker sets (on a CPU: no Grappler), so the fits are alike
     source, target, task, val_fraction, test_fraction, seed, ignored = spec["data_key"]
     prepared = data.prepare(source, target, task, val_fraction, test_fraction, seed, tuple(ignored))  # JSON: a list
+    # what a study's worker sets (on a CPU: no Grappler; one thread for small models), so the fits are alike
+    models.configure_runtime(None, small_models=spec["small_models"])
     fit_seconds = []
     for hp, seed in spec["trials"]:
         fit = models.train(spec["model"], hp, x_train=prepared.x_train, y_train=prepared.y_train,
@@ -79,15 +80,17 @@ def plain_loop(spec_file: str) -> None:
 
 def run_plain_loop(config: bo_tuner.StudyConfig, result: bo_tuner.StudyResult, directory: str) -> dict[str, float]:
     """Wall and fit seconds of :func:`plain_loop` over ``result``'s finished trials, in a fresh process."""
+    from bo_tuner import data
     from bo_tuner.config import metric_is_maximized
-    from bo_tuner.trial import hyperparameters
+    from bo_tuner.trial import hyperparameters, small_models
 
     trials = [(hyperparameters(config, t.params), config.seed + t.number) for t in result.trials
               if t.state == "COMPLETE"]
     spec = Path(directory) / "plain_loop.json"
     spec.write_text(json.dumps({"data_key": config.data_key, "model": config.model, "metric": result.metric,
                                 "maximize": metric_is_maximized(result.metric), "max_epochs": config.max_epochs,
-                                "trials": trials}))
+                                "trials": trials,
+                                "small_models": small_models(config, data.prepare(*config.data_key))}))
     started = time.time()
     out = subprocess.run([sys.executable, "-c", f"from bench.overhead import plain_loop; plain_loop({str(spec)!r})"],
                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)

@@ -1117,13 +1117,59 @@ def trial_xla_flags(flags: str) -> str:
     return flags if _XLA_AUTOTUNE.search(flags) else f"{flags} --xla_gpu_autotune_level=0".strip()
 
 
-def configure_runtime(intra_op_threads: int | None) -> None:
+#: Floating-point operations of one training step, per CPU core, below which the largest model a study may build is
+#: small enough to train faster on one intra-op thread than on all cores (:func:`configure_runtime`). Measured on 2
+#: vCPUs: 1 GFLOP a step (2 x 10⁹ / 2 cores) is where the two were even (an MLP of two 1,024-unit layers, batch
+#: 128-256). Per core, so that a machine with more cores, where threads pay off at smaller sizes, keeps them sooner.
+ONE_THREAD_FLOPS_PER_CORE = 2e9
+
+
+def step_flops(model_name: str, hparams: Mapping[str, Any], n_features: int, n_outputs: int,
+               image_shape: tuple[int, ...] | None = None) -> float | None:
+    """About how many floating-point operations one training step of a built-in model takes: 2 per multiply-add of
+    its dense and convolution layers, forward and backward (x3), times the batch; None for a user's model, whose
+    layers are not known before it is built, or hyperparameters no model could be built from."""
+    if not is_builtin(model_name):
+        return None
+    hp = {**(MLP_DEFAULTS if model_name == "mlp" else CNN_DEFAULTS), **hparams}
+    try:
+        if model_name == "mlp":
+            widths = [_layer_size(hp, "n_neurons", layer, hp["n_neurons"])
+                      for layer in range(1, int(hp["n_hidden"]) + 1)]
+            inputs, adds = n_features, 0
+        else:
+            height, width, inputs = _image_shape(hp["image_shape"], n_features, image_shape)
+            kernel, pool, adds = int(hp["kernel_size"]), int(hp["pool_size"]), 0
+            for block in range(int(hp["n_conv_blocks"])):
+                filters = _layer_size(hp, "filters", block + 1, int(hp["filters"]) * 2**block)
+                adds += height * width * kernel * kernel * inputs * filters  # padding="same"
+                inputs = filters
+                if pool > 1 and min(height, width) >= pool:
+                    height, width = height // pool, width // pool
+            inputs *= height * width
+            widths = _layer_sizes(hp["dense_layer_sizes"])
+        for units in [*widths, max(1, n_outputs)]:
+            adds += inputs * units
+            inputs = units
+        return 6.0 * int(hp["batch_size"]) * adds
+    except (KeyError, TypeError, ValueError, TrialFailedError):
+        return None
+
+
+def configure_runtime(intra_op_threads: int | None, *, small_models: bool = False) -> None:
     """Per-process settings before the first model: GPU memory growth, CPU thread counts, and (CPU only) no Grappler.
 
     Grappler, TensorFlow's graph optimiser, rewrites every new graph: each trial's train and evaluation functions,
     and the input pipeline Keras builds at every epoch. For the small models a study trains on a CPU that costs more
     than it saves (digits MLP: fit 2.1-2.4 s → 1.6-1.7 s without it; a 2-block 64-filter CNN on 28x28 inputs: no
     slower; losses equal or within float rounding); on a GPU its layout and fusion passes matter, so it stays on.
+
+    ``small_models`` (without ``intra_op_threads``, and without a GPU): every model this process will train is small
+    (see :data:`ONE_THREAD_FLOPS_PER_CORE`), so each operation runs on one thread (its caller's), and independent
+    operations still run side by side. Splitting a small matrix product across cores costs more in hand-offs than it
+    saves: on 2 vCPUs the demo's 20 digits fits took 11-16 % less time on one intra-op thread, a digits CNN's 20 %
+    less; the other way round, an MLP of two 1,024-unit layers at batch 512 took 10 % more and a 64-filter CNN on
+    28x28 images 27 % more, which is why it depends on the model's size.
     """
     import_backend()
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
@@ -1142,6 +1188,9 @@ def configure_runtime(intra_op_threads: int | None) -> None:
         with contextlib.suppress(RuntimeError):  # already initialised in this process
             tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
             tf.config.threading.set_inter_op_parallelism_threads(1)
+    elif small_models and not gpus:
+        with contextlib.suppress(RuntimeError):
+            tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 # absl's log line prefix: severity (Info, Warning, Error, Fatal), MMDD, time: "I0000 00:00:1795725829.413213 ..."

@@ -548,7 +548,8 @@ def early_study_pool(config: StudyConfig, *, resume: str | None) -> WorkerPool |
 def study_pool(config: StudyConfig) -> WorkerPool:
     """A study's Keras workers, started now and warmed up at once, recycled after ``worker_max_trials`` trials or
     once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots round-robin. With k > 1 workers
-    each gets cores / k intra-op threads, so k workers do not oversubscribe the machine.
+    each gets cores / k intra-op threads, so k workers do not oversubscribe the machine; one worker gets one
+    when the space's largest model is small (``trial.init_worker``), else TensorFlow's default (all cores).
 
     Workers are forked from a forkserver that imported the trial code (MLflow, pandas, scikit-learn), a database
     store's client code, and for the TensorFlow and JAX backends Keras with its backend. Not Keras for PyTorch:
@@ -567,4 +568,4 @@ def study_pool(config: StudyConfig) -> WorkerPool:
                       initializer=call_by_name, preload=preload, main=config.model.startswith("__main__:"),
                       initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,
                                              gpus[slot % len(gpus)] if gpus else None, config.data_key,
-                                             config.tracking_uri))
+                                             config.tracking_uri, config))

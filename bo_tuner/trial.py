@@ -35,7 +35,7 @@ from bo_tuner.errors import (
     first_line,
     show_warnings_as_lines,
 )
-from bo_tuner.space import Scalar, SearchSpace
+from bo_tuner.space import Categorical, Scalar, SearchSpace
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "KILLED"]
 STATE_TAG = "bo_tuner.trial_state"
@@ -130,6 +130,32 @@ def study_space(config: StudyConfig) -> SearchSpace | None:
         return config.space
     default = models.builder_info(config.model).default_space
     return None if default is None else SearchSpace.from_dict(default)
+
+
+def largest_step_flops(config: StudyConfig, prepared: data_mod.PreparedData) -> float | None:
+    """About the floating-point operations of a training step of the largest model the study's space holds
+    (:func:`models.step_flops`): each int or real dimension at its high end (``pool_size`` at its low end: smaller
+    pools leave more to compute), then each categorical at the choice that costs most; None for a user's model."""
+    if not models.is_builtin(config.model):
+        return None
+    space = study_space(config)
+    dimensions = space.dimensions if space is not None else ()
+    hp = hyperparameters(config, {})
+    for dimension in dimensions:
+        if not isinstance(dimension, Categorical):
+            hp[dimension.name] = dimension.low if dimension.name == "pool_size" else dimension.high
+    n_features, image_shape = math.prod(prepared.x_train.shape[1:]), prepared.image_shape
+
+    def flops(point: Mapping[str, Any]) -> float | None:
+        return models.step_flops(config.model, point, n_features, prepared.n_outputs, image_shape)
+
+    for dimension in dimensions:
+        if isinstance(dimension, Categorical):
+            costs = [(cost, choice) for choice in dimension.choices
+                     if (cost := flops({**hp, dimension.name: choice})) is not None]
+            if costs:
+                hp[dimension.name] = max(costs, key=lambda pair: pair[0])[1]
+    return flops(hp)
 
 
 def _inactive(space: SearchSpace | None, hp: Mapping[str, Any]) -> set[str]:
@@ -420,12 +446,14 @@ def init_plotter(tracking_uri: str) -> None:
 
 def init_worker(intra_op_threads: int | None, gpu: str | None = None,
                 data_key: DataKey | None = None,
-                tracking_uri: str | None = None) -> None:
+                tracking_uri: str | None = None, config: StudyConfig | None = None) -> None:
     """Worker-process start: leave Ctrl-C to the study, set thread counts, pick a GPU, GPU memory growth, and
     warm up (import Keras and its backend, load and split the data, import the tracking store's code) before the
     first trial arrives.
 
     ``gpu``: the device this worker uses (``CUDA_VISIBLE_DEVICES``); on a GPU no worker grabs all of its memory.
+    ``config`` (the study's): without ``intra_op_threads`` (one worker), when the largest model of its space is
+    small for this machine's cores, operations run on one thread each (:func:`models.configure_runtime`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # No automatic collections during the warm-up: a spawned worker imports Keras and TensorFlow here (~1 s faster
@@ -442,16 +470,30 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(intra_op_threads)
     models.quiet_worker_logs()
-    models.configure_runtime(intra_op_threads)
+    prepared = None
+    if data_key is not None:  # before the thread counts, which depend on its shape; TensorFlow starts after them
+        with contextlib.suppress(Exception):  # best effort: the study has reported bad data; a trial would re-raise
+            prepared = prepared_data(data_key)
+    models.configure_runtime(intra_op_threads, small_models=small_models(config, prepared))
     models.import_backend()
     if gpu is not None:
         warn_without_gpu(gpu)
-    if data_key is not None:
-        with contextlib.suppress(Exception):  # best effort: the study has reported bad data; a trial would re-raise
-            prepared_data(data_key)
     tracking.preload_store(tracking_uri)
     # What the imports created lives as long as the process: move it out of the collector's sight, so the
     # collection after each trial (and automatic ones during fit) scan only the trial's objects (~0.2 s → ~0).
     gc.collect()
     gc.freeze()
     gc.enable()
+
+
+def small_models(config: StudyConfig | None, prepared: data_mod.PreparedData | None) -> bool:
+    """Whether every model ``config``'s study may build is small for this machine: a training step of its largest
+    under :data:`models.ONE_THREAD_FLOPS_PER_CORE` per core (False when that cannot be told: a user's model)."""
+    if config is None or prepared is None:
+        return False
+    try:
+        flops = largest_step_flops(config, prepared)
+    except Exception as exc:  # an estimate: the worker keeps TensorFlow's threads rather than fail
+        logging.getLogger(__name__).debug("no estimate of the largest model's size (%s)", first_line(exc, 200))
+        return False
+    return flops is not None and flops <= models.ONE_THREAD_FLOPS_PER_CORE / max(1, os.cpu_count() or 1)

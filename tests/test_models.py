@@ -924,3 +924,44 @@ def test_a_trial_traces_its_train_step_once_on_tensorflow(monkeypatch: pytest.Mo
     before = models.train("mlp", {"n_hidden": 1, "n_neurons": 8, "batch_size": 16, "optimizer": "rmsprop"},
                           **kwargs)  # type: ignore[arg-type]
     assert len(traced) == 2 and before.history == fit.history
+
+
+def test_a_training_step_s_cost_is_counted_from_the_built_in_model_s_layers() -> None:
+    """2 FLOPs per multiply-add, forward and backward (x3), times the batch: an MLP's dense layers; a CNN's
+    convolutions (padding same, pooling between blocks) and then its dense layers; None where nothing is known."""
+    mlp = {"n_hidden": 2, "n_neurons": 100, "n_neurons_2": 50, "batch_size": 32}
+    assert models.step_flops("mlp", mlp, 64, 10) == 6 * 32 * (64 * 100 + 100 * 50 + 50 * 10)
+    cnn = {"n_conv_blocks": 2, "filters": 8, "kernel_size": 3, "pool_size": 2, "dense_layer_sizes": "32",
+           "batch_size": 16}
+    convolutions = 8 * 8 * 9 * 1 * 8 + 4 * 4 * 9 * 8 * 16  # 8x8x1 → 8 filters, pool → 4x4x8 → 16 filters
+    dense = (2 * 2 * 16) * 32 + 32 * 3  # pool → 2x2x16, flattened
+    assert models.step_flops("cnn", cnn, 64, 3) == 6 * 16 * (convolutions + dense)
+    assert models.step_flops("cnn", cnn, 64, 3, image_shape=(8, 8, 1)) == 6 * 16 * (convolutions + dense)
+    assert models.step_flops("cnn", cnn, 63, 3) is None  # not a square image
+    assert models.step_flops("cnn", {**cnn, "dense_layer_sizes": "wide"}, 64, 3) is None
+    assert models.step_flops("tests.user_builder:build", mlp, 64, 10) is None
+
+
+def test_a_study_s_largest_model_is_its_space_s_costliest_corner() -> None:
+    """Ints and reals at their high end (pool_size at its low end), each categorical at its costliest choice,
+    fixed values and the builder's defaults for the rest; a user's model has no estimate, so keeps all threads."""
+    from bo_tuner import data
+    from bo_tuner.config import StudyConfig
+
+    prepared = data.prepare("iris", None, None, 0.2, 0.2, 42, ())  # 4 features, 3 classes
+    config = StudyConfig(data="iris", fixed={"n_hidden": 1}, space={
+        "n_neurons": {"type": "int", "low": 8, "high": 40, "step": 8},
+        "batch_size": {"type": "categorical", "choices": [64, 16, 32]},
+        "dropout": {"type": "real", "low": 0.0, "high": 0.5}})
+    assert trial.largest_step_flops(config, prepared) == 6 * 64 * (4 * 40 + 40 * 3)
+    cnn = StudyConfig(data="iris", model="cnn", fixed={"image_shape": "2x2x1", "batch_size": 8,
+                                                       "dense_layer_sizes": ""}, space={
+        "pool_size": {"type": "int", "low": 1, "high": 2}, "n_conv_blocks": {"type": "int", "low": 1, "high": 2},
+        "filters": {"type": "categorical", "choices": [2, 4]}})
+    no_pooling = 2 * 2 * 9 * 1 * 4 + 2 * 2 * 9 * 4 * 8 + (2 * 2 * 8) * 3  # 2x2x1 → 4 → 8 filters (3x3), flattened
+    assert trial.largest_step_flops(cnn, prepared) == 6 * 8 * no_pooling
+    user = StudyConfig(data="iris", model="tests.user_builder:build", space=config.space)
+    assert trial.largest_step_flops(user, prepared) is None
+    assert trial.small_models(user, prepared) is False
+    assert trial.small_models(config, prepared) is True
+    assert trial.small_models(None, prepared) is False

@@ -390,3 +390,27 @@ def test_a_study_worker_collects_garbage_and_compiles_without_gpu_autotuning(
     for own in ("--xla_gpu_autotune_level=4", "--xla_dump_to=d -xla_gpu_autotune_level=2", "--xla_gpu_autotune_level"):
         assert trial_xla_flags(own) == own
     assert trial_xla_flags("--xla_gpu_autotune_level_x=1").endswith(" --xla_gpu_autotune_level=0")
+
+
+def test_one_worker_trains_a_small_space_on_one_thread_and_a_large_one_on_all_cores(tmp_path: Path) -> None:
+    """A study's single CPU worker: one intra-op thread when the space's largest model is small for this machine
+    (``trial.small_models``), TensorFlow's default (0: all cores) when it is not; two workers split the cores."""
+    from bo_tuner import models
+    from bo_tuner.config import StudyConfig
+    from bo_tuner.pool import call_by_name, study_pool
+
+    if models.gpu_count():
+        pytest.skip("on a GPU the thread counts are TensorFlow's")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    threads = "tensorflow.python.framework.config:get_intra_op_parallelism_threads"
+    small = {"n_neurons": {"type": "int", "low": 8, "high": 16}, "batch_size": {"type": "categorical", "choices": [16]}}
+    large = {"n_neurons": {"type": "int", "low": 8, "high": 4096},
+             "batch_size": {"type": "categorical", "choices": [16, 4096]}}  # ~10^13 FLOPs a step
+    seen = []
+    for space, parallel in ((small, 1), (large, 1), (large, 2)):
+        pool = study_pool(StudyConfig(data="digits", space=space, parallel=parallel, tracking_uri=uri))
+        try:
+            seen.append(pool.submit(call_by_name, threads).result(timeout=120))
+        finally:
+            pool.shutdown()
+    assert seen == [1, 0, max(1, (os.cpu_count() or 1) // 2)]
