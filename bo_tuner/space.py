@@ -13,7 +13,7 @@ YAML form::
       activation: {type: categorical, choices: [relu, selu, elu, tanh]}
 
 KerasTuner's and Optuna's words are understood too: ``integer``/``float``/``choice``, ``min_value``/``max_value``,
-``values``, ``log: true`` and ``sampling: log``.
+``values``, ``log: true``, ``sampling: log`` and ``prior: log``.
 
 A dimension that matters only for some values of a categorical or int one says so with ``when`` (KerasTuner's
 ``conditional_scope``)::
@@ -63,7 +63,9 @@ def _number(where: str, field: str, value: Any, *, integer: bool) -> int | float
     return float(value)
 
 
-_PRIOR_SPELLINGS = {"log_uniform": "log-uniform", "loguniform": "log-uniform"}
+# skopt's names and the short ones of KerasTuner's ``sampling`` (``prior: log`` means what ``sampling: log`` does)
+_PRIOR_SPELLINGS = {"log_uniform": "log-uniform", "loguniform": "log-uniform", "log": "log-uniform",
+                    "linear": "uniform"}
 
 
 def _check_prior(where: str, prior: Any, low: float) -> Prior:

@@ -84,7 +84,7 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"a": {"type": "categorical", "choices": [1, 1]}}, "must not repeat"),
         ({}, "space: ({}) must name at least one"),
         ({"a": {"type": "real", "low": "x", "high": 1}}, "space.a: low ('x') must be a number"),
-        ({"a": {"type": "real", "low": 0, "high": 1, "prior": "log"}}, "space.a: prior ('log') must be one of"),
+        ({"a": {"type": "real", "low": 0, "high": 1, "prior": "exp"}}, "space.a: prior ('exp') must be one of"),
     ],
 )
 def test_bad_spaces_name_field_and_value(spec: dict, message: str) -> None:
@@ -108,9 +108,12 @@ def test_keras_tuner_and_optuna_words_are_understood() -> None:
     any_case = SearchSpace.from_dict({"lr": {"type": "Real", "low": 1e-4, "high": 1e-1, "prior": "Log-Uniform"},
                                       "units": {"type": "INT", "low": 16, "high": 256}})
     assert any_case["lr"] == Real("lr", 1e-4, 1e-1, "log-uniform") and any_case["units"] == Int("units", 16, 256)
-    for spelling in ("log_uniform", "loguniform", "LogUniform"):
+    for spelling in ("log_uniform", "loguniform", "LogUniform", "log", "Log"):
         assert SearchSpace.from_dict({"lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": spelling}})[
             "lr"].prior == "log-uniform"
+    assert SearchSpace.from_dict({"n": {"type": "int", "low": 1, "high": 9, "prior": "linear"}})["n"].prior == "uniform"
+    with pytest.raises(ConfigError, match=r"^space\.lr: prior \('exp'\) must be one of uniform, log-uniform$"):
+        SearchSpace.from_dict({"lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "exp"}})
 
 
 def test_keras_tuner_hp_arguments_are_understood() -> None:
