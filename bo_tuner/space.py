@@ -408,11 +408,12 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(f"space: name ({name!r}) must be an identifier such as 'learning_rate'")
     if not isinstance(spec, Mapping):
-        if isinstance(spec, list | tuple):  # a list alone could mean its values or a range: the file says which
-            hint = _typed_example({"choices": spec})
+        if isinstance(spec, list | tuple):  # its choices (Optuna's and W&B's shorthand), but two numbers could
             if len(spec) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec):
-                hint += f" for these values, or {_typed_example({'low': spec[0], 'high': spec[1]})} for a range"
-            raise ConfigError(f"{where}: ({list(spec)!r}) must be a mapping such as {hint}")
+                hint = (f"{_typed_example({'choices': spec})} for these values, or "  # also mean a range:
+                        f"{_typed_example({'low': spec[0], 'high': spec[1]})} for a range")  # the file says which
+                raise ConfigError(f"{where}: ({list(spec)!r}) must be a mapping such as {hint}")
+            return dimension_from_dict(name, {"type": "categorical", "choices": list(spec)})
         if isinstance(spec, str | int | float | bool):
             raise ConfigError(f"{where}: ({spec!r}) must be a mapping such as {{type: int, low: 1, high: 4}}; to fix "
                               f"{name} at {spec!r}, give it under fixed: instead")

@@ -76,9 +76,7 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"a": {"values": ["relu", "tanh"]}}, "e.g. {type: categorical, values: [relu, tanh]}"),
         ({"a": [1, 2]}, "space.a: ([1, 2]) must be a mapping such as {type: categorical, choices: [1, 2]} for these "
                         "values, or {type: int, low: 1, high: 2} for a range"),
-        ({"a": ["relu", "tanh", "elu"]},
-         "space.a: (['relu', 'tanh', 'elu']) must be a mapping such as "
-         "{type: categorical, choices: [relu, tanh, elu]}"),
+        ({"a": ["relu", "relu"]}, "space.a: choices (['relu', 'relu']) must not repeat"),  # checked as choices:
         ({"optimizer": "adam"}, "space.optimizer: ('adam') must be a mapping such as {type: int, low: 1, high: 4}; "
                                 "to fix optimizer at 'adam', give it under fixed: instead"),
         ({"a": {"type": "categorical", "choices": [1, 1]}}, "must not repeat"),
@@ -114,6 +112,18 @@ def test_keras_tuner_and_optuna_words_are_understood() -> None:
     assert SearchSpace.from_dict({"n": {"type": "int", "low": 1, "high": 9, "prior": "linear"}})["n"].prior == "uniform"
     with pytest.raises(ConfigError, match=r"^space\.lr: prior \('exp'\) must be one of uniform, log-uniform$"):
         SearchSpace.from_dict({"lr": {"type": "real", "low": 1e-4, "high": 1e-1, "prior": "exp"}})
+
+
+def test_a_bare_list_is_its_choices_unless_it_could_be_a_range() -> None:
+    """Optuna's and W&B's shorthand: ``activation: [relu, elu]`` or ``batch_size: [32, 64, 128]`` lists choices; two
+    numbers alone are refused (test_bad_spaces_name_field_and_value), since they could be a range's ends too."""
+    space = SearchSpace.from_dict({"act": ["relu", "elu", "selu"], "batch_size": [32, 64, 128], "bn": [True, False],
+                                   "opt": ["adam"], "mix": [1, "auto"]})
+    assert space["act"] == Categorical("act", ("relu", "elu", "selu"))
+    assert space["batch_size"] == Categorical("batch_size", (32, 64, 128))
+    assert space["bn"] == Categorical("bn", (True, False))
+    assert space["mix"] == Categorical("mix", (1, "auto"))
+    assert SearchSpace.from_dict(space.to_dict()) == space  # stored (space.yaml) as mappings
 
 
 def test_keras_tuner_hp_arguments_are_understood() -> None:
