@@ -239,8 +239,9 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
             hp = hyperparameters(config, job.params)
             # a conditional dimension this point does not use; a layer size no layer of this network takes
             inactive = _inactive(study_space(config), hp) | models.unused_sizes(config.model, hp)
-            tracking.log_new_params(job.run_id, {k: v for k, v in hp.items()  # defaults and fixed values too
-                                                 if k not in job.params and k not in inactive})
+            # defaults and fixed values too; the study logged the point's own as it created the run, nothing else
+            tracking.log_batch(job.run_id, params={k: v for k, v in hp.items()
+                                                   if k not in job.params and k not in inactive})
             prepared = prepared_data(config.data_key)
             fit = models.train(config.model, hp, x_train=prepared.x_train, y_train=prepared.y_train,
                                x_val=prepared.x_val, y_val=prepared.y_val, task=prepared.task,
