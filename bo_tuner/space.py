@@ -408,10 +408,12 @@ def dimension_from_dict(name: str, spec: Any) -> Dimension:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(f"space: name ({name!r}) must be an identifier such as 'learning_rate'")
     if not isinstance(spec, Mapping):
-        if isinstance(spec, list | tuple):  # its choices (Optuna's and W&B's shorthand), but two numbers could
+        # a list alone is its choices (Optuna's and W&B's shorthand); two numbers alone could also be a range's
+        # ends, so the file must say which
+        if isinstance(spec, list | tuple):
             if len(spec) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec):
-                hint = (f"{_typed_example({'choices': spec})} for these values, or "  # also mean a range:
-                        f"{_typed_example({'low': spec[0], 'high': spec[1]})} for a range")  # the file says which
+                hint = (f"{_typed_example({'choices': spec})} for these values, or "
+                        f"{_typed_example({'low': spec[0], 'high': spec[1]})} for a range")
                 raise ConfigError(f"{where}: ({list(spec)!r}) must be a mapping such as {hint}")
             return dimension_from_dict(name, {"type": "categorical", "choices": list(spec)})
         if isinstance(spec, str | int | float | bool):

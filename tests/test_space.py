@@ -123,6 +123,7 @@ def test_a_bare_list_is_its_choices_unless_it_could_be_a_range() -> None:
     assert space["batch_size"] == Categorical("batch_size", (32, 64, 128))
     assert space["bn"] == Categorical("bn", (True, False))
     assert space["mix"] == Categorical("mix", (1, "auto"))
+    assert space["opt"] == Categorical("opt", ("adam",))  # as {type: categorical, choices: [adam]} would be
     assert SearchSpace.from_dict(space.to_dict()) == space  # stored (space.yaml) as mappings
 
 
