@@ -76,7 +76,7 @@ def test_yaml_scientific_notation_strings_are_numbers() -> None:
         ({"a": {"values": ["relu", "tanh"]}}, "e.g. {type: categorical, values: [relu, tanh]}"),
         ({"a": [1, 2]}, "space.a: ([1, 2]) must be a mapping such as {type: categorical, choices: [1, 2]} for these "
                         "values, or {type: int, low: 1, high: 2} for a range"),
-        ({"a": ["relu", "relu"]}, "space.a: choices (['relu', 'relu']) must not repeat"),  # checked as choices:
+        ({"a": ["relu", "relu"]}, "space.a: choices (['relu', 'relu']) must not repeat"),  # checked as its choices are
         ({"optimizer": "adam"}, "space.optimizer: ('adam') must be a mapping such as {type: int, low: 1, high: 4}; "
                                 "to fix optimizer at 'adam', give it under fixed: instead"),
         ({"a": {"type": "categorical", "choices": [1, 1]}}, "must not repeat"),
