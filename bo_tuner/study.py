@@ -728,7 +728,8 @@ def _flat_params(config: StudyConfig, space: SearchSpace, metric: str, task: str
 
 def _start_parent(experiment: str | None, name: str, tags: Mapping[str, Any], *, allow_launcher: bool) -> tuple[str,
                                                                                                            str]:
-    """The study's parent run: the run ``mlflow run`` started for us if it is in the right experiment."""
+    """The study's parent run: the run ``mlflow run`` started for us if it is in the right experiment; else a new
+    one, nested under the run the caller has active in that experiment if there is one."""
     launched = tracking.launcher_run() if allow_launcher else None
     if launched is not None:
         run_id, exp_id = launched
@@ -736,7 +737,7 @@ def _start_parent(experiment: str | None, name: str, tags: Mapping[str, Any], *,
             tracking.set_tags(run_id, {tracking.RUN_NAME_TAG: name, **tags})
             return run_id, exp_id
     exp_id = tracking.experiment_id(experiment)
-    run_id = tracking.create_run(exp_id, name, tags=tags)
+    run_id = tracking.create_run(exp_id, name, parent_id=tracking.callers_run(exp_id), tags=tags)
     if launched is not None:
         tracking.set_tags(launched[0], {STUDY_TAG: run_id})
     return run_id, exp_id

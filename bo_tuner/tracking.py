@@ -488,7 +488,7 @@ def trial_run(run_id: str, *, system_metrics: bool = False) -> Iterator[RunStatu
     ``system_metrics`` samples CPU, memory (and GPU with nvidia-ml-py) into the run every
     ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds (2 unless set), and once more as the run ends.
     """
-    mlflow.start_run(run_id=run_id, log_system_metrics=False)
+    _activate(run_id)
     monitor = _start_system_metrics(run_id) if system_metrics else None
     holder = RunStatus()
     try:
@@ -500,6 +500,36 @@ def trial_run(run_id: str, *, system_metrics: bool = False) -> Iterator[RunStatu
         _end_trial_run("FAILED", monitor)
         raise
     _end_trial_run(holder.status, monitor)
+
+
+def _activate(run_id: str) -> None:
+    """``mlflow.start_run(run_id)`` that also works in a process where the caller has a run of their own active
+    (``with mlflow.start_run(): bo_tuner.minimize(...)``: the trial's run goes on top, and ending it makes the
+    caller's active again) or chose another experiment (``mlflow.set_experiment``, which makes MLflow refuse to
+    resume a run of any other; their choice holds again once the run is active)."""
+    from mlflow.tracking import fluent
+
+    chosen = getattr(fluent, "_active_experiment_id", None)
+    if chosen is not None:
+        fluent._active_experiment_id = None
+    try:
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None, log_system_metrics=False)
+    finally:
+        if chosen is not None:
+            fluent._active_experiment_id = chosen
+
+
+def callers_run(experiment_id: str) -> str | None:
+    """The run this thread's caller has active (``with mlflow.start_run():`` around a call of ours), if it is in
+    experiment ``experiment_id`` of the store we log to: the run a study or training run goes under."""
+    active = mlflow.active_run()
+    if active is None or str(active.info.experiment_id) != experiment_id:
+        return None
+    try:  # the same id in this store: the caller's run may live in another store than the config's tracking_uri
+        found = MlflowClient().get_run(active.info.run_id)
+    except MlflowException:
+        return None
+    return active.info.run_id if str(found.info.experiment_id) == experiment_id else None
 
 
 def _start_system_metrics(run_id: str) -> Any:

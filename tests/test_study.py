@@ -468,6 +468,52 @@ def test_minimize_any_objective_with_failures(store: tuple[Path, str]) -> None:
             assert run.data.metrics["inside"] == 1.0
 
 
+def test_a_study_started_inside_the_caller_s_own_run_nests_under_it_and_leaves_it_active(
+        store: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``with mlflow.start_run(): bo_tuner.minimize(...)`` after ``mlflow.set_experiment`` of another experiment
+    failed every trial: MLflow refused to make a trial's run active beside the caller's, and to resume a run of an
+    experiment other than the one set. Now the trials run, the study goes under the caller's run when it is in the
+    study's experiment, and the caller's run and experiment are theirs again afterwards."""
+    from mlflow.tracking import fluent
+
+    _, uri = store
+    # set_experiment sets it for this process (and the subprocesses of later tests); a delenv of an unset variable
+    # would not undo that
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
+    mlflow.set_tracking_uri(uri)
+    space = {"x": {"type": "real", "low": -3, "high": 3}}
+
+    def objective(params: dict) -> float:
+        mlflow.log_metric("inside", params["x"])
+        return (params["x"] - 1.0) ** 2
+
+    mine = mlflow.set_experiment("callers-own").experiment_id
+    with mlflow.start_run(run_name="outer") as outer:
+        nested = bo_tuner.minimize(objective, space, n_calls=3, n_initial_points=3, seed=0, tracking_uri=uri,
+                                   study_name="nested")
+        elsewhere = bo_tuner.minimize(objective, space, n_calls=3, n_initial_points=3, seed=0, tracking_uri=uri,
+                                      experiment="callers-other", study_name="elsewhere")
+        active = mlflow.active_run()
+        assert active is not None and active.info.run_id == outer.info.run_id
+        mlflow.log_metric("after", 1.0)
+    assert mlflow.active_run() is None
+    assert fluent._get_experiment_id() == mine
+    client = MlflowClient()
+    assert client.get_run(outer.info.run_id).data.metrics == {"after": 1.0}
+    for result, experiment, parent in ((nested, mine, outer.info.run_id), (elsewhere, None, None)):
+        assert result.n_failed == 0 and len(result.trials) == 3
+        study_run = client.get_run(result.study_run_id)
+        assert study_run.data.tags.get("mlflow.parentRunId") == parent
+        assert experiment is None or result.experiment_id == experiment
+        for trial in result.trials:
+            run = client.get_run(trial.run_id)
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["inside"] == trial.params["x"]
+    assert nested.experiment_id != elsewhere.experiment_id
+
+
 def test_the_study_s_process_collects_its_garbage_as_before_unless_it_manages_its_collector_itself(
         store: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """While a study sets itself up, this process's collector is off (its imports' full collections cost seconds);
