@@ -82,6 +82,7 @@ class StudyResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     promotion: registry.Promotion | None = None
     timed_out: bool = False  # the timeout stopped it before n_calls trials (``--resume`` continues it)
+    tracking_uri: str | None = None  # the store it logged to, which load_model reads
 
     @property
     def best_value(self) -> float | None:
@@ -112,11 +113,14 @@ class StudyResult:
             RegistryError: the study logged no model (a ``minimize`` study, or no trial finished).
         """
         if self.promotion is not None:
-            return tracking.load_pyfunc(f"models:/{self.promotion.name}/{self.promotion.version}")
-        if self.best is None or self.best.model_uri is None:
+            uri = f"models:/{self.promotion.name}/{self.promotion.version}"
+        elif self.best is None or self.best.model_uri is None:
             raise RegistryError("this study logged no model: a bo_tuner.minimize study, or none of its trials "
                                 "finished")
-        return tracking.load_pyfunc(self.best.model_uri)
+        else:
+            uri = self.best.model_uri
+        with tracking.tracking_uri_kept(self.tracking_uri):
+            return tracking.load_pyfunc(uri)
 
 
 # ------------------------------------------------------------------------------------------------ executors
@@ -1236,7 +1240,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         _fail_without_a_finished_trial(study, time.perf_counter() - started, "; nothing was registered")
     try:
         return _champion_step(study, best, test_scores, config, registered_name, prepared.interface, started,
-                              prepared.dataset.digest, same_split)
+                              prepared.dataset.digest, same_split, tracking_uri=tracking_uri)
     except KeyboardInterrupt:
         with interrupts.shielded():
             study.stop_plotter()
@@ -1303,7 +1307,7 @@ def _version_description(study: _Study, best: TrialOutcome, test_metrics: Mappin
 
 def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, float] | RegistryError,
                    config: StudyConfig, registered_name: str, interface: str, started: float, data_digest: str,
-                   same_split: registry.SameSplit | None = None) -> StudyResult:
+                   same_split: registry.SameSplit | None = None, *, tracking_uri: str) -> StudyResult:
     """Register the best model (already loaded back and scored once on the test split) and move the champion
     if it wins (on the test split, ``same_split``, when the champion was trained on another table)."""
     assert best.value is not None
@@ -1337,7 +1341,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
     if error is not None:
         raise error
     return StudyResult(study.parent_id, study.experiment_id, study.metric, study.maximize, tuple(study.trials),
-                       best, wall, test_metrics, promotion, timed_out=study.timed_out)
+                       best, wall, test_metrics, promotion, timed_out=study.timed_out, tracking_uri=tracking_uri)
 
 
 def _timeout_text(study: _Study, config: StudyConfig, *, resumable: bool = True) -> str:
@@ -1500,7 +1504,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         note = _note(study_name, metric, study.trials, best, {}, None, _timeout_text(study, checked, resumable=False))
         _finish_parent(study, note, "FINISHED", wall)
         return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall,
-                           timed_out=study.timed_out)
+                           timed_out=study.timed_out, tracking_uri=tracking_uri)
 
 
 def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:

@@ -87,6 +87,28 @@ def connect(tracking_uri: str | None) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def tracking_uri_kept(uri: str | None = None) -> Iterator[None]:
+    """For the block, MLflow pointed at ``uri`` (when given); after it, the caller's tracking URI as it was —
+    the one they set (``mlflow.set_tracking_uri``, ``MLFLOW_TRACKING_URI``) or none — whatever the block set. A
+    study given a ``tracking_uri`` of its own left MLflow pointed there, and the caller's next ``mlflow.log_*``
+    into a run of their own store failed ("Run ... not found")."""
+    from mlflow.tracking._tracking_service import utils
+
+    chosen = getattr(utils, "_tracking_uri", None)
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        if uri:
+            mlflow.set_tracking_uri(uri)
+        yield
+    finally:
+        mlflow.set_tracking_uri(chosen)  # type: ignore[arg-type]  # None: none set, as MLflow takes it
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
+
+
 def _sqlite_file(uri: str) -> str | None:
     """The database file a ``sqlite:///`` URI names (relative, or absolute after a fourth slash); None for an
     in-memory database or any other store."""

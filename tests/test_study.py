@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -512,6 +513,40 @@ def test_a_study_started_inside_the_caller_s_own_run_nests_under_it_and_leaves_i
             assert run.info.status == "FINISHED"
             assert run.data.metrics["inside"] == trial.params["x"]
     assert nested.experiment_id != elsewhere.experiment_id
+
+
+def test_the_caller_s_tracking_uri_is_theirs_again_after_a_call_given_another(
+        store: tuple[Path, str], digits_study: bo_tuner.StudyResult, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study given a ``tracking_uri`` of its own left MLflow pointed there: the caller's next ``mlflow.log_*``,
+    into a run of their own store, failed ("Run ... not found"). Now minimize, plan and tune leave the caller's
+    URI (set, or from ``MLFLOW_TRACKING_URI``) as it was, and a result's ``load_model`` reads its own store."""
+    _, uri = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # so that the test's own value below is undone after it
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    mine = f"sqlite:///{tmp_path / 'mine.db'}"
+    space = {"x": {"type": "real", "low": -1, "high": 1}}
+    mlflow.set_tracking_uri(mine)
+    try:
+        with mlflow.start_run() as outer:
+            result = bo_tuner.minimize(lambda p: p["x"] ** 2, space, n_calls=2, n_initial_points=2, seed=0,
+                                       tracking_uri=uri, experiment="another-store")
+            assert mlflow.get_tracking_uri() == mine
+            mlflow.log_metric("after", 1.0)
+        assert MlflowClient(mine).get_run(outer.info.run_id).data.metrics == {"after": 1.0}
+        assert MlflowClient(uri).get_run(result.study_run_id).info.status == "FINISHED"
+        assert bo_tuner.plan({"data": "iris", "tracking_uri": uri}).metric == "val_accuracy"
+        assert mlflow.get_tracking_uri() == mine
+        model = digits_study.load_model()  # from the study's store, which is not the current one
+        assert mlflow.get_tracking_uri() == mine
+        frame, target = load_frame("digits", None)
+        assert model.predict(frame.drop(columns=target).head(2)).shape == (2,)
+        mlflow.set_tracking_uri(None)  # none set: MLFLOW_TRACKING_URI is MLflow's, and stays
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", mine)
+        bo_tuner.plan({"data": "iris", "tracking_uri": uri})
+        assert mlflow.get_tracking_uri() == mine and os.environ["MLFLOW_TRACKING_URI"] == mine
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def test_the_study_s_process_collects_its_garbage_as_before_unless_it_manages_its_collector_itself(
