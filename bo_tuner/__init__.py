@@ -75,12 +75,12 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         executor = early_study_pool(config, resume=None) if config is not None else None
     try:
         from bo_tuner.study import tune as _tune
-        from bo_tuner.tracking import tracking_uri_kept
+        from bo_tuner.tracking import callers_mlflow_kept
     except BaseException:
         if executor is not None:
             executor.terminate()
         raise
-    with tracking_uri_kept():  # the caller's MLflow stays pointed where it was
+    with callers_mlflow_kept():  # the caller's tracking URI and autologging, as they were
         return _tune(config, resume=resume, progress=progress, callbacks=callbacks, executor=executor)
 
 
@@ -88,18 +88,18 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     """Check a study as :func:`tune` would before it starts, and say what it would run (``bo-tuner tune
     --dry-run``); see :func:`bo_tuner.study.plan`."""
     from bo_tuner.study import plan as _plan
-    from bo_tuner.tracking import tracking_uri_kept
+    from bo_tuner.tracking import callers_mlflow_kept
 
-    with tracking_uri_kept():
+    with callers_mlflow_kept():
         return _plan(config)
 
 
 def minimize(objective: Any, space: Any, **kwargs: Any) -> StudyResult:
     """Tune any Python objective with MLflow tracking; see :func:`bo_tuner.study.minimize`."""
     from bo_tuner.study import minimize as _minimize
-    from bo_tuner.tracking import tracking_uri_kept
+    from bo_tuner.tracking import callers_mlflow_kept
 
-    with tracking_uri_kept():
+    with callers_mlflow_kept():
         return _minimize(objective, space, **kwargs)
 
 

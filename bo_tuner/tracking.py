@@ -87,6 +87,50 @@ def connect(tracking_uri: str | None) -> str:
     return uri
 
 
+_autologging_before: list[bool] = []  # whether MLflow's autologging was off before each autologging_paused()
+
+
+@contextlib.contextmanager
+def autologging_paused() -> Iterator[None]:
+    """MLflow's autologging (``mlflow.autolog()``, which notebooks often turn on) off for the block: a study's own
+    scikit-learn fits (the optimizer's Gaussian processes, the data's pipeline) and Keras fits (the LR finder)
+    each made a run of their own in the caller's experiment, with a pickled model and a page of warnings.
+    :func:`callers_autologging` gives a user's objective inside the block their setting back."""
+    from mlflow.utils import autologging_utils
+
+    _autologging_before.append(bool(getattr(autologging_utils, "_AUTOLOGGING_GLOBALLY_DISABLED", False)))
+    autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = True
+    try:
+        yield
+    finally:
+        autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = _autologging_before.pop()
+
+
+@contextlib.contextmanager
+def callers_autologging() -> Iterator[None]:
+    """Inside :func:`autologging_paused`: autologging as the caller had it, for their own code (a ``minimize``
+    objective that trains a Keras model is autologged into its trial's run, as it would be without us)."""
+    from mlflow.utils import autologging_utils
+
+    if not _autologging_before:
+        yield
+        return
+    paused = autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED
+    autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = _autologging_before[0]
+    try:
+        yield
+    finally:
+        autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = paused
+
+
+@contextlib.contextmanager
+def callers_mlflow_kept() -> Iterator[None]:
+    """What a call of our Python API leaves of the caller's MLflow as it found it: the tracking URI
+    (:func:`tracking_uri_kept`) and autologging, which the call pauses for itself (:func:`autologging_paused`)."""
+    with tracking_uri_kept(), autologging_paused():
+        yield
+
+
 @contextlib.contextmanager
 def tracking_uri_kept(uri: str | None = None) -> Iterator[None]:
     """For the block, MLflow pointed at ``uri`` (when given); after it, the caller's tracking URI as it was —

@@ -403,7 +403,8 @@ def run_function_trial(objective: Callable[[dict[str, Scalar]], Any], job: Trial
     started = time.perf_counter()
     with tracking.trial_run(job.run_id) as status:
         try:
-            with models.custom_gradients_released():  # an objective that trains Keras models on TensorFlow
+            # an objective that trains Keras models on TensorFlow; autologged as the caller had it
+            with models.custom_gradients_released(), tracking.callers_autologging():
                 result = objective(dict(job.params))
             extra: dict[str, float] = {}
             if isinstance(result, Mapping):

@@ -831,6 +831,51 @@ def test_a_script_without_a_main_guard_runs_its_study_once(tmp_path: Path) -> No
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)  # one study, two trials
 
 
+def test_with_mlflow_autolog_on_only_the_caller_s_own_fits_are_autologged(tmp_path: Path) -> None:
+    """With ``mlflow.autolog()`` on (a notebook habit), the optimizer's Gaussian-process fits and the data's
+    scikit-learn pipeline each made a run of their own (a pickled model, a page of warnings) in the Default
+    experiment. Now a call pauses autologging for itself; a ``minimize`` objective's own fit is still autologged,
+    into its trial's run, and the caller's setting is as it was afterwards. In a fresh Python: autologging patches
+    scikit-learn for the whole process."""
+    import subprocess
+    import sys
+
+    from .conftest import subprocess_env
+
+    uri = f"sqlite:///{tmp_path / 'a.db'}"
+    (tmp_path / "autologged.py").write_text(f"""
+import json
+import mlflow
+import numpy as np
+from mlflow.utils import autologging_utils
+from sklearn.linear_model import Ridge
+import bo_tuner
+
+mlflow.set_tracking_uri({uri!r})
+mlflow.autolog(log_models=False, log_datasets=False, silent=True)
+x = np.arange(20.0).reshape(10, 2)
+
+def objective(params):
+    Ridge(alpha=params["alpha"]).fit(x, x[:, 0])
+    return (params["alpha"] - 1.0) ** 2
+
+bo_tuner.plan({{"data": "iris"}})
+result = bo_tuner.minimize(objective, {{"alpha": {{"type": "real", "low": 0.1, "high": 10}}}}, n_calls=6,
+                           n_initial_points=3, seed=0, experiment="autologged")
+client = mlflow.MlflowClient()
+runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+trials = {{t.run_id for t in result.trials}}
+print(json.dumps({{"runs": len(runs), "failed": result.n_failed,
+                  "trials_autologged": sum("fit_intercept" in r.data.params for r in runs if r.info.run_id in trials),
+                  "paused_after": autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED}}))
+""")
+    out = subprocess.run([sys.executable, "autologged.py"], capture_output=True, text=True, cwd=tmp_path,
+                         env=subprocess_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == {"runs": 7, "failed": 0, "trials_autologged": 6,
+                                                       "paused_after": False}
+
+
 def test_a_builder_defined_in_a_notebook_is_passed_as_it_is_and_resumed_from_the_command_line(
         tmp_path: Path) -> None:
     """A notebook's cell (Python reading its code from stdin: no file, as in Jupyter) defines ``build_model(hp)``,
