@@ -88,6 +88,24 @@ class StudyResult:
     def best_value(self) -> float | None:
         return self.best.value if self.best else None
 
+    def __repr__(self) -> str:
+        """The summary (a notebook shows it for a cell ending in ``result``): the trials, each with every epoch's
+        metrics, are in ``trials``; the tracking URI, which may hold a password, is not shown."""
+        best = (f"best {self.metric}={self.best.value:.6g} at trial {self.best.number}"
+                if self.best is not None and self.best.value is not None else "no finished trial")
+        shown = [f"study_run_id={self.study_run_id!r}", f"experiment_id={self.experiment_id!r}",
+                 f"{len(self.trials)} trial{'' if len(self.trials) == 1 else 's'} ({self.n_failed} failed)", best]
+        if self.best is not None:
+            shown.append(f"best_params={self.best_params!r}")
+        if self.test_metrics:
+            shown.append(f"test_metrics={self.test_metrics!r}")
+        if self.promotion is not None:
+            verdict = "now @champion" if self.promotion.promoted else "not promoted"
+            shown.append(f"registered {self.promotion.name} v{self.promotion.version}: {verdict}")
+        if self.timed_out:
+            shown.append("timed out")
+        return f"StudyResult({', '.join(shown)})"
+
     @property
     def best_params(self) -> dict[str, Scalar]:
         return dict(self.best.params) if self.best else {}

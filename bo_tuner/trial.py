@@ -74,10 +74,11 @@ class TrialOutcome:
     seconds: float = 0.0
     error: str | None = None
     model_uri: str | None = None
-    curve: tuple[float, ...] = ()  # the metric per epoch (for the median pruner)
+    # the per-epoch lists are left out of the repr: a notebook cell ending in a study's result printed every epoch
+    curve: tuple[float, ...] = field(default=(), repr=False)  # the metric per epoch (for the median pruner)
     #: Every metric per epoch as the fit recorded it (empty for a function trial, a failed one, or one read back
     #: from MLflow on resume); the study draws the trial's learning-curve plot from it.
-    history: dict[str, list[float]] = field(default_factory=dict)
+    history: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
 
 #: A trial's validation loss at the epoch whose weights it kept: what ranks trials with the same value of a metric

@@ -928,6 +928,30 @@ def test_a_builder_defined_in_a_notebook_is_passed_as_it_is_and_resumed_from_the
     assert set(np.asarray(champion.predict(frame.drop(columns=[target]).head(5)))) <= {0, 1, 2}
 
 
+def test_a_result_s_repr_is_its_summary_without_every_epoch_or_the_tracking_uri() -> None:
+    """A notebook cell ending in ``result`` printed the repr of every trial with every epoch of every metric (tens
+    of kilobytes for the demo), and the tracking URI with any password in it."""
+    from bo_tuner.registry import Promotion
+    from bo_tuner.study import StudyResult
+    from bo_tuner.trial import TrialOutcome
+
+    epochs = {name: [0.5] * 100 for name in ("loss", "val_loss", "accuracy", "val_accuracy")}
+    trials = tuple(TrialOutcome(n, {"n_hidden": n}, f"r{n}", "COMPLETE", 0.9 + n / 100, {}, curve=(0.5,) * 100,
+                                history=epochs) for n in range(1, 21))
+    trials += (TrialOutcome(21, {"n_hidden": 1}, "r21", "FAILED", None, error="TrialFailedError: nan"),)
+    result = StudyResult("p1", "3", "val_accuracy", True, trials, trials[19], 12.5, {"test_accuracy": 0.97},
+                         Promotion("digits-mlp", "4", True, "better", "3"),
+                         tracking_uri="postgresql://me:secret@db/mlflow")
+    assert repr(result) == (
+        "StudyResult(study_run_id='p1', experiment_id='3', 21 trials (1 failed), best val_accuracy=1.1 at trial 20, "
+        "best_params={'n_hidden': 20}, test_metrics={'test_accuracy': 0.97}, registered digits-mlp v4: now "
+        "@champion)")
+    assert "0.5, 0.5" not in repr(trials[0]) and "history" not in repr(trials[0])
+    empty = StudyResult("p2", "3", "objective", False, trials[20:], None, 1.0, timed_out=True)
+    assert repr(empty) == ("StudyResult(study_run_id='p2', experiment_id='3', 1 trial (1 failed), no finished trial, "
+                           "timed out)")
+
+
 def test_progress_is_a_bar_on_a_terminal_and_a_line_per_trial_in_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
     """``nohup bo-tuner tune > log``, CI, a scheduler: a bar's carriage returns made the study one endless line."""
     import io
