@@ -60,6 +60,13 @@ class StudyInterrupted(BoTunerError):
     exit_code = 130
 
 
+class StopStudy(Exception):
+    """Raise it from a study's callback (``tune(config, callbacks=[...])``, ``minimize(..., callbacks=[...])``) to
+    end the study early, e.g. once a trial is good enough: no new trial starts, the trials already running finish,
+    and the study ends as it does after ``n_calls`` (its best registered, ``StudyResult.stop_reason`` the message;
+    ``--resume`` continues it). Optuna's ``study.stop()``."""
+
+
 class RegistryError(BoTunerError):
     """Registering the best model or moving the champion alias failed; the previous champion stays."""
 

@@ -34,6 +34,7 @@ from bo_tuner.errors import (
     ConfigError,
     DataError,
     RegistryError,
+    StopStudy,
     StudyFailedError,
     StudyInterrupted,
     first_line,
@@ -83,6 +84,7 @@ class StudyResult:
     promotion: registry.Promotion | None = None
     timed_out: bool = False  # the timeout stopped it before n_calls trials (``--resume`` continues it)
     tracking_uri: str | None = None  # the store it logged to, which load_model reads
+    stop_reason: str | None = None  # a callback's StopStudy ended it before n_calls trials: its message
 
     @property
     def best_value(self) -> float | None:
@@ -104,6 +106,8 @@ class StudyResult:
             shown.append(f"registered {self.promotion.name} v{self.promotion.version}: {verdict}")
         if self.timed_out:
             shown.append("timed out")
+        if self.stop_reason is not None:
+            shown.append(f"stopped by a callback: {self.stop_reason}")
         return f"StudyResult({', '.join(shown)})"
 
     @property
@@ -291,6 +295,8 @@ class _Study:
     trial_tags: dict[str, str] = field(default_factory=dict)  # on every trial run (what warm starts check)
     deadline: float | None = None  # time.perf_counter() after which no trial starts (the timeout)
     timed_out: bool = False
+    stop_request: str | None = None  # a callback raised StopStudy (its message): no new trial starts
+    stop_reason: str | None = None  # the stop_request that left trials unstarted
     unplotted: list[TrialOutcome] = field(default_factory=list)  # finished trials whose learning curve is not drawn
     queue: list[dict[str, Scalar]] = field(default_factory=list)  # points the next trials train before any asked
     #: Starts the process that draws the learning curves (:func:`bo_tuner.pool.curve_pool`; local workers only),
@@ -334,6 +340,9 @@ class _Study:
             while True:
                 interrupts.check()
                 while len(self.trials) + len(pending) < self.n_calls and len(pending) < self.parallel:
+                    if self.stop_request is not None:
+                        self.stop_reason = self.stop_request  # the running trials finish
+                        break
                     if (self.deadline is not None and number > self.first_number
                             and time.perf_counter() >= self.deadline):
                         self.timed_out = True  # no new trial (past the first); the running ones finish
@@ -522,7 +531,11 @@ class _Study:
             metrics[f"best_{self.metric}"] = best.value
         tracking.log_batch(self.parent_id, metrics=metrics, step=outcome.number)
         for callback in self.callbacks:
-            callback(outcome)
+            try:
+                callback(outcome)
+            except StopStudy as stop:  # the other callbacks still see this trial
+                if self.stop_request is None:
+                    self.stop_request = str(stop) or "StopStudy"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -1216,8 +1229,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         with interrupts.signals_as_interrupt():
             study.execute(executor)
             interrupts.check()
-            # what ended the trials (a resume that completes the study overwrites an earlier "timeout")
-            tracking.set_tags(parent_id, {"bo_tuner.stopped_by": "timeout" if study.timed_out else "n_calls"})
+            tracking.set_tags(parent_id, _stopped_by(study))
             best = study.best
             # Load the best model back and score the test split in a warm worker; draw the search plots
             # meanwhile, here and (one of them, after the scoring) in a worker.
@@ -1359,15 +1371,25 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
     if error is not None:
         raise error
     return StudyResult(study.parent_id, study.experiment_id, study.metric, study.maximize, tuple(study.trials),
-                       best, wall, test_metrics, promotion, timed_out=study.timed_out, tracking_uri=tracking_uri)
+                       best, wall, test_metrics, promotion, timed_out=study.timed_out, tracking_uri=tracking_uri,
+                       stop_reason=study.stop_reason)
+
+
+def _stopped_by(study: _Study) -> dict[str, str]:
+    """The parent run's tag for what ended its trials (a resume that completes the study overwrites an earlier
+    "timeout" or "callback"); a callback's reason is in the run's note."""
+    return {"bo_tuner.stopped_by": "callback" if study.stop_reason is not None else
+            "timeout" if study.timed_out else "n_calls"}
 
 
 def _timeout_text(study: _Study, config: StudyConfig, *, resumable: bool = True) -> str:
-    """What the study's note says when the timeout ended it before n_calls trials."""
-    if not study.timed_out:
+    """What the study's note says when the timeout or a callback's StopStudy ended it before n_calls trials."""
+    if not study.timed_out and study.stop_reason is None:
         return ""
     hint = f"; continue it with `bo-tuner tune --resume {study.parent_id}`" if resumable else ""
-    return f"Stopped by the timeout ({config.timeout:g} s) after {len(study.trials)} of {config.n_calls} trials{hint}."
+    cause = (f"a callback's StopStudy ({study.stop_reason})" if study.stop_reason is not None
+             else f"the timeout ({config.timeout:g} s)")
+    return f"Stopped by {cause} after {len(study.trials)} of {config.n_calls} trials{hint}."
 
 
 @dataclass(frozen=True)
@@ -1522,7 +1544,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         note = _note(study_name, metric, study.trials, best, {}, None, _timeout_text(study, checked, resumable=False))
         _finish_parent(study, note, "FINISHED", wall)
         return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall,
-                           timed_out=study.timed_out, tracking_uri=tracking_uri)
+                           timed_out=study.timed_out, tracking_uri=tracking_uri, stop_reason=study.stop_reason)
 
 
 def _check_params(config: StudyConfig, params: Mapping[str, Any]) -> None:

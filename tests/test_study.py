@@ -549,6 +549,45 @@ def test_the_caller_s_tracking_uri_is_theirs_again_after_a_call_given_another(
         mlflow.set_tracking_uri(None)
 
 
+def test_a_callback_ends_a_study_early_with_stop_study_and_resume_goes_on_to_n_calls(
+        store: tuple[Path, str]) -> None:
+    """Optuna's ``study.stop()``: a callback raising ``bo_tuner.StopStudy`` starts no new trial; the study ends as
+    after ``n_calls`` (its best registered as the champion), says why, and ``resume`` continues it. A raise on the
+    last trial stopped nothing and is not reported. Other callbacks still see the trial."""
+    _, uri = store
+    seen: list[int] = []
+
+    def good_enough(outcome: TrialOutcome) -> None:
+        if outcome.number == 2:
+            raise bo_tuner.StopStudy("good enough")
+
+    config = StudyConfig(data="iris", n_calls=4, n_initial_points=2, max_epochs=2, space=TINY, tracking_uri=uri,
+                         experiment="stopped", registered_model="iris-stopped")
+    result = bo_tuner.tune(config, progress=False, callbacks=[good_enough, lambda t: seen.append(t.number)])
+    assert [t.number for t in result.trials] == seen == [1, 2]
+    assert result.stop_reason == "good enough" and not result.timed_out
+    assert result.promotion is not None and result.promotion.promoted
+    assert repr(result).endswith("stopped by a callback: good enough)")
+    parent = MlflowClient().get_run(result.study_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["bo_tuner.stopped_by"] == "callback"
+    assert "Stopped by a callback's StopStudy (good enough) after 2 of 4 trials" in parent.data.tags[
+        "mlflow.note.content"]
+
+    def on_the_last(outcome: TrialOutcome) -> None:
+        if outcome.number == 4:
+            raise bo_tuner.StopStudy("too late to matter")
+
+    resumed = bo_tuner.tune(config, resume=result.study_run_id, progress=False, callbacks=[on_the_last])
+    assert [t.number for t in resumed.trials] == [1, 2, 3, 4] and resumed.stop_reason is None
+    assert MlflowClient().get_run(result.study_run_id).data.tags["bo_tuner.stopped_by"] == "n_calls"
+
+    stopped = bo_tuner.minimize(lambda p: p["x"] ** 2, {"x": {"type": "real", "low": -1, "high": 1}}, n_calls=10,
+                                n_initial_points=2, seed=0, tracking_uri=uri, experiment="stopped-fn",
+                                callbacks=[lambda t: (_ for _ in ()).throw(bo_tuner.StopStudy("enough"))])
+    assert len(stopped.trials) == 1 and stopped.stop_reason == "enough"
+
+
 def test_the_study_s_process_collects_its_garbage_as_before_unless_it_manages_its_collector_itself(
         store: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """While a study sets itself up, this process's collector is off (its imports' full collections cost seconds);
