@@ -1066,7 +1066,8 @@ def tune(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     ``config``: a :class:`StudyConfig`, a mapping of the same keys as ``study.yaml`` (``{"data": "iris",
     "n_calls": 10, "space": {...}}``), or the path of such a YAML file; None: the defaults (the digits demo).
 
-    ``callbacks`` are called in this process with each finished :class:`TrialOutcome`, in order.
+    ``callbacks`` are called in this process with each finished :class:`TrialOutcome`, in order; one that raises
+    :class:`bo_tuner.StopStudy` ends the study early (``StudyResult.stop_reason``).
     ``executor``: the workers to run trials on, already started from ``config`` (``pool.study_pool(config)``: the
     command line starts them before it imports MLflow); made here when omitted. The study shuts it down.
     ``resume``: the parent run id of an earlier study. Its config (``study.yaml``) and finished trials are read
@@ -1364,7 +1365,7 @@ def _champion_step(study: _Study, best: TrialOutcome, test_scores: dict[str, flo
     except RegistryError as exc:
         error = exc
     wall = time.perf_counter() - started
-    extra = [f"Registry step failed: {error}" if error else "", _timeout_text(study, config)]
+    extra = [f"Registry step failed: {error}" if error else "", _stopped_text(study, config)]
     note = _note(study.label, study.metric, study.trials, best, test_metrics, promotion,
                  "\n\n".join(e for e in extra if e))
     _finish_parent(study, note, "FINISHED", wall)
@@ -1382,7 +1383,7 @@ def _stopped_by(study: _Study) -> dict[str, str]:
             "timeout" if study.timed_out else "n_calls"}
 
 
-def _timeout_text(study: _Study, config: StudyConfig, *, resumable: bool = True) -> str:
+def _stopped_text(study: _Study, config: StudyConfig, *, resumable: bool = True) -> str:
     """What the study's note says when the timeout or a callback's StopStudy ended it before n_calls trials."""
     if not study.timed_out and study.stop_reason is None:
         return ""
@@ -1484,6 +1485,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     NaN/inf marks the trial FAILED and the search goes on. ``timeout`` (seconds, or "30m", "2h"): no trial starts
     after it (the first always does); ``StudyResult.timed_out`` says it ended the study. ``enqueue``: points (some
     or all of the space's values) the first trials evaluate before the optimizer proposes any (skopt's ``x0``).
+    ``callbacks`` are called with each finished :class:`TrialOutcome`; one raising :class:`bo_tuner.StopStudy`
+    ends the study early (``StudyResult.stop_reason``).
 
     Raises:
         StudyFailedError: ``max_consecutive_failures`` failures in a row, or no trial finished (the message says
@@ -1541,7 +1544,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
         best = study.best
         if best is None or best.value is None:
             _fail_without_a_finished_trial(study, wall)
-        note = _note(study_name, metric, study.trials, best, {}, None, _timeout_text(study, checked, resumable=False))
+        note = _note(study_name, metric, study.trials, best, {}, None, _stopped_text(study, checked, resumable=False))
         _finish_parent(study, note, "FINISHED", wall)
         return StudyResult(parent_id, exp_id, metric, maximize, tuple(study.trials), best, wall,
                            timed_out=study.timed_out, tracking_uri=tracking_uri, stop_reason=study.stop_reason)
