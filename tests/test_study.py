@@ -568,7 +568,7 @@ def test_a_callback_ends_a_study_early_with_stop_study_and_resume_goes_on_to_n_c
     assert result.stop_reason == "good enough" and not result.timed_out
     assert result.promotion is not None and result.promotion.promoted
     assert repr(result).endswith("stopped by a callback: good enough)")
-    parent = MlflowClient().get_run(result.study_run_id)
+    parent = MlflowClient(uri).get_run(result.study_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["bo_tuner.stopped_by"] == "callback"
     assert "Stopped by a callback's StopStudy (good enough) after 2 of 4 trials" in parent.data.tags[
@@ -580,11 +580,14 @@ def test_a_callback_ends_a_study_early_with_stop_study_and_resume_goes_on_to_n_c
 
     resumed = bo_tuner.tune(config, resume=result.study_run_id, progress=False, callbacks=[on_the_last])
     assert [t.number for t in resumed.trials] == [1, 2, 3, 4] and resumed.stop_reason is None
-    assert MlflowClient().get_run(result.study_run_id).data.tags["bo_tuner.stopped_by"] == "n_calls"
+    assert MlflowClient(uri).get_run(result.study_run_id).data.tags["bo_tuner.stopped_by"] == "n_calls"
+
+    def at_once(outcome: TrialOutcome) -> None:
+        raise bo_tuner.StopStudy("enough")
 
     stopped = bo_tuner.minimize(lambda p: p["x"] ** 2, {"x": {"type": "real", "low": -1, "high": 1}}, n_calls=10,
                                 n_initial_points=2, seed=0, tracking_uri=uri, experiment="stopped-fn",
-                                callbacks=[lambda t: (_ for _ in ()).throw(bo_tuner.StopStudy("enough"))])
+                                callbacks=[at_once])
     assert len(stopped.trials) == 1 and stopped.stop_reason == "enough"
 
 
