@@ -672,10 +672,11 @@ def _split(n: int, y: pd.Series, task: Task, val_fraction: float, test_fraction:
     train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), random_state=seed,
                                   stratify=rest_strat)
     if len(val) < MIN_VALIDATION_ROWS:
+        grain = (f"an accuracy moves in steps of 1/{len(val)}" if task == "classification"
+                 else f"each row is 1/{len(val)} of the error")
         warnings.warn(f"val_fraction: ({val_fraction:g}) leaves {len(val)} validation rows of {n}: every trial is "
-                      f"scored on them alone, so the search mostly compares noise (an accuracy moves in steps of "
-                      f"1/{len(val)}); give the data more rows, or a larger val_fraction in the study file",
-                      BoTunerWarning, stacklevel=3)
+                      f"scored on them alone, so the search mostly compares noise ({grain}); give the data more "
+                      "rows, or a larger val_fraction in the study file", BoTunerWarning, stacklevel=3)
     return np.sort(train), np.sort(val), np.sort(test)
 
 

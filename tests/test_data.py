@@ -42,6 +42,8 @@ def test_a_validation_split_too_small_to_rank_trials_is_said_once_as_the_data_is
         "val_fraction: (0.2) leaves 3 validation rows of 15: every trial is scored on them alone, so the search "
         "mostly compares noise (an accuracy moves in steps of 1/3); give the data more rows, or a larger "
         "val_fraction in the study file"]
+    with pytest.warns(BoTunerWarning, match=r"3 validation rows of 15: .* noise \(each row is 1/3 of the error\)"):
+        prepare(str(tmp_path / "tiny.csv"), "a", task="regression")  # no accuracy to speak of
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(prepare("iris").x_val) == data.MIN_VALIDATION_ROWS  # the smallest bundled dataset: no warning
