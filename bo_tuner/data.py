@@ -306,6 +306,13 @@ class PreparedData:
         labels: npt.NDArray[Any] = np.asarray(self.pipeline.class_names(), dtype=object)[np.asarray(self.y_val)]
         return labels
 
+    def commonest_val_class(self) -> tuple[Any, float]:
+        """The validation split's commonest class and its share of the rows: the val_accuracy of a model that
+        answers that class whatever the input."""
+        codes, counts = np.unique(np.asarray(self.y_val).ravel(), return_counts=True)
+        top = int(np.argmax(counts))
+        return _python(self.pipeline.class_names()[int(codes[top])]), float(counts[top] / counts.sum())
+
     @property
     def interface(self) -> str:
         """A short hash of what a served model's callers depend on: the input columns (each numeric or not), the

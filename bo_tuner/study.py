@@ -731,7 +731,24 @@ def _checked_metric(config: StudyConfig, prepared: data_mod.PreparedData, space:
                           f"{', '.join(BUILTIN_METRICS[prepared.task])}")
     _check_inputs(config, prepared, space)
     _check_metric_defined(config, prepared, metric)
+    _warn_if_accuracy_is_trivial(prepared, metric)
     return metric
+
+
+#: A validation split whose commonest class is at least this share of its rows draws a warning when the study
+#: optimises val_accuracy: a model that answers that class alone scores as much.
+TRIVIAL_ACCURACY = 0.9
+
+
+def _warn_if_accuracy_is_trivial(prepared: data_mod.PreparedData, metric: str) -> None:
+    if metric != "val_accuracy" or prepared.task != "classification":
+        return
+    label, share = prepared.commonest_val_class()
+    if share >= TRIVIAL_ACCURACY:
+        warnings.warn(f"metric: ('val_accuracy') is {share:.3g} for a model that answers {label!r} whatever the "
+                      f"input ({share:.1%} of the validation rows are {label!r}); --metric val_f1_macro or val_auc "
+                      "ranks models by the rare classes too, and class_weight: balanced weighs them in training",
+                      BoTunerWarning, stacklevel=4)
 
 
 def _check_metric_defined(config: StudyConfig, prepared: data_mod.PreparedData, metric: str) -> None:

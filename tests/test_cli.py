@@ -213,6 +213,28 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
                                                "val_f1_macro, accuracy, loss")
 
 
+def test_val_accuracy_on_a_table_of_one_class_mostly_warns_that_answering_it_alone_scores_as_much(
+        workdir: Path) -> None:
+    """Fraud-like data (2 % of one class): every model scores val_accuracy 0.98 by answering the common class, so
+    the study would rank configurations by noise and register one that never finds the rare class."""
+    import bo_tuner
+
+    rows = 500
+    pd.DataFrame({"a": [i % 11 for i in range(rows)], "b": [i % 7 for i in range(rows)],
+                  "y": ["fraud" if i % 50 == 0 else "ok" for i in range(rows)]}).to_csv("t.csv", index=False)
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    with pytest.warns(BoTunerWarning) as caught:
+        bo_tuner.plan({"data": "t.csv", "target": "y", "tracking_uri": uri})
+    assert [str(w.message) for w in caught if w.category is BoTunerWarning] == [
+        "metric: ('val_accuracy') is 0.98 for a model that answers 'ok' whatever the input (98.0% of the validation "
+        "rows are 'ok'); --metric val_f1_macro or val_auc ranks models by the rare classes too, and class_weight: "
+        "balanced weighs them in training"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bo_tuner.plan({"data": "t.csv", "target": "y", "metric": "val_f1_macro", "tracking_uri": uri})
+        bo_tuner.plan({"data": "iris", "tracking_uri": uri})  # a third of the rows each
+
+
 def test_a_dry_run_under_mlflow_run_describes_the_run_mlflow_made(
         workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """``mlflow run . -P dry_run=true`` makes its run before our command starts; a dry run trains nothing in it,
