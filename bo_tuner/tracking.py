@@ -87,6 +87,18 @@ def connect(tracking_uri: str | None) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def _swapped(module: Any, name: str, value: Any) -> Iterator[Any]:
+    """``module.name`` (one of MLflow's process-wide settings, which it offers no public way to save and restore)
+    set to ``value`` for the block, then back to what it was; yields that earlier value (None if it had none)."""
+    before = getattr(module, name, None)
+    setattr(module, name, value)
+    try:
+        yield before
+    finally:
+        setattr(module, name, before)
+
+
 _autologging_before: list[bool] = []  # whether MLflow's autologging was off before each autologging_paused()
 
 
@@ -98,12 +110,12 @@ def autologging_paused() -> Iterator[None]:
     :func:`callers_autologging` gives a user's objective inside the block their setting back."""
     from mlflow.utils import autologging_utils
 
-    _autologging_before.append(bool(getattr(autologging_utils, "_AUTOLOGGING_GLOBALLY_DISABLED", False)))
-    autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = True
-    try:
-        yield
-    finally:
-        autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = _autologging_before.pop()
+    with _swapped(autologging_utils, "_AUTOLOGGING_GLOBALLY_DISABLED", True) as before:
+        _autologging_before.append(bool(before))
+        try:
+            yield
+        finally:
+            _autologging_before.pop()
 
 
 @contextlib.contextmanager
@@ -115,12 +127,8 @@ def callers_autologging() -> Iterator[None]:
     if not _autologging_before:
         yield
         return
-    paused = autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED
-    autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = _autologging_before[0]
-    try:
+    with _swapped(autologging_utils, "_AUTOLOGGING_GLOBALLY_DISABLED", _autologging_before[0]):
         yield
-    finally:
-        autologging_utils._AUTOLOGGING_GLOBALLY_DISABLED = paused
 
 
 @contextlib.contextmanager
@@ -575,14 +583,8 @@ def _activate(run_id: str) -> None:
     resume a run of any other; their choice holds again once the run is active)."""
     from mlflow.tracking import fluent
 
-    chosen = getattr(fluent, "_active_experiment_id", None)
-    if chosen is not None:
-        fluent._active_experiment_id = None
-    try:
+    with _swapped(fluent, "_active_experiment_id", None):
         mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None, log_system_metrics=False)
-    finally:
-        if chosen is not None:
-            fluent._active_experiment_id = chosen
 
 
 def callers_run(experiment_id: str) -> str | None:
