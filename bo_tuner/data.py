@@ -211,13 +211,22 @@ class FeaturePipeline:
         #: Numeric columns of whole numbers: typed ``Any`` in the served model's signature (MLflow's ``long`` refuses
         #: a missing value, which this pipeline imputes), so :meth:`transform` checks that they hold numbers.
         self.whole_numbers = [c for c in self.numeric if pd.api.types.is_integer_dtype(frame[c])]
+        #: Columns with gaps in the training rows: the model has learnt to do without them (imputed), so the served
+        #: model's signature marks them optional and :meth:`transform` reads one a request leaves out as missing.
+        self.optional = [c for c in self.columns if bool(frame[c].isna().any())]
         self.transformer.fit(frame[self.columns])
         return self
 
     def transform(self, frame: pd.DataFrame) -> npt.NDArray[np.float32]:
-        missing = [c for c in self.columns if c not in frame.columns]
+        absent = [c for c in self.columns if c not in frame.columns]
+        optional = getattr(self, "optional", ())  # a pipeline pickled before they were noted: none
+        missing = [c for c in absent if c not in optional]
         if missing:
-            raise DataError(f"input: columns {missing} are missing; the model takes {self.columns}")
+            may = [c for c in self.columns if c in optional]
+            raise DataError(f"input: columns {missing} are missing; the model takes {self.columns}"
+                            + (f" (of them {may} may be left out: missing values there are imputed)" if may else ""))
+        if absent:  # optional ones (MLflow's schema lets a request leave them out): every value missing
+            frame = frame.assign(**{c: np.nan for c in absent})
         frame = frame[self.columns]
         for column in getattr(self, "whole_numbers", ()):  # a pipeline pickled before they were noted: none
             if not pd.api.types.is_numeric_dtype(frame[column]):
@@ -300,6 +309,15 @@ class PreparedData:
     @property
     def n_rows(self) -> int:
         return len(self.x_train) + len(self.x_val) + len(self.test_frame)
+
+    def signature_sample(self, n: int = 5) -> pd.DataFrame:
+        """Raw test rows the served model's signature is read from: the first ``n``, and for a column missing in
+        all of them the first row that has it, so that its type is read from a value (a text column whose first
+        rows were gaps was typed ``Any``)."""
+        head = self.test_frame.head(n)
+        more = [int(present.idxmax()) for c in self.test_frame.columns
+                if head[c].isna().all() and (present := self.test_frame[c].notna()).any()]
+        return self.test_frame.iloc[sorted({*range(len(head)), *more})] if more else head
 
     def val_labels(self) -> npt.NDArray[Any]:
         """The validation split's classes, as the names :meth:`FeaturePipeline.class_names` gives them."""

@@ -741,9 +741,13 @@ class LoggedModel:
     model_id: str | None
 
 
-def _loose_inputs(signature: Any, sample: pd.DataFrame, whole_numbers: Sequence[str]) -> Any:
+def _served_inputs(signature: Any, sample: pd.DataFrame, whole_numbers: Sequence[str], optional: Sequence[str]) -> Any:
     """``signature`` with each time-zone aware date-time column of ``sample`` and each of ``whole_numbers`` typed
-    ``Any``: the feature pipeline reads and checks them itself.
+    ``Any``: the feature pipeline reads and checks them itself; and with exactly the ``optional`` columns (gaps in
+    the training rows, which the pipeline imputes; a request may leave them out) not required.
+
+    MLflow reads a column as optional when the sample rows have a gap in it: which columns a request could leave
+    out depended on the first few test rows, and the model then refused a request without such a column.
 
     MLflow's ``datetime`` type holds only zone-free date-times: its input check converts such a column with
     ``astype("datetime64[ns]")``, which refuses an aware one, so the model failed on the very rows it was trained on
@@ -759,10 +763,9 @@ def _loose_inputs(signature: Any, sample: pd.DataFrame, whole_numbers: Sequence[
 
     loose = {str(c) for c in sample.columns if isinstance(sample[c].dtype, pd.DatetimeTZDtype)}
     loose |= {str(c) for c in whole_numbers}
-    if not loose:
-        return signature
+    gaps = {str(c) for c in optional}
     any_type = AnyType()  # type: ignore[no-untyped-call]
-    inputs = Schema([ColSpec(any_type, spec.name, required=spec.required) if spec.name in loose else spec
+    inputs = Schema([ColSpec(any_type if spec.name in loose else spec.type, spec.name, required=spec.name not in gaps)
                      for spec in signature.inputs.inputs])
     return ModelSignature(inputs=inputs, outputs=signature.outputs, params=signature.params)
 
@@ -792,8 +795,8 @@ def log_served_model(
             warnings.simplefilter("ignore")  # MLflow suggests an input example; the signature carries the schema
             # "params": {"output": "probabilities"} in a request (or predict(..., params=...)) for a classifier's
             # class probabilities; the default answers labels / numbers.
-            signature = _loose_inputs(infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]}),
-                                      sample, getattr(pipeline, "whole_numbers", ()))
+            inferred = infer_signature(sample, sample_output, params={"output": SERVED_OUTPUTS[0]})
+            signature = _served_inputs(inferred, sample, pipeline.whole_numbers, pipeline.optional)
         with warnings.catch_warnings(), _requirements_unchecked():
             warnings.simplefilter("ignore")  # "no input example" advice: the signature is explicit
             info = mlflow.pyfunc.log_model(

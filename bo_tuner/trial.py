@@ -326,7 +326,7 @@ def log_learning_curve(outcome: TrialOutcome, metric: str) -> None:
 
 
 def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
-    sample = prepared.test_frame.head(5)
+    sample = prepared.signature_sample()
     sample_output = np.asarray(
         prepared.pipeline.decode(models.predict(model, prepared.pipeline.transform(sample))).tolist())
     with tempfile.TemporaryDirectory() as tmp:

@@ -626,3 +626,43 @@ def test_a_whole_number_column_takes_a_request_s_missing_values_and_refuses_what
     with pytest.raises(DataError, match=r"^input: column 'visits' holds 'many', not a number; send a number, or null "
                                         "for a missing value$"):
         d.pipeline.transform(pd.DataFrame({"visits": [3, "many"], "size": [0.5, 0.5]}))
+
+
+def test_a_column_with_gaps_in_training_may_be_left_out_of_a_request_and_its_type_is_read_from_a_value(
+        tmp_path: Path) -> None:
+    """The served model's signature marks optional exactly the columns with gaps in the training rows, and a request
+    may leave such a column out: MLflow's schema then passes the frame on without it, which the pipeline read as
+    every value missing (imputed), not as an error. A column whose first test rows are all gaps is typed from the
+    first row that has a value (it was ``Any``, read from five missing values)."""
+    import warnings
+
+    from mlflow.models import infer_signature
+
+    from bo_tuner import tracking
+
+    rng = np.random.default_rng(1)
+    n = 200
+    frame = pd.DataFrame({"size": rng.normal(size=n), "region": rng.choice(["north", "south"], size=n),
+                          "visits": rng.integers(0, 9, size=n), "label": rng.choice(["a", "b"], size=n)})
+    frame.loc[::3, "region"] = None
+    frame.loc[::4, "size"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    d = prepare(str(tmp_path / "t.csv"), "label")
+    assert d.pipeline.optional == ["size", "region"]
+    d = data.PreparedData(**{**d.__dict__, "test_frame": d.test_frame.assign(  # the first test rows: gaps alone
+        region=[None] * 6 + list(d.test_frame["region"][6:]))})
+    sample = d.signature_sample()
+    assert len(sample) == 6 and sample["region"].notna().sum() == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's advice on integer columns: typed Any here
+        signature = tracking._served_inputs(infer_signature(sample), sample, d.pipeline.whole_numbers,
+                                            d.pipeline.optional)
+    specs = {spec.name: (repr(spec.type), spec.required) for spec in signature.inputs.inputs}
+    assert specs == {"size": ("double", False), "region": ("string", False), "visits": ("Any", True)}
+    rows = d.test_frame.head(4).assign(size=1.0)
+    without = d.pipeline.transform(rows.drop(columns=["region", "size"]))
+    assert np.array_equal(without, d.pipeline.transform(rows.assign(region=None, size=np.nan)))
+    with pytest.raises(DataError, match=r"^input: columns \['visits'\] are missing; the model takes \['size', "
+                                        r"'region', 'visits'\] \(of them \['size', 'region'\] may be left out: missing "
+                                        r"values there are imputed\)$"):
+        d.pipeline.transform(rows.drop(columns=["visits"]))

@@ -177,6 +177,12 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert types["visits"] == "Any" and types["bmi"] == "double" and types["sex"] == "string"
     gaps = raw.assign(visits=[3, None, 2, None, 1], bmi=[np.nan, 0.01, np.nan, 0.02, 0.0])
     assert np.all(np.isfinite(np.asarray(model.predict(gaps), dtype=float)))
+    # bmi had gaps in training: optional in the signature, and a request may leave it out (every value missing)
+    required = {spec.name: spec.required for spec in model.metadata.get_input_schema().inputs}
+    assert required == {"age": True, "sex": True, "bmi": False, "bp": True, "s1": True, "s2": True, "s3": True,
+                        "s4": True, "s5": True, "s6": True, "visits": True}
+    assert np.array_equal(np.asarray(model.predict(raw.drop(columns=["bmi"])), dtype=float),
+                          np.asarray(model.predict(raw.assign(bmi=np.nan)), dtype=float))
     with pytest.raises(mlflow.exceptions.MlflowException, match=r"input: column 'visits' holds 'many', not a number"):
         model.predict(raw.assign(visits="many"))
     with pytest.raises(mlflow.exceptions.MlflowException, match=r"output: \('probabilities'\) must be one of labels "
