@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-consecutive-failures", type=_opt_int, help="stop after this many failures in a row [5]")
     tune.add_argument("--study-name", type=_opt, help="parent run name [<data>-<model>]")
     tune.add_argument("--timeout", type=_opt, metavar="DURATION",
-                      help="start no trial after this long (seconds, or 30m, 2h); running trials finish and the "
+                      help="start no trial after this long (seconds, or 30m, 2h, 1h30m); running trials finish and the "
                            "best is registered [none]")
     tune.add_argument("--pruner", **_one_of("none", "median"),
                       help="stop trials worse than the median of earlier trials at the same epoch [none]")

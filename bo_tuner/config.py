@@ -102,16 +102,20 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _seconds(name: str, value: Any) -> float | None:
-    """A duration: seconds as a number, or a number with a unit ("90s", "30m", "2.5h", "1d"); None or "" for none."""
+    """A duration: seconds as a number, or numbers with units ("90s", "30m", "2.5h", "1d", "1h30m", "2m 30s");
+    None or "" for none."""
     if value is None or value == "":
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*", value) if isinstance(value, str) else None
-    if match:
-        seconds = float(match.group(1)) * _UNIT_SECONDS.get(match.group(2) or "s", 1)
+    number = r"(\d+(?:\.\d*)?|\.\d+)"
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text is not None and re.fullmatch(number, text):
+        seconds = float(text)
+    elif text is not None and re.fullmatch(rf"(?:{number}\s*[smhd]\s*)+", text):
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in re.findall(rf"{number}\s*([smhd])", text))
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise ConfigError(f"{name}: ({value!r}) must be seconds, or a number with s, m, h or d (e.g. 30m, 2h)")
+        raise ConfigError(f"{name}: ({value!r}) must be seconds, or numbers with s, m, h or d (e.g. 30m, 2h, 1h30m)")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"{name}: ({value!r}) must be a positive duration")
     return seconds

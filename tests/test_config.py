@@ -207,10 +207,11 @@ def test_a_data_file_beside_the_config_file_is_found_from_another_folder(tmp_pat
 
 def test_timeout_is_seconds_or_a_duration_with_a_unit() -> None:
     for text, seconds in (("90", 90.0), ("30m", 1800.0), ("2.5h", 9000.0), ("1d", 86400.0), (45, 45.0),
-                           (" 10 s ", 10.0), (None, None), ("", None)):
+                           (" 10 s ", 10.0), (None, None), ("", None), ("1h30m", 5400.0), ("2m 30s", 150.0),
+                           ("1H", 3600.0)):
         assert StudyConfig(timeout=text).timeout == seconds  # type: ignore[arg-type]
-    for bad in ("soon", "-3", "2 weeks", True):
-        with pytest.raises(ConfigError, match=r"timeout: .* must be seconds, or a number with s, m, h or d"):
+    for bad in ("soon", "-3", "2 weeks", True, "1h30", "h", "1h-5m"):
+        with pytest.raises(ConfigError, match=r"timeout: .* must be seconds, or numbers with s, m, h or d"):
             StudyConfig(timeout=bad)  # type: ignore[arg-type]
     for bad in ("0", 0, -5, float("inf")):
         with pytest.raises(ConfigError, match=r"timeout: .* must be a positive duration"):
