@@ -78,8 +78,11 @@ def should_promote(value: float, metric: str, maximize: bool, policy: str,
     if interface is not None and theirs is not None and theirs != interface:
         return False, ("the champion takes other inputs (its columns, target or task differ); pass --promote always "
                        "to replace it, or --registered-model to register under another name")
-    if champion_tags.get(METRIC_TAG) != metric:
-        return False, (f"the champion was chosen on {champion_tags.get(METRIC_TAG)!r}, not {metric!r}; "
+    if METRIC_TAG not in champion_tags:  # registered by hand or by another tool: no score to weigh it by
+        return False, (f"the champion has no recorded {metric} (it was not registered by a bo_tuner study); "
+                       "pass --promote always to replace it")
+    if champion_tags[METRIC_TAG] != metric:
+        return False, (f"the champion was chosen on {champion_tags[METRIC_TAG]!r}, not {metric!r}; "
                        "pass --promote always to replace it")
     if same_split is not None:
         split = same_split

@@ -256,3 +256,17 @@ def test_enqueue_takes_points_as_mappings_or_yaml_text_and_round_trips() -> None
         StudyConfig(n_calls=2, n_initial_points=1, enqueue=[{"a": 1}] * 3)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^enqueue: \(learning_rate\) conflicts with lr_find"):
         StudyConfig(lr_find=True, enqueue=[{"learning_rate": 0.01}])  # type: ignore[arg-type]
+
+
+def test_a_champion_registered_by_hand_is_kept_and_said_to_have_no_score() -> None:
+    """A user's own model under the name (an sklearn baseline they registered and aliased) has none of bo_tuner's
+    tags: it is not replaced, and the reason says why, not "chosen on None"."""
+    from bo_tuner.registry import should_promote
+
+    promoted, reason = should_promote(0.99, "val_accuracy", True, "if-better", {"owner": "me"}, "aaaa")
+    assert not promoted
+    assert reason == ("the champion has no recorded val_accuracy (it was not registered by a bo_tuner study); pass "
+                      "--promote always to replace it")
+    other = {"bo_tuner.metric": "val_loss", "bo_tuner.objective": "0.2"}
+    assert should_promote(0.99, "val_accuracy", True, "if-better", other, "aaaa") == (
+        False, "the champion was chosen on 'val_loss', not 'val_accuracy'; pass --promote always to replace it")
