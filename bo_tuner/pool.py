@@ -351,6 +351,11 @@ class WorkerPool(cf.Executor):
         for thread in self._threads:
             thread.start()
 
+    @property
+    def size(self) -> int:
+        """How many tasks run at once: one worker process per slot."""
+        return len(self._threads)
+
     def _start(self, slot: int) -> _Process:
         """A new process for ``slot``. The forkserver's first start waits for its imports (seconds): the slot's
         thread waits, not the caller of the pool, and not under the lock that ``terminate`` needs."""
@@ -547,7 +552,8 @@ def early_study_pool(config: StudyConfig, *, resume: str | None) -> WorkerPool |
 
 def study_pool(config: StudyConfig) -> WorkerPool:
     """A study's Keras workers, started now and warmed up at once, recycled after ``worker_max_trials`` trials or
-    once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots round-robin. With k > 1 workers
+    once they grew by ``worker_max_growth_mb``; ``--gpus`` are dealt to the slots round-robin. ``parallel``
+    workers, or ``n_calls`` when that is fewer (``--parallel 8`` for 2 trials started 8). With k > 1 workers
     each gets cores / k intra-op threads, so k workers do not oversubscribe the machine; one worker gets one
     when the space's largest model is small (``trial.init_worker``), else TensorFlow's default (all cores).
 
@@ -556,7 +562,7 @@ def study_pool(config: StudyConfig) -> WorkerPool:
     Keras' torch backend asks ``torch.cuda.is_available()`` as it is imported, which initialises CUDA, and a forked
     child cannot use CUDA initialised before the fork.
     """
-    parallel = config.parallel
+    parallel = min(config.parallel, config.n_calls)  # a worker beyond the trials would only import and wait
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     gpus = config.gpu_list
     preload = ["bo_tuner.trial"]

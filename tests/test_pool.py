@@ -414,3 +414,17 @@ def test_one_worker_trains_a_small_space_on_one_thread_and_a_large_one_on_all_co
         finally:
             pool.shutdown()
     assert seen == [1, 0, max(1, (os.cpu_count() or 1) // 2)]
+
+
+def test_a_study_starts_no_more_workers_than_it_has_trials(tmp_path: Path) -> None:
+    """``--parallel 4`` for 2 trials: two workers, each with half the cores (it started four, two of them only to
+    import TensorFlow, take memory and wait)."""
+    from bo_tuner.config import StudyConfig
+    from bo_tuner.pool import study_pool
+
+    pool = study_pool(StudyConfig(data="iris", parallel=4, n_calls=2, n_initial_points=2,
+                                  tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"))
+    try:
+        assert pool.size == 2
+    finally:
+        pool.shutdown()
