@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--warm-start", type=_opt, metavar="EXPERIMENT|RUN_ID",
                       help="tell earlier studies' finished trials that fit the space to the optimizer first")
     tune.add_argument("--dry-run", type=_opt_bool, nargs="?", const=True, default=False, metavar="true|false",
-                      help="check the config, space, data and tracking URI and print what the study would run; "
-                           "start nothing")
+                      help="check the config, space, data, tracking URI and warm-start source and print what "
+                           "the study would run; start nothing")
     tune.add_argument("--enqueue", type=_opt, metavar="POINTS",
                       help="hyperparameters the first trials train, as YAML/JSON: a mapping or a list of them, "
                            "e.g. '{n_hidden: 2, learning_rate: 0.001}' (dimensions left out are drawn at random)")

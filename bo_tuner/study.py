@@ -1038,6 +1038,15 @@ def _stored_space(parent_id: str) -> SearchSpace | None:
     return None if text is None else SearchSpace.from_dict(yaml.safe_load(text))
 
 
+_WARM_SKIPPED = "skipped (other data, model or metric, or outside the space)"
+
+
+def _same_problem(metric: str, prepared: data_mod.PreparedData, config: StudyConfig) -> dict[str, str]:
+    """The tags a warm-start trial's run must share with this study (where it records them): a value measured
+    on other data, by another model or metric would mislead the GP."""
+    return {"bo_tuner.metric": metric, INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
+
+
 def _warm_start(source: str, space: SearchSpace, maximize: bool, exclude: str | None,
                 same: Mapping[str, str], model: str) -> tuple[list[dict[str, Scalar]], list[float | None], int]:
     """Finished trials of earlier studies (a study's run id, or every study in an experiment) that fit the space.
@@ -1171,8 +1180,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
             INTERFACE_TAG: prepared.interface, "bo_tuner.registered_model": registered_name}
     trial_tags = {INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
     warm_points, warm_values, warm_skipped = (
-        _warm_start(config.warm_start, space, maximize, exclude=resume,
-                    same={"bo_tuner.metric": metric, **trial_tags}, model=config.model)
+        _warm_start(config.warm_start, space, maximize, exclude=resume, same=_same_problem(metric, prepared, config),
+                    model=config.model)
         if config.warm_start
         else ([], [], 0))
     history: list[TrialOutcome] = []
@@ -1196,8 +1205,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
               f"`bo-tuner tune --resume {parent_id}`", file=sys.stderr, flush=True)
         if config.warm_start:
             print(f"warm start from {config.warm_start!r}: {len(warm_points)} finished trials told first, "
-                  f"{warm_skipped} skipped (other data, model or metric, or outside the space)", file=sys.stderr,
-                  flush=True)
+                  f"{warm_skipped} {_WARM_SKIPPED}", file=sys.stderr, flush=True)
     # What --resume needs, stored before anything can die: the config now, the space once it is final (after the
     # LR finder). A study killed during the finder or its first trials could not be resumed ("no study.yaml",
     # then a traceback for the missing space.yaml: both were logged only later).
@@ -1432,6 +1440,7 @@ class StudyPlan:
     registered_model: str
     lr_find: bool = False
     champion: str = ""  # what the registry step would weigh the study's best against
+    warm_start: str = ""  # what --warm-start would tell the optimizer first
 
     def describe(self) -> str:
         """The plan as lines of text."""
@@ -1454,6 +1463,8 @@ class StudyPlan:
             lines.append("fixed: " + ", ".join(f"{k}={v}" for k, v in self.fixed.items()))
         lines += [f"enqueue[{i}]: " + ", ".join(f"{k}={v}" for k, v in point.items())
                   for i, point in enumerate(self.enqueue)]
+        if self.warm_start:
+            lines.append(f"warm start: {self.warm_start}")
         lines.append(f"tracking: reachable; experiment {self.experiment}; registered model {self.registered_model}")
         if self.champion:
             lines.append(f"registry: {self.champion}")
@@ -1462,7 +1473,7 @@ class StudyPlan:
 
 def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> StudyPlan:
     """Check a study as :func:`tune` does before it starts anything — config, space, enqueued points, data, metric,
-    tracking URI — and say what it would run; no run is created, nothing trains.
+    tracking URI, warm-start source — and say what it would run; no run is created, nothing trains.
 
     Raises:
         ConfigError, DataError, TrackingUnavailableError: as :func:`tune` would, before any run.
@@ -1476,6 +1487,11 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     tracking.connect(config.tracking_uri)
     _warn_if_space_is_small(space, config.n_calls)
     label, registered = _study_names(config, prepared)
+    warm = ""
+    if config.warm_start:
+        points, _, skipped = _warm_start(config.warm_start, space, config.maximizes(metric), exclude=None,
+                                         same=_same_problem(metric, prepared, config), model=config.model)
+        warm = f"from {config.warm_start!r}: {len(points)} finished trials told first, {skipped} {_WARM_SKIPPED}"
     return StudyPlan(
         label=label, data=prepared.name, task=prepared.task,
         rows=(len(prepared.x_train), len(prepared.x_val), len(prepared.test_frame)),
@@ -1486,7 +1502,8 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         enqueue=tuple(enqueued), experiment=tracking.experiment_name(config.experiment),
         registered_model=registered, lr_find=config.lr_find,
         champion=registry.champion_outlook(registered, metric, config.promote, prepared.interface,
-                                           prepared.dataset.digest))
+                                           prepared.dataset.digest),
+        warm_start=warm)
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,

@@ -126,6 +126,12 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, cap
     # warm start: a new study learns from the finished trials of this one
     warm = bo_tuner.load_config(workdir / "space.yaml", data="iris", tracking_uri=uri, n_calls=1,
                                 max_epochs=5, experiment="warm", warm_start="crash", registered_model="iris-warm")
+    # a dry run checks the source and says what it would tell (a misspelt one failed only once the study began)
+    assert ("warm start: from 'crash': 6 finished trials told first, 0 skipped (other data, model or metric, or "
+            "outside the space)") in bo_tuner.plan(warm).describe().splitlines()
+    with pytest.raises(bo_tuner.ConfigError, match=r"^warm_start: \('crsh'\) is neither a study run id nor an "
+                                                   "experiment name$"):
+        bo_tuner.plan(warm.replace(warm_start="crsh"))
     result = bo_tuner.tune(warm, progress=False)
     metrics = client.get_run(result.study_run_id).data.metrics
     assert metrics["warm_start_points"] == 6 and metrics["warm_start_skipped"] == 0
