@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import gc
+import glob
 import logging
 import os
 import re
@@ -687,6 +688,24 @@ def _warn_if_space_is_small(space: SearchSpace, n_calls: int) -> None:
                       stacklevel=3)
 
 
+def _warn_if_cores_are_oversubscribed(config: StudyConfig) -> None:
+    """More local workers than CPU cores on a Linux machine with no NVIDIA device: the trials take turns on the
+    cores, so the study ends no sooner than with one worker per core, each worker holds a TensorFlow of its own,
+    and each proposal is made with more trials still running (a GPU's workers share the GPU: no warning there)."""
+    workers = min(config.parallel, config.n_calls)
+    cores = os.cpu_count() or 1
+    if (config.backend != "local" or workers <= cores or config.gpu_list or sys.platform != "linux"
+            or _nvidia_devices()):
+        return
+    warnings.warn(f"parallel: ({config.parallel}) trials at once on {cores} CPU cores and no GPU: they take turns on "
+                  f"the cores, so the study ends no sooner than with --parallel {cores}, and each of its proposals "
+                  "is made with more trials still running", BoTunerWarning, stacklevel=3)
+
+
+def _nvidia_devices() -> bool:
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
 #: On a trial run whose hyperparameters came from the study's ``enqueue`` list rather than from the optimizer.
 ENQUEUED_TAG = "bo_tuner.enqueued"
 
@@ -1229,6 +1248,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                       f"{space['learning_rate'].describe()}", file=sys.stderr, flush=True)
     _log_space(parent_id, space)
     _warn_if_space_is_small(space, config.n_calls)
+    _warn_if_cores_are_oversubscribed(config)
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
@@ -1486,6 +1506,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     metric = _checked_metric(config, prepared, space)
     tracking.connect(config.tracking_uri)
     _warn_if_space_is_small(space, config.n_calls)
+    _warn_if_cores_are_oversubscribed(config)
     label, registered = _study_names(config, prepared)
     warm = ""
     if config.warm_start:

@@ -1423,3 +1423,29 @@ except bo_tuner.BoTunerError as exc:
     assert (error, imported, alive) == ("DataError", [], False) and workers >= 1, out.stderr[-2000:]
     if (tmp_path / "mlflow.db").exists():
         assert MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()]) == []
+
+
+def test_more_workers_than_cores_without_a_gpu_warns_as_the_study_is_checked(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--parallel 8`` on a 2-core machine with no GPU: the trials take turns on the cores (no sooner done than
+    with 2), each worker a TensorFlow of its own. Said once, by the dry run too; not for a GPU's workers, not for
+    Ray's, not when the trials are no more than the cores."""
+    import warnings
+
+    from bo_tuner import study
+
+    monkeypatch.setattr(study.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(study.sys, "platform", "linux")
+    monkeypatch.setattr(study, "_nvidia_devices", lambda: False)
+    with pytest.warns(BoTunerWarning) as caught:
+        bo_tuner.plan({"data": "iris", "parallel": 8, "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"})
+    assert [str(w.message) for w in caught if w.category is BoTunerWarning] == [
+        "parallel: (8) trials at once on 2 CPU cores and no GPU: they take turns on the cores, so the study ends no "
+        "sooner than with --parallel 2, and each of its proposals is made with more trials still running"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for quiet in ({"parallel": 2}, {"parallel": 8, "n_calls": 2, "n_initial_points": 2},
+                      {"parallel": 8, "backend": "ray"}, {"parallel": 8, "gpus": "0"}):
+            study._warn_if_cores_are_oversubscribed(StudyConfig(**quiet))  # type: ignore[arg-type]
+        monkeypatch.setattr(study, "_nvidia_devices", lambda: True)
+        study._warn_if_cores_are_oversubscribed(StudyConfig(parallel=8))
