@@ -408,6 +408,11 @@ class StudyConfig:
         return tuple(self.gpus.split(",")) if self.gpus else ()
 
     @property
+    def workers(self) -> int:
+        """How many trials run at once: ``parallel``, or ``n_calls`` when that is fewer."""
+        return min(self.parallel, self.n_calls)
+
+    @property
     def initial_points(self) -> int:
         """``n_initial_points`` as resolved on construction (``None`` becomes ``min(6, n_calls)``)."""
         return int(self.n_initial_points or min(DEFAULT_INITIAL_POINTS, self.n_calls))

@@ -222,7 +222,7 @@ class FeaturePipeline:
         optional = getattr(self, "optional", ())  # a pipeline pickled before they were noted: none
         missing = [c for c in absent if c not in optional]
         if missing:
-            may = [c for c in self.columns if c in optional]
+            may = list(optional)
             raise DataError(f"input: columns {missing} are missing; the model takes {self.columns}"
                             + (f" (of them {may} may be left out: missing values there are imputed)" if may else ""))
         if absent:  # optional ones (MLflow's schema lets a request leave them out): every value missing

@@ -562,7 +562,7 @@ def study_pool(config: StudyConfig) -> WorkerPool:
     Keras' torch backend asks ``torch.cuda.is_available()`` as it is imported, which initialises CUDA, and a forked
     child cannot use CUDA initialised before the fork.
     """
-    parallel = min(config.parallel, config.n_calls)  # a worker beyond the trials would only import and wait
+    parallel = config.workers  # a worker beyond the trials would only import and wait
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     gpus = config.gpu_list
     preload = ["bo_tuner.trial"]

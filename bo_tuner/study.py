@@ -692,9 +692,8 @@ def _warn_if_cores_are_oversubscribed(config: StudyConfig) -> None:
     """More local workers than CPU cores on a Linux machine with no NVIDIA device: the trials take turns on the
     cores, so the study ends no sooner than with one worker per core, each worker holds a TensorFlow of its own,
     and each proposal is made with more trials still running (a GPU's workers share the GPU: no warning there)."""
-    workers = min(config.parallel, config.n_calls)
     cores = os.cpu_count() or 1
-    if (config.backend != "local" or workers <= cores or config.gpu_list or sys.platform != "linux"
+    if (config.backend != "local" or config.workers <= cores or config.gpu_list or sys.platform != "linux"
             or _nvidia_devices()):
         return
     warnings.warn(f"parallel: ({config.parallel}) trials at once on {cores} CPU cores and no GPU: they take turns on "
@@ -1060,10 +1059,15 @@ def _stored_space(parent_id: str) -> SearchSpace | None:
 _WARM_SKIPPED = "skipped (other data, model or metric, or outside the space)"
 
 
+def _trial_tags(prepared: data_mod.PreparedData, config: StudyConfig) -> dict[str, str]:
+    """Tags on each of the study's trial runs (with its metric) that say which problem it was measured on."""
+    return {INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
+
+
 def _same_problem(metric: str, prepared: data_mod.PreparedData, config: StudyConfig) -> dict[str, str]:
-    """The tags a warm-start trial's run must share with this study (where it records them): a value measured
-    on other data, by another model or metric would mislead the GP."""
-    return {"bo_tuner.metric": metric, INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
+    """The tags a warm-start trial's run must share with this study (where it records them), as its trials are
+    tagged: a value measured on other data, by another model or metric would mislead the GP."""
+    return {"bo_tuner.metric": metric, **_trial_tags(prepared, config)}
 
 
 def _warm_start(source: str, space: SearchSpace, maximize: bool, exclude: str | None,
@@ -1194,10 +1198,10 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
     # data as an absolute path: `--resume` from another folder (a scheduler's, `mlflow run`'s) reads the same file
     config_yaml = yaml.safe_dump({**_public_config(config), "data": data_mod.located(config.data)}, sort_keys=False)
     process = _this_process()
+    trial_tags = _trial_tags(prepared, config)
     tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
-            "minimize", **process, "bo_tuner.data": prepared.name, MODEL_TAG: config.model,
-            INTERFACE_TAG: prepared.interface, "bo_tuner.registered_model": registered_name}
-    trial_tags = {INTERFACE_TAG: prepared.interface, MODEL_TAG: config.model}
+            "minimize", **process, "bo_tuner.data": prepared.name, **trial_tags,
+            "bo_tuner.registered_model": registered_name}
     warm_points, warm_values, warm_skipped = (
         _warm_start(config.warm_start, space, maximize, exclude=resume, same=_same_problem(metric, prepared, config),
                     model=config.model)
