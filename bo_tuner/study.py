@@ -677,6 +677,14 @@ def _warn_if_momentum_is_unused(config: StudyConfig, space: SearchSpace, default
                       "momentum out of the space", BoTunerWarning, stacklevel=2)
 
 
+def _warn_before_runs(config: StudyConfig, space: SearchSpace) -> None:
+    """The study's start-up warnings, given before its parent run exists: under ``python -W error`` (or a caller's
+    ``warnings.simplefilter("error")``) the study then stops with nothing made. The space is read as its trials
+    will see it: with the learning-rate finder, ``learning_rate`` is a real range whatever the config said."""
+    _warn_if_space_is_small(centred_space(space, 1e-3) if config.lr_find else space, config.n_calls)
+    _warn_if_cores_are_oversubscribed(config)
+
+
 def _warn_if_space_is_small(space: SearchSpace, n_calls: int) -> None:
     """Fewer distinct points than trials (only int and categorical dimensions): the later trials train points
     already tried — skopt then proposes random ones, each trained with its own seed."""
@@ -1193,6 +1201,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
           callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float,
           enqueued: Sequence[dict[str, Scalar]], imports_done: Callable[[], None]) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
+    _warn_before_runs(config, space)
     maximize = config.maximizes(metric)
     label, registered_name = _study_names(config, prepared)
     # data as an absolute path: `--resume` from another folder (a scheduler's, `mlflow run`'s) reads the same file
@@ -1251,8 +1260,6 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
                 print(f"learning-rate finder: suggested {report.suggestion:.3g}; learning_rate is tuned in "
                       f"{space['learning_rate'].describe()}", file=sys.stderr, flush=True)
     _log_space(parent_id, space)
-    _warn_if_space_is_small(space, config.n_calls)
-    _warn_if_cores_are_oversubscribed(config)
     optimizer = Optimizer(space, n_initial_points=config.initial_points, acq_func=config.acq_func,
                           seed=config.seed + len(history) if history else config.seed)
     optimizer.tell_many(warm_points, warm_values)
@@ -1465,6 +1472,7 @@ class StudyPlan:
     lr_find: bool = False
     champion: str = ""  # what the registry step would weigh the study's best against
     warm_start: str = ""  # what --warm-start would tell the optimizer first
+    running: str = ""  # how the trials would run: epochs, trials at once and where, pruner, timeout, GPU options
 
     def describe(self) -> str:
         """The plan as lines of text."""
@@ -1489,6 +1497,8 @@ class StudyPlan:
                   for i, point in enumerate(self.enqueue)]
         if self.warm_start:
             lines.append(f"warm start: {self.warm_start}")
+        if self.running:
+            lines.append(f"running: {self.running}")
         lines.append(f"tracking: reachable; experiment {self.experiment}; registered model {self.registered_model}")
         if self.champion:
             lines.append(f"registry: {self.champion}")
@@ -1509,8 +1519,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     prepared = data_mod.prepare(*config.data_key)
     metric = _checked_metric(config, prepared, space)
     tracking.connect(config.tracking_uri)
-    _warn_if_space_is_small(space, config.n_calls)
-    _warn_if_cores_are_oversubscribed(config)
+    _warn_before_runs(config, space)
     label, registered = _study_names(config, prepared)
     warm = ""
     if config.warm_start:
@@ -1528,7 +1537,30 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
         registered_model=registered, lr_find=config.lr_find,
         champion=registry.champion_outlook(registered, metric, config.promote, prepared.interface,
                                            prepared.dataset.digest),
-        warm_start=warm)
+        warm_start=warm, running=_running_text(config, space))
+
+
+def _running_text(config: StudyConfig, space: SearchSpace) -> str:
+    """How a study's trials would run, as the dry run says it: the flags that change it and nothing else does."""
+    if "epochs" in space.names:
+        epochs = "epochs tuned"
+    else:
+        epochs = f"up to {config.fixed.get('epochs', config.max_epochs)} epochs a trial"
+    tasks = "Ray tasks" if config.backend == "ray" else "worker processes"
+    where = (f"one trial at a time in {'a Ray task' if config.backend == 'ray' else 'a worker process'}"
+             if config.workers == 1 else f"{config.workers} trials at once in {tasks}")
+    parts = [f"{epochs} (EarlyStopping on the metric)", where]
+    if config.gpus:
+        parts.append(f"spread over GPUs {config.gpus}")
+    if config.pruner == "median":
+        parts.append(f"median pruner after {config.pruner_warmup_epochs} epochs")
+    if config.timeout is not None:
+        parts.append(f"no trial starts after {config.timeout:g} s")
+    if config.mixed_precision:
+        parts.append("mixed precision on GPUs")
+    if config.jit_compile is not None:
+        parts.append(f"XLA {'on' if config.jit_compile else 'off'}")
+    return "; ".join(parts)
 
 
 def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace | Mapping[str, Any], *,

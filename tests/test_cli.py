@@ -195,12 +195,17 @@ def test_a_dry_run_checks_everything_and_says_what_would_run_but_starts_nothing(
         "  batch_norm: {False, True}",
         "fixed: optimizer=nadam",
         "enqueue[0]: n_hidden=2, n_neurons_2=5",
+        "running: up to 100 epochs a trial (EarlyStopping on the metric); one trial at a time in a worker process",
         "tracking: reachable; experiment bo_tuner; registered model t-mlp",
         "registry: no t-mlp@champion yet: the study's best becomes it"]
     assert _runs_in(workdir / "mlflow.db") == 0 and not multiprocessing.active_children()
     assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--lr-find"]) == 0
     assert "  (the learning-rate finder runs first: learning_rate is then tuned within 10x of its suggestion)" in (
         capsys.readouterr().out.splitlines())
+    assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--parallel", "2", "--max-epochs",
+                 "30", "--pruner", "median", "--timeout", "1h30m", "--xla", "false"]) == 0
+    assert ("running: up to 30 epochs a trial (EarlyStopping on the metric); 2 trials at once in worker processes; "
+            "median pruner after 5 epochs; no trial starts after 5400 s; XLA off") in capsys.readouterr().out
     assert main(["tune", "--data", "iris", "--tracking-uri", uri, "--dry-run", "--metric", "val_loss",
                  "--direction", "max"]) == 0  # KerasTuner's Objective("val_loss", direction="max"), perverse as it is
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("objective: maximize val_loss;")]

@@ -1425,6 +1425,29 @@ except bo_tuner.BoTunerError as exc:
         assert MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()]) == []
 
 
+def test_start_up_warnings_come_before_the_parent_run_and_read_the_space_the_trials_will_see(
+        tmp_path: Path) -> None:
+    """Under ``-W error`` a start-up warning stops the study with no run made (it came after the parent run, which
+    was left behind FAILED). With the learning-rate finder, ``learning_rate`` is a real range whatever the space
+    says, so four listed rates are not "4 distinct points"."""
+    import warnings
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    small = {"n_hidden": {"type": "int", "low": 1, "high": 2},
+             "batch_size": {"type": "categorical", "choices": [32, 64]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BoTunerWarning)
+        with pytest.raises(BoTunerWarning, match=r"space: \(4 distinct points\) has fewer points than n_calls \(5\)"):
+            bo_tuner.tune({"data": "iris", "n_calls": 5, "n_initial_points": 2, "space": small,
+                           "tracking_uri": uri, "experiment": "strict"}, progress=False)
+        client = MlflowClient(uri)
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+        with_finder = {"n_hidden": small["n_hidden"], "learning_rate": {"type": "categorical", "choices": [1e-3, 3e-3]}}
+        bo_tuner.plan({"data": "iris", "n_calls": 5, "lr_find": True, "space": with_finder, "tracking_uri": uri})
+        with pytest.raises(BoTunerWarning, match="4 distinct points"):
+            bo_tuner.plan({"data": "iris", "n_calls": 5, "space": with_finder, "tracking_uri": uri})
+
+
 def test_more_workers_than_cores_without_a_gpu_warns_as_the_study_is_checked(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """``--parallel 8`` on a 2-core machine with no GPU: the trials take turns on the cores (no sooner done than
