@@ -1064,7 +1064,10 @@ def _stored_space(parent_id: str) -> SearchSpace | None:
     return None if text is None else SearchSpace.from_dict(yaml.safe_load(text))
 
 
-_WARM_SKIPPED = "skipped (other data, model or metric, or outside the space)"
+def _warm_text(source: str, told: int, skipped: int) -> str:
+    """What a warm start tells the optimizer, as the study prints it and its dry run says it."""
+    return (f"from {source!r}: {told} finished trials told first, {skipped} skipped (other data, model or metric, "
+            "or outside the space)")
 
 
 def _trial_tags(prepared: data_mod.PreparedData, config: StudyConfig) -> dict[str, str]:
@@ -1156,6 +1159,7 @@ def _tune_here(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] 
         assert config is not None
         space = _validate_space(config)
         enqueued = _enqueued_points(config, space)  # checked before any run
+        _warn_before_runs(config, space)  # before the workers start too: under -W error the study does not begin
     except BaseException:
         if executor is not None:  # started for a study that does not begin
             _terminate(executor)
@@ -1201,7 +1205,6 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
           callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float,
           enqueued: Sequence[dict[str, Scalar]], imports_done: Callable[[], None]) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
-    _warn_before_runs(config, space)
     maximize = config.maximizes(metric)
     label, registered_name = _study_names(config, prepared)
     # data as an absolute path: `--resume` from another folder (a scheduler's, `mlflow run`'s) reads the same file
@@ -1236,8 +1239,8 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         print(f"study {label}: run {parent_id} (experiment {exp_id}); if it stops early, continue it with "
               f"`bo-tuner tune --resume {parent_id}`", file=sys.stderr, flush=True)
         if config.warm_start:
-            print(f"warm start from {config.warm_start!r}: {len(warm_points)} finished trials told first, "
-                  f"{warm_skipped} {_WARM_SKIPPED}", file=sys.stderr, flush=True)
+            print(f"warm start {_warm_text(config.warm_start, len(warm_points), warm_skipped)}", file=sys.stderr,
+                  flush=True)
     # What --resume needs, stored before anything can die: the config now, the space once it is final (after the
     # LR finder). A study killed during the finder or its first trials could not be resumed ("no study.yaml",
     # then a traceback for the missing space.yaml: both were logged only later).
@@ -1525,7 +1528,7 @@ def plan(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] | None
     if config.warm_start:
         points, _, skipped = _warm_start(config.warm_start, space, config.maximizes(metric), exclude=None,
                                          same=_same_problem(metric, prepared, config), model=config.model)
-        warm = f"from {config.warm_start!r}: {len(points)} finished trials told first, {skipped} {_WARM_SKIPPED}"
+        warm = _warm_text(config.warm_start, len(points), skipped)
     return StudyPlan(
         label=label, data=prepared.name, task=prepared.task,
         rows=(len(prepared.x_train), len(prepared.x_val), len(prepared.test_frame)),
