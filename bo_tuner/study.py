@@ -1159,7 +1159,6 @@ def _tune_here(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] 
         assert config is not None
         space = _validate_space(config)
         enqueued = _enqueued_points(config, space)  # checked before any run
-        _warn_before_runs(config, space)  # before the workers start too: under -W error the study does not begin
     except BaseException:
         if executor is not None:  # started for a study that does not begin
             _terminate(executor)
@@ -1205,6 +1204,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
           callbacks: Sequence[Callable[[TrialOutcome], Any]], started: float,
           enqueued: Sequence[dict[str, Scalar]], imports_done: Callable[[], None]) -> StudyResult:
     tracking_uri = tracking.connect(config.tracking_uri)  # fail fast, before anything trains
+    _warn_before_runs(config, space)  # after the data's checks, whose errors come first
     maximize = config.maximizes(metric)
     label, registered_name = _study_names(config, prepared)
     # data as an absolute path: `--resume` from another folder (a scheduler's, `mlflow run`'s) reads the same file
