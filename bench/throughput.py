@@ -51,6 +51,9 @@ def run(data: str, n_calls: int, parallel: int, max_epochs: int, seed: int, **ov
         started = time.time()
         with warnings.catch_warnings():  # --equal-trials: two points only, skopt says so at every repeat, as it should
             warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
+            # ... and the study once, up front (only that space is small): its repeats are the point there
+            warnings.filterwarnings("ignore", message=r"space: \(\d+ distinct points\) has fewer points",
+                                    category=bo_tuner.BoTunerWarning)
             result = bo_tuner.tune(config, progress=False)
         t = timeline(uri, result, started, time.time(), parallel)
     return {**t, "best": result.best_value or float("nan"),
