@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,14 +35,60 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(4, cpus))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--extended", action="store_true", default=False,
+                     help="also run the tests marked `extended` (the full suite; see README, 'Run the tests')")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The default run leaves out the tests marked ``extended``: deeper variants of paths the default suite already
+    runs end to end (another env manager, backend, entry into the API, resume case), so that the README's test
+    command stays well under 15 minutes on 2 vCPUs. ``--extended`` runs them too; it composes with ``-m``."""
+    if config.getoption("--extended"):
+        return
+    left_out = [item for item in items if item.get_closest_marker("extended") is not None]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item.get_closest_marker("extended") is None]
+
+
 def sqlite_uri(directory: Path) -> str:
     return f"sqlite:///{directory / 'mlflow.db'}"
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty sqlite tracking store as MLflow creates it (its schema migrated, the Default experiment made), once
+    per test process: creating one costs ~1-4 s of alembic migrations on a 2-vCPU machine, and dozens of tests each
+    start on an empty store (a new store is still made by the tests that use ``tmp_path`` or the shared ``store``,
+    e.g. test_tracking's studies racing to create one)."""
+    import sqlite3
+    import subprocess
+
+    directory = tmp_path_factory.mktemp("empty-store")
+    # in a fresh Python, so that this test process's own MLflow state stays as the tests set it
+    subprocess.run([sys.executable, "-c", "import sys; from mlflow.tracking import MlflowClient; "
+                    "MlflowClient(sys.argv[1]).search_experiments()", sqlite_uri(directory)],
+                   check=True, capture_output=True, cwd=directory, env=subprocess_env())
+    with closing(sqlite3.connect(directory / "mlflow.db")) as conn:
+        (location,) = conn.execute("select artifact_location from experiments where experiment_id = 0").fetchone()
+    assert location == str(directory / "mlruns" / "0"), location  # what workdir rewrites
+    return directory / "mlflow.db"
+
+
 @pytest.fixture()
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working directory (MLflow puts default artifact roots under the cwd)."""
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Path:
+    """A fresh working directory (MLflow puts default artifact roots under the cwd) holding an empty
+    ``mlflow.db``: a copy of :func:`empty_store` whose Default experiment keeps its artifacts under this directory,
+    as MLflow would have made it here (``./mlruns/0``)."""
+    import shutil
+    import sqlite3
+
     monkeypatch.chdir(tmp_path)
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+    with closing(sqlite3.connect(tmp_path / "mlflow.db")) as conn, conn:
+        conn.execute("update experiments set artifact_location = ? where experiment_id = 0",
+                     (str(tmp_path / "mlruns" / "0"),))
     return tmp_path
 
 

@@ -15,6 +15,7 @@ from .conftest import TINY, subprocess_env
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.extended
 def test_jax_study_registers_a_champion_that_loads_on_jax_without_being_told(workdir: Path,
                                                                             tracking_uri: str) -> None:
     pytest.importorskip("jax")

@@ -370,6 +370,7 @@ build.default_space = {"units": {"type": "int", "low": 4, "high": 16}}
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_champion_with_a_custom_layer_loads_where_its_builder_package_is_not(tmp_path: Path) -> None:
     """A builder's own Keras layer (``register_keras_serializable``) in a package beside the study: the champion was
     registered, then failed to load anywhere else ("Could not locate class 'Halve'") — the study's own check ran in

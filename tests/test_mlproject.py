@@ -46,6 +46,7 @@ def test_mlflow_run_main_entry_point(workdir: Path) -> None:
     assert "Successfully registered" not in out.stderr  # MLflow's own print; the study says it on stdout
 
 
+@pytest.mark.extended
 def test_mlflow_run_from_another_folder_reads_relative_paths_from_there(workdir: Path) -> None:
     """`mlflow run /path/to/project` (or a git URL: a temporary clone) from the user's folder runs the command in
     the project's folder. A relative data file, builder module and sqlite URI (MLFLOW_TRACKING_URI=
@@ -114,6 +115,7 @@ def test_mlflow_run_lr_find_entry_point_logs_into_the_run_mlflow_made(workdir: P
     assert f"run {run.info.run_id}" in out.stdout
 
 
+@pytest.mark.extended
 def test_mlflow_run_with_the_uv_env_manager(workdir: Path) -> None:
     """`--env-manager uv` builds an environment from conda.yaml's pip list (no conda) and runs the study there.
 
@@ -207,6 +209,7 @@ def test_killing_mlflow_run_stops_its_study_which_then_resumes(workdir: Path) ->
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
+@pytest.mark.extended
 def test_ctrl_c_under_mlflow_run_ends_the_study_with_its_clean_up_whole(workdir: Path) -> None:
     """A terminal's Ctrl-C reaches `mlflow run` and the study; MLflow then sends the study a SIGTERM while it marks
     its runs KILLED. That second signal cut the clean-up short (no summary, no trials.csv, "bo-tuner: interrupted"

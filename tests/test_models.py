@@ -325,6 +325,7 @@ def test_validation_runs_one_compiled_step_a_batch_with_keras_own_values(monkeyp
         np.testing.assert_allclose(step_by_step.history[key], values, rtol=1e-6, err_msg=key)
 
 
+@pytest.mark.extended
 def test_tensorflow_s_import_leaves_jax_out_and_jax_imports_after_it(tmp_path: Path) -> None:
     """TensorFlow imports JAX where it is installed (its TFLite converter), 0.1-0.35 s of every study's start: with
     the TensorFlow backend Keras is imported without it, and ``import jax`` works afterwards; a backend chosen in
@@ -852,6 +853,7 @@ def test_a_cpu_trial_on_tensorflow_is_fed_by_its_own_pipeline_reproducibly(monke
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_cpu_trial_leaves_no_autograph_module_files_in_the_temp_folder(tmp_path: Path) -> None:
     """AutoGraph converts a Python function it is given into a module file in the temp folder, removed by an
     ``atexit`` handler that a worker process (ended by ``os._exit``) never runs: one file left per worker.

@@ -37,6 +37,7 @@ CELLS = [
 ]
 
 
+@pytest.mark.extended
 def test_a_notebook_tunes_a_builder_defined_in_its_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The builder, its custom layer and the data live in the kernel only (no file holds them); the study's worker
     processes train them, and the champion loads back, its layer with it; the kernel's matplotlib backend is left

@@ -144,6 +144,7 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, cap
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_study_with_the_lr_finder_killed_after_its_first_trial_resumes_in_the_finders_range(
         workdir: Path) -> None:
     """The finder's centred learning-rate range (space.yaml) and study.yaml were logged only as the study ended or

@@ -384,6 +384,7 @@ def _conditional_specs(draw: st.DrawFn) -> dict:
 
 @settings(max_examples=150, deadline=None)
 @given(_conditional_specs())
+@pytest.mark.extended
 def test_fuzz_conditional_spaces_are_valid_or_one_line_errors_and_valid_ones_propose_active_points(spec: dict) -> None:
     from bo_tuner.optimizer import Optimizer
 

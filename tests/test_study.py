@@ -246,6 +246,7 @@ def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_th
         assert np.allclose(model.predict(other, params={"output": "probabilities"}), expected)
 
 
+@pytest.mark.extended
 def test_a_dataframe_from_python_is_a_study_s_data_and_the_same_frame_resumes_it(
         store: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``bo_tuner.tune({"data": frame, ...})`` in a notebook: the trials' workers read the frame's Parquet copy,
@@ -274,6 +275,7 @@ def test_a_dataframe_from_python_is_a_study_s_data_and_the_same_frame_resumes_it
         bo_tuner.tune({**config, "data": frame.head(150), "n_calls": 3}, resume=first.study_run_id, progress=False)
 
 
+@pytest.mark.extended
 def test_a_new_table_s_best_is_weighed_against_the_champion_on_its_own_test_split(store: tuple[Path, str]) -> None:
     """Retraining on a new table with the same columns (next month's rows) whose labels now follow the opposite
     rule: the champion's recorded validation accuracy was measured on the old rows, where it was right. Both models
@@ -814,6 +816,7 @@ def test_a_keras_tuner_build_function_runs_as_it_is(store: tuple[Path, str]) -> 
             assert summary.count("Dense") == int(params["num_layers"]) + 1  # built from the trial's own values
 
 
+@pytest.mark.extended
 def test_a_keras_tuner_hypermodel_runs_as_it_is(store: tuple[Path, str]) -> None:
     """``--model mymodels:MyHyperModel``, a ``keras_tuner.HyperModel`` whose ``fit`` tunes the batch size: the study
     creates it in each worker, trains every trial through its ``fit`` and registers the best."""
@@ -852,6 +855,7 @@ def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResu
     assert "Registry step failed" in runs[0].data.tags["mlflow.note.content"]
 
 
+@pytest.mark.extended
 def test_a_script_without_a_main_guard_runs_its_study_once(tmp_path: Path) -> None:
     """multiprocessing re-runs the parent's ``__main__`` script in each forkserver child: a plain script calling
     ``bo_tuner.tune`` started its study again inside every worker, whose trials all failed ("no trial finished").
@@ -924,6 +928,7 @@ print(json.dumps({{"runs": len(runs), "failed": result.n_failed,
                                                        "paused_after": False}
 
 
+@pytest.mark.extended
 def test_a_builder_defined_in_a_notebook_is_passed_as_it_is_and_resumed_from_the_command_line(
         tmp_path: Path) -> None:
     """A notebook's cell (Python reading its code from stdin: no file, as in Jupyter) defines ``build_model(hp)``,
@@ -1215,6 +1220,7 @@ def test_curves_the_plotter_has_not_drawn_as_the_study_ends_are_drawn_by_the_stu
     assert client.get_run(study.parent_id).info.status == "FINISHED"
 
 
+@pytest.mark.extended
 def test_a_conditional_hyperparameter_is_trained_and_logged_only_where_active_and_resumes(
         store: tuple[Path, str]) -> None:
     """``momentum`` with ``when: {optimizer: sgd+momentum}``: adam trials neither get nor log it (the builder's
