@@ -247,6 +247,9 @@ class StudyConfig:
     #: Is the metric maximized? ``auto`` reads its name (accuracy, auc, f1, ... up; losses and errors down).
     direction: str = "auto"
     system_metrics: bool = True
+    #: Figures: the search plots on the study's run, each trial's learning curve, the test split's confusion matrix
+    #: (or predictions) and the LR finder's curve. False: none are drawn (the metrics, tables and reports stay).
+    plots: bool = True
     mixed_precision: bool = False  # float16 compute on GPUs
     jit_compile: bool | None = None  # XLA: None keeps Keras' "auto"
     gpus: str | None = None  # e.g. "0,1": spread the workers over these GPUs
@@ -362,8 +365,9 @@ class StudyConfig:
         if self.lr_find and "learning_rate" in self.fixed:
             raise ConfigError(f"fixed.learning_rate: ({self.fixed['learning_rate']!r}) conflicts with lr_find, "
                               "which tunes learning_rate around the finder's suggestion")
-        if not isinstance(self.system_metrics, bool):
-            raise ConfigError(f"system_metrics: ({self.system_metrics!r}) must be true or false")
+        for flag in ("system_metrics", "plots"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag}: ({getattr(self, flag)!r}) must be true or false")
         set_("pruner", _choice("pruner", self.pruner, PRUNERS))
         short = {"max": "maximize", "min": "minimize"}  # KerasTuner's Objective(name, direction="max")
         set_("direction", _choice("direction", short.get(str(self.direction).strip().lower(), self.direction),

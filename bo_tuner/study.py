@@ -291,6 +291,7 @@ class _Study:
     first_number: int = 1
     callbacks: tuple[Callable[[TrialOutcome], Any], ...] = ()
     prune: bool = False
+    plots: bool = True  # draw figures (the config's ``plots``): the search plots and the learning curves
     plot_dir: tempfile.TemporaryDirectory[str] | None = None
     plot_paths: list[str] = field(default_factory=list)
     trial_tags: dict[str, str] = field(default_factory=dict)  # on every trial run (what warm starts check)
@@ -312,7 +313,7 @@ class _Study:
         """Draw the search plots (skopt) into a temporary folder, one of them with ``submit`` if given (a warm
         worker); :func:`_finish_parent` logs them. Plots that cannot be drawn cost a warning, never the study
         (nor, after a Ctrl-C, the clean-up that ends its run KILLED)."""
-        if self.plot_dir is None:
+        if self.plot_dir is None and self.plots:
             self.plot_dir = tempfile.TemporaryDirectory(prefix="bo_tuner-plots-")
             try:
                 self.plot_paths = self.optimizer.save_plots(self.plot_dir.name, maximize=self.maximize,
@@ -372,7 +373,8 @@ class _Study:
                     # ~0.3 s of imports while the first trials train, not on the critical path at the study's end;
                     # whole (a Ctrl-C inside an import leaves it half done for the clean-up's plots)
                     with interrupts.atomic(), contextlib.suppress(Exception):  # then the end says what is wrong
-                        prepare_plots()
+                        if self.plots:
+                            prepare_plots()
                     self.imports_done()
                     interrupts.check()
                 if not pending:
@@ -521,7 +523,7 @@ class _Study:
 
     def _record(self, outcome: TrialOutcome, *, propose: bool = True) -> None:
         self.trials.append(outcome)
-        if outcome.history:
+        if outcome.history and self.plots:
             self.unplotted.append(outcome)
         self.optimizer.tell(outcome.params, self._signed(outcome.value), propose=propose)
         metrics: dict[str, float] = {}
@@ -1277,7 +1279,7 @@ def _tune(config: StudyConfig, space: SearchSpace, prepared: data_mod.PreparedDa
         callbacks=tuple(callbacks), prune=config.pruner == "median", trial_tags=trial_tags,
         deadline=None if config.timeout is None else started + config.timeout,
         plotter=(lambda: curve_pool(tracking_uri)) if isinstance(executor, WorkerPool) else None,
-        imports_done=imports_done)
+        plots=config.plots, imports_done=imports_done)
     for outcome in history:
         study.trials.append(outcome)
     optimizer.tell_many([t.params for t in history], [study._signed(t.value) for t in history])
@@ -1571,7 +1573,8 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
              maximize: bool = False, metric: str = "objective", experiment: str | None = None,
              study_name: str = "minimize", tracking_uri: str | None = None, max_consecutive_failures: int = 5,
              progress: bool = False, callbacks: Sequence[Callable[[TrialOutcome], Any]] = (),
-             timeout: float | str | None = None, enqueue: Sequence[Mapping[str, Any]] = ()) -> StudyResult:
+             timeout: float | str | None = None, enqueue: Sequence[Mapping[str, Any]] = (),
+             plots: bool = True) -> StudyResult:
     """Tune any Python objective over ``space`` with the same loop and MLflow tracking as :func:`tune`.
 
     ``objective(params)`` returns a float (or a mapping with an ``'objective'`` key and extra metrics). It runs in
@@ -1579,6 +1582,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
     NaN/inf marks the trial FAILED and the search goes on. ``timeout`` (seconds, or "30m", "2h"): no trial starts
     after it (the first always does); ``StudyResult.timed_out`` says it ended the study. ``enqueue``: points (some
     or all of the space's values) the first trials evaluate before the optimizer proposes any (skopt's ``x0``).
+    ``plots=False``: no search plots on the study's run.
     ``callbacks`` are called with each finished :class:`TrialOutcome`; one raising :class:`bo_tuner.StopStudy`
     ends the study early (``StudyResult.stop_reason``).
 
@@ -1593,7 +1597,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                               experiment=experiment, tracking_uri=tracking_uri,
                               max_consecutive_failures=max_consecutive_failures, space=space,
                               enqueue=enqueue,  # type: ignore[arg-type]  # a list of mappings is read as the tuple there
-                              timeout=timeout)  # type: ignore[arg-type]  # "30m" is read as seconds there
+                              plots=plots, timeout=timeout)  # type: ignore[arg-type]  # "30m" is read as seconds there
         started = time.perf_counter()
         tracking_uri = tracking.connect(checked.tracking_uri)
         tags = {ROLE_TAG: "study", "bo_tuner.metric": metric, "bo_tuner.direction": "maximize" if maximize else
@@ -1610,7 +1614,7 @@ def minimize(objective: Callable[[dict[str, Scalar]], Any], space: SearchSpace |
                                                                       metric, maximize, best.value if best else None),
             run=lambda job: run_function_trial(objective, job), progress=progress, label=study_name,
             callbacks=tuple(callbacks), deadline=None if checked.timeout is None else started + checked.timeout,
-            imports_done=imports_done)  # again once matplotlib is imported
+            plots=checked.plots, imports_done=imports_done)  # again once matplotlib is imported
         config_yaml = yaml.safe_dump({"objective": getattr(objective, "__qualname__", repr(objective)),
                                       **{k: v for k, v in _public_config(checked).items()
                                          if k in ("n_calls", "n_initial_points", "acq_func", "seed", "space",
@@ -1736,11 +1740,12 @@ def _run_lr_finder(config: StudyConfig, params: Mapping[str, Any], prepared: dat
                                             **({"diverged_learning_rate": result.diverged_at}
                                                if result.diverged_at else {})},
                            tags={"bo_tuner.suggested_learning_rate": result.suggestion})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/lr_finder.png"
-            plots.lr_finder(result.learning_rates, result.losses, result.smoothed, result.suggestion, path,
-                            f"{label}: loss vs learning rate")
-            tracking.log_artifact(run_id, path, "plots")
+        if config.plots:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = f"{tmp}/lr_finder.png"
+                plots.lr_finder(result.learning_rates, result.losses, result.smoothed, result.suggestion, path,
+                                f"{label}: loss vs learning rate")
+                tracking.log_artifact(run_id, path, "plots")
     return LRFindReport(run_id, result.suggestion, result.diverged_at, len(result.losses))
 
 

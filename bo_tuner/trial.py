@@ -354,8 +354,9 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig,
     """Load a logged model back as MLflow will serve it and score the test split once (the champion check); with
     ``report_run`` (the study's run), also log there how it did on that split: ``plots/test_confusion_matrix.png``
     and ``test_report.txt`` (per-class precision, recall, F1) for a classifier, ``plots/test_predictions.png``
-    (actual vs predicted, residuals) for a regressor. ``logged_here``: a trial of this study logged it, so MLflow's
-    check of its pip requirements against this environment is skipped (:func:`tracking.load_pyfunc`).
+    (actual vs predicted, residuals) for a regressor (the figures only with the config's ``plots``). ``logged_here``:
+    a trial of this study logged it, so MLflow's check of its pip requirements against this environment is skipped
+    (:func:`tracking.load_pyfunc`).
 
     Raises:
         RegistryError: the model does not load or predict; nothing must be registered.
@@ -374,7 +375,7 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig,
     if report_run is not None:
         classes = None if probabilities is None else [str(c) for c in probabilities.columns]
         try:
-            _log_test_report(report_run, prepared, predictions, classes, title)
+            _log_test_report(report_run, prepared, predictions, classes, title, figure=config.plots)
         except Exception as exc:  # the scores stand and the study goes on to the registry without the report
             print(f"bo-tuner: warning: the test-split report was not logged: {type(exc).__name__}: "
                   f"{first_line(exc)}", file=sys.stderr, flush=True)
@@ -382,15 +383,16 @@ def score_logged_model(model_uri: str, tracking_uri: str, config: StudyConfig,
 
 
 def _log_test_report(run_id: str, prepared: data_mod.PreparedData, predictions: Any, classes: list[str] | None,
-                     title: str) -> None:
+                     title: str, *, figure: bool = True) -> None:
     classification = prepared.task == "classification"
     truth, predicted = ((data_mod.as_labels(prepared.test_target), data_mod.as_labels(predictions))
                         if classification else (np.asarray(prepared.test_target, dtype=float),
                                                 np.asarray(predictions, dtype=float)))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "test_confusion_matrix.png" if classification else "test_predictions.png")
-        plots.test_predictions(prepared.task, truth, predicted, classes, path, title)
-        tracking.log_artifact(run_id, path, "plots")
+    if figure:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "test_confusion_matrix.png" if classification else "test_predictions.png")
+            plots.test_predictions(prepared.task, truth, predicted, classes, path, title)
+            tracking.log_artifact(run_id, path, "plots")
     if classification:
         tracking.log_text(run_id, data_mod.classification_report(prepared.test_target, predictions, classes),
                           "test_report.txt")

@@ -86,6 +86,7 @@ def test_round_trip() -> None:
         ("task: clustering\n", "task: ('clustering') must be one of"),
         ("val_fraction: 0.7\n", "val_fraction: (0.7) must be > 0 and < 0.5"),
         ("ray_address: auto\n", "ray_address: ('auto') is used only with backend ray (backend is 'local')"),
+        ("plots: 'no'\n", "plots: ('no') must be true or false"),
     ],
 )
 def test_bad_config_files(tmp_path: Path, content: str, message: str) -> None:

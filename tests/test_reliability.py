@@ -125,7 +125,8 @@ def test_kill_9_then_resume_runs_exactly_the_remaining_trials(workdir: Path, cap
 
     # warm start: a new study learns from the finished trials of this one
     warm = bo_tuner.load_config(workdir / "space.yaml", data="iris", tracking_uri=uri, n_calls=1,
-                                max_epochs=5, experiment="warm", warm_start="crash", registered_model="iris-warm")
+                                max_epochs=5, experiment="warm", warm_start="crash", registered_model="iris-warm",
+                                plots=False)
     # a dry run checks the source and says what it would tell (a misspelt one failed only once the study began)
     assert ("warm start: from 'crash': 6 finished trials told first, 0 skipped (other data, model or metric, or "
             "outside the space)") in bo_tuner.plan(warm).describe().splitlines()
@@ -271,7 +272,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_only(workdir: Path, monkeypa
     uri = sqlite_uri(workdir)
     config = bo_tuner.StudyConfig(data="iris", model="tests.user_builder:build_crashing_once", n_calls=3,
                                   n_initial_points=3, max_epochs=3, experiment="crash", registered_model="iris-crash",
-                                  tracking_uri=uri)
+                                  tracking_uri=uri, plots=False)
     result = bo_tuner.tune(config, progress=False)
     assert [t.state for t in result.trials] == ["FAILED", "COMPLETE", "COMPLETE"]
     assert "WorkerDied" in (result.trials[0].error or "") and "exit" in (result.trials[0].error or "")

@@ -123,7 +123,7 @@ def test_champion_loads_by_alias_and_predicts_labels_from_raw_rows(digits_study:
 def test_champion_moves_only_when_better(digits_study: bo_tuner.StudyResult, store: tuple[Path, str]) -> None:
     _, uri = store
     worse = StudyConfig(data="digits", n_calls=1, max_epochs=1, experiment="it", registered_model="digits-it",
-                        space={"n_neurons": {"type": "int", "low": 1, "high": 2}},
+                        plots=False, space={"n_neurons": {"type": "int", "low": 1, "high": 2}},
                         fixed={"learning_rate": 1e-5, "n_hidden": 1}, tracking_uri=uri, seed=3)
     second = bo_tuner.tune(worse, progress=False)
     assert second.best_value < digits_study.best_value
@@ -216,6 +216,31 @@ def test_csv_regression_study(store: tuple[Path, str]) -> None:
     assert "Param #" in summary and "Total params" in summary  # the architecture, as Keras prints it
 
 
+def test_without_plots_a_study_logs_its_metrics_tables_and_reports_but_no_figure(store: tuple[Path, str]) -> None:
+    """``plots: false``: no search plots on the study's run, no learning curve on a trial, no confusion matrix and
+    no LR finder curve; the rest (metrics, trials.csv, the test split's report, the finder's suggestion) stays."""
+    _, uri = store
+    result = bo_tuner.tune({"data": "iris", "n_calls": 2, "n_initial_points": 2, "max_epochs": 2, "lr_find": True,
+                            "plots": False, "experiment": "no-plots", "promote": "never", "tracking_uri": uri},
+                           progress=False)
+    client = MlflowClient()
+    parent = client.get_run(result.study_run_id)
+    assert parent.data.params["plots"] == "False"
+    assert {a.path for a in client.list_artifacts(result.study_run_id)} >= {"study.yaml", "trials.csv",
+                                                                           "test_report.txt"}
+    assert client.list_artifacts(result.study_run_id, "plots") == []
+    runs = client.search_runs([result.experiment_id], f"tags.mlflow.parentRunId = '{result.study_run_id}'")
+    assert len(runs) == 3  # two trials and the LR finder's run
+    for run in runs:
+        assert client.list_artifacts(run.info.run_id, "plots") == [], run.data.tags["mlflow.runName"]
+    (finder,) = [r for r in runs if r.data.tags["mlflow.runName"] == "lr-find"]
+    assert finder.data.metrics["suggested_learning_rate"] > 0
+    assert all(t.history for t in result.trials) and "test_accuracy" in result.test_metrics
+    minimized = bo_tuner.minimize(lambda p: p["x"] ** 2, {"x": {"type": "real", "low": -1, "high": 1}}, n_calls=3,
+                                  n_initial_points=2, plots=False, tracking_uri=uri, experiment="no-plots-fn")
+    assert client.list_artifacts(minimized.study_run_id, "plots") == []
+
+
 def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_that_reads_them(
         store: tuple[Path, str]) -> None:
     """A Parquet ``timestamp[UTC]`` column: MLflow's ``datetime`` schema type holds only zone-free date-times and its
@@ -231,7 +256,7 @@ def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_th
     frame["seen_oslo"] = frame["seen"].dt.tz_convert("Europe/Oslo")
     path = directory / "zoned.parquet"
     frame.to_parquet(path)
-    result = bo_tuner.tune({"data": str(path), "target": "churned", "n_calls": 1, "max_epochs": 2,
+    result = bo_tuner.tune({"data": str(path), "target": "churned", "n_calls": 1, "max_epochs": 2, "plots": False,
                             "experiment": "zoned", "tracking_uri": uri}, progress=False)
     assert result.promotion is not None and result.promotion.promoted
     model = mlflow.pyfunc.load_model("models:/zoned-mlp@champion")
@@ -317,7 +342,7 @@ def test_a_study_optimising_val_auc_and_the_champions_probabilities(store: tuple
     step: the trials train on its grid."""
     _, uri = store
     result = bo_tuner.tune({"data": "breast_cancer", "metric": "val_auc", "n_calls": 2, "n_initial_points": 2,
-                            "max_epochs": 3, "experiment": "auc", "tracking_uri": uri,
+                            "plots": False, "max_epochs": 3, "experiment": "auc", "tracking_uri": uri,
                             "space": {"n_neurons": {"type": "int", "min_value": 8, "max_value": 32, "step": 8}}},
                            progress=False)
     assert result.metric == "val_auc" and result.maximize and result.n_failed == 0
@@ -349,7 +374,7 @@ def test_a_study_optimising_a_metric_scikit_learn_computes_each_epoch(store: tup
     from bo_tuner.data import prepare
 
     _, uri = store
-    config = StudyConfig(data=data, metric=metric, n_calls=1, max_epochs=8, experiment=f"sk-{metric}",
+    config = StudyConfig(data=data, metric=metric, n_calls=1, max_epochs=8, experiment=f"sk-{metric}", plots=False,
                          tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 16, "high": 32}})
     result = bo_tuner.tune(config, progress=False)
     assert result.metric == metric and result.maximize and result.n_failed == 0
@@ -570,7 +595,7 @@ def test_a_callback_ends_a_study_early_with_stop_study_and_resume_goes_on_to_n_c
             raise bo_tuner.StopStudy("good enough")
 
     config = StudyConfig(data="iris", n_calls=4, n_initial_points=2, max_epochs=2, space=TINY, tracking_uri=uri,
-                         experiment="stopped", registered_model="iris-stopped")
+                         plots=False, experiment="stopped", registered_model="iris-stopped")
     result = bo_tuner.tune(config, progress=False, callbacks=[good_enough, lambda t: seen.append(t.number)])
     assert [t.number for t in result.trials] == seen == [1, 2]
     assert result.stop_reason == "good enough" and not result.timed_out
@@ -660,7 +685,7 @@ def test_a_timeout_stops_starting_trials_and_the_study_ends_normally(store: tupl
 
     started = time.perf_counter()
     result = bo_tuner.minimize(objective, {"x": {"type": "real", "low": -3, "high": 3}}, n_calls=40, seed=0,
-                               tracking_uri=uri, experiment="fn", study_name="timed", timeout="2s")
+                               plots=False, tracking_uri=uri, experiment="fn", study_name="timed", timeout="2s")
     wall = time.perf_counter() - started
     assert result.timed_out and 1 <= len(result.trials) <= 7, len(result.trials)  # 40 trials would take 12 s
     assert all(t.state == "COMPLETE" for t in result.trials) and result.best is not None
@@ -734,7 +759,7 @@ except bo_tuner.StudyInterrupted:
 
 def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) -> None:
     _, uri = store
-    config = StudyConfig(data="iris", n_calls=6, n_initial_points=3, parallel=2, pruner="median",
+    config = StudyConfig(data="iris", n_calls=6, n_initial_points=3, parallel=2, pruner="median", plots=False,
                          pruner_warmup_epochs=2, max_epochs=15, experiment="parallel", tracking_uri=uri,
                          registered_model="iris-parallel",
                          space={"learning_rate": {"type": "real", "low": 1e-5, "high": 1e-1, "prior": "log-uniform"},
@@ -763,7 +788,7 @@ def test_two_parallel_workers_with_the_median_pruner(store: tuple[Path, str]) ->
 def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
     _, uri = store
     user = bo_tuner.tune(StudyConfig(data="iris", model="tests.user_builder:build", n_calls=2, max_epochs=3,
-                                     experiment="builders", tracking_uri=uri), progress=False)
+                                     plots=False, experiment="builders", tracking_uri=uri), progress=False)
     assert user.promotion is not None and user.promotion.name == "iris-build"
     assert all(4 <= t.params["width"] <= 32 for t in user.trials)
     child = MlflowClient().get_run(user.trials[0].run_id)
@@ -775,8 +800,8 @@ def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
     # one sigmoid unit for two classes (the Keras tutorials' binary classifier): the study ended "did not load back
     # and predict: Shape of passed values is (114, 1), indices imply (114, 2)" and registered nothing
     binary = bo_tuner.tune(StudyConfig(data="breast_cancer", model="tests.user_builder:build_sigmoid", n_calls=1,
-                                       max_epochs=3, metric="val_auc", experiment="builders", tracking_uri=uri),
-                           progress=False)
+                                       plots=False, max_epochs=3, metric="val_auc", experiment="builders",
+                                       tracking_uri=uri), progress=False)
     assert binary.promotion is not None and binary.promotion.promoted and binary.test_metrics["test_auc"] > 0.8
     from sklearn.datasets import load_breast_cancer
 
@@ -786,8 +811,8 @@ def test_user_builder_and_cnn(store: tuple[Path, str]) -> None:
     assert list(probabilities.columns) == ["0", "1"] and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
     cnn = bo_tuner.tune({"data": "digits", "model": "cnn", "n_calls": 2, "max_epochs": 2,  # a mapping: same keys
-                         "experiment": "builders", "tracking_uri": uri, "fixed": {"n_conv_blocks": 1, "epochs": 1}},
-                        progress=False)
+                         "plots": False, "experiment": "builders", "tracking_uri": uri,
+                         "fixed": {"n_conv_blocks": 1, "epochs": 1}}, progress=False)
     assert cnn.promotion is not None and cnn.promotion.name == "digits-cnn"
     assert cnn.best_value is not None and cnn.best_value > 0.5
     assert [t.metrics["epochs_run"] for t in cnn.trials] == [1, 1]  # fixed epochs beat max_epochs
@@ -799,7 +824,7 @@ def test_a_keras_tuner_build_function_runs_as_it_is(store: tuple[Path, str]) -> 
     the space (the layer loop's second layer conditional on num_layers), each trial's values reach them, and only
     the layers a trial has are logged."""
     _, uri = store
-    config = StudyConfig(data="iris", model="tests.user_builder:build_keras_tuner_style", n_calls=4,
+    config = StudyConfig(data="iris", model="tests.user_builder:build_keras_tuner_style", n_calls=4, plots=False,
                          n_initial_points=3, max_epochs=3, experiment="keras-tuner", tracking_uri=uri)
     planned = bo_tuner.plan(config)
     assert planned.space.describe() == {"num_layers": "int[1, 2]", "units_0": "int[8, 32] step 8",
@@ -845,7 +870,8 @@ def test_failed_registration_keeps_the_champion(digits_study: bo_tuner.StudyResu
 
     monkeypatch.setattr(tracking, "set_alias", refuse)
     config = StudyConfig(data="digits", n_calls=1, max_epochs=1, experiment="it", registered_model="digits-it",
-                         promote="always", tracking_uri=uri, space={"n_neurons": {"type": "int", "low": 4, "high": 8}})
+                         plots=False, promote="always", tracking_uri=uri,
+                         space={"n_neurons": {"type": "int", "low": 4, "high": 8}})
     with pytest.raises(bo_tuner.RegistryError, match="the champion stays at v"):
         bo_tuner.tune(config, progress=False)
     assert client.get_model_version_by_alias("digits-it", "champion").version == before
@@ -1268,7 +1294,7 @@ def test_each_hidden_layer_sized_on_its_own_trains_and_logs_only_the_layers_it_h
     _, uri = store
     width = {"type": "int", "low": 4, "high": 40}
     result = bo_tuner.tune({"data": "iris", "n_calls": 4, "n_initial_points": 4, "max_epochs": 1, "seed": 5,
-                            "experiment": "layers", "tracking_uri": uri, "promote": "never",
+                            "plots": False, "experiment": "layers", "tracking_uri": uri, "promote": "never",
                             "enqueue": [{"n_hidden": 2, "n_neurons_1": 7, "n_neurons_2": 5}],
                             "space": {"n_hidden": {"type": "int", "low": 1, "high": 2}, "n_neurons_1": width,
                                       "n_neurons_2": {**width, "when": {"n_hidden": 2}}}}, progress=False)
