@@ -1,6 +1,6 @@
 """Where the demo study's wall time goes that is not ``fit``: the tuner-overhead breakdown.
 
-    python -m bench.overhead [--n-calls 20] [--data digits] [--parallel 1]
+    python -m bench.overhead [--n-calls 20] [--data digits] [--parallel 1] [--no-plots] [--plain-loop]
 
 Runs the demo study (the default config: digits, MLP, its default space; MLflow on a temporary sqlite store, model
 logging, registry) and reads the timeline back from MLflow: run start/end times of the parent and every trial, and
@@ -12,7 +12,8 @@ each trial's ``fit_seconds``. Prints how the wall time of ``tune()`` splits into
 - between trials: from one trial run's end to the next one's start (the GP's proposal, creating the run);
 - end: from the last trial's end to ``tune()`` returning (champion loaded back and scored, registry, plots);
 
-and the ``overhead_fraction`` the study logged (1 - sum of fit / (wall x parallel)).
+and the ``overhead_fraction`` the study logged (1 - sum of fit / (wall x parallel)). ``--no-plots``: the study with
+``plots: false`` (no search plots, learning curves or test-split figure).
 
 With ``--plain-loop`` it then trains the study's trials again — the same hyperparameters, seeds, data split and
 training function — in a fresh Python process that does nothing else: import Keras, load the data, fit each model
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--n-calls", type=int, default=20)
     parser.add_argument("--data", default="digits")
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--no-plots", action="store_true", help="the study with plots: false (no figures)")
     parser.add_argument("--plain-loop", action="store_true",
                         help="then train the same trials in a plain Keras loop and compare what is not fit")
     args = parser.parse_args()
@@ -116,13 +118,14 @@ def main() -> None:
         uri = f"sqlite:///{tmp}/mlflow.db"
         MlflowClient(uri).search_experiments()  # create the store first: a one-off, not the study's cost
         config = bo_tuner.StudyConfig(data=args.data, n_calls=args.n_calls, parallel=args.parallel, tracking_uri=uri,
-                                      registered_model=f"{args.data}-overhead")
+                                      registered_model=f"{args.data}-overhead", plots=not args.no_plots)
         started = time.time()
         result = bo_tuner.tune(config, progress=False)
         t = timeline(uri, result, started, time.time(), args.parallel)
         plain = run_plain_loop(config, result, tmp) if args.plain_loop else None
     wall = t["wall"]
-    print(f"{args.data}, {t['trials']:.0f} trials, parallel {args.parallel}, {os.cpu_count()} CPUs: "
+    print(f"{args.data}, {t['trials']:.0f} trials, parallel {args.parallel}, {os.cpu_count()} CPUs"
+          f"{', no plots' if args.no_plots else ''}: "
           f"wall {wall:.1f} s, fit {t['fit']:.1f} s, best {result.metric} {result.best_value:.4f}\n")
     print("| part | seconds | share of wall |")
     print("|---|---|---|")
