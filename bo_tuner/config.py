@@ -346,7 +346,7 @@ class StudyConfig:
         set_("experiment", experiment)
         set_("study_name", _optional_str("study_name", self.study_name))
         set_("warm_start", _optional_str("warm_start", self.warm_start))
-        for flag in ("mixed_precision", "lr_find"):
+        for flag in ("mixed_precision", "lr_find", "system_metrics", "plots"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag}: ({getattr(self, flag)!r}) must be true or false")
         if self.jit_compile is not None and not isinstance(self.jit_compile, bool):
@@ -360,14 +360,9 @@ class StudyConfig:
         if self.ray_address is not None and self.backend != "ray":
             raise ConfigError(f"ray_address: ({self.ray_address!r}) is used only with backend ray "
                               f"(backend is {self.backend!r}); add --backend ray")
-        if not isinstance(self.lr_find, bool):
-            raise ConfigError(f"lr_find: ({self.lr_find!r}) must be true or false")
         if self.lr_find and "learning_rate" in self.fixed:
             raise ConfigError(f"fixed.learning_rate: ({self.fixed['learning_rate']!r}) conflicts with lr_find, "
                               "which tunes learning_rate around the finder's suggestion")
-        for flag in ("system_metrics", "plots"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag}: ({getattr(self, flag)!r}) must be true or false")
         set_("pruner", _choice("pruner", self.pruner, PRUNERS))
         short = {"max": "maximize", "min": "minimize"}  # KerasTuner's Objective(name, direction="max")
         set_("direction", _choice("direction", short.get(str(self.direction).strip().lower(), self.direction),
