@@ -10,6 +10,10 @@ each trial's ``fit_seconds``. Prints how the wall time of ``tune()`` splits into
   less nothing: a worker importing Keras while the study sets itself up counts once;
 - in trials: a trial run's duration minus its fit (build, logging, waiting for the worker);
 - between trials: from one trial run's end to the next one's start (the GP's proposal, creating the run);
+- between fits (``--parallel 1``): all the study's time from the first fit's start to the last trial's end that is
+  not a fit: the two parts above together, counted once. A trial's worker writes its run's last records and ends
+  the run after its result went back to the study, while the study proposes the next point, so "in trials" and
+  "between trials" overlap by that much;
 - end: from the last trial's end to ``tune()`` returning (champion loaded back and scored, registry, plots);
 
 and the ``overhead_fraction`` the study logged (1 - sum of fit / (wall x parallel)). ``--no-plots``: the study with
@@ -56,6 +60,7 @@ def timeline(uri: str, result: bo_tuner.StudyResult, started: float, ended: floa
     return {"wall": wall, "fit": fit, "trials": len(spans), "epochs": epochs, "start": first_fit_start - started,
             "in_trials": sum(end - start - f for start, end, f in spans[1:]), "between": between,
             "end": ended - max(s[1] for s in spans), "not_fit": wall - fit / parallel,
+            "between_fits": max(s[1] for s in spans) - first_fit_start - fit,
             "overhead_fraction": parent["overhead_fraction"], "pruned": parent.get("n_pruned_trials", 0.0)}
 
 
@@ -132,7 +137,8 @@ def main() -> None:
     rows = [("start (until the first fit begins)", t["start"]),
             ("in trials, outside fit (trials 2..n)", t["in_trials"])]
     if args.parallel == 1:
-        rows.append(("between trials (proposal, new run)", t["between"]))
+        rows += [("between trials (proposal, new run)", t["between"]),
+                 ("between fits (the two above, overlap counted once)", t["between_fits"])]
     rows += [("end (champion check, registry, plots)", t["end"]), ("all but fit (1 - fit / wall)", t["not_fit"])]
     for label, seconds in rows:
         print(f"| {label} | {seconds:.1f} | {seconds / wall:.1%} |")

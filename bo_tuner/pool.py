@@ -40,6 +40,7 @@ import multiprocessing
 import multiprocessing.spawn
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -54,6 +55,12 @@ logger = logging.getLogger(__name__)
 
 _deferred: list[Callable[[], Any]] = []
 _in_worker = False
+#: What this worker is doing: "idle", "task", or "after" (the deferred work of the task it answered). A worker
+#: stopped during its after-work finishes it first: it writes the end of a trial the study has already recorded.
+_phase = "idle"
+_exit_after_work = False  # stopped during its after-work: exit once that is done
+#: How long a worker stopped (or whose study died) during its after-work may take to finish it before it is killed.
+AFTER_WORK_GRACE_S = 10.0
 
 
 class WorkerDied(RuntimeError):
@@ -64,7 +71,8 @@ def defer(fn: Callable[[], Any]) -> None:
     """Run ``fn`` after the current task's result has been sent back (in a pool worker), or now (elsewhere).
 
     For work the caller does not wait for: it must not change the task's result. It still finishes before the
-    worker takes another task or exits, so a study that ends normally loses none of it.
+    worker takes another task or exits — also when the pool is terminated or its owner dies meanwhile, within
+    :data:`AFTER_WORK_GRACE_S` — so a study loses none of it.
     """
     if _in_worker:
         _deferred.append(fn)
@@ -112,7 +120,24 @@ def _exit_with(owner: int) -> None:
         logger.debug("worker %d cannot watch process %d (%s)", os.getpid(), owner, exc)
         return
 
-    when_gone(process, lambda: os._exit(1), name="bo_tuner-owner-watch")
+    when_gone(process, _exit_after_its_work, name="bo_tuner-owner-watch")
+
+
+def _exit_after_its_work() -> None:
+    """End the process, once the after-work of the task it answered is done (at most :data:`AFTER_WORK_GRACE_S`):
+    that task's result reached the study before it died, and its run is finished rather than left RUNNING."""
+    deadline = time.monotonic() + AFTER_WORK_GRACE_S
+    while _phase == "after" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os._exit(1)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (:meth:`WorkerPool.terminate`, or a ``kill`` of the study's process group) during the after-work:
+    exit once it is done. The handler is set for the after-work only; at any other time SIGTERM ends the worker at
+    once (a Python handler would wait for the operation TensorFlow is in to return)."""
+    global _exit_after_work
+    _exit_after_work = True
 
 
 def when_gone(process: Any, action: Callable[[], Any], *, name: str) -> None:
@@ -144,7 +169,7 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
     the forkserver's, from when the forkserver began: a token or ``MLFLOW_*`` setting made since must reach it.
     (multiprocessing itself gives every worker the pool's working directory and ``sys.path``.)
     """
-    global _in_worker
+    global _in_worker, _phase
     _in_worker = True
     _exit_with(owner)
     if os.environ != environ:
@@ -164,11 +189,14 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
             conn.send(_STARTED)  # the pool knows from here on that the task may have run, even if this dies
         except OSError:
             return
+        _phase = "task"
         resident = _resident_mb()
         try:
             answer: tuple[bool, Any, float | None] = (True, fn(*args), resident)
         except BaseException as exc:
             answer = (False, exc, resident)
+        _phase = "after"  # from before the answer is sent: once the study may have it, its after-work is done
+        signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             conn.send(answer)
         except OSError:  # the pool's process is gone (killed): finish the after-work, then stop
@@ -178,6 +206,10 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
             conn.send((False, RuntimeError(f"the worker could not send back {type(answer[1]).__name__}: {exc}"),
                        resident))
         _run_deferred()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _phase = "idle"
+        if _exit_after_work:  # stopped during the after-work
+            exit_now(0)
 
 
 def exit_now(code: int) -> NoReturn:
@@ -248,6 +280,11 @@ class _Process:
     def kill(self) -> None:
         with contextlib.suppress(Exception):
             self.process.kill()
+
+    def stop(self) -> None:
+        """SIGTERM: it ends at once, or after the after-work it is doing (see :func:`_on_sigterm`)."""
+        with contextlib.suppress(Exception):
+            self.process.terminate()
 
     def describe(self) -> str:
         self.process.join(timeout=1)
@@ -498,12 +535,18 @@ class WorkerPool(cf.Executor):
                 process.process.join()
 
     def terminate(self) -> None:
-        """Ctrl-C or a failed study: kill every worker now, running tasks included."""
+        """Ctrl-C or a failed study: stop every worker now, running tasks included. A worker busy with the
+        after-work of a task it answered (a trial's last records) finishes that first, within
+        :data:`AFTER_WORK_GRACE_S`; the others end at once (SIGTERM; SIGKILL for one that has not ended then)."""
         with self._lock:
             self._closed = True
             processes = list(self._all)
         self._cancel_queued()
         for process in processes:
+            process.stop()
+        deadline = time.monotonic() + AFTER_WORK_GRACE_S
+        for process in processes:
+            process.process.join(timeout=max(0.0, deadline - time.monotonic()))
             process.kill()
         for _ in self._threads:
             self._queue.put(None)

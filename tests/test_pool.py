@@ -37,6 +37,12 @@ def _write_later(path: str) -> int:
     return os.getpid()
 
 
+def _write_after(path: str, seconds: float) -> int:
+    """Answer at once; ``seconds`` later (the after-work) write "done" to ``path``."""
+    defer(lambda: (time.sleep(seconds), Path(path).write_text("done")))
+    return os.getpid()
+
+
 def _log_start(path: str) -> None:
     with open(path, "a") as started:
         started.write(f"{os.getpid()}\n")
@@ -178,6 +184,8 @@ def test_a_task_that_never_reached_its_dead_worker_runs_on_a_new_one() -> None:
 def test_terminate_stops_a_running_task_at_once() -> None:
     pool = WorkerPool(1, max_tasks=100)
     pool.submit(os.getpid).result(timeout=60)
+    worker = pool._current[0]
+    assert worker is not None
     future = pool.submit(time.sleep, 120)
     time.sleep(0.5)
     started = time.perf_counter()
@@ -185,8 +193,27 @@ def test_terminate_stops_a_running_task_at_once() -> None:
     with pytest.raises(WorkerDied):
         future.result(timeout=30)
     assert time.perf_counter() - started < 10
+    assert worker.process.exitcode == -signal.SIGTERM  # ended by the signal, not killed after the grace
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(os.getpid)
+
+
+def test_terminate_lets_a_worker_finish_the_after_work_of_a_task_it_answered(tmp_path: Path) -> None:
+    """A trial's result is back with the study, and its worker is still writing the trial's last records when the
+    study is stopped (Ctrl-C, too many failures): those are written, then the worker ends. A task queued behind
+    the after-work is not run."""
+    marker, never = tmp_path / "after.txt", tmp_path / "never.txt"
+    pool = WorkerPool(1, max_tasks=100)
+    pool.submit(os.getpid).result(timeout=60)
+    worker = pool._current[0]
+    assert worker is not None
+    pool.submit(_write_after, str(marker), 1.5).result(timeout=60)
+    queued = pool.submit(_write_after, str(never), 0)
+    pool.terminate()
+    assert marker.read_text() == "done"
+    assert worker.process.exitcode == 0
+    assert queued.cancelled() or isinstance(queued.exception(timeout=30), WorkerDied)
+    assert not never.exists()
 
 
 _FORKSERVER_SCRIPT = """
@@ -330,6 +357,31 @@ def test_workers_end_when_the_pool_process_is_killed(preload: list[str]) -> None
     while _still_running(descendants) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _still_running(descendants) == [], [p.cmdline()[-3:] for p in _still_running(descendants)]
+
+
+_OWNER_DIES_SCRIPT = """
+import os, signal, sys
+from bo_tuner.pool import WorkerPool
+from tests.test_pool import _write_after
+
+pool = WorkerPool(1, max_tasks=5, preload=["xml.dom.minidom"])
+print(pool.submit(_write_after, sys.argv[1], 2.0).result(timeout=120), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_worker_whose_study_is_killed_during_its_after_work_finishes_it(tmp_path: Path) -> None:
+    """``kill -9`` of the study just after a trial's result came back: the worker writes the trial's last records
+    (its run ends FINISHED, not RUNNING for a resume to train again), then ends."""
+    marker = tmp_path / "after.txt"
+    env = subprocess_env()
+    env.pop("BO_TUNER_START_METHOD", None)
+    owner = subprocess.run([sys.executable, "-c", _OWNER_DIES_SCRIPT, str(marker)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=180)
+    assert owner.returncode == -signal.SIGKILL, owner.stderr[-2000:]
+    with contextlib.suppress(psutil.NoSuchProcess):  # it may have ended already
+        psutil.Process(int(owner.stdout.split()[0])).wait(timeout=15)
+    assert marker.read_text() == "done"
 
 
 def test_a_worker_that_cannot_see_the_study_process_keeps_working(monkeypatch: pytest.MonkeyPatch) -> None:

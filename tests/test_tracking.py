@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -121,6 +124,58 @@ def test_a_trial_s_epochs_reach_its_run_while_it_trains_each_once(tracking_uri: 
     assert _steps(client, other, "loss") == []
     live.finish(history)
     assert _steps(client, other, "loss") == list(enumerate(history["loss"], start=1))
+
+
+def _open_trial_run(run_id: str) -> contextlib.ExitStack:
+    """A trial's run as :func:`bo_tuner.trial.run_keras_trial` hands it to its after-work: active, not ended."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(trial_run(run_id))
+        return stack.pop_all()
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["written", "cannot-be-written"])
+def test_a_trial_s_last_records_end_its_run_or_end_it_failed_with_the_reason(
+        tracking_uri: str, monkeypatch: pytest.MonkeyPatch, fails: bool) -> None:
+    """What a worker writes after the trial's result went back to the study: the epochs not sent yet, the summary
+    and state, then the run's end. Should that fail, the run does not stay RUNNING: it ends FAILED, tagged with
+    the reason (the error is raised on, for the worker to log)."""
+    from bo_tuner import tracking, trial
+    from bo_tuner.config import StudyConfig
+
+    client = MlflowClient(tracking_uri)
+    run_id = _new_run(client)
+    job = trial.TrialJob(3, {"n_hidden": 1}, run_id, tracking_uri, StudyConfig(data="iris"), "val_accuracy", True,
+                         None)
+    live = trial._LiveCurves(run_id)
+    history = {"loss": [0.9, 0.7], "val_accuracy": [0.5, 0.75]}
+    if fails:
+        real = tracking.log_batch
+
+        def summary_fails(run: str, **records: Any) -> None:
+            if records.get("metrics"):
+                raise OSError("disk full")
+            real(run, **records)
+
+        monkeypatch.setattr(tracking, "log_batch", summary_fails)
+        with pytest.raises(OSError, match="disk full"):
+            trial._finish_run(_open_trial_run(run_id), live, history, {"objective": 0.75},
+                              {trial.STATE_TAG: "COMPLETE"}, None, job)
+    else:
+        trial._finish_run(_open_trial_run(run_id), live, history, {"objective": 0.75, "epochs_run": 2},
+                          {trial.STATE_TAG: "COMPLETE"}, None, job)
+    run = client.get_run(run_id)
+    assert mlflow.active_run() is None
+    assert _steps(client, run_id, "val_accuracy") == [(1, 0.5), (2, 0.75)]  # the curves went first
+    if fails:
+        assert run.info.status == "FAILED"
+        assert run.data.tags[trial.STATE_TAG] == "FAILED"
+        assert run.data.tags[trial.ERROR_MESSAGE_TAG] == "disk full"
+        assert "objective" not in run.data.metrics
+    else:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[trial.STATE_TAG] == "COMPLETE"
+        assert run.data.metrics == {"objective": 0.75, "epochs_run": 2, "loss": 0.7, "val_accuracy": 0.75}
+        assert client.get_metric_history(run_id, "objective")[0].step == 3
 
 
 def test_the_experiment_a_study_would_use_is_named_without_creating_it(tracking_uri: str,
