@@ -20,8 +20,9 @@ slots owns one process and a thread that feeds it:
   unless the pool was told it is :meth:`~WorkerPool.wind_down` (no more trials will come), in which case the
   worker simply serves the few tasks left: a spare then would only compete for the CPUs with the last trials;
 - a worker that dies fails only the task it was running (:class:`WorkerDied`); the slot gets a new process;
-- work a task :func:`defer`\\ s (plots, garbage collection) runs after its result was sent back, while the study
-  proposes the next point, and before the worker takes its next task or exits.
+- work a task :func:`defer`\\ s (a trial's last records and its run's end, garbage collection) runs after its result
+  was sent back, while the study proposes the next point, and before the worker takes its next task or exits —
+  also when the pool is terminated or its owner dies meanwhile (within :data:`AFTER_WORK_GRACE_S`).
 
 Only the standard library, psutil and the study's config are used; what runs in the workers is whatever is
 submitted (picklable callables).
@@ -196,7 +197,7 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
         except BaseException as exc:
             answer = (False, exc, resident)
         _phase = "after"  # from before the answer is sent: once the study may have it, its after-work is done
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        before = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             conn.send(answer)
         except OSError:  # the pool's process is gone (killed): finish the after-work, then stop
@@ -206,7 +207,8 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
             conn.send((False, RuntimeError(f"the worker could not send back {type(answer[1]).__name__}: {exc}"),
                        resident))
         _run_deferred()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # the default again, or what the task's code set (None: a handler set outside Python, which cannot be restored)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
         _phase = "idle"
         if _exit_after_work:  # stopped during the after-work
             exit_now(0)
