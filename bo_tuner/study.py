@@ -50,6 +50,7 @@ from bo_tuner.trial import (
     TIE_BREAK_METRIC,
     TrialJob,
     TrialOutcome,
+    end_run_left_running,
     error_text,
     log_learning_curve,
     rank_key,
@@ -1184,7 +1185,30 @@ def _tune_here(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] 
         executor.shutdown(wait=True, cancel_futures=True)  # workers finish logging the last trial
         raise
     executor.shutdown(wait=True)  # everything the workers log (the best model's summary) is in before we return
+    _end_runs_left_running(result)
     return result
+
+
+def _end_runs_left_running(result: StudyResult) -> None:
+    """Runs of trials the study counted that their worker did not end: it stopped (killed, out of memory) in the
+    fraction of a second after sending the result, before it wrote the trial's last records. They are ended here
+    with the result the study got, rather than staying RUNNING (for a resume to train again). One query; best
+    effort."""
+    counted = {t.run_id: t for t in result.trials if t.state in ("COMPLETE", "PRUNED")}
+    try:
+        left = [counted[run_id] for run_id in tracking.running_children(result.experiment_id, result.study_run_id)
+                if run_id in counted]
+    except Exception as exc:
+        logging.getLogger(__name__).debug("trial runs left RUNNING not looked for (%s)", first_line(exc, 200))
+        return
+    for outcome in sorted(left, key=lambda t: t.number):
+        warnings.warn(f"trial-{outcome.number}'s worker stopped before it ended the trial's run; the study ended it "
+                      "FINISHED with the result it got", BoTunerWarning, stacklevel=2)
+        try:
+            end_run_left_running(outcome, result.metric)
+        except Exception as exc:
+            warnings.warn(f"trial-{outcome.number}'s run could not be ended ({type(exc).__name__}: "
+                          f"{first_line(exc, 200)}); it stays RUNNING", BoTunerWarning, stacklevel=2)
 
 
 def _prepared(config: StudyConfig, stored: StudyConfig | None, resume: str | None) -> data_mod.PreparedData:

@@ -528,6 +528,14 @@ def get_run(run_id: str) -> Any:
     return MlflowClient().get_run(run_id)
 
 
+def running_children(experiment: str, parent_id: str) -> list[str]:
+    """The ids of ``parent_id``'s child runs that are still RUNNING (one query)."""
+    runs = MlflowClient().search_runs(
+        [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'",
+        max_results=1000)
+    return [str(run.info.run_id) for run in runs]
+
+
 def child_runs(experiment: str, parent_id: str) -> list[Any]:
     """Every child run of ``parent_id``, oldest first."""
     client = MlflowClient()

@@ -266,7 +266,6 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         summary = {"objective": fit.objective, "fit_seconds": fit.fit_seconds, "best_epoch": fit.best_epoch,
                    "epochs_run": fit.epochs_run}
         state: TrialState = "COMPLETE" if fit.pruned_at is None else "PRUNED"
-        tags: dict[str, Any] = {STATE_TAG: state}
         if fit.pruned_at is not None:
             summary["pruned_at_epoch"] = fit.pruned_at
         tie = tie_break(fit.history, job.metric, fit.best_epoch) if state == "COMPLETE" else None
@@ -276,8 +275,7 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         if state == "COMPLETE" and is_better(fit.objective, job.best_so_far, job.maximize, tie=tie,
                                              than_tie=job.best_tie_break):
             model_uri = _log_model(fit.model, prepared)
-            tags["bo_tuner.model_uri"] = model_uri
-        tags["bo_tuner.model_logged"] = model_uri is not None
+        tags = _result_tags(state, model_uri)
         open_run = stack.pop_all()  # the run stays open past this block: _finish_run ends it
 
     def finish() -> None:
@@ -305,6 +303,23 @@ def _finish_run(open_run: contextlib.ExitStack, live: _LiveCurves, history: Mapp
             with contextlib.suppress(Exception):
                 record_failure(job.run_id, exc)
             raise
+
+
+def _result_tags(state: TrialState, model_uri: str | None) -> dict[str, Any]:
+    """A finished trial's state and whether (and where) it logged its model, as its run's tags."""
+    return {STATE_TAG: state, "bo_tuner.model_logged": model_uri is not None,
+            **({"bo_tuner.model_uri": model_uri} if model_uri is not None else {})}
+
+
+def end_run_left_running(outcome: TrialOutcome, metric: str) -> None:
+    """End the run of a trial whose result reached the study but whose worker stopped before it wrote the trial's
+    last records (killed or out of memory in that fraction of a second, see :func:`run_keras_trial`): the summary
+    metrics and state it would have written, its curves if none of them reached the run, then FINISHED."""
+    if outcome.history and metric not in tracking.get_run(outcome.run_id).data.metrics:
+        tracking.log_curves(outcome.run_id, outcome.history)
+    tracking.log_batch(outcome.run_id, metrics=outcome.metrics, step=outcome.number,
+                       tags=_result_tags(outcome.state, outcome.model_uri), model_uri=outcome.model_uri)
+    tracking.end_run(outcome.run_id, "FINISHED")
 
 
 def _epoch_scores(metric: str, prepared: data_mod.PreparedData

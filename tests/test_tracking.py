@@ -178,6 +178,40 @@ def test_a_trial_s_last_records_end_its_run_or_end_it_failed_with_the_reason(
         assert client.get_metric_history(run_id, "objective")[0].step == 3
 
 
+def test_a_counted_trial_whose_worker_stopped_before_ending_its_run_is_ended_by_the_study(
+        tracking_uri: str) -> None:
+    """A worker killed (or out of memory) just after it sent a trial's result, before its after-work wrote the
+    trial's last records: at its end the study ends that run with the result it counted (a warning says so); a run
+    the study did not count (the trial in flight when a study stopped) is left for a resume to mark KILLED."""
+    from bo_tuner import tracking
+    from bo_tuner.errors import BoTunerWarning
+    from bo_tuner.study import StudyResult, _end_runs_left_running
+    from bo_tuner.trial import STATE_TAG, TrialOutcome
+
+    client = MlflowClient(tracking_uri)
+    connect(tracking_uri)
+    experiment = client.create_experiment("left")
+    parent = tracking.create_run(experiment, "study")
+    counted, in_flight, done = (tracking.create_run(experiment, f"trial-{n}", parent_id=parent,
+                                                    tags={STATE_TAG: "RUNNING"}) for n in (1, 2, 3))
+    tracking.end_run(done, "FINISHED")
+    history = {"loss": [0.9, 0.6], "val_accuracy": [0.7, 0.8]}
+    model_uri = f"models:/{client.create_logged_model(experiment, source_run_id=counted).model_id}"
+    trials = (TrialOutcome(1, {"n_hidden": 1}, counted, "COMPLETE", 0.8, {"objective": 0.8, "epochs_run": 2},
+                           model_uri=model_uri, history=history),
+              TrialOutcome(3, {"n_hidden": 2}, done, "COMPLETE", 0.7, {"objective": 0.7}))
+    result = StudyResult(parent, experiment, "val_accuracy", True, trials, trials[0], 1.0)
+    with pytest.warns(BoTunerWarning, match="trial-1's worker stopped before it ended the trial's run"):
+        _end_runs_left_running(result)
+    run = client.get_run(counted)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[STATE_TAG] == "COMPLETE" and run.data.tags["bo_tuner.model_uri"] == model_uri
+    assert run.data.metrics == {"objective": 0.8, "epochs_run": 2, "loss": 0.6, "val_accuracy": 0.8}
+    assert _steps(client, counted, "val_accuracy") == [(1, 0.7), (2, 0.8)]
+    assert client.get_run(in_flight).info.status == "RUNNING"
+    assert tracking.running_children(experiment, parent) == [in_flight]
+
+
 def test_the_experiment_a_study_would_use_is_named_without_creating_it(tracking_uri: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """What a dry run prints: the given name; under ``mlflow run`` (MLFLOW_EXPERIMENT_ID) that experiment's name;
