@@ -275,40 +275,42 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
         if state == "COMPLETE" and is_better(fit.objective, job.best_so_far, job.maximize, tie=tie,
                                              than_tie=job.best_tie_break):
             model_uri = _log_model(fit.model, prepared)
-        tags = _result_tags(state, model_uri)
         open_run = stack.pop_all()  # the run stays open past this block: _finish_run ends it
+    outcome = TrialOutcome(job.number, job.params, job.run_id, state, fit.objective, summary,
+                           fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri,
+                           curve=tuple(fit.history.get(job.metric, ())), history=fit.history)
 
     def finish() -> None:
-        _finish_run(open_run, live, fit.history, summary, tags, model_uri, job)
+        _finish_run(open_run, live, outcome)
         if model_uri is not None:  # the architecture of a model worth keeping, as Keras prints it
             tracking.log_text(job.run_id, models.summary_text(fit.model), "model_summary.txt")
 
     # After the result is back with the study (in a pool worker), while it proposes the next point:
     pool.defer(finish)
     pool.defer(gc.collect)  # the previous model's graph; Keras' clear_session(free_memory=True) would block on it
-    return TrialOutcome(job.number, job.params, job.run_id, state, fit.objective, summary,
-                        fit_seconds=fit.fit_seconds, seconds=time.perf_counter() - started, model_uri=model_uri,
-                        curve=tuple(fit.history.get(job.metric, ())), history=fit.history)
+    return outcome
 
 
-def _finish_run(open_run: contextlib.ExitStack, live: _LiveCurves, history: Mapping[str, list[float]],
-                summary: Mapping[str, float], tags: Mapping[str, Any], model_uri: str | None, job: TrialJob) -> None:
+def _finish_run(open_run: contextlib.ExitStack, live: _LiveCurves, outcome: TrialOutcome) -> None:
     """A finished trial's last records, then the end of its run (``open_run``: the :func:`tracking.trial_run` block
     left open). Should they fail, the run ends FAILED with the reason (logged, and tagged on the run)."""
     with open_run:
         try:
-            live.finish(history)
-            tracking.log_batch(job.run_id, metrics=summary, step=job.number, tags=tags, model_uri=model_uri)
+            live.finish(outcome.history)
+            _log_result(outcome)
         except Exception as exc:
             with contextlib.suppress(Exception):
-                record_failure(job.run_id, exc)
+                record_failure(outcome.run_id, exc)
             raise
 
 
-def _result_tags(state: TrialState, model_uri: str | None) -> dict[str, Any]:
-    """A finished trial's state and whether (and where) it logged its model, as its run's tags."""
-    return {STATE_TAG: state, "bo_tuner.model_logged": model_uri is not None,
-            **({"bo_tuner.model_uri": model_uri} if model_uri is not None else {})}
+def _log_result(outcome: TrialOutcome) -> None:
+    """A finished trial's summary metrics (at its number as step; also the logged model's) and its state and
+    whether (and where) it logged its model, as its run's tags."""
+    tags = {STATE_TAG: outcome.state, "bo_tuner.model_logged": outcome.model_uri is not None,
+            **({"bo_tuner.model_uri": outcome.model_uri} if outcome.model_uri is not None else {})}
+    tracking.log_batch(outcome.run_id, metrics=outcome.metrics, step=outcome.number, tags=tags,
+                       model_uri=outcome.model_uri)
 
 
 def end_run_left_running(outcome: TrialOutcome, metric: str) -> None:
@@ -317,8 +319,7 @@ def end_run_left_running(outcome: TrialOutcome, metric: str) -> None:
     metrics and state it would have written, its curves if none of them reached the run, then FINISHED."""
     if outcome.history and metric not in tracking.get_run(outcome.run_id).data.metrics:
         tracking.log_curves(outcome.run_id, outcome.history)
-    tracking.log_batch(outcome.run_id, metrics=outcome.metrics, step=outcome.number,
-                       tags=_result_tags(outcome.state, outcome.model_uri), model_uri=outcome.model_uri)
+    _log_result(outcome)
     tracking.end_run(outcome.run_id, "FINISHED")
 
 

@@ -140,14 +140,13 @@ def test_a_trial_s_last_records_end_its_run_or_end_it_failed_with_the_reason(
     and state, then the run's end. Should that fail, the run does not stay RUNNING: it ends FAILED, tagged with
     the reason (the error is raised on, for the worker to log)."""
     from bo_tuner import tracking, trial
-    from bo_tuner.config import StudyConfig
 
     client = MlflowClient(tracking_uri)
     run_id = _new_run(client)
-    job = trial.TrialJob(3, {"n_hidden": 1}, run_id, tracking_uri, StudyConfig(data="iris"), "val_accuracy", True,
-                         None)
     live = trial._LiveCurves(run_id)
     history = {"loss": [0.9, 0.7], "val_accuracy": [0.5, 0.75]}
+    outcome = trial.TrialOutcome(3, {"n_hidden": 1}, run_id, "COMPLETE", 0.75, {"objective": 0.75, "epochs_run": 2},
+                                 history=history)
     if fails:
         real = tracking.log_batch
 
@@ -158,11 +157,9 @@ def test_a_trial_s_last_records_end_its_run_or_end_it_failed_with_the_reason(
 
         monkeypatch.setattr(tracking, "log_batch", summary_fails)
         with pytest.raises(OSError, match="disk full"):
-            trial._finish_run(_open_trial_run(run_id), live, history, {"objective": 0.75},
-                              {trial.STATE_TAG: "COMPLETE"}, None, job)
+            trial._finish_run(_open_trial_run(run_id), live, outcome)
     else:
-        trial._finish_run(_open_trial_run(run_id), live, history, {"objective": 0.75, "epochs_run": 2},
-                          {trial.STATE_TAG: "COMPLETE"}, None, job)
+        trial._finish_run(_open_trial_run(run_id), live, outcome)
     run = client.get_run(run_id)
     assert mlflow.active_run() is None
     assert _steps(client, run_id, "val_accuracy") == [(1, 0.5), (2, 0.75)]  # the curves went first
