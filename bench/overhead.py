@@ -56,11 +56,12 @@ def timeline(uri: str, result: bo_tuner.StudyResult, started: float, ended: floa
     wall = ended - started
     fit = sum(f for _, _, f in spans)
     first_fit_start = spans[0][1] - spans[0][2]  # fits run at the end of a trial run (logging after is tiny)
+    last_end = max(s[1] for s in spans)
     between = sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)) if parallel == 1 else float("nan")
     return {"wall": wall, "fit": fit, "trials": len(spans), "epochs": epochs, "start": first_fit_start - started,
             "in_trials": sum(end - start - f for start, end, f in spans[1:]), "between": between,
-            "end": ended - max(s[1] for s in spans), "not_fit": wall - fit / parallel,
-            "between_fits": max(s[1] for s in spans) - first_fit_start - fit,
+            "end": ended - last_end, "not_fit": wall - fit / parallel,
+            "between_fits": last_end - first_fit_start - fit,
             "overhead_fraction": parent["overhead_fraction"], "pruned": parent.get("n_pruned_trials", 0.0)}
 
 

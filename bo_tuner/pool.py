@@ -56,9 +56,9 @@ logger = logging.getLogger(__name__)
 
 _deferred: list[Callable[[], Any]] = []
 _in_worker = False
-#: What this worker is doing: "idle", "task", or "after" (the deferred work of the task it answered). A worker
-#: stopped during its after-work finishes it first: it writes the end of a trial the study has already recorded.
-_phase = "idle"
+#: This worker is doing the deferred work of the task it answered. Stopped then, it finishes it first: it writes the
+#: end of a trial the study has already recorded.
+_in_after_work = False
 _exit_after_work = False  # stopped during its after-work: exit once that is done
 #: How long a worker stopped (or whose study died) during its after-work may take to finish it before it is killed.
 AFTER_WORK_GRACE_S = 10.0
@@ -128,7 +128,7 @@ def _exit_after_its_work() -> None:
     """End the process, once the after-work of the task it answered is done (at most :data:`AFTER_WORK_GRACE_S`):
     that task's result reached the study before it died, and its run is finished rather than left RUNNING."""
     deadline = time.monotonic() + AFTER_WORK_GRACE_S
-    while _phase == "after" and time.monotonic() < deadline:
+    while _in_after_work and time.monotonic() < deadline:
         time.sleep(0.02)
     os._exit(1)
 
@@ -170,7 +170,7 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
     the forkserver's, from when the forkserver began: a token or ``MLFLOW_*`` setting made since must reach it.
     (multiprocessing itself gives every worker the pool's working directory and ``sys.path``.)
     """
-    global _in_worker, _phase
+    global _in_worker, _in_after_work
     _in_worker = True
     _exit_with(owner)
     if os.environ != environ:
@@ -190,13 +190,12 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
             conn.send(_STARTED)  # the pool knows from here on that the task may have run, even if this dies
         except OSError:
             return
-        _phase = "task"
         resident = _resident_mb()
         try:
             answer: tuple[bool, Any, float | None] = (True, fn(*args), resident)
         except BaseException as exc:
             answer = (False, exc, resident)
-        _phase = "after"  # from before the answer is sent: once the study may have it, its after-work is done
+        _in_after_work = True  # from before the answer is sent: once the study may have it, its after-work is done
         before = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             conn.send(answer)
@@ -209,7 +208,7 @@ def _serve(conn: Connection, initializer: Callable[..., Any] | None, initargs: t
         _run_deferred()
         # the default again, or what the task's code set (None: a handler set outside Python, which cannot be restored)
         signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
-        _phase = "idle"
+        _in_after_work = False
         if _exit_after_work:  # stopped during the after-work
             exit_now(0)
 
