@@ -17,6 +17,12 @@ re-optimises the kernel hyperparameters (length scales, noise) by maximum likeli
 n³ x restarts; here they are re-optimised only when the number of observations has grown by ``refit_growth`` (10 %)
 since the last time (up to ~20 points that is every step), and in between the GP is refitted to all points with
 the last hyperparameters (one Cholesky factorisation). Only the newest fitted GP is kept (skopt keeps every one).
+
+Off the critical path: after the first GP, a tell fits the GP with the hyperparameters it has and searches the next
+point at once (~10 ms for the fit at 20 points); hyperparameters that are due are then optimised on the points told
+so far by :meth:`Optimizer.optimise_hyperparameters` (~100-200 ms at 10-30 points, seconds at hundreds), which a study
+calls while its trials train, and the next tell uses them. The next tell runs it itself if nobody did, on the same
+points, so the proposals do not depend on when it ran; they lag the newest point by one tell.
 """
 
 from __future__ import annotations
@@ -344,26 +350,48 @@ class Optimizer:
         self._refit_growth = refit_growth
         self._refit_at = 0  # re-optimise the hyperparameters when this many points are known
         self.hyperparameter_fits = 0  # GP fits that optimised the kernel hyperparameters
+        self._hyperparameters_due = False  # to optimise on the points told so far (:meth:`optimise_hyperparameters`)
         self._unfitted = False  # points told without a GP fit (``tell_many(propose=False)``)
 
     def _choose_fit(self, n_after: int) -> bool:
-        """Before skopt fits the GP on ``n_after`` points: optimise its hyperparameters (True), or keep the last
-        ones."""
-        if n_after >= self._refit_at or not self._opt.models:
-            self._opt.base_estimator_ = self._template
+        """Before skopt fits the GP on ``n_after`` points: optimise its hyperparameters in that fit (True: the
+        first GP, which has none yet), or fit with the last ones (False) — marking them due when the schedule says
+        so, for :meth:`optimise_hyperparameters` after this tell."""
+        due = n_after >= self._refit_at
+        if due:
             self._refit_at = max(n_after + 1, math.ceil(n_after * (1.0 + self._refit_growth)))
+        if not self._opt.models:
+            self._opt.base_estimator_ = self._template
             return True
+        self._hyperparameters_due = self._hyperparameters_due or due
         return False
 
-    def _freeze_hyperparameters(self) -> None:
-        """After a fit: later fits (and the constant-liar copies in :meth:`ask`) reuse its kernel hyperparameters."""
-        if not self._opt.models:
+    @_one_blas_thread
+    def optimise_hyperparameters(self) -> None:
+        """Optimise the GP's kernel hyperparameters (maximum likelihood, skopt's restarts) on the points told so
+        far, if the schedule made them due; the next tell fits with them. Nothing to do otherwise (~1 µs).
+
+        A study calls it once a trial is handed to a worker, while this process would only wait; the next tell
+        calls it first if nobody did (on the same points, so the proposals do not depend on when it ran)."""
+        if not self._hyperparameters_due:
             return
+        from sklearn.base import clone
+
+        estimator = clone(self._template)
+        with warnings.catch_warnings():  # as skopt's own fit: bounds and convergence warnings at every fit
+            warnings.simplefilter("ignore")
+            estimator.fit(self._opt.space.transform(self._opt.Xi), self._opt.yi)
+        self._hyperparameters_due = False
+        self.hyperparameter_fits += 1
+        self._freeze_hyperparameters(estimator)
+
+    def _freeze_hyperparameters(self, fitted: Any) -> None:
+        """Later fits (and the constant-liar copies in :meth:`ask`) use the kernel hyperparameters ``fitted``
+        found."""
         from sklearn.base import clone
         from skopt.learning.gaussian_process.gpr import _param_for_white_kernel_in_Sum
         from skopt.learning.gaussian_process.kernels import WhiteKernel
 
-        fitted = self._opt.models[-1]
         kernel = clone(fitted.kernel_)
         present, name = _param_for_white_kernel_in_Sum(kernel)
         if present and fitted.noise_ is not None:  # skopt zeroes the fitted noise in kernel_ and keeps it in noise_
@@ -444,7 +472,9 @@ class Optimizer:
 
     def _ask(self, pending: Sequence[Mapping[str, Any]]) -> dict[str, Scalar]:
         if not pending:
-            self._fit_if_needed()
+            if self._unfitted:  # skopt's fit and next-point search on every told point
+                self._unfitted = False
+                self._opt.tell([], [])
             return self._to_point(self._opt.ask())
         known_x, known_y = self._opt.Xi, self._opt.yi
         lie = max(known_y) if known_y else 0.0
@@ -471,12 +501,13 @@ class Optimizer:
         penalty, and earlier failures' penalties are refreshed in place (skopt refits on all (Xi, yi) at each tell).
 
         ``propose=False``: the next point will be asked with trials still pending (a parallel study), and :meth:`ask`
-        fits a copy of the GP for those. The points are then only recorded, unless the kernel's hyperparameters are
-        due for re-optimisation: skopt's own fit and its search for a next point (~50 ms at 10-20 points, more as
-        they grow) were thrown away at every such step. Whatever needs them (an ask without pending points, the
-        plots) fits first."""
+        fits a copy of the GP for those, or no point will be asked (the study's last trial). The points are then
+        only recorded (unless this is the first GP): skopt's own fit and its search for a next point (~50 ms at 10-20
+        points, more as they grow) were thrown away at every such step. Whatever needs them (an ask without pending
+        points, the plots) fits first."""
         if not points:
             return
+        self.optimise_hyperparameters()  # due on the points told before these ones
         clean = [v if v is not None and math.isfinite(v) else None for v in values]
         self._values.extend(clean)
         finite = [v for v in self._values if v is not None]
@@ -495,14 +526,22 @@ class Optimizer:
         self._unfitted = False
         if optimise and self._opt.models and self._opt.models[-1] is not previous:  # no GP during initial points
             self.hyperparameter_fits += 1
-        self._freeze_hyperparameters()
+            self._freeze_hyperparameters(self._opt.models[-1])
 
     @_one_blas_thread
-    def _fit_if_needed(self) -> None:
-        """Fit the GP on every told point and search skopt's next point, where ``propose=False`` tells skipped it."""
-        if self._unfitted:
-            self._unfitted = False
-            self._opt.tell([], [])  # no new point: skopt refits on all of them
+    def _fit_model(self) -> None:
+        """For the plots and length scales: a GP fitted on every told point with the newest hyperparameters (where
+        ``propose=False`` tells skipped the fit; without skopt's next-point search, which no ask will use)."""
+        self.optimise_hyperparameters()
+        if not self._opt.models or self._opt.models[-1].X_train_.shape[0] == len(self._opt.Xi):
+            return  # no GP yet (initial points), or it has every point
+        from sklearn.base import clone
+
+        estimator = clone(self._opt.base_estimator_)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimator.fit(self._opt.space.transform(self._opt.Xi), self._opt.yi)
+        self._opt.models[-1] = estimator
 
     @property
     def n_told(self) -> int:
@@ -513,7 +552,7 @@ class Optimizer:
         shortest for (the objective changes fastest along them; a categorical counts by its shortest one-hot
         column). In space order while no GP is fitted or the space is small enough; constant dimensions are left
         out, as skopt's plots do."""
-        self._fit_if_needed()
+        self._fit_model()
         names = [d.name for d, sk in zip(self.space, self._opt.space.dimensions, strict=True) if not sk.is_constant]
         if len(names) <= limit or not self._opt.models:
             return names[:limit]
@@ -543,7 +582,7 @@ class Optimizer:
         """
         if not self._opt.yi:
             return []
-        self._fit_if_needed()
+        self._fit_model()
         result = self._opt.get_result()
         shown = self.relevant_dimensions(MAX_PLOT_DIMS)
         grids = _stepped_axes(self.space)

@@ -368,7 +368,10 @@ class _Study:
                         pending[self._submit(executor, job)] = job
                         number += 1
                     interrupts.check()
-                self._draw_learning_curves()  # while the workers train: this process would only wait
+                # while the workers train, this process would only wait: the GP's hyperparameters due on the
+                # points told so far (~100-200 ms; the next tell would otherwise optimise them first)
+                self.optimizer.optimise_hyperparameters()
+                self._draw_learning_curves()
                 if not plots_prepared:
                     plots_prepared = True
                     # ~0.3 s of imports while the first trials train, not on the critical path at the study's end;
@@ -385,8 +388,9 @@ class _Study:
                     for future in sorted(done, key=lambda f: pending[f].number):
                         job = pending.pop(future)
                         outcome = self._outcome(future, job)
-                        # the next point is asked beside trials still running: ask() fits its own GP for that
-                        self._record(outcome, propose=not pending)
+                        # the next point is asked beside trials still running (ask() fits its own GP for that),
+                        # or none is asked after the last trial
+                        self._record(outcome, propose=not pending and len(self.trials) + 1 < self.n_calls)
                         consecutive = consecutive + 1 if outcome.state == "FAILED" else 0
                         bar.finished(outcome, len(self.trials), self.best)
                 interrupts.check()

@@ -134,11 +134,15 @@ def test_a_result_told_before_an_ask_beside_pending_points_is_fitted_only_when_n
     assert opt._opt.models[-1].X_train_.shape[0] == 10  # fitted on every told point
     assert SPACE.contains(opt.ask())
 
-    due = Optimizer(SPACE, n_initial_points=3, seed=0)  # hyperparameters re-optimised at every step this early
+    due = Optimizer(SPACE, n_initial_points=3, seed=0)  # hyperparameters due at every step this early
     for _ in range(5):
         point = due.ask()
         due.tell_many([point], [objective(point)], propose=False)
-    assert due.hyperparameter_fits == 3 and due._opt.models[-1].X_train_.shape[0] == 5
+    # the first GP (3 points) optimised its own; those due at 4 points were optimised before the 5th was told;
+    # the last GP fit was the ask after the 4th (no pending point); the plots' fit optimises those due at 5 first
+    assert due.hyperparameter_fits == 2 and due._opt.models[-1].X_train_.shape[0] == 4
+    assert due.relevant_dimensions(2) and due.hyperparameter_fits == 3
+    assert due._opt.models[-1].X_train_.shape[0] == 5
 
 
 def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
@@ -147,6 +151,7 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
         for _ in range(30):
             point = opt.ask()
             opt.tell(point, objective(point))
+            opt.optimise_hyperparameters()  # as a study does while the next trial trains
         return opt
 
     every, scheduled = search(0.0), search(0.1)
@@ -162,6 +167,43 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
         best = search._opt.Xi[values.index(min(values))]
         assert abs(best[0] - 1.5) < 0.1, best
         assert min(values) < min(values[:3])  # better than its random start
+
+
+def test_hyperparameters_due_are_optimised_after_the_tell_and_used_from_the_next_one_whenever_they_ran() -> None:
+    """A tell fits the GP with the hyperparameters it has and proposes at once; those due on its points are
+    optimised afterwards (a study: while the next trial trains) or, if nobody did, by the next tell first. The same
+    fit on the same points either way: the same proposals."""
+    def search(optimise_between: bool) -> tuple[Optimizer, list[dict[str, object]]]:
+        opt = Optimizer(SPACE, n_initial_points=3, seed=4)
+        proposed = []
+        for step in range(10):  # hyperparameters due at every step up to 10 points (refit_growth 10 %)
+            point = opt.ask()
+            proposed.append(point)
+            fits = opt.hyperparameter_fits
+            opt.tell(point, objective(point))
+            if step == 2:  # the first GP optimises its hyperparameters in its own fit
+                assert opt.hyperparameter_fits == fits + 1 and not opt._hyperparameters_due
+            elif step > 2:
+                assert opt._hyperparameters_due
+                lagged = step > 3 and not optimise_between  # the previous step's, optimised by this tell first
+                assert opt.hyperparameter_fits == fits + lagged
+                length_scales = opt._opt.models[-1].kernel_.get_params()["k1__k2__length_scale"]
+                if optimise_between:
+                    opt.optimise_hyperparameters()
+                    assert opt.hyperparameter_fits == fits + 1 and not opt._hyperparameters_due
+                    # the GP the tell fitted (and proposed with) keeps the hyperparameters it had
+                    assert list(opt._opt.models[-1].kernel_.get_params()["k1__k2__length_scale"]) == list(
+                        length_scales)
+                    fresh = opt._opt.base_estimator_.kernel.get_params()["k1__k2__length_scale"]
+                    assert list(fresh) != list(length_scales)  # the next tell's
+        return opt, proposed
+
+    between, proposed = search(optimise_between=True)
+    lazily, same = search(optimise_between=False)
+    assert proposed == same
+    lazily.optimise_hyperparameters()
+    assert between.hyperparameter_fits == lazily.hyperparameter_fits == 8
+    assert repr(between._opt.base_estimator_.kernel) == repr(lazily._opt.base_estimator_.kernel)
 
 
 def _searched(steps: int = 12) -> Optimizer:
