@@ -138,11 +138,11 @@ def test_a_result_told_before_an_ask_beside_pending_points_is_fitted_only_when_n
     for _ in range(5):
         point = due.ask()
         due.tell_many([point], [objective(point)], propose=False)
-    # the first GP (3 points) optimised its own; those due at 4 points were optimised before the 5th was told;
-    # the last GP fit was the ask after the 4th (no pending point); the plots' fit optimises those due at 5 first
-    assert due.hyperparameter_fits == 2 and due._opt.models[-1].X_train_.shape[0] == 4
-    assert due.relevant_dimensions(2) and due.hyperparameter_fits == 3
-    assert due._opt.models[-1].X_train_.shape[0] == 5
+    # the first GP (3 points) optimised its own; at 4 and 5 points a tell fitted the GP with them re-optimised from
+    # the last ones (for the copy an ask fits beside pending points), and skopt's full search on the 4 points ran
+    # before the 5th was told; the plots' fit runs the one due on the 5 first
+    assert due.hyperparameter_fits == 4 and due._opt.models[-1].X_train_.shape[0] == 5
+    assert due.relevant_dimensions(2) and due.hyperparameter_fits == 5
 
 
 def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
@@ -155,8 +155,10 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
         return opt
 
     every, scheduled = search(0.0), search(0.1)
-    assert every.hyperparameter_fits == 28  # a GP from the 3rd point on, hyperparameters optimised each time
-    assert 10 < scheduled.hyperparameter_fits <= 18  # every step up to 10 points, then each 10 % of growth
+    # a GP from the 3rd point on, its hyperparameters re-optimised at each later step: warm-started in the tell,
+    # then skopt's full search
+    assert every.hyperparameter_fits == 1 + 2 * 27
+    assert 1 + 2 * 10 < scheduled.hyperparameter_fits <= 1 + 2 * 17  # every step up to 10 points, then each 10 %
     assert len(scheduled._opt.models) == 1  # only the newest GP is kept
     # Between re-optimisations the GP keeps the last fitted length scales and still locates the continuous
     # optimum (x = 1.5). Which local optimum of the discrete part (n, act) a 30-step search ends in turns on float
@@ -169,10 +171,11 @@ def test_kernel_hyperparameters_are_reoptimised_on_a_growth_schedule() -> None:
         assert min(values) < min(values[:3])  # better than its random start
 
 
-def test_hyperparameters_due_are_optimised_after_the_tell_and_used_from_the_next_one_whenever_they_ran() -> None:
-    """A tell fits the GP with the hyperparameters it has and proposes at once; those due on its points are
-    optimised afterwards (a study: while the next trial trains) or, if nobody did, by the next tell first. The same
-    fit on the same points either way: the same proposals."""
+def test_hyperparameters_due_are_warm_started_in_the_tell_and_searched_in_full_after_it_whenever_that_ran() -> None:
+    """When the schedule makes the kernel hyperparameters due, a tell re-optimises them from the best ones known
+    (one L-BFGS run) and proposes with them; skopt's full search on the same points runs after it (a study: while
+    the next trial trains) or, if nobody ran it, first in the next tell, and is kept where its likelihood is the
+    higher. The same fits on the same points either way: the same proposals."""
     def search(optimise_between: bool) -> tuple[Optimizer, list[dict[str, object]]]:
         opt = Optimizer(SPACE, n_initial_points=3, seed=4)
         proposed = []
@@ -181,28 +184,26 @@ def test_hyperparameters_due_are_optimised_after_the_tell_and_used_from_the_next
             proposed.append(point)
             fits = opt.hyperparameter_fits
             opt.tell(point, objective(point))
-            if step == 2:  # the first GP optimises its hyperparameters in its own fit
+            if step == 2:  # the first GP: skopt's full search in its own fit
                 assert opt.hyperparameter_fits == fits + 1 and not opt._hyperparameters_due
             elif step > 2:
-                assert opt._hyperparameters_due
-                lagged = step > 3 and not optimise_between  # the previous step's, optimised by this tell first
-                assert opt.hyperparameter_fits == fits + lagged
-                length_scales = opt._opt.models[-1].kernel_.get_params()["k1__k2__length_scale"]
+                lagged = step > 3 and not optimise_between  # the previous step's full search, run by this tell
+                assert opt.hyperparameter_fits == fits + lagged + 1 and opt._hyperparameters_due
+                model = opt._opt.models[-1]
+                assert model.X_train_.shape[0] == step + 1
+                assert opt._likelihood == model.log_marginal_likelihood_value_  # the warm-started fit's
                 if optimise_between:
                     opt.optimise_hyperparameters()
-                    assert opt.hyperparameter_fits == fits + 1 and not opt._hyperparameters_due
-                    # the GP the tell fitted (and proposed with) keeps the hyperparameters it had
-                    assert list(opt._opt.models[-1].kernel_.get_params()["k1__k2__length_scale"]) == list(
-                        length_scales)
-                    fresh = opt._opt.base_estimator_.kernel.get_params()["k1__k2__length_scale"]
-                    assert list(fresh) != list(length_scales)  # the next tell's
+                    assert opt.hyperparameter_fits == fits + 2 and not opt._hyperparameters_due
+                    assert opt._likelihood >= model.log_marginal_likelihood_value_  # the better of the two
+                    assert opt._opt.models[-1] is model  # the GP the tell proposed with stays
         return opt, proposed
 
     between, proposed = search(optimise_between=True)
     lazily, same = search(optimise_between=False)
     assert proposed == same
     lazily.optimise_hyperparameters()
-    assert between.hyperparameter_fits == lazily.hyperparameter_fits == 8
+    assert between.hyperparameter_fits == lazily.hyperparameter_fits == 1 + 2 * 7
     assert repr(between._opt.base_estimator_.kernel) == repr(lazily._opt.base_estimator_.kernel)
 
 
