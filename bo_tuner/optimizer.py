@@ -557,9 +557,9 @@ class Optimizer:
 
     @_one_blas_thread
     def _fit_model(self) -> None:
-        """For the plots and length scales: a GP fitted on every told point with the newest hyperparameters (where
-        ``propose=False`` tells skipped the fit; without skopt's next-point search, which no ask will use)."""
-        self.optimise_hyperparameters()
+        """For the plots and length scales: a GP fitted on every told point (where ``propose=False`` tells skipped
+        the fit; without skopt's next-point search, which no ask will use, and with the hyperparameters the last tell
+        left: the full search due after it, ~0.1-0.2 s, would be on the critical path at a study's end)."""
         if not self._opt.models or self._opt.models[-1].X_train_.shape[0] == len(self._opt.Xi):
             return  # no GP yet (initial points), or it has every point
         self._opt.models[-1] = self._fitted(self._opt.base_estimator_)
