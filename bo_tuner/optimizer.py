@@ -34,12 +34,13 @@ import copy
 import functools
 import logging
 import math
+import os
 import random
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeGuard, TypeVar
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from bo_tuner.space import Categorical, Int, Real, Scalar, SearchSpace, reference
 
@@ -58,14 +59,24 @@ def _one_blas_thread(method: _F) -> _F:
     """Run ``method`` with one BLAS/OpenMP thread, whatever the process has (FACTS.md: the GP fit was 6-15x slower
     with default threading on 2 cores). The command line sets the environment before numpy loads; a study started
     from Python (``bo_tuner.tune``) gets the same here, and the caller's own thread settings are restored after.
-    The limit costs ~0.6 ms per call."""
+
+    Through one ``ThreadpoolController`` per process, made at the first call (by then skopt has loaded numpy's,
+    scipy's and scikit-learn's thread pools): threadpoolctl's ``threadpool_limits`` scans every loaded library
+    again at each call, 5-10 ms on 2 vCPUs in a study's process (MLflow, scikit-learn, matplotlib loaded), at each
+    tell and ask; the controller's limit is ~0.05 ms."""
 
     @functools.wraps(method)
     def limited(*args: Any, **kwargs: Any) -> Any:
-        with threadpool_limits(limits=1):
+        with _thread_pools(os.getpid()).limit(limits=1):
             return method(*args, **kwargs)
 
     return limited  # type: ignore[return-value]
+
+
+@functools.cache
+def _thread_pools(pid: int) -> Any:
+    """This process's BLAS/OpenMP thread pools (``pid``: a forked process makes its own)."""
+    return ThreadpoolController()
 
 
 def _to_skopt(space: SearchSpace) -> list[Any]:
@@ -374,16 +385,19 @@ class Optimizer:
         self._hyperparameters_due = True
         return clone(self._template).set_params(kernel=clone(self._kernel), n_restarts_optimizer=0), True
 
-    @_one_blas_thread
     def optimise_hyperparameters(self) -> None:
         """skopt's full search for the GP's kernel hyperparameters (maximum likelihood from its initial kernel and
         random restarts) on the points told so far, if the schedule made it due; the next tell starts from its result
-        if that explains these points better than what the last tell found. Nothing to do otherwise (~1 µs).
+        if that explains these points better than what the last tell found. Nothing to do otherwise (~1 µs: the
+        one-thread BLAS limit, a few ms where many libraries are loaded, is set only for the search).
 
         A study calls it once a trial is handed to a worker, while this process would only wait; the next tell
         calls it first if nobody did (on the same points, so the proposals do not depend on when it ran)."""
-        if not self._hyperparameters_due:
-            return
+        if self._hyperparameters_due:
+            self._full_search()
+
+    @_one_blas_thread
+    def _full_search(self) -> None:
         from sklearn.base import clone
 
         estimator = clone(self._template)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bo_tuner.optimizer import MAX_PLOT_DIMS, Optimizer, penalty
+from bo_tuner.optimizer import MAX_PLOT_DIMS, Optimizer, _one_blas_thread, penalty
 from bo_tuner.pool import WorkerDied, WorkerPool
 from bo_tuner.space import SearchSpace
 
@@ -206,6 +206,28 @@ def test_hyperparameters_due_are_warm_started_in_the_tell_and_searched_in_full_a
     lazily.optimise_hyperparameters()
     assert between.hyperparameter_fits == lazily.hyperparameter_fits == 1 + 2 * 7
     assert repr(between._opt.base_estimator_.kernel) == repr(lazily._opt.base_estimator_.kernel)
+
+
+def test_the_gp_runs_with_one_blas_thread_and_the_callers_thread_settings_come_back() -> None:
+    import numpy  # noqa: F401  # its BLAS loaded
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+
+    def threads() -> set[int]:
+        return {pool["num_threads"] for pool in ThreadpoolController().info()}
+
+    @_one_blas_thread
+    def inside() -> set[int]:
+        return threads()
+
+    opt = Optimizer(SPACE, n_initial_points=2, seed=0)  # loads skopt's, scipy's and scikit-learn's pools
+    for _ in range(2):  # the second call through the controller the first one made
+        with threadpool_limits(limits=2):
+            assert threads() == {2}
+            assert inside() == {1}
+            assert threads() == {2}
+            point = opt.ask()
+            opt.tell(point, objective(point))
+            assert threads() == {2}
 
 
 def _searched(steps: int = 12) -> Optimizer:
