@@ -368,8 +368,8 @@ class _Study:
                         pending[self._submit(executor, job)] = job
                         number += 1
                     interrupts.check()
-                # while the workers train, this process would only wait: the GP's hyperparameters due on the
-                # points told so far (~100-200 ms; the next tell would otherwise optimise them first)
+                # while the workers train, this process would only wait: skopt's full search for the GP's
+                # hyperparameters due on the points told so far (~0.1-0.2 s; the next tell would run it first)
                 self.optimizer.optimise_hyperparameters()
                 self._draw_learning_curves()
                 if not plots_prepared:
