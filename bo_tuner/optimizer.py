@@ -381,7 +381,7 @@ class Optimizer:
         if self._kernel is None:
             return self._template, True
         if not due:
-            return clone(self._template).set_params(kernel=clone(self._kernel), optimizer=None), False
+            return self._opt.base_estimator_, False  # the last ones, fixed (:meth:`_adopt`)
         self._hyperparameters_due = True
         return clone(self._template).set_params(kernel=clone(self._kernel), n_restarts_optimizer=0), True
 
@@ -398,12 +398,7 @@ class Optimizer:
 
     @_one_blas_thread
     def _full_search(self) -> None:
-        from sklearn.base import clone
-
-        estimator = clone(self._template)
-        with warnings.catch_warnings():  # as skopt's own fit: bounds and convergence warnings at every fit
-            warnings.simplefilter("ignore")
-            estimator.fit(self._opt.space.transform(self._opt.Xi), self._opt.yi)
+        estimator = self._fitted(self._template)
         self._hyperparameters_due = False
         self.hyperparameter_fits += 1
         if estimator.log_marginal_likelihood_value_ > self._likelihood:
@@ -564,7 +559,7 @@ class Optimizer:
         from sklearn.base import clone
 
         fitted = clone(estimator)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # as skopt's own fit: bounds and convergence warnings at every fit
             warnings.simplefilter("ignore")
             fitted.fit(self._opt.space.transform(self._opt.Xi), self._opt.yi)
         return fitted
