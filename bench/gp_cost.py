@@ -7,8 +7,9 @@ each tell + ask: skopt's own GP class with hyperparameters re-optimised at every
 the same with bo_tuner's faster predictive variance, and bo_tuner's default (fast variance, hyperparameters
 re-optimised when the number of points has grown 10 % since the last time: in the tell by one L-BFGS run from the
 best ones known, and by skopt's full search while the next trial trains, as a study does —
-``Optimizer.optimise_hyperparameters`` after the ask, timed apart as "off the critical path"). The first two rows
-run skopt's full search in every tell instead, as ``gp_minimize`` does. Prints the median
+``Optimizer.prepare`` after the ask, which also draws the next-point search's random candidates ahead, timed apart as
+"off the critical path"). The first two rows run skopt's full search in every tell instead, as ``gp_minimize`` does,
+and draw their candidates in the tell. Prints the median
 seconds per step around each checkpoint, the total, how many hyperparameter fits ran, and the simple regret reached
 (best value - the known minimum -3.32237) at the baseline's last n and at each row's own last n, so the cost
 saving can be weighed against search quality. ``--pending`` times the step of a study with two trials at once
@@ -36,7 +37,8 @@ CHECKPOINTS = (25, 50, 100, 150, 200, 300, 400, 500)
 def run(calls: int, refit_growth: float, seed: int, *, plain_skopt: bool = False, pending: bool | None = None,
         search_in_tell: bool = False) -> tuple[list[float], list[float], list[float], int]:
     """Seconds per step (tell + next ask), seconds off the critical path per step (skopt's full hyperparameter
-    search a study runs while the next trial trains), the simple regret after each evaluation, hyperparameter fits.
+    search and the next candidates a study draws while the next trial trains), the simple regret after each
+    evaluation, hyperparameter fits.
     ``search_in_tell``: that search in each tell instead, where the hyperparameters are due (``gp_minimize``'s way).
 
     ``pending``: two trials at once, as in ``--parallel 2``: each result is told while the other point is still
@@ -71,7 +73,10 @@ def run(calls: int, refit_growth: float, seed: int, *, plain_skopt: bool = False
             opt.tell(point, value, propose=not pending)
             point, running = running, opt.ask([running])
         asked = time.perf_counter()
-        opt.optimise_hyperparameters()
+        if search_in_tell:
+            opt.optimise_hyperparameters()
+        else:
+            opt.prepare()  # as a study does while the next trial trains
         done = time.perf_counter()
         seconds.append(asked - started)
         idle.append(done - asked)

@@ -24,7 +24,8 @@ from its initial kernel and two random restarts) and proposes with them at once;
 points then runs in :meth:`Optimizer.optimise_hyperparameters`, which a study calls while its trials train, and its
 result is where the next tell starts from if its likelihood is the higher. The next tell runs it itself if nobody
 did, on the same points, so the proposals do not depend on when it ran. (Proposing with the last full search's
-hyperparameters alone, one tell behind, doubled the median regret on Branin and Beale over 15 seeds.)
+hyperparameters alone, one tell behind, doubled the median regret on Branin and Beale over 15 seeds.) The random
+candidates of the next tell's next-point search are drawn then as well (:meth:`Optimizer.prepare`), the same values.
 """
 
 from __future__ import annotations
@@ -330,6 +331,65 @@ def _standard_normal_for_skopt() -> None:
         skopt.acquisition.norm = StandardNormal()
 
 
+class _CandidatesAhead:
+    """The random candidates of skopt's next-point search, drawn while a trial trains instead of in the tell.
+
+    At every GP step skopt's tell draws ``n_points`` (10,000) random points from the optimizer's random state and
+    transforms them to the GP's coordinates before weighing the acquisition on them: ~45-60 ms of a ~120-140 ms tell
+    on 2 vCPUs at 7-20 points (skopt transposes and one-hot encodes them value by value), none of it depending on the
+    result just told. :meth:`prepare` draws them from a copy of that random state; the tell's draw gets them if the
+    state has not moved since (the very same values, and the state is then moved on as that draw would have moved
+    it), else draws them itself. So the proposals are the same whether this ran or not."""
+
+    def __init__(self, opt: Any) -> None:
+        self._opt = opt
+        self._draw = opt.space.rvs  # skopt's, or a conditional space's (:meth:`Optimizer._canonical_candidates`)
+        self._transform = opt.space.transform
+        # (random state before the draw, after it, the points, the points transformed)
+        self._ahead: tuple[Any, Any, list[list[Any]], Any] | None = None
+        self._handed: tuple[Any, Any, list[list[Any]], Any] | None = None  # drawn ahead and just handed to skopt
+        self.served = 0  # draws answered from :meth:`prepare`'s
+        opt.space.rvs = self.rvs
+        opt.space.transform = self.transform
+
+    def prepare(self) -> None:
+        """Draw the next tell's candidates, if that tell searches for a next point (a GP is fitted from it on) and
+        none are drawn yet (a parallel study's tells do not search: one draw for the study)."""
+        import numpy as np
+
+        opt = self._opt
+        if self._ahead is not None or opt._n_initial_points > 1 or opt.base_estimator_ is None:
+            return
+        before = opt.rng.get_state()
+        copy_ = np.random.RandomState()
+        copy_.set_state(before)
+        points = self._draw(n_samples=opt.n_points, random_state=copy_)
+        self._ahead = (before, copy_.get_state(), points, self._transform(points))
+
+    def rvs(self, n_samples: int = 1, random_state: Any = None) -> list[list[Any]]:
+        ahead, self._ahead = self._ahead, None  # any other draw moves the state: what was drawn ahead is stale
+        if (ahead is not None and random_state is self._opt.rng and n_samples == len(ahead[2])
+                and _same_state(random_state.get_state(), ahead[0])):
+            random_state.set_state(ahead[1])
+            self._handed = ahead
+            self.served += 1
+            return ahead[2]
+        return self._draw(n_samples=n_samples, random_state=random_state)  # type: ignore[no-any-return]
+
+    def transform(self, X: Any) -> Any:
+        handed, self._handed = self._handed, None
+        if handed is not None and X is handed[2]:
+            return handed[3]
+        return self._transform(X)
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Whether two numpy ``RandomState.get_state()`` tuples are the same state."""
+    import numpy as np
+
+    return bool(a[0] == b[0] and a[2:] == b[2:] and np.array_equal(a[1], b[1]))
+
+
 def _length_scales(kernel: Any) -> list[float] | None:
     """The anisotropic length scales of the (first) Matern/RBF part of a fitted kernel, one per input column."""
     for name, value in kernel.get_params().items():
@@ -354,6 +414,7 @@ class Optimizer:
                                 acq_func=acq_func, acq_optimizer="sampling" if space.conditions else "auto",
                                 random_state=seed, model_queue_size=1)
         self._canonical_candidates(self._opt)
+        self._candidates = _CandidatesAhead(self._opt)
         self._values: list[float | None] = []  # None marks a failed trial
         self._liar_rng = random.Random(seed)
         self._fill_rng = random.Random(None if seed is None else seed + 1)
@@ -385,14 +446,23 @@ class Optimizer:
         self._hyperparameters_due = True
         return clone(self._template).set_params(kernel=clone(self._kernel), n_restarts_optimizer=0), True
 
+    def prepare(self) -> None:
+        """Work of the next tell that does not depend on its result, done now: skopt's full search for the kernel
+        hyperparameters if due (:meth:`optimise_hyperparameters`) and the random candidates of its next-point search
+        (:class:`_CandidatesAhead`). A study calls it while its trials train, when its process would only wait; the
+        proposals are the same whether it ran or not."""
+        self.optimise_hyperparameters()
+        self._candidates.prepare()
+
     def optimise_hyperparameters(self) -> None:
         """skopt's full search for the GP's kernel hyperparameters (maximum likelihood from its initial kernel and
         random restarts) on the points told so far, if the schedule made it due; the next tell starts from its result
         if that explains these points better than what the last tell found. Nothing to do otherwise (~1 µs: the
         one-thread BLAS limit, a few ms where many libraries are loaded, is set only for the search).
 
-        A study calls it once a trial is handed to a worker, while this process would only wait; the next tell
-        calls it first if nobody did (on the same points, so the proposals do not depend on when it ran)."""
+        A study calls it (through :meth:`prepare`) once a trial is handed to a worker, while this process would only
+        wait; the next tell calls it first if nobody did (on the same points, so the proposals do not depend on when
+        it ran)."""
         if self._hyperparameters_due:
             self._full_search()
 

@@ -369,8 +369,9 @@ class _Study:
                         number += 1
                     interrupts.check()
                 # while the workers train, this process would only wait: skopt's full search for the GP's
-                # hyperparameters due on the points told so far (~0.1-0.2 s; the next tell would run it first)
-                self.optimizer.optimise_hyperparameters()
+                # hyperparameters due on the points told so far (~0.1-0.2 s; the next tell would run it first) and
+                # the next-point search's random candidates (~50 ms; the next tell would draw them)
+                self.optimizer.prepare()
                 self._draw_learning_curves()
                 if not plots_prepared:
                     plots_prepared = True

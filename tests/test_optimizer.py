@@ -208,6 +208,52 @@ def test_hyperparameters_due_are_warm_started_in_the_tell_and_searched_in_full_a
     assert repr(between._opt.base_estimator_.kernel) == repr(lazily._opt.base_estimator_.kernel)
 
 
+@pytest.mark.parametrize("conditional", [False, True])
+def test_the_next_point_searchs_candidates_drawn_ahead_give_the_same_proposals(conditional: bool) -> None:
+    """``prepare()`` (a study: while a trial trains) draws the random candidates of the next tell's next-point
+    search from a copy of skopt's random state; the tell takes them only if that state has not moved since, so the
+    proposals are those of a search that never called it: sequential, beside pending points (the asks' copies draw
+    their own), after a draw that moved the state in between, and over a conditional space's candidates."""
+    space = (SearchSpace.from_dict({
+        "optimizer": {"type": "categorical", "choices": ["adam", "sgd+momentum"]},
+        "momentum": {"type": "real", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd+momentum"}},
+        "x": {"type": "real", "low": -5.0, "high": 5.0}}) if conditional else SPACE)
+
+    def value(p: dict) -> float:
+        return (p["x"] - 1.5) ** 2 + (p.get("momentum", 0.9) - 0.9) ** 2 if conditional else objective(p)
+
+    def search(ahead: bool) -> tuple[Optimizer, list[dict[str, object]]]:
+        opt = Optimizer(space, n_initial_points=3, seed=5)
+        proposed = [opt.ask()]
+        for step in range(12):
+            if step == 8:  # something else draws from the state after the candidates were drawn ahead
+                opt._opt.space.rvs(random_state=opt._opt.rng)
+            opt.tell(proposed[-1], value(proposed[-1]))
+            proposed.append(opt.ask())
+            if ahead:
+                opt.prepare()
+        running = [proposed[-1], opt.ask(proposed[-1:])]
+        for _ in range(3):  # then two at once, in a study's order: tells without a next-point search, asks beside
+            finished = running.pop(0)  # the running point on a copy, then the work ahead
+            opt.tell(finished, value(finished), propose=False)
+            running.append(opt.ask(running))
+            proposed.append(running[-1])
+            if ahead:
+                opt.prepare()
+        for point in running:
+            opt.tell(point, value(point), propose=False)
+        proposed.append(opt.ask())  # sequential again: the tells' skipped search runs now, on drawn-ahead candidates
+        return opt, proposed
+
+    ahead, proposed = search(ahead=True)
+    plain, same = search(ahead=False)
+    assert proposed == same
+    assert plain._candidates.served == 0
+    # the GP's tells from the 3rd point (10 of the 12) less the one after the other draw, and the last ask's
+    assert ahead._candidates.served == 10
+    assert repr(ahead._opt.base_estimator_.kernel) == repr(plain._opt.base_estimator_.kernel)
+
+
 def test_the_gp_runs_with_one_blas_thread_and_the_callers_thread_settings_come_back() -> None:
     import numpy  # noqa: F401  # its BLAS loaded
     from threadpoolctl import ThreadpoolController, threadpool_limits
