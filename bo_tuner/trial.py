@@ -523,6 +523,7 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
             prepared = prepared_data(data_key)
     models.configure_runtime(intra_op_threads, small_models=small_models(config, prepared))
     models.import_backend()
+    models.draw_initial_weights_in_buckets()  # Keras on JAX: not a compile for every new weight shape
     if gpu is not None:
         warn_without_gpu(gpu)
     tracking.preload_store(tracking_uri)
