@@ -1291,21 +1291,23 @@ def draw_initial_weights_in_buckets() -> None:
             or getattr(jax.config, "jax_threefry_partitionable", None) is not True):
         return
     low, high = _BUCKET_BITS
+    tracer = getattr(jax.core, "Tracer", ())
 
     def bucketed(draw: Callable[..., Any]) -> Callable[..., Any]:
         def draw_in_bucket(shape: Any, *args: Any, **kwargs: Any) -> Any:
             if len(args) > 3 or "seed" not in kwargs:  # seed given by position, or none: Keras' own path
                 return draw(shape, *args, **kwargs)
             seed = jax_random.jax_draw_seed(kwargs.pop("seed"))  # the seed generator advances once, as in Keras
-            try:
-                dims = tuple(int(d) for d in shape if isinstance(d, int | np.integer))
-            except TypeError:  # not a sequence
-                dims = ()
-            size = math.prod(dims)
-            if isinstance(seed, jax.core.Tracer) or len(dims) != len(shape) or not 0 < size <= 1 << high:
+            dims = _plain_shape(shape)
+            size = math.prod(dims) if dims is not None else 0
+            if isinstance(seed, tracer) or not 0 < size <= 1 << high:
                 return draw(shape, *args, seed=seed, **kwargs)
             flat = draw((1 << max(low, (size - 1).bit_length()),), *args, seed=seed, **kwargs)
-            return jax.device_put(np.asarray(flat)[:size].reshape(dims))
+            try:
+                values = np.asarray(flat)
+            except jax.errors.TracerArrayConversionError:  # traced after all (a JAX without jax.core.Tracer)
+                return draw(shape, *args, seed=seed, **kwargs)
+            return jax.device_put(values[:size].reshape(dims))
 
         draw_in_bucket.__wrapped__ = draw  # type: ignore[attr-defined]
         return draw_in_bucket
@@ -1313,6 +1315,15 @@ def draw_initial_weights_in_buckets() -> None:
     for name in ("uniform", "normal", "truncated_normal"):
         setattr(jax_random, name, bucketed(getattr(jax_random, name)))
     _buckets_installed = True
+
+
+def _plain_shape(shape: Any) -> tuple[int, ...] | None:
+    """``shape`` as a tuple of ints, or None where it is not a sequence of plain integers (None dimensions, an int)."""
+    import numpy as np
+
+    if not isinstance(shape, Sequence) or not all(isinstance(d, int | np.integer) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)
 
 
 @contextlib.contextmanager

@@ -70,7 +70,7 @@ models.draw_initial_weights_in_buckets()
 models.draw_initial_weights_in_buckets()  # once only
 patched = {n: getattr(jr, n) for n in names}
 report = {"wrapped": [patched[n].__wrapped__ is original[n] for n in names], "same": []}
-shapes = [(10,), (64, 37), (32, 32), (33, 31), (1025,), (4, 5, 6), (np.int64(7), 9), (1, 1)]
+shapes = [(), (10,), (64, 37), (32, 32), (33, 31), (1025,), (4, 5, 6), (np.int64(7), 9), (1, 1)]
 for n in names:
     for shape in shapes:
         for seed in (0, 1234):
