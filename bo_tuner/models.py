@@ -1285,8 +1285,15 @@ def draw_initial_weights_in_buckets() -> None:
         return
     import jax
     import numpy as np
-    from keras.src.backend.jax import random as jax_random
 
+    try:  # Keras' internals: where a release moved them, Keras' own path
+        from keras.src.backend.jax import random as jax_random
+
+        draws = {name: getattr(jax_random, name) for name in ("uniform", "normal", "truncated_normal")}
+        jax_random.jax_draw_seed  # noqa: B018
+    except (ImportError, AttributeError) as exc:
+        logging.getLogger(__name__).debug("initial weights drawn as Keras draws them (%s)", exc)
+        return
     if (getattr(jax.config, "jax_default_prng_impl", None) != "threefry2x32"
             or getattr(jax.config, "jax_threefry_partitionable", None) is not True):
         return
@@ -1312,8 +1319,8 @@ def draw_initial_weights_in_buckets() -> None:
         draw_in_bucket.__wrapped__ = draw  # type: ignore[attr-defined]
         return draw_in_bucket
 
-    for name in ("uniform", "normal", "truncated_normal"):
-        setattr(jax_random, name, bucketed(getattr(jax_random, name)))
+    for name, draw in draws.items():
+        setattr(jax_random, name, bucketed(draw))
     _buckets_installed = True
 
 
