@@ -39,7 +39,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 from threadpoolctl import ThreadpoolController
 
@@ -331,6 +331,15 @@ def _standard_normal_for_skopt() -> None:
         skopt.acquisition.norm = StandardNormal()
 
 
+class _Drawn(NamedTuple):
+    """Candidates drawn ahead: skopt's random state before and after the draw, the points, and them transformed."""
+
+    before: Any
+    after: Any
+    points: list[list[Any]]
+    transformed: Any
+
+
 class _CandidatesAhead:
     """The random candidates of skopt's next-point search, drawn while a trial trains instead of in the tell.
 
@@ -345,9 +354,8 @@ class _CandidatesAhead:
         self._opt = opt
         self._draw = opt.space.rvs  # skopt's, or a conditional space's (:meth:`Optimizer._canonical_candidates`)
         self._transform = opt.space.transform
-        # (random state before the draw, after it, the points, the points transformed)
-        self._ahead: tuple[Any, Any, list[list[Any]], Any] | None = None
-        self._handed: tuple[Any, Any, list[list[Any]], Any] | None = None  # drawn ahead and just handed to skopt
+        self._ahead: _Drawn | None = None
+        self._handed: _Drawn | None = None  # drawn ahead and just handed to skopt
         self.served = 0  # draws answered from :meth:`prepare`'s
         opt.space.rvs = self.rvs
         opt.space.transform = self.transform
@@ -364,22 +372,22 @@ class _CandidatesAhead:
         copy_ = np.random.RandomState()
         copy_.set_state(before)
         points = self._draw(n_samples=opt.n_points, random_state=copy_)
-        self._ahead = (before, copy_.get_state(), points, self._transform(points))
+        self._ahead = _Drawn(before, copy_.get_state(), points, self._transform(points))
 
     def rvs(self, n_samples: int = 1, random_state: Any = None) -> list[list[Any]]:
         ahead, self._ahead = self._ahead, None  # any other draw moves the state: what was drawn ahead is stale
-        if (ahead is not None and random_state is self._opt.rng and n_samples == len(ahead[2])
-                and _same_state(random_state.get_state(), ahead[0])):
-            random_state.set_state(ahead[1])
+        if (ahead is not None and random_state is self._opt.rng and n_samples == len(ahead.points)
+                and _same_state(random_state.get_state(), ahead.before)):
+            random_state.set_state(ahead.after)
             self._handed = ahead
             self.served += 1
-            return ahead[2]
+            return ahead.points
         return self._draw(n_samples=n_samples, random_state=random_state)  # type: ignore[no-any-return]
 
     def transform(self, X: Any) -> Any:
         handed, self._handed = self._handed, None
-        if handed is not None and X is handed[2]:
-            return handed[3]
+        if handed is not None and X is handed.points:
+            return handed.transformed
         return self._transform(X)
 
 
