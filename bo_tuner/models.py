@@ -1290,7 +1290,7 @@ def draw_initial_weights_in_buckets() -> None:
         from keras.src.backend.jax import random as jax_random
 
         draws = {name: getattr(jax_random, name) for name in ("uniform", "normal", "truncated_normal")}
-        jax_random.jax_draw_seed  # noqa: B018
+        draw_seed = jax_random.jax_draw_seed
     except (ImportError, AttributeError) as exc:
         logging.getLogger(__name__).debug("initial weights drawn as Keras draws them (%s)", exc)
         return
@@ -1304,7 +1304,7 @@ def draw_initial_weights_in_buckets() -> None:
         def draw_in_bucket(shape: Any, *args: Any, **kwargs: Any) -> Any:
             if len(args) > 3 or "seed" not in kwargs:  # seed given by position, or none: Keras' own path
                 return draw(shape, *args, **kwargs)
-            seed = jax_random.jax_draw_seed(kwargs.pop("seed"))  # the seed generator advances once, as in Keras
+            seed = draw_seed(kwargs.pop("seed"))  # the seed generator advances once, as in Keras
             dims = _plain_shape(shape)
             size = math.prod(dims) if dims is not None else 0
             if isinstance(seed, tracer) or not 0 < size <= 1 << high:
