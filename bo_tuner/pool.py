@@ -24,8 +24,8 @@ slots owns one process and a thread that feeds it:
   was sent back, while the study proposes the next point, and before the worker takes its next task or exits —
   also when the pool is terminated or its owner dies meanwhile (within :data:`AFTER_WORK_GRACE_S`).
 
-Only the standard library, psutil and the study's config are used; what runs in the workers is whatever is
-submitted (picklable callables).
+Only the standard library, psutil, the study's config and bo_tuner's file cache helper are used; what runs in the
+workers is whatever is submitted (picklable callables).
 :func:`study_pool` makes the pool a study uses; it names the worker's initializer instead of importing it, so the
 command line can start workers before it imports MLflow itself.
 """
@@ -40,9 +40,12 @@ import logging
 import multiprocessing
 import multiprocessing.spawn
 import os
+import pickle
 import queue
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +53,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bo_tuner.cache import save_once
 from bo_tuner.config import SQL_STORE_MODULE, StudyConfig, uses_database
 
 logger = logging.getLogger(__name__)
@@ -347,6 +351,49 @@ def keras_backend() -> str:
         return "tensorflow"
 
 
+class Handoff:
+    """One value a pool's owner hands to the pool's workers as they start, through a file in a private folder made
+    for it (the pool's workers are forked from a forkserver that began before the value existed, so it cannot be
+    an argument of their start): :meth:`publish` writes it once, whole or not at all; a starting worker reads it
+    with :func:`take_handoff` if it is there by then, and does without it otherwise. The folder goes when the pool
+    shuts down or is terminated (a study killed with SIGKILL leaves it in the temporary folder)."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="bo_tuner-handoff-")
+        self.path = os.path.join(self.folder, "value.pickle")
+
+    def publish(self, value: Any) -> None:
+        """Pickle ``value`` for the workers that start from now on (the first call's value stays).
+
+        Raises:
+            Exception: what pickling or writing raised (no file is left then: the workers do without).
+        """
+
+        def write(partial: Path) -> None:
+            with partial.open("wb") as file:
+                pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
+
+        save_once(Path(self.path), write)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def take_handoff(path: str | None) -> Any | None:
+    """In a worker: the value its pool's owner published at ``path`` (:class:`Handoff`), or None when there is none
+    yet (or it cannot be read: the worker then does the work itself)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        logger.debug("the handed-over value at %s was not read (%s)", path, exc)
+        return None
+
+
 class WorkerPool(cf.Executor):
     """``size`` worker processes, each replaced by a warm spare after ``max_tasks`` tasks, or once its resident
     memory grew by more than ``max_growth_mb`` since its second task began (None: no memory limit).
@@ -360,16 +407,20 @@ class WorkerPool(cf.Executor):
     ``if __name__ == "__main__":`` guard started its study again inside each worker, whose trials then all failed.
     Without it, what a worker runs must be importable by name (a study's are: bo_tuner's own functions and a builder
     given as ``module:function``), as with joblib's loky workers.
+
+    ``handoff``: where :meth:`hand_over` writes a value for the workers to read as they start (its path is among
+    their ``initargs``); the pool removes it when it shuts down or is terminated.
     """
 
     def __init__(self, size: int, *, max_tasks: int, max_growth_mb: float | None = None,
                  initializer: Callable[..., Any] | None = None,
                  initargs: Callable[[int], tuple[Any, ...]] = lambda slot: (),
-                 preload: Sequence[str] | None = None, main: bool = True) -> None:
+                 preload: Sequence[str] | None = None, main: bool = True, handoff: Handoff | None = None) -> None:
         if size < 1 or max_tasks < 1:
             raise ValueError(f"size ({size}) and max_tasks ({max_tasks}) must be >= 1")
         if max_growth_mb is not None and max_growth_mb < 0:
             raise ValueError(f"max_growth_mb ({max_growth_mb}) must be >= 0")
+        self._handoff = handoff
         self._context = start_context(preload)
         self._initializer = initializer
         self._initargs = initargs
@@ -418,6 +469,16 @@ class WorkerPool(cf.Executor):
         future: cf.Future[Any] = cf.Future()
         self._queue.put((future, fn, args))
         return future
+
+    def hand_over(self, value: Any) -> None:
+        """Publish ``value`` for the workers that start from now on (see :class:`Handoff`); best effort: a value that
+        cannot be written is logged at debug level, and the workers do without it. Nothing without a handoff."""
+        if self._handoff is None:
+            return
+        try:
+            self._handoff.publish(value)
+        except Exception as exc:
+            logger.debug("nothing handed over to the workers (%s)", exc)
 
     def wind_down(self) -> None:
         """Say that the tasks submitted from now on are the last few (the study's last trial, its champion check):
@@ -534,6 +595,8 @@ class WorkerPool(cf.Executor):
         if wait:
             for process in processes:
                 process.process.join()
+        if self._handoff is not None:  # a worker still starting reads it or does without
+            self._handoff.remove()
 
     def terminate(self) -> None:
         """Ctrl-C or a failed study: stop every worker now, running tasks included. A worker busy with the
@@ -553,6 +616,8 @@ class WorkerPool(cf.Executor):
             self._queue.put(None)
         for process in processes:
             process.process.join(timeout=5)
+        if self._handoff is not None:
+            self._handoff.remove()
 
     def _cancel_queued(self) -> None:
         while True:
@@ -605,8 +670,14 @@ def study_pool(config: StudyConfig) -> WorkerPool:
     store's client code, and for the TensorFlow and JAX backends Keras with its backend. Not Keras for PyTorch:
     Keras' torch backend asks ``torch.cuda.is_available()`` as it is imported, which initialises CUDA, and a forked
     child cannot use CUDA initialised before the fork.
+
+    The study hands its prepared data over (:meth:`WorkerPool.hand_over`, ``trial.PreparedHandoff``) as soon as it
+    has it, seconds before the forkserver's imports end: a worker then reads it (~0.01-0.1 s) instead of loading,
+    splitting and transforming the data again (0.45 s for digits, 2.7 s for a 200,000-row CSV on 2 vCPUs), which
+    was on the first trial's critical path.
     """
     parallel = config.workers  # a worker beyond the trials would only import and wait
+    handoff = Handoff()  # the study's prepared data (trial.PreparedHandoff): workers need not prepare it again
     threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None
     gpus = config.gpu_list
     preload = ["bo_tuner.trial"]
@@ -616,6 +687,7 @@ def study_pool(config: StudyConfig) -> WorkerPool:
         preload.append("bo_tuner._backend")
     return WorkerPool(parallel, max_tasks=config.worker_max_trials, max_growth_mb=config.worker_max_growth_mb,
                       initializer=call_by_name, preload=preload, main=config.model.startswith("__main__:"),
+                      handoff=handoff,
                       initargs=lambda slot: ("bo_tuner.trial:init_worker", threads,
                                              gpus[slot % len(gpus)] if gpus else None, config.data_key,
-                                             config.tracking_uri, config))
+                                             config.tracking_uri, config, handoff.path))

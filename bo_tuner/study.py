@@ -48,6 +48,7 @@ from bo_tuner.trial import (
     NUMBER_TAG,
     STATE_TAG,
     TIE_BREAK_METRIC,
+    PreparedHandoff,
     TrialJob,
     TrialOutcome,
     end_run_left_running,
@@ -1175,6 +1176,8 @@ def _tune_here(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] 
         executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
     try:
         prepared = _prepared(config, stored, resume)
+        if isinstance(executor, WorkerPool):  # workers still importing take it rather than prepare it again
+            executor.hand_over(PreparedHandoff(config.data_key, prepared))
         metric = _checked_metric(config, prepared, space)
         if stored is not None:
             _check_same_data(resume or "", stored.data, config.data, prepared.dataset.digest)

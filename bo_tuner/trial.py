@@ -382,9 +382,34 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
     return logged.uri
 
 
+@dataclass(frozen=True)
+class PreparedHandoff:
+    """The data a study prepared, handed to its pool's workers as they start (``pool.WorkerPool.hand_over``)."""
+
+    data_key: DataKey
+    prepared: data_mod.PreparedData
+
+
+_handed_over: dict[DataKey, data_mod.PreparedData] = {}  # this worker's study's data, as the study prepared it
+
+
+def take_prepared_data(handoff: str | None, data_key: DataKey) -> data_mod.PreparedData | None:
+    """In a worker as it starts: the study's prepared data for ``data_key`` if the study has handed it over at
+    ``handoff`` by now (:class:`PreparedHandoff`); :func:`prepared_data` answers with it from then on."""
+    handed = pool.take_handoff(handoff)
+    if not isinstance(handed, PreparedHandoff) or handed.data_key != data_key:
+        return None
+    _handed_over[data_key] = handed.prepared
+    return handed.prepared
+
+
 def prepared_data(data_key: DataKey) -> data_mod.PreparedData:
-    """The study's data, prepared where a trial runs (once per process), without the data's warnings: the study
-    prepared it first and showed them (a worker — a Ray worker too — would only repeat them)."""
+    """The study's data where a trial runs: as the study handed it over (:func:`take_prepared_data`), else
+    prepared here (once per process), without the data's warnings: the study prepared it first and showed them
+    (a worker — a Ray worker too — would only repeat them)."""
+    handed = _handed_over.get(data_key)
+    if handed is not None:
+        return handed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BoTunerWarning)
         return data_mod.prepare(*data_key)
@@ -493,10 +518,12 @@ def init_plotter(tracking_uri: str) -> None:
 
 def init_worker(intra_op_threads: int | None, gpu: str | None = None,
                 data_key: DataKey | None = None,
-                tracking_uri: str | None = None, config: StudyConfig | None = None) -> None:
+                tracking_uri: str | None = None, config: StudyConfig | None = None,
+                handoff: str | None = None) -> None:
     """Worker-process start: leave Ctrl-C to the study, set thread counts, pick a GPU, GPU memory growth, and
-    warm up (import Keras and its backend, load and split the data, import the tracking store's code) before the
-    first trial arrives.
+    warm up (import Keras and its backend, take the data the study prepared from ``handoff`` — or load and split
+    it here when the study has not handed it over yet —, import the tracking store's code) before the first trial
+    arrives.
 
     ``gpu``: the device this worker uses (``CUDA_VISIBLE_DEVICES``); on a GPU no worker grabs all of its memory.
     ``config`` (the study's): without ``intra_op_threads`` (one worker), when the largest model of its space is
@@ -520,7 +547,9 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     prepared = None
     if data_key is not None:  # before the thread counts, which depend on its shape; TensorFlow starts after them
         with contextlib.suppress(Exception):  # best effort: the study has reported bad data; a trial would re-raise
-            prepared = prepared_data(data_key)
+            prepared = take_prepared_data(handoff, data_key)
+            if prepared is None:
+                prepared = prepared_data(data_key)
     models.configure_runtime(intra_op_threads, small_models=small_models(config, prepared))
     models.import_backend()
     models.draw_initial_weights_in_buckets()  # Keras on JAX: not a compile for every new weight shape

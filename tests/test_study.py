@@ -241,6 +241,32 @@ def test_without_plots_a_study_logs_its_metrics_tables_and_reports_but_no_figure
     assert client.list_artifacts(minimized.study_run_id, "plots") == []
 
 
+def test_a_study_hands_its_prepared_data_to_its_workers_and_leaves_no_file_behind(
+        store: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study hands the data it prepared to its workers once (``WorkerPool.hand_over``; that a starting worker
+    takes it rather than preparing it again is tests/test_pool.py's), and the file goes as the workers end."""
+    import tempfile
+
+    from bo_tuner.pool import WorkerPool
+    from bo_tuner.trial import PreparedHandoff
+
+    handed: list[Any] = []
+    real = WorkerPool.hand_over
+
+    def spy(self: WorkerPool, value: Any) -> None:
+        handed.append(value)
+        real(self, value)
+
+    monkeypatch.setattr(WorkerPool, "hand_over", spy)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the pool's handoff folder is made
+    config = StudyConfig(data="iris", n_calls=1, n_initial_points=1, max_epochs=1, plots=False, promote="never",
+                         experiment="handoff", tracking_uri=store[1])
+    result = bo_tuner.tune(config, progress=False)
+    assert [t.state for t in result.trials] == ["COMPLETE"]
+    assert [(type(v), v.data_key, v.prepared.n_rows) for v in handed] == [(PreparedHandoff, config.data_key, 150)]
+    assert list(tmp_path.glob("bo_tuner-handoff-*")) == []
+
+
 def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_that_reads_them(
         store: tuple[Path, str]) -> None:
     """A Parquet ``timestamp[UTC]`` column: MLflow's ``datetime`` schema type holds only zone-free date-times and its
