@@ -382,12 +382,25 @@ def _log_model(model: Any, prepared: data_mod.PreparedData) -> str:
     return logged.uri
 
 
+#: The most prepared data (its arrays and test rows, in memory) a study hands to its workers through a file: the
+#: temporary folder is often in memory (tmpfs), and a copy of a larger table there would cost that much RAM for the
+#: study's length; above it each worker prepares its own, as before.
+HANDOFF_MAX_BYTES = 1 << 30
+
+
 @dataclass(frozen=True)
 class PreparedHandoff:
     """The data a study prepared, handed to its pool's workers as they start (``pool.WorkerPool.hand_over``)."""
 
     data_key: DataKey
     prepared: data_mod.PreparedData
+
+    @classmethod
+    def of(cls, data_key: DataKey, prepared: data_mod.PreparedData) -> PreparedHandoff | None:
+        """The handoff of ``prepared``, or None when it is larger than :data:`HANDOFF_MAX_BYTES`."""
+        arrays = (prepared.x_train, prepared.y_train, prepared.x_val, prepared.y_val)
+        size = sum(np.asarray(a).nbytes for a in arrays) + int(prepared.test_frame.memory_usage(deep=True).sum())
+        return cls(data_key, prepared) if size <= HANDOFF_MAX_BYTES else None
 
 
 _handed_over: dict[DataKey, data_mod.PreparedData] = {}  # this worker's study's data, as the study prepared it

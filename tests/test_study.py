@@ -265,6 +265,9 @@ def test_a_study_hands_its_prepared_data_to_its_workers_and_leaves_no_file_behin
     assert [t.state for t in result.trials] == ["COMPLETE"]
     assert [(type(v), v.data_key, v.prepared.n_rows) for v in handed] == [(PreparedHandoff, config.data_key, 150)]
     assert list(tmp_path.glob("bo_tuner-handoff-*")) == []
+    # a table larger than the bound is not copied into the temporary folder: each worker prepares its own
+    monkeypatch.setattr("bo_tuner.trial.HANDOFF_MAX_BYTES", handed[0].prepared.x_train.nbytes)
+    assert PreparedHandoff.of(config.data_key, handed[0].prepared) is None
 
 
 def test_a_parquet_study_with_time_zone_aware_timestamps_registers_a_champion_that_reads_them(
