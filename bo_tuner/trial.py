@@ -225,7 +225,14 @@ class _LiveCurves:
 
     def finish(self, history: Mapping[str, list[float]]) -> None:
         """Send the epochs of ``history`` (the fit's record so far, or its whole record) not sent yet."""
-        tracking.log_curves(self.run_id, {k: v[self.logged:] for k, v in history.items()}, self.logged + 1)
+        tracking.log_curves(self.run_id, *self.unsent(history))
+        self.sent(history)
+
+    def unsent(self, history: Mapping[str, list[float]]) -> tuple[dict[str, list[float]], int]:
+        """The epochs of ``history`` not sent yet, and the number of the first of them."""
+        return {k: v[self.logged:] for k, v in history.items()}, self.logged + 1
+
+    def sent(self, history: Mapping[str, list[float]]) -> None:
         self.logged = max((len(v) for v in history.values()), default=0)
 
 
@@ -292,25 +299,31 @@ def run_keras_trial(job: TrialJob) -> TrialOutcome:
 
 
 def _finish_run(open_run: contextlib.ExitStack, live: _LiveCurves, outcome: TrialOutcome) -> None:
-    """A finished trial's last records, then the end of its run (``open_run``: the :func:`tracking.trial_run` block
-    left open). Should they fail, the run ends FAILED with the reason (logged, and tagged on the run)."""
+    """A finished trial's last records — its epochs not sent yet and its summary, in one request (~30 ms a trial
+    less than two on a sqlite store) — then the end of its run (``open_run``: the :func:`tracking.trial_run` block
+    left open). Should they fail, the curves are sent on their own, and the run ends FAILED with the reason
+    (logged, and tagged on the run)."""
     with open_run:
         try:
-            live.finish(outcome.history)
-            _log_result(outcome)
+            _log_result(outcome, *live.unsent(outcome.history))  # one request: the curves with the summary
+            live.sent(outcome.history)
         except Exception as exc:
+            with contextlib.suppress(Exception):  # what the request would have carried, the curves on their own
+                live.finish(outcome.history)
             with contextlib.suppress(Exception):
                 record_failure(outcome.run_id, exc)
             raise
 
 
-def _log_result(outcome: TrialOutcome) -> None:
+def _log_result(outcome: TrialOutcome, curves: Mapping[str, Sequence[float]] | None = None,
+                first_epoch: int = 1) -> None:
     """A finished trial's summary metrics (at its number as step; also the logged model's) and its state and
-    whether (and where) it logged its model, as its run's tags."""
+    whether (and where) it logged its model, as its run's tags; with ``curves`` (epochs from ``first_epoch`` on,
+    see :func:`tracking.log_curves`) in the same request."""
     tags = {STATE_TAG: outcome.state, "bo_tuner.model_logged": outcome.model_uri is not None,
             **({"bo_tuner.model_uri": outcome.model_uri} if outcome.model_uri is not None else {})}
     tracking.log_batch(outcome.run_id, metrics=outcome.metrics, step=outcome.number, tags=tags,
-                       model_uri=outcome.model_uri)
+                       model_uri=outcome.model_uri, curves=curves, first_epoch=first_epoch)
 
 
 def end_run_left_running(outcome: TrialOutcome, metric: str) -> None:

@@ -159,10 +159,15 @@ def test_a_trial_s_last_records_end_its_run_or_end_it_failed_with_the_reason(
         with pytest.raises(OSError, match="disk full"):
             trial._finish_run(_open_trial_run(run_id), live, outcome)
     else:
+        requests = []
+        real_request = MlflowClient.log_batch
+        monkeypatch.setattr(MlflowClient, "log_batch",
+                            lambda self, *a, **k: (requests.append(k), real_request(self, *a, **k))[1])
         trial._finish_run(_open_trial_run(run_id), live, outcome)
+        assert len(requests) == 1  # the curves and the summary: one database transaction, not two
     run = client.get_run(run_id)
     assert mlflow.active_run() is None
-    assert _steps(client, run_id, "val_accuracy") == [(1, 0.5), (2, 0.75)]  # the curves went first
+    assert _steps(client, run_id, "val_accuracy") == [(1, 0.5), (2, 0.75)]  # with the summary, or on their own
     if fails:
         assert run.info.status == "FAILED"
         assert run.data.tags[trial.STATE_TAG] == "FAILED"
