@@ -355,15 +355,19 @@ class Handoff:
     """One value a pool's owner hands to the pool's workers as they start, through a file in a private folder made
     for it (the pool's workers are forked from a forkserver that began before the value existed, so it cannot be
     an argument of their start): :meth:`publish` writes it once, whole or not at all; a starting worker reads it
-    with :func:`take_handoff` if it is there by then, and does without it otherwise. The folder goes when the pool
-    shuts down or is terminated (a study killed with SIGKILL leaves it in the temporary folder)."""
+    with :func:`take_handoff` if it is there by then, and does without it otherwise. The pool removes the folder
+    once each of its slots' first workers has begun a task (so past its start; a later one, e.g. a recycled
+    worker's replacement, does without), and when it shuts down or is terminated: a study killed with SIGKILL in
+    its first seconds leaves it in the temporary folder."""
 
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="bo_tuner-handoff-")
         self.path = os.path.join(self.folder, "value.pickle")
+        self._removed = False
 
     def publish(self, value: Any) -> None:
-        """Pickle ``value`` for the workers that start from now on (the first call's value stays).
+        """Pickle ``value`` for the workers that start from now on (the first call's value stays; nothing once
+        removed).
 
         Raises:
             Exception: what pickling or writing raised (no file is left then: the workers do without).
@@ -373,9 +377,11 @@ class Handoff:
             with partial.open("wb") as file:
                 pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
 
-        save_once(Path(self.path), write)
+        if not self._removed:
+            save_once(Path(self.path), write)
 
     def remove(self) -> None:
+        self._removed = True
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -409,7 +415,8 @@ class WorkerPool(cf.Executor):
     given as ``module:function``), as with joblib's loky workers.
 
     ``handoff``: where :meth:`hand_over` writes a value for the workers to read as they start (its path is among
-    their ``initargs``); the pool removes it when it shuts down or is terminated.
+    their ``initargs``); the pool removes it once each slot's first worker has begun a task, or when it shuts down
+    or is terminated.
     """
 
     def __init__(self, size: int, *, max_tasks: int, max_growth_mb: float | None = None,
@@ -421,6 +428,7 @@ class WorkerPool(cf.Executor):
         if max_growth_mb is not None and max_growth_mb < 0:
             raise ValueError(f"max_growth_mb ({max_growth_mb}) must be >= 0")
         self._handoff = handoff
+        self._begun: set[int] = set()  # slots whose first worker has begun a task: past the handoff
         self._context = start_context(preload)
         self._initializer = initializer
         self._initargs = initargs
@@ -523,6 +531,7 @@ class WorkerPool(cf.Executor):
             worker.conn.send((fn, args))
             if worker.conn.recv() != _STARTED:  # died before taking it: EOF (or a pipe broken as it was sent)
                 raise EOFError("no acknowledgement")
+            self._note_begun(slot)
         except (OSError, EOFError) as exc:  # BrokenPipeError, ConnectionResetError; a handle closed by terminate()
             if self._closed:
                 future.set_exception(WorkerDied("the worker pool was terminated"))
@@ -561,6 +570,16 @@ class WorkerPool(cf.Executor):
                          worker.grown_mb)
             worker.retire()
             self._replace(slot, worker)
+
+    def _note_begun(self, slot: int) -> None:
+        """Once every slot's first worker has begun a task, each has read the handoff (or done without): it goes."""
+        if self._handoff is None or slot in self._begun:
+            return
+        with self._lock:
+            self._begun.add(slot)
+            done = len(self._begun) == self.size
+        if done:
+            self._handoff.remove()
 
     def _spent(self, worker: _Process) -> bool:
         """Is the task it takes now its last? Memory is known as of its previous task's start (one task late)."""

@@ -82,6 +82,19 @@ def _data_seen(data_key: DataKey) -> tuple[int, str, int]:
     return data._prepare.cache_info().currsize, prepared.name, prepared.n_rows
 
 
+_handed_at_start: object = None
+
+
+def _take_at_start(path: str) -> None:
+    global _handed_at_start
+    _handed_at_start = take_handoff(path)
+
+
+def _taken_at_start() -> object:
+    time.sleep(0.2)  # long enough that two such tasks land on two workers
+    return _handed_at_start
+
+
 _held: list[bytes] = []
 
 
@@ -503,8 +516,9 @@ def test_a_study_starts_no_more_workers_than_it_has_trials(tmp_path: Path) -> No
 
 def test_a_handoff_is_written_whole_once_read_by_path_and_removed_with_its_pool(tmp_path: Path) -> None:
     """What a pool's owner hands its starting workers (``Handoff``): the first value published stays, a worker
-    reads it by path; nothing there yet, an unreadable file or a value that does not pickle leave the workers to do
-    without (None), never an error; the folder goes when the pool shuts down or is terminated."""
+    reads it by path as it starts; nothing there yet, an unreadable file or a value that does not pickle leave the
+    workers to do without (None), never an error. The folder goes once each slot's first worker has begun a task
+    (a later worker does without), or when the pool shuts down or is terminated."""
     early = Handoff()
     assert take_handoff(early.path) is None and take_handoff(None) is None  # not published yet
     early.publish({"rows": [1, 2, 3]})
@@ -516,6 +530,19 @@ def test_a_handoff_is_written_whole_once_read_by_path_and_removed_with_its_pool(
     early.remove()
     assert not Path(early.folder).exists()
 
+    handoff = Handoff()
+    handoff.publish(("data", 42))
+    pool = WorkerPool(2, max_tasks=5, handoff=handoff, initializer=_take_at_start,
+                      initargs=lambda slot: (handoff.path,))
+    try:
+        seen = [f.result(timeout=60) for f in [pool.submit(_taken_at_start) for _ in range(2)]]
+        assert seen == [("data", 42), ("data", 42)]  # two slots, each worker read it as it started
+        assert not Path(handoff.folder).exists()  # both have begun a task: it went
+        pool.hand_over("too late")
+        assert not Path(handoff.folder).exists()
+    finally:
+        pool.shutdown()
+
     for stop in ("shutdown", "terminate"):
         handoff = Handoff()
         pool = WorkerPool(1, max_tasks=5, handoff=handoff)
@@ -523,9 +550,9 @@ def test_a_handoff_is_written_whole_once_read_by_path_and_removed_with_its_pool(
             pool.hand_over(lambda: "a lambda does not pickle")  # logged at debug level, nothing written
             assert not Path(handoff.path).exists()
             pool.hand_over(("data", 42))
-            assert pool.submit(take_handoff, handoff.path).result(timeout=60) == ("data", 42)
+            assert Path(handoff.path).exists()
         finally:
-            getattr(pool, stop)()
+            getattr(pool, stop)()  # no task begun: it goes with the pool
         assert not Path(handoff.folder).exists(), stop
     WorkerPool(1, max_tasks=5).hand_over("nothing to hand it to")  # a pool without a handoff: nothing happens
 
