@@ -42,6 +42,7 @@ import multiprocessing.spawn
 import os
 import pickle
 import queue
+import secrets
 import shutil
 import signal
 import sys
@@ -357,13 +358,15 @@ class Handoff:
     an argument of their start): :meth:`publish` writes it once, whole or not at all; a starting worker reads it
     with :func:`take_handoff` if it is there by then, and does without it otherwise. The pool removes the folder
     once each of its slots' first workers has begun a task (so past its start; a later one, e.g. a recycled
-    worker's replacement, does without), and when it shuts down or is terminated: a study killed with SIGKILL in
-    its first seconds leaves it in the temporary folder."""
+    worker's replacement, does without), and when it shuts down or is terminated: only a study killed with SIGKILL
+    between the publishing and that (its first seconds) leaves it in the temporary folder."""
 
     def __init__(self) -> None:
-        self.folder = tempfile.mkdtemp(prefix="bo_tuner-handoff-")
+        # made at the first publish, as mkdtemp makes its folders (a random name, mode 0700, refused if it exists)
+        self.folder = os.path.join(tempfile.gettempdir(), f"bo_tuner-handoff-{secrets.token_hex(8)}")
         self.path = os.path.join(self.folder, "value.pickle")
         self._removed = False
+        self._made = False
 
     def publish(self, value: Any) -> None:
         """Pickle ``value`` for the workers that start from now on (the first call's value stays; nothing once
@@ -377,8 +380,12 @@ class Handoff:
             with partial.open("wb") as file:
                 pickle.dump(value, file, protocol=pickle.HIGHEST_PROTOCOL)
 
-        if not self._removed:
-            save_once(Path(self.path), write)
+        if self._removed:
+            return
+        if not self._made:
+            os.mkdir(self.folder, 0o700)
+            self._made = True
+        save_once(Path(self.path), write)
 
     def remove(self) -> None:
         self._removed = True

@@ -521,10 +521,12 @@ def test_a_handoff_is_written_whole_once_read_by_path_and_removed_with_its_pool(
     (a later worker does without), or when the pool shuts down or is terminated."""
     early = Handoff()
     assert take_handoff(early.path) is None and take_handoff(None) is None  # not published yet
+    assert not Path(early.folder).exists()  # nothing in the temporary folder until there is something to hand over
     early.publish({"rows": [1, 2, 3]})
     early.publish({"rows": "a later value"})
     assert take_handoff(early.path) == {"rows": [1, 2, 3]}
     assert [p.name for p in Path(early.folder).iterdir()] == ["value.pickle"]  # no partial file left
+    assert Path(early.folder).stat().st_mode & 0o777 == 0o700  # the user's data: theirs alone to read
     Path(early.path).write_bytes(b"not a pickle")
     assert take_handoff(early.path) is None
     early.remove()
