@@ -1176,9 +1176,10 @@ def _tune_here(config: StudyConfig | Mapping[str, Any] | str | os.PathLike[str] 
         executor = _executor(config)  # workers import Keras and load the data while the study sets itself up
     try:
         prepared = _prepared(config, stored, resume)
-        handoff = PreparedHandoff.of(config.data_key, prepared)
-        if isinstance(executor, WorkerPool) and handoff is not None:  # workers still importing take it
-            executor.hand_over(handoff)
+        if isinstance(executor, WorkerPool):  # for its workers, still importing: they take it, not prepare it again
+            handoff = PreparedHandoff.of(config.data_key, prepared)
+            if handoff is not None:
+                executor.hand_over(handoff)
         metric = _checked_metric(config, prepared, space)
         if stored is not None:
             _check_same_data(resume or "", stored.data, config.data, prepared.dataset.digest)
