@@ -406,7 +406,7 @@ def log_new_params(run_id: str, params: Mapping[str, Any]) -> None:
 def log_curves(run_id: str, curves: Mapping[str, Sequence[float]], first_epoch: int = 1) -> None:
     """Per-epoch series (``loss``, ``val_accuracy``…) stepped by epoch (1-based), the lists beginning at
     ``first_epoch``."""
-    if any(curves.values()):
+    if any(math.isfinite(float(v)) for values in curves.values() for v in values):  # else no request, as before
         log_batch(run_id, curves=curves, first_epoch=first_epoch)
 
 
