@@ -419,14 +419,12 @@ class PreparedHandoff:
 _handed_over: dict[DataKey, data_mod.PreparedData] = {}  # this worker's study's data, as the study prepared it
 
 
-def take_prepared_data(handoff: str | None, data_key: DataKey) -> data_mod.PreparedData | None:
-    """In a worker as it starts: the study's prepared data for ``data_key`` if the study has handed it over at
+def take_prepared_data(handoff: str | None, data_key: DataKey) -> None:
+    """In a worker as it starts: keep the study's prepared data for ``data_key`` if the study has handed it over at
     ``handoff`` by now (:class:`PreparedHandoff`); :func:`prepared_data` answers with it from then on."""
     handed = pool.take_handoff(handoff)
-    if not isinstance(handed, PreparedHandoff) or handed.data_key != data_key:
-        return None
-    _handed_over[data_key] = handed.prepared
-    return handed.prepared
+    if isinstance(handed, PreparedHandoff) and handed.data_key == data_key:
+        _handed_over[data_key] = handed.prepared
 
 
 def prepared_data(data_key: DataKey) -> data_mod.PreparedData:
@@ -573,9 +571,8 @@ def init_worker(intra_op_threads: int | None, gpu: str | None = None,
     prepared = None
     if data_key is not None:  # before the thread counts, which depend on its shape; TensorFlow starts after them
         with contextlib.suppress(Exception):  # best effort: the study has reported bad data; a trial would re-raise
-            prepared = take_prepared_data(handoff, data_key)
-            if prepared is None:
-                prepared = prepared_data(data_key)
+            take_prepared_data(handoff, data_key)
+            prepared = prepared_data(data_key)
     models.configure_runtime(intra_op_threads, small_models=small_models(config, prepared))
     models.import_backend()
     models.draw_initial_weights_in_buckets()  # Keras on JAX: not a compile for every new weight shape
